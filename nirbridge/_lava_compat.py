@@ -71,7 +71,7 @@ class _LavaCompatFinder(importlib.abc.MetaPathFinder):
 
 def install() -> bool:
     """Install the fix once; returns True when it is active (Python >= 3.11)."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - a no-op on the Pythons Lava supports
         return False
     if not any(isinstance(f, _LavaCompatFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _LavaCompatFinder())

@@ -1,0 +1,1 @@
+"""Backends: each lowers a NIR graph and runs it, returning outputs and per-node records."""

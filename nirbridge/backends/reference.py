@@ -1,0 +1,324 @@
+"""The float64 reference executor: the ground truth every backend is judged against.
+
+Any acyclic NIR graph of standard and nirbridge custom nodes becomes a torch module that
+runs inputs shaped ``[T, B, ...]`` in one call. Because the graph has no feedback edges,
+each node is evaluated over the whole time axis at once in topological order: synapses
+(Affine, Conv, pooling) act on all ``T·B`` samples in one batched call and only neurons
+loop over time. Several edges into one node sum (NIR's convention).
+
+nirtorch's own interpreter (``nirtorch.nir_to_torch``) runs one step at a time and
+exposes neither the input nor the state of every node, which the verification and the
+SOP counting need, and it knows nothing of custom nodes; hence this executor. The neuron
+dynamics themselves are not written here: they come from
+:mod:`nirbridge.neurons.functional` through the nodes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import nir
+import numpy as np
+import torch
+import torch.nn.functional as tF
+
+from nirbridge.errors import GraphError, InputError, UnknownNodeError
+from nirbridge.neurons import functional as F
+from nirbridge.nodes import CustomNeuron, compare_of
+
+log = logging.getLogger(__name__)
+
+#: Time step conventions of the frameworks whose NIR exports carry no dt.
+FRAMEWORK_DT: dict[str, float] = {"norse": 1e-3, "snntorch": 1e-4, "nirbridge": 1.0}
+
+
+def graph_dt(graph: nir.NIRGraph, dt: float | None = None) -> float:
+    """The time step to run ``graph`` with: ``dt`` if given, else the graph's metadata."""
+    if dt is not None:
+        return float(dt)
+    meta = graph.metadata or {}
+    if "dt" in meta:
+        return float(np.asarray(meta["dt"]).item())
+    log.warning("graph has no 'dt' in its metadata; using dt = 1.0 (pass dt= to override)")
+    return 1.0
+
+
+def topological_order(graph: nir.NIRGraph) -> list[str]:
+    """Node names in an order where every node follows all its predecessors."""
+    names = list(graph.nodes)
+    for src, dst in graph.edges:
+        for end in (src, dst):
+            if end not in graph.nodes:
+                raise GraphError(f"edge ({src!r} → {dst!r}) names node {end!r}, which is not "
+                                 "in the graph; remove the edge or add the node")
+    indeg = {n: 0 for n in names}
+    succ: dict[str, list[str]] = {n: [] for n in names}
+    for src, dst in graph.edges:
+        indeg[dst] += 1
+        succ[src].append(dst)
+    ready = [n for n in names if indeg[n] == 0]
+    order: list[str] = []
+    while ready:
+        n = ready.pop(0)
+        order.append(n)
+        for m in succ[n]:
+            indeg[m] -= 1
+            if indeg[m] == 0:
+                ready.append(m)
+    if len(order) != len(names):
+        cyclic = sorted(set(names) - set(order))
+        raise GraphError(f"graph has a cycle through nodes {cyclic}; recurrent graphs are not "
+                         "supported by the reference executor yet")
+    return order
+
+
+def _pair(v: Any) -> tuple[int, ...] | str:
+    if isinstance(v, (str, bytes)):
+        return v.decode() if isinstance(v, bytes) else v
+    arr = np.atleast_1d(np.asarray(v)).astype(int)
+    return tuple(int(a) for a in arr)
+
+
+def _fold(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    t, b = x.shape[:2]
+    return x.reshape(t * b, *x.shape[2:]), (t, b)
+
+
+def _unfold(y: torch.Tensor, tb: tuple[int, int]) -> torch.Tensor:
+    return y.reshape(*tb, *y.shape[1:])
+
+
+def apply_synapse(node: nir.NIRNode, x: torch.Tensor) -> torch.Tensor:
+    """A stateless node over a whole ``[T, B, ...]`` tensor."""
+    dt_ = x.dtype
+    dev = x.device
+
+    def t(a: Any) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(a), dtype=dt_, device=dev)
+
+    if isinstance(node, nir.Affine):
+        return tF.linear(x, t(node.weight), t(node.bias))
+    if isinstance(node, nir.Linear):
+        return tF.linear(x, t(node.weight))
+    if isinstance(node, nir.Scale):
+        return x * t(node.scale)
+    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
+        xf, tb = _fold(x)
+        conv = tF.conv1d if isinstance(node, nir.Conv1d) else tF.conv2d
+        pad = _pair(node.padding)
+        if isinstance(pad, tuple) and len(pad) == 1:
+            pad = pad[0] if isinstance(node, nir.Conv1d) else (pad[0], pad[0])
+        stride = _pair(node.stride)
+        dil = _pair(node.dilation)
+        y = conv(xf, t(node.weight), t(node.bias), stride=stride, padding=pad, dilation=dil,
+                 groups=int(np.asarray(node.groups).item()))
+        return _unfold(y, tb)
+    if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
+        xf, tb = _fold(x)
+        k = _pair(node.kernel_size)
+        k = k * 2 if len(k) == 1 else k
+        s = _pair(node.stride)
+        s = s * 2 if len(s) == 1 else s
+        p = _pair(node.padding)
+        p = p * 2 if len(p) == 1 else p
+        y = tF.avg_pool2d(xf, k, s, p, count_include_pad=True)
+        if isinstance(node, nir.SumPool2d):
+            y = y * (k[0] * k[1])
+        return _unfold(y, tb)
+    if isinstance(node, nir.Flatten):
+        ndim = x.dim() - 2
+        start = int(node.start_dim) % ndim + 2
+        end = int(node.end_dim) % ndim + 2
+        return x.flatten(start, end)
+    if isinstance(node, nir.Threshold):
+        return (x > t(node.threshold)).to(dt_)
+    raise UnknownNodeError(f"node type {type(node).__name__} has no reference semantics")
+
+
+def _zeros(x: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(x[0])
+
+
+def neuron_runner(node: nir.NIRNode, dt: float):
+    """``(init(x0), step(x, state))`` for a neuron node, with its parameters as tensors."""
+    cmp = compare_of(node)
+    if isinstance(node, CustomNeuron):
+        def init(x0: torch.Tensor) -> Any:
+            return node.initial_state(x0.shape[0], x0.dtype, x0.device)
+
+        kwargs: dict[str, Any] = {}
+
+        def step(x: torch.Tensor, s: Any) -> Any:
+            if not kwargs:  # parameters as tensors of the run's dtype, made once
+                kwargs.update(node.step_kwargs(dt, x.dtype, x.device))
+            return type(node).step_fn(x, s, **kwargs)
+
+        return init, step
+
+    def p(name: str, x: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(getattr(node, name)), dtype=x.dtype, device=x.device)
+
+    if isinstance(node, nir.LIF):
+        def step(x, s):
+            return F.lif_step(x, s, tau=p("tau", x), r=p("r", x), v_leak=p("v_leak", x),
+                              v_threshold=p("v_threshold", x), v_reset=p("v_reset", x), dt=dt,
+                              compare=cmp)
+        return (lambda x0: F.LIFState(_zeros(x0))), step
+    if isinstance(node, nir.IF):
+        def step(x, s):
+            return F.if_step(x, s, r=p("r", x), v_threshold=p("v_threshold", x),
+                             v_reset=p("v_reset", x), compare=cmp)
+        return (lambda x0: F.LIFState(_zeros(x0))), step
+    if isinstance(node, nir.LI):
+        def step(x, s):
+            return F.li_step(x, s, tau=p("tau", x), r=p("r", x), v_leak=p("v_leak", x), dt=dt)
+        return (lambda x0: F.LIFState(_zeros(x0))), step
+    if isinstance(node, nir.I):
+        def step(x, s):
+            v = s.v + dt * p("r", x) * x
+            return v, F.LIFState(v)
+        return (lambda x0: F.LIFState(_zeros(x0))), step
+    if isinstance(node, nir.CubaLIF):
+        def step(x, s):
+            return F.cubalif_step(x, s, tau_syn=p("tau_syn", x), tau_mem=p("tau_mem", x),
+                                  r=p("r", x), v_leak=p("v_leak", x),
+                                  v_threshold=p("v_threshold", x), v_reset=p("v_reset", x),
+                                  w_in=p("w_in", x), dt=dt, compare=cmp)
+        return (lambda x0: F.CubaLIFState(_zeros(x0), _zeros(x0))), step
+    if isinstance(node, nir.CubaLI):
+        def step(x, s):
+            i = s.i + (dt / p("tau_syn", x)) * (-s.i + p("w_in", x) * x)
+            v = s.v + (dt / p("tau_mem", x)) * (p("v_leak", x) - s.v + p("r", x) * i)
+            return v, F.CubaLIFState(v, i)
+        return (lambda x0: F.CubaLIFState(_zeros(x0), _zeros(x0))), step
+    return None
+
+
+@dataclass
+class RunRecord:
+    """What the reference run saw at one node: its summed input, output and states."""
+
+    input: torch.Tensor | None = None
+    output: torch.Tensor | None = None
+    states: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class ReferenceExecutor(torch.nn.Module):
+    """Runs a NIR graph on inputs ``[T, B, ...]`` in float64 (by default), exactly.
+
+    ``forward(inputs, record=False)``: ``inputs`` is a tensor (one Input node) or a dict
+    by Input node name. Returns the output tensor (one Output node) or a dict; with
+    ``record`` true (or a set of node names) also a dict of :class:`RunRecord` per node.
+    """
+
+    def __init__(self, graph: nir.NIRGraph, *, dtype: torch.dtype = torch.float64,
+                 dt: float | None = None) -> None:
+        super().__init__()
+        self.graph = graph
+        self.dtype = dtype
+        self.dt = graph_dt(graph, dt)
+        self.order = topological_order(graph)
+        self.preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
+        for src, dst in graph.edges:
+            self.preds[dst].append(src)
+        self.inputs = [n for n in self.order if isinstance(graph.nodes[n], nir.Input)]
+        self.outputs = [n for n in self.order if isinstance(graph.nodes[n], nir.Output)]
+        if not self.inputs or not self.outputs:
+            raise GraphError("graph needs at least one Input and one Output node "
+                             f"(has inputs {self.inputs}, outputs {self.outputs})")
+
+    def _check_input(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 3:
+            raise InputError(f"input for node '{name}' has shape {tuple(x.shape)}; expected "
+                             "[T, B, ...] with time first, then batch")
+        shape = self.graph.nodes[name].output_type.get("output")
+        if shape is not None and np.size(shape) > 0:
+            want = tuple(int(s) for s in np.asarray(shape).ravel())
+            if tuple(x.shape[2:]) != want:
+                raise InputError(f"input for node '{name}' has per-step shape "
+                                 f"{tuple(x.shape[2:])}; the graph expects {want}")
+        if not torch.isfinite(x).all():
+            raise InputError(f"input for node '{name}' contains NaN or inf")
+        return x.to(self.dtype)
+
+    def forward(self, inputs: torch.Tensor | dict[str, torch.Tensor],
+                record: bool | Iterable[str] = False):
+        if not isinstance(inputs, dict):
+            if len(self.inputs) != 1:
+                raise InputError(f"graph has inputs {self.inputs}; pass a dict by name")
+            inputs = {self.inputs[0]: inputs}
+        want = set(self.graph.nodes) if record is True else set(record or ())
+        values: dict[str, torch.Tensor] = {}
+        records: dict[str, RunRecord] = {}
+        for name in self.order:
+            node = self.graph.nodes[name]
+            if isinstance(node, nir.Input):
+                if name not in inputs:
+                    raise InputError(f"no input given for Input node '{name}'")
+                x = torch.as_tensor(inputs[name])
+                values[name] = self._check_input(name, x)
+                if name in want:
+                    records[name] = RunRecord(output=values[name])
+                continue
+            preds = self.preds[name]
+            if not preds:
+                raise GraphError(f"node '{name}' has no incoming edge; connect it or remove it")
+            x = values[preds[0]]
+            for q in preds[1:]:
+                if values[q].shape != x.shape:
+                    raise GraphError(f"node '{name}' sums inputs of shapes {tuple(x.shape)} "
+                                     f"('{preds[0]}') and {tuple(values[q].shape)} ('{q}')")
+                x = x + values[q]
+            rec = RunRecord(input=x) if name in want else None
+            y = self._run_node(name, node, x, rec)
+            values[name] = y
+            if rec is not None:
+                rec.output = y
+                records[name] = rec
+        outs = {n: values[n] for n in self.outputs}
+        out: Any = outs[self.outputs[0]] if len(outs) == 1 else outs
+        return (out, records) if want else out
+
+    def _run_node(self, name: str, node: nir.NIRNode, x: torch.Tensor,
+                  rec: RunRecord | None) -> torch.Tensor:
+        if isinstance(node, nir.Output):
+            return x
+        runner = neuron_runner(node, self.dt)
+        if runner is None:
+            try:
+                return apply_synapse(node, x)
+            except UnknownNodeError:
+                raise UnknownNodeError(
+                    f"node '{name}' of type {type(node).__name__} has no reference semantics"
+                ) from None
+            except RuntimeError as exc:
+                raise GraphError(f"node '{name}' ({type(node).__name__}) failed on input of "
+                                 f"shape {tuple(x.shape)}: {exc}") from exc
+        init, step = runner
+        state = init(x[0])
+        outs = []
+        trace: dict[str, list[torch.Tensor]] = {f: [] for f in type(state)._fields}
+        for xt in x:
+            y, state = step(xt, state)
+            outs.append(y)
+            if rec is not None:
+                for f in trace:
+                    trace[f].append(getattr(state, f))
+        if rec is not None:
+            rec.states = {f: torch.stack(v) for f, v in trace.items()}
+        return torch.stack(outs)
+
+
+def run_reference(graph: nir.NIRGraph, inputs: Any, *, dtype: torch.dtype = torch.float64,
+                  dt: float | None = None, record: bool | Iterable[str] = False):
+    """Run ``graph`` on ``inputs`` ``[T, B, ...]`` (tensor or numpy; dict for several
+    Input nodes). Returns outputs, and ``(outputs, records)`` when ``record`` is set."""
+    if isinstance(inputs, np.ndarray):
+        inputs = torch.from_numpy(inputs)
+    elif isinstance(inputs, dict):
+        inputs = {k: torch.as_tensor(v) for k, v in inputs.items()}
+    with torch.no_grad():
+        return ReferenceExecutor(graph, dtype=dtype, dt=dt)(inputs, record=record)
