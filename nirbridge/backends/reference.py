@@ -322,3 +322,9 @@ def run_reference(graph: nir.NIRGraph, inputs: Any, *, dtype: torch.dtype = torc
         inputs = {k: torch.as_tensor(v) for k, v in inputs.items()}
     with torch.no_grad():
         return ReferenceExecutor(graph, dtype=dtype, dt=dt)(inputs, record=record)
+
+
+def run(graph: nir.NIRGraph, inputs: Any, *, record: bool | Iterable[str] = False,
+        dtype: torch.dtype = torch.float64, dt: float | None = None):
+    """Backend entry point (same signature shape for every backend)."""
+    return run_reference(graph, inputs, dtype=dtype, dt=dt, record=record)

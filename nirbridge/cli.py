@@ -1,0 +1,308 @@
+"""The ``nirbridge`` command.
+
+Every sub-command turns a :class:`nirbridge.errors.NirbridgeError` (and any other failure)
+into one line on stderr and a non-zero exit code (``--debug`` shows the traceback), and
+writes its output files atomically, so a failed command never leaves a partial file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from nirbridge.errors import ExportError, InputError, NirbridgeError
+
+log = logging.getLogger("nirbridge")
+
+
+# ----------------------------------------------------------------------------- helpers
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` that replaces it only if the block succeeds."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise InputError(f"output directory '{path.parent}' does not exist; create it first")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in text.replace("x", ",").split(",") if s.strip())
+    except ValueError:
+        raise InputError(f"--input-shape {text!r} is not a comma-separated list of integers "
+                         "(e.g. 1,28,28)") from None
+    if not shape or any(s <= 0 for s in shape):
+        raise InputError(f"--input-shape {text!r} must list positive sizes (e.g. 1,28,28)")
+    return shape
+
+
+def load_factory(spec: str) -> Any:
+    """``module.path:factory`` or ``path/to/file.py:factory`` → the factory callable."""
+    if ":" not in spec:
+        raise ExportError(f"model {spec!r} must be MODULE_OR_FILE:FACTORY "
+                          "(e.g. mymodels.py:make_net)")
+    target, _, name = spec.rpartition(":")
+    try:
+        if target.endswith(".py") or os.path.sep in target:
+            file = Path(target)
+            if not file.is_file():
+                raise ExportError(f"model file '{file}' does not exist")
+            mspec = importlib.util.spec_from_file_location(file.stem, file)
+            module = importlib.util.module_from_spec(mspec)  # type: ignore[arg-type]
+            sys.modules.setdefault(file.stem, module)
+            mspec.loader.exec_module(module)  # type: ignore[union-attr]
+        else:
+            module = importlib.import_module(target)
+    except NirbridgeError:
+        raise
+    except Exception as exc:
+        raise ExportError(f"cannot import model module '{target}': "
+                          f"{type(exc).__name__}: {exc}") from exc
+    factory = getattr(module, name, None)
+    if not callable(factory):
+        raise ExportError(f"'{target}' has no callable '{name}'")
+    return factory
+
+
+def load_weights(model: Any, ckpt: str) -> None:
+    import torch
+
+    if not Path(ckpt).is_file():
+        raise ExportError(f"checkpoint '{ckpt}' does not exist")
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ExportError(f"cannot load checkpoint '{ckpt}' with weights_only=True: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    try:
+        model.load_state_dict(state)
+    except Exception as exc:
+        raise ExportError(f"checkpoint '{ckpt}' does not fit the model: {exc}") from exc
+
+
+def load_array(path: str, what: str = "--input") -> Any:
+    import numpy as np
+
+    if not Path(path).is_file():
+        raise InputError(f"{what} file '{path}' does not exist")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise InputError(f"{what} file '{path}' is not a .npy array: {exc}") from exc
+    if not isinstance(arr, np.ndarray):
+        raise InputError(f"{what} file '{path}' holds several arrays; give one .npy array")
+    return arr
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from nirbridge.api import to_nir, write
+
+    factory = load_factory(args.model)
+    try:
+        model = factory()
+    except Exception as exc:
+        raise ExportError(f"factory '{args.model}' failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(model, torch.nn.Module):
+        raise ExportError(f"factory '{args.model}' returned {type(model).__name__}, "
+                          "not a torch.nn.Module")
+    if args.weights:
+        load_weights(model, args.weights)
+    sample = torch.zeros((args.batch, *parse_shape(args.input_shape)))
+    graph = to_nir(model, sample, dt=args.dt)
+    write(args.output, graph, compat=args.compat)
+    print(f"wrote {args.output}: {len(graph.nodes)} nodes, {len(graph.edges)} edges, "
+          f"dt={args.dt}")
+    return 0
+
+
+def describe(graph: Any) -> dict[str, Any]:
+    """A JSON-able summary of a graph: nodes, types, shapes, parameter counts, dt."""
+    import numpy as np
+
+    from nirbridge.nodes import CustomNeuron, compare_of, is_neuron
+
+    def shape(t: dict | None, key: str) -> list[int] | None:
+        v = (t or {}).get(key)
+        return None if v is None else [int(s) for s in np.asarray(v).ravel()]
+
+    nodes = []
+    for name, node in graph.nodes.items():
+        n_params = 0
+        for k, v in vars(node).items():
+            if k in ("input_type", "output_type", "metadata"):
+                continue
+            if isinstance(v, np.ndarray) and v.dtype.kind in "fiu" and k not in (
+                "input_shape", "stride", "padding", "dilation", "kernel_size"
+            ):
+                n_params += int(v.size)
+            elif hasattr(v, "numel"):
+                n_params += int(v.numel())
+        entry = {
+            "name": name,
+            "type": type(node).__name__,
+            "custom": isinstance(node, CustomNeuron),
+            "input_shape": shape(getattr(node, "input_type", None), "input"),
+            "output_shape": shape(getattr(node, "output_type", None), "output"),
+            "parameters": n_params,
+        }
+        if is_neuron(node):
+            entry["compare"] = compare_of(node)
+        nodes.append(entry)
+    meta = {k: (v.item() if hasattr(v, "item") else v) for k, v in (graph.metadata or {}).items()
+            if not isinstance(v, dict)}
+    return {
+        "dt": meta.get("dt"),
+        "metadata": {k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                     for k, v in meta.items()},
+        "nodes": nodes,
+        "edges": [[a, b] for a, b in graph.edges],
+        "custom_nodes": [n["name"] for n in nodes if n["custom"]],
+        "parameters": sum(n["parameters"] for n in nodes),
+    }
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from nirbridge.api import read
+
+    info = describe(read(args.file))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    rows = [("node", "type", "input", "output", "params", "fires")]
+    for n in info["nodes"]:
+        rows.append((n["name"], n["type"] + (" *" if n["custom"] else ""),
+                     "x".join(map(str, n["input_shape"] or [])) or "?",
+                     "x".join(map(str, n["output_shape"] or [])) or "?",
+                     str(n["parameters"]), n.get("compare", "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for i, r in enumerate(rows):
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    print(f"\n{len(info['nodes'])} nodes, {len(info['edges'])} edges, "
+          f"{info['parameters']} parameters, dt = {info['dt']}")
+    if info["custom_nodes"]:
+        print(f"custom nodes (*): {', '.join(info['custom_nodes'])}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from nirbridge.api import read, run
+
+    graph = read(args.file)
+    x = load_array(args.input)
+    if x.ndim < 3:
+        raise InputError(f"--input '{args.input}' has shape {x.shape}; expected [T, B, ...]")
+    opts: dict[str, Any] = {}
+    if args.dt is not None:
+        opts["dt"] = args.dt
+    out = run(graph, torch.from_numpy(np.asarray(x, dtype=np.float64)), backend=args.backend,
+              **opts)
+    arrays = {"output": out.numpy()} if torch.is_tensor(out) else {
+        f"output_{k}": v.numpy() for k, v in out.items()}
+    with atomic_path(args.output) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())
+    print(f"wrote {args.output}: {shapes}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from nirbridge.demo import run_demo
+
+    return run_demo(Path(args.out_dir), echo=print)
+
+
+# -------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nirbridge",
+        description="Export PyTorch SNNs to NIR, run them on backends, deploy and profile.",
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    e = sub.add_parser("export", help="export a torch model to a .nir file")
+    e.add_argument("model", help="MODULE_OR_FILE:FACTORY, a callable returning the nn.Module")
+    e.add_argument("--input-shape", required=True, help="one sample's shape, e.g. 1,28,28")
+    e.add_argument("--weights", help="checkpoint (state_dict) loaded with weights_only=True")
+    e.add_argument("--dt", type=float, default=1.0, help="time step recorded in the graph")
+    e.add_argument("--batch", type=int, default=1, help="batch size of the tracing sample")
+    e.add_argument("--compat", choices=("native", "lossy"), default="native",
+                   help="'lossy' writes standard NIR nodes only (approximating custom ones)")
+    e.add_argument("-o", "--output", required=True, help="output .nir file")
+    e.set_defaults(func=cmd_export)
+
+    i = sub.add_parser("inspect", help="show a .nir file's nodes, shapes and parameters")
+    i.add_argument("file")
+    i.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    i.set_defaults(func=cmd_inspect)
+
+    r = sub.add_parser("run", help="run a .nir graph on inputs [T, B, ...]")
+    r.add_argument("file")
+    r.add_argument("--input", required=True, help=".npy array shaped [T, B, ...]")
+    r.add_argument("--backend", default="reference", help="backend name (default reference)")
+    r.add_argument("--dt", type=float, help="override the graph's dt")
+    r.add_argument("-o", "--output", required=True, help="output .npz (holds 'output')")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("demo", help="the end-to-end demo on a built-in example")
+    d.add_argument("--out-dir", default="out", help="where to write the demo's files")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except NirbridgeError as exc:
+        if args.debug:
+            raise
+        print(f"nirbridge {args.command}: error: {exc}".splitlines()[0], file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("nirbridge: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # never a traceback for the user; --debug shows it
+        if args.debug:
+            raise
+        msg = f"nirbridge {args.command}: internal error: {type(exc).__name__}: {exc}"
+        print(msg.splitlines()[0] + " (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
