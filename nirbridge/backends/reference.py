@@ -161,17 +161,25 @@ def neuron_runner(node: nir.NIRNode, dt: float):
     def p(name: str, x: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(np.asarray(getattr(node, name)), dtype=x.dtype, device=x.device)
 
+    def v_init(x0: torch.Tensor) -> F.LIFState:
+        # Models that start at v_reset (SpikingJelly's PLIF) record it; NIR's default is 0.
+        v0 = (getattr(node, "metadata", None) or {}).get("v_init")
+        if v0 is None:
+            return F.LIFState(_zeros(x0))
+        return F.LIFState(torch.as_tensor(np.asarray(v0), dtype=x0.dtype, device=x0.device)
+                          .expand_as(x0).clone())
+
     if isinstance(node, nir.LIF):
         def step(x, s):
             return F.lif_step(x, s, tau=p("tau", x), r=p("r", x), v_leak=p("v_leak", x),
                               v_threshold=p("v_threshold", x), v_reset=p("v_reset", x), dt=dt,
                               compare=cmp)
-        return (lambda x0: F.LIFState(_zeros(x0))), step
+        return v_init, step
     if isinstance(node, nir.IF):
         def step(x, s):
             return F.if_step(x, s, r=p("r", x), v_threshold=p("v_threshold", x),
                              v_reset=p("v_reset", x), compare=cmp)
-        return (lambda x0: F.LIFState(_zeros(x0))), step
+        return v_init, step
     if isinstance(node, nir.LI):
         def step(x, s):
             return F.li_step(x, s, tau=p("tau", x), r=p("r", x), v_leak=p("v_leak", x), dt=dt)
