@@ -1,0 +1,148 @@
+"""The nirbridge command: export → inspect → run, and one-line errors with no output file."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import nirbridge
+from nirbridge.cli import main
+
+MODEL_FILE = textwrap.dedent(
+    """
+    import torch
+    from nirbridge.neurons import LIF, StatefulSequential
+
+    def make():
+        torch.manual_seed(0)
+        return StatefulSequential(
+            torch.nn.Linear(4, 6), LIF(tau=2.0, v_threshold=0.3),
+            torch.nn.Linear(6, 3), LIF(tau=4.0, v_threshold=0.2, reset="subtract"),
+        )
+
+    def make_maxpool():
+        return StatefulSequential(
+            torch.nn.Conv2d(1, 2, 3), torch.nn.MaxPool2d(2), LIF(tau=2.0),
+        )
+
+    def not_a_model():
+        return 42
+    """
+)
+
+
+@pytest.fixture()
+def model_file(tmp_path):
+    path = tmp_path / "mymodels.py"
+    path.write_text(MODEL_FILE)
+    return path
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    assert "Traceback" not in err
+    return err
+
+
+def test_export_inspect_run_round_trip(model_file, tmp_path, capsys):
+    out = tmp_path / "m.nir"
+    assert main(["export", f"{model_file}:make", "--input-shape", "4", "-o", str(out)]) == 0
+    assert out.is_file()
+    capsys.readouterr()
+    assert main(["inspect", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    types = sorted(n["type"] for n in info["nodes"])
+    assert types.count("Affine") == 2
+    assert "SubtractiveLIF" in info["custom_nodes"] or any(
+        n["type"] == "SubtractiveLIF" for n in info["nodes"])
+    assert info["dt"] == 1.0
+    assert main(["inspect", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "SubtractiveLIF *" in table and "dt = 1.0" in table
+
+    x = (np.random.default_rng(0).random((12, 2, 4)) * 2).astype(np.float64)
+    np.save(tmp_path / "in.npy", x)
+    res = tmp_path / "res.npz"
+    assert main(["run", str(out), "--input", str(tmp_path / "in.npy"), "-o", str(res)]) == 0
+    got = np.load(res)["output"]
+    expected = nirbridge.run(nirbridge.read(out), torch.from_numpy(x)).numpy()
+    assert got.shape == (12, 2, 3)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize(
+    ("argv_tail", "needle"),
+    [
+        (["make_maxpool", "--input-shape", "1,8,8"], "MaxPool2d"),
+        (["not_a_model", "--input-shape", "4"], "not a torch.nn.Module"),
+        (["missing_factory", "--input-shape", "4"], "missing_factory"),
+        (["make", "--input-shape", "4,a"], "--input-shape"),
+    ],
+)
+def test_export_errors_are_one_line_and_leave_no_file(model_file, tmp_path, capsys,
+                                                      argv_tail, needle):
+    out = tmp_path / "bad.nir"
+    rc = main(["export", f"{model_file}:{argv_tail[0]}", *argv_tail[1:], "-o", str(out)])
+    assert rc != 0
+    assert needle in _one_line_error(capsys)
+    assert not out.exists()
+    assert list(tmp_path.glob("*.tmp")) == []
+
+
+def test_export_with_weights_loads_checkpoint(model_file, tmp_path):
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import mymodels  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(tmp_path))
+    model = mymodels.make()
+    with torch.no_grad():
+        model[0].weight.fill_(0.125)
+    ckpt = tmp_path / "w.pt"
+    torch.save({"state_dict": model.state_dict()}, ckpt)
+    out = tmp_path / "w.nir"
+    assert main(["export", f"{model_file}:make", "--input-shape", "4", "--weights", str(ckpt),
+                 "-o", str(out)]) == 0
+    graph = nirbridge.read(out)
+    weights = [n.weight for n in graph.nodes.values() if type(n).__name__ == "Affine"]
+    assert any(np.all(w == 0.125) for w in weights)
+
+
+def test_run_errors_leave_no_output(model_file, tmp_path, capsys):
+    nir_path = tmp_path / "m.nir"
+    assert main(["export", f"{model_file}:make", "--input-shape", "4", "-o", str(nir_path)]) == 0
+    capsys.readouterr()
+    np.save(tmp_path / "bad.npy", np.zeros((5, 2, 7)))
+    res = tmp_path / "res.npz"
+    rc = main(["run", str(nir_path), "--input", str(tmp_path / "bad.npy"), "-o", str(res)])
+    assert rc != 0
+    assert "(7,)" in _one_line_error(capsys)
+    assert not res.exists()
+    rc = main(["run", str(nir_path), "--input", str(tmp_path / "nope.npy"), "-o", str(res)])
+    assert rc != 0 and "nope.npy" in _one_line_error(capsys)
+    rc = main(["run", str(nir_path), "--input", str(tmp_path / "bad.npy"), "--backend", "x",
+               "-o", str(res)])
+    assert rc != 0 and "unknown backend" in _one_line_error(capsys)
+    assert not res.exists()
+
+
+def test_inspect_of_a_non_nir_file_fails_cleanly(tmp_path, capsys):
+    bad = tmp_path / "bad.nir"
+    bad.write_text("not hdf5")
+    assert main(["inspect", str(bad)]) != 0
+    assert "bad.nir" in _one_line_error(capsys)
+
+
+def test_console_script_exit_code_and_message(tmp_path):
+    bad = tmp_path / "bad.nir"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 10)  # an HDF5 signature, then nothing
+    proc = subprocess.run([sys.executable, "-m", "nirbridge.cli", "inspect", str(bad)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert "bad.nir" in proc.stderr
