@@ -235,6 +235,59 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from nirbridge.api import read, run
+    from nirbridge.profile import count_events, estimate_energy, load_profile, map_to_chip
+    from nirbridge.report import build_report, format_table, raster_from_records, write_report
+
+    profiles = [load_profile(t) for t in (args.target or ["loihi2", "cmos45-fp32"])]
+    graph = read(args.file)
+    x = torch.from_numpy(np.asarray(load_array(args.input), dtype=np.float64))
+    opts: dict[str, Any] = {} if args.dt is None else {"dt": args.dt}
+    _, records = run(graph, x, backend=args.backend, record=True, **opts)
+    counts = count_events(graph, records, spike_inputs=args.spike_inputs)
+    energies = [estimate_energy(counts, p) for p in profiles]
+    mappings = []
+    for p in profiles:
+        if p.mapper is not None:
+            mappings.append(map_to_chip(graph, p, counts))
+    doc = build_report(counts, energies, mappings, model=str(args.file),
+                       meta={"backend": args.backend, "input": str(args.input)})
+    print(format_table(doc))
+    if args.json:
+        write_report(doc, args.json)
+        print(f"wrote {args.json}")
+    if args.report:
+        node = args.raster or next((n for n, c in counts.neurons.items() if c.spiking), None)
+        raster = raster_from_records(records, node) if node else None
+        write_report(doc, args.report, raster=raster, raster_node=node)
+        print(f"wrote {args.report}")
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from nirbridge.profile import list_profiles, load_profile
+
+    rows = [("target", "kind", "prices", "evidence", "description")]
+    for name in list_profiles():
+        p = load_profile(name)
+        rows.append((name, p.kind, p.prices, p.evidence, p.description))
+    if args.json:
+        print(json.dumps([load_profile(n).to_dict() for n in list_profiles()], indent=2,
+                         default=str))
+        return 0
+    widths = [max(len(str(r[i])) for r in rows) for i in range(4)]
+    for i, r in enumerate(rows):
+        print("  ".join(str(c).ljust(w) for c, w in zip(r[:4], widths, strict=True)) +
+              "  " + str(r[4]))
+        if i == 0:
+            print("  ".join("-" * w for w in widths) + "  " + "-" * 11)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from nirbridge.demo import run_demo
 
@@ -274,6 +327,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dt", type=float, help="override the graph's dt")
     r.add_argument("-o", "--output", required=True, help="output .npz (holds 'output')")
     r.set_defaults(func=cmd_run)
+
+    pr = sub.add_parser("profile", help="count SOPs, neuron updates, spikes; price energy")
+    pr.add_argument("file")
+    pr.add_argument("--input", required=True, help=".npy array shaped [T, B, ...]")
+    pr.add_argument("--backend", default="reference", help="backend whose run is counted")
+    pr.add_argument("--target", action="append",
+                    help="target profile name or TOML path (repeatable; default loihi2 and "
+                         "cmos45-fp32); see `nirbridge targets`")
+    pr.add_argument("--spike-inputs", action="store_true",
+                    help="the input carries binary events: first layer counts as AC")
+    pr.add_argument("--dt", type=float, help="override the graph's dt")
+    pr.add_argument("--json", help="write the JSON report here")
+    pr.add_argument("--report", help="write an HTML (.html) or Markdown (.md) report with plots")
+    pr.add_argument("--raster", help="node whose spike raster the report plots")
+    pr.set_defaults(func=cmd_profile)
+
+    tg = sub.add_parser("targets", help="list the target profiles and their evidence")
+    tg.add_argument("--json", action="store_true")
+    tg.set_defaults(func=cmd_targets)
 
     d = sub.add_parser("demo", help="the end-to-end demo on a built-in example")
     d.add_argument("--out-dir", default="out", help="where to write the demo's files")

@@ -146,3 +146,36 @@ def test_console_script_exit_code_and_message(tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert "bad.nir" in proc.stderr
+
+
+def test_profile_writes_json_and_html_and_fails_cleanly(model_file, tmp_path, capsys):
+    from nirbridge.report import validate_report
+
+    nir_path = tmp_path / "m.nir"
+    assert main(["export", f"{model_file}:make", "--input-shape", "4", "-o", str(nir_path)]) == 0
+    np.save(tmp_path / "in.npy", np.random.default_rng(1).random((10, 3, 4)) * 2)
+    js, page = tmp_path / "p.json", tmp_path / "p.html"
+    argv = ["profile", str(nir_path), "--input", str(tmp_path / "in.npy"), "--target", "loihi2",
+            "--target", "cmos45-fp32", "--json", str(js), "--report", str(page)]
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert "model estimate (profile cmos45-fp32, evidence derived)" in table
+    doc = json.loads(js.read_text())
+    assert validate_report(doc) == []
+    assert [e["profile"] for e in doc["energy"]] == ["loihi2", "cmos45-fp32"]
+    assert page.read_text().count("data:image/png;base64,") >= 3
+
+    bad = [a if a != "loihi2" else "no-such-chip" for a in argv]
+    js.unlink()
+    assert main(bad) != 0
+    assert "no-such-chip" in _one_line_error(capsys)
+    assert not js.exists()
+
+
+def test_targets_lists_every_profile_with_evidence(capsys):
+    assert main(["targets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("cmos45-fp32", "cmos45-int8", "loihi", "loihi2", "truenorth", "speck",
+                 "xylo-audio2", "gpu-h100"):
+        assert name in out
+    assert "proxy" in out and "measured" in out
