@@ -1,0 +1,26 @@
+"""Lava Processes and their ProcessModels for nirbridge's Lava backend.
+
+Lava's compiler finds the ProcessModels of a Process by executing every ``.py`` file in
+the directory of the Process's module (and importing every module of its package), so
+this subpackage holds only Lava Processes, their ProcessModels and the small pure-numpy
+helpers the models call, all with absolute imports. Nothing here is imported by
+``import nirbridge``; :mod:`nirbridge.backends.lava` imports it (after the Python 3.11
+import fix for Lava is installed).
+
+Modules:
+
+- :mod:`~nirbridge.lava_procs.equations`: the neuron updates of
+  :mod:`nirbridge.neurons.functional` in float64 numpy, operation for operation.
+- :mod:`~nirbridge.lava_procs.probe`: the in-model recorder/spike counter.
+- :mod:`~nirbridge.lava_procs.neurons`: one Process per neuron node type, with its
+  ``floating_pt`` model.
+- :mod:`~nirbridge.lava_procs.plumbing`: delay lines, the pass-through (bias/scale/sum)
+  process and the monitor (probe on any stream).
+
+Conventions shared by every process here: one in-port ``a_in`` and one out-port
+``s_out``, flat (1-D) shapes in C order of the NIR node's shape, float64 values. Stateful
+processes take ``period`` (samples' length T) and ``offset`` (their latency L) and reset
+their state to its initial value before the step ``k`` (0-based) where
+``k >= offset and (k - offset) % period == 0``: that is how one Lava run carries many
+samples back to back (see :mod:`nirbridge.backends.lava`).
+"""

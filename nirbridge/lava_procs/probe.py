@@ -1,0 +1,78 @@
+"""The in-model probe: records a stream (and states) and counts events, per sample.
+
+``Var.get()`` moves one element per message (~12 µs each), so a probe does not expose its
+recordings as Vars: it accumulates them in numpy arrays inside the ProcessModel, already
+aligned to the reference time axis, and writes them once, with ``numpy.savez``, at the
+last step of the run to the file named in its configuration. The runner reads that file.
+
+Configuration (a dict in the Process's ``proc_params["probe"]``):
+
+- ``path``: file to write (``.npz``), ``offset``: the stream's latency L, ``period``: the
+  samples' length T, ``samples``: the number of samples B in this run, ``total``: the
+  number of steps of the run, ``record``: keep the whole stream (``[T, B, n]``),
+  ``states``: also keep the named states (neurons only).
+
+At 0-based step ``k``, the stream holds step ``t`` of sample ``b`` where
+``k = b·T + t + L``. Event counts (non-zero outputs, i.e. spikes for spiking neurons) are
+accumulated per sample and neuron (``[B, n]``) whether or not the stream is recorded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+
+class Probe:
+    """Aligned recorder and event counter for one flat stream of ``size`` values."""
+
+    def __init__(self, cfg: Mapping[str, Any], size: int,
+                 state_names: tuple[str, ...] = ()) -> None:
+        self.path = str(cfg["path"])
+        self.offset = int(cfg["offset"])
+        self.period = int(cfg["period"])
+        self.samples = int(cfg["samples"])
+        self.total = int(cfg["total"])
+        self.counts = np.zeros((self.samples, size), dtype=np.int64)
+        shape = (self.period, self.samples, size)
+        self.output = np.zeros(shape) if cfg.get("record") else None
+        self.input = np.zeros(shape) if cfg.get("record") and cfg.get("states") else None
+        names = state_names if cfg.get("states") else ()
+        self.states = {n: np.zeros(shape) for n in names}
+        self.done = False
+
+    def observe(self, k: int, out: np.ndarray, x: np.ndarray | None = None,
+                states: Mapping[str, np.ndarray] | None = None) -> None:
+        """Take the values of 0-based step ``k``; write the file after the last step."""
+        j = k - self.offset
+        if 0 <= j < self.period * self.samples:
+            b, t = divmod(j, self.period)
+            self.counts[b] += out != 0
+            if self.output is not None:
+                self.output[t, b] = out
+            if self.input is not None and x is not None:
+                self.input[t, b] = x
+            if states:
+                for name, rec in self.states.items():
+                    rec[t, b] = states[name]
+        if k == self.total - 1:
+            self.save()
+
+    def save(self) -> None:
+        """Write the recordings (atomically: a temporary name, then a rename)."""
+        if self.done:
+            return
+        arrays: dict[str, np.ndarray] = {"counts": self.counts}
+        if self.output is not None:
+            arrays["output"] = self.output
+        if self.input is not None:
+            arrays["input"] = self.input
+        for name, rec in self.states.items():
+            arrays[f"state_{name}"] = rec
+        tmp = self.path + ".part.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, self.path)
+        self.done = True
