@@ -713,6 +713,20 @@ def _record(records: MappingABC[str, Any], name: str, what: str) -> torch.Tensor
     return torch.as_tensor(t)
 
 
+def _node_input(records: MappingABC[str, Any], name: str, preds: list[str]) -> torch.Tensor:
+    """A node's summed input: recorded, or (for backends that record only outputs, such as
+    Lava) the sum of its predecessors' recorded outputs, which is what NIR defines it as."""
+    rec = records.get(name)
+    if rec is not None and getattr(rec, "input", None) is not None:
+        return torch.as_tensor(rec.input)
+    if not preds:
+        return _record(records, name, "input")
+    total = _record(records, preds[0], "output")
+    for p in preds[1:]:
+        total = total + _record(records, p, "output")
+    return total
+
+
 def count_events(graph: nir.NIRGraph, records: MappingABC[str, Any], *,
                  spike_inputs: bool | Iterable[str] = False) -> Counts:
     """Exact event counts of one recorded run (``run_reference(..., record=True)``).
@@ -754,7 +768,7 @@ def count_events(graph: nir.NIRGraph, records: MappingABC[str, Any], *,
                 _, b = tb(x, name)
                 inputs[name] = float((x != 0).sum().item()) / b
         elif isinstance(node, SYNAPSE_TYPES):
-            x = _record(records, name, "input")
+            x = _node_input(records, name, preds[name])
             t, b = tb(x, name)
             shape = tuple(int(s) for s in x.shape[2:])
             fmap = fanout_map(node, shape)
@@ -771,7 +785,7 @@ def count_events(graph: nir.NIRGraph, records: MappingABC[str, Any], *,
                 dense_per_step=dense_step, synapses=int(round(float(fmap.sum().item()))),
                 connections=int(round(dense_step)))
         elif is_neuron(node):
-            x = _record(records, name, "input")
+            x = _node_input(records, name, preds[name])
             y = _record(records, name, "output")
             t, b = tb(x, name)
             n = int(np.prod(x.shape[2:], dtype=np.int64))
