@@ -289,8 +289,9 @@ def test_neuron_updates_spikes_and_footprint():
 def test_missing_record_is_a_clear_error():
     g = graph({"in": nir.Input(np.array([2])), "fc": nir.Affine(np.eye(2), np.zeros(2)),
                "out": nir.Output(np.array([2]))}, [("in", "fc"), ("fc", "out")])
-    _, rec = run_reference(g, torch.ones(2, 1, 2, dtype=torch.float64), record=["in"])
-    with pytest.raises(InputError, match="'fc'.*record=True"):
+    # fc's input is neither recorded nor derivable: its predecessor's output is missing too
+    _, rec = run_reference(g, torch.ones(2, 1, 2, dtype=torch.float64), record=["out"])
+    with pytest.raises(InputError, match="'in'.*record=True"):
         count_events(g, rec)
 
 
