@@ -268,6 +268,40 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from nirbridge.api import read
+    from nirbridge.deploy import deploy_graph, format_deploy
+
+    if str(args.file).endswith(".toml"):
+        from nirbridge.recipes import run_recipe
+
+        return run_recipe(args.file, echo=print, json_path=args.json, report_path=args.report,
+                          samples=args.samples)
+    if args.input is None:
+        raise InputError("deploy FILE.nir needs --input IN.npy ([T, B, ...])")
+    if args.target != "loihi2":
+        raise InputError(f"--target {args.target!r}: Lava simulates Loihi 2 only; use loihi2")
+    graph = read(args.file)
+    x = load_array(args.input)
+    labels = load_array(args.labels, "--labels") if args.labels else None
+    result = deploy_graph(graph, x, mode="fixed_pt" if args.fixed_point else "floating_pt",
+                          target=args.target, labels=labels, steps=args.steps,
+                          timeout_s=args.timeout)
+    print(format_deploy(result))
+    if args.output:
+        with atomic_path(args.output) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, output=result.outputs_lava, reference=result.outputs_reference)
+        print(f"wrote {args.output}")
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(result.to_dict(), indent=2, default=float))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def cmd_targets(args: argparse.Namespace) -> int:
     from nirbridge.profile import list_profiles, load_profile
 
@@ -342,6 +376,23 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--report", help="write an HTML (.html) or Markdown (.md) report with plots")
     pr.add_argument("--raster", help="node whose spike raster the report plots")
     pr.set_defaults(func=cmd_profile)
+
+    dp = sub.add_parser("deploy", help="run a .nir graph (or a recipe .toml) in Lava's "
+                        "Loihi 2 simulation and compare it with the reference")
+    dp.add_argument("file", help="FILE.nir, or a deployment recipe RECIPE.toml")
+    dp.add_argument("--target", default="loihi2", help="hardware target (loihi2)")
+    dp.add_argument("--fixed-point", action="store_true",
+                    help="bit-accurate fixed_pt models (default floating_pt)")
+    dp.add_argument("--input", help=".npy array shaped [T, B, ...] (T = 1 repeats it)")
+    dp.add_argument("--labels", help=".npy integer class per sample: report accuracy")
+    dp.add_argument("--steps", type=int, help="time steps T (truncate, or repeat a 1-step input)")
+    dp.add_argument("--timeout", type=float, default=600.0,
+                    help="time limit in seconds of each Lava run (default 600)")
+    dp.add_argument("--samples", type=int, help="recipes: override the number of test samples")
+    dp.add_argument("-o", "--output", help="write Lava and reference outputs to this .npz")
+    dp.add_argument("--json", help="write the deployment report as JSON")
+    dp.add_argument("--report", help="recipes: write the HTML report here")
+    dp.set_defaults(func=cmd_deploy)
 
     tg = sub.add_parser("targets", help="list the target profiles and their evidence")
     tg.add_argument("--json", action="store_true")
