@@ -281,8 +281,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
                           samples=args.samples)
     if args.input is None:
         raise InputError("deploy FILE.nir needs --input IN.npy ([T, B, ...])")
-    if args.target != "loihi2":
-        raise InputError(f"--target {args.target!r}: Lava simulates Loihi 2 only; use loihi2")
+    from nirbridge.profile import load_profile
+
+    profile = load_profile(args.target)  # a name or a TOML path; schema-checked
+    if profile.quantization is None:
+        raise InputError(f"--target {args.target!r} has no [quantization] table: Lava "
+                         "simulates Loihi 2; use loihi2 or a profile derived from it")
     graph = read(args.file)
     x = load_array(args.input)
     labels = load_array(args.labels, "--labels") if args.labels else None
@@ -380,7 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     dp = sub.add_parser("deploy", help="run a .nir graph (or a recipe .toml) in Lava's "
                         "Loihi 2 simulation and compare it with the reference")
     dp.add_argument("file", help="FILE.nir, or a deployment recipe RECIPE.toml")
-    dp.add_argument("--target", default="loihi2", help="hardware target (loihi2)")
+    dp.add_argument("--target", default="loihi2",
+                    help="loihi2, or a TOML profile with a [quantization] table")
     dp.add_argument("--fixed-point", action="store_true",
                     help="bit-accurate fixed_pt models (default floating_pt)")
     dp.add_argument("--input", help=".npy array shaped [T, B, ...] (T = 1 repeats it)")

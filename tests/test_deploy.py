@@ -1,0 +1,108 @@
+"""`nirbridge deploy FILE.nir`: agreement table, reports, and clean failures (issue 3)."""
+
+import json
+
+import nir
+import numpy as np
+import pytest
+
+import nirbridge
+from nirbridge.cli import main
+from nirbridge.deploy import deploy_graph, prepare_inputs
+from nirbridge.errors import InputError
+from nirbridge.profile import load_profile
+
+pytestmark = pytest.mark.lava
+
+
+def _graph(neuron: nir.NIRNode) -> nir.NIRGraph:
+    rng = np.random.default_rng(0)
+    return nir.NIRGraph(
+        nodes={
+            "input": nir.Input(np.array([4])),
+            "fc": nir.Affine(rng.normal(0, 0.8, (6, 4)), rng.normal(0, 0.1, 6)),
+            "lif": neuron,
+            "output": nir.Output(np.array([6])),
+        },
+        edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")],
+        metadata={"dt": 1.0}, type_check=False,
+    )
+
+
+def _lif(n: int = 6) -> nir.LIF:
+    return nir.LIF(tau=np.full(n, 2.0), r=np.ones(n), v_leak=np.zeros(n),
+                   v_threshold=np.full(n, 0.3), v_reset=np.zeros(n))
+
+
+def test_deploy_graph_float_agrees_and_reports_accuracy():
+    graph = _graph(_lif())
+    x = np.random.default_rng(1).random((1, 3, 4)) * 2
+    labels = np.array([0, 1, 2])
+    res = deploy_graph(graph, x, steps=6, labels=labels)
+    assert res.steps == 6 and res.samples == 3
+    (layer,) = res.layers
+    assert layer.reference_spikes > 0
+    assert layer.identical == 1.0 and layer.first_divergent_step is None
+    assert res.output_identical == 1.0 and res.prediction_agreement == 1.0
+    assert res.reference_accuracy == res.lava_accuracy
+    assert res.accuracy_drop == 0.0
+
+
+def test_prepare_inputs_repeats_or_truncates_and_rejects_bad_steps():
+    x = np.arange(6, dtype=float).reshape(1, 2, 3)
+    assert prepare_inputs(x, 4).shape == (4, 2, 3)
+    assert np.all(prepare_inputs(x, 4)[3] == x[0])
+    y = np.zeros((5, 2, 3))
+    assert prepare_inputs(y, 2).shape == (2, 2, 3)
+    with pytest.raises(InputError, match="--steps 9"):
+        prepare_inputs(y, 9)
+    with pytest.raises(InputError, match="NaN"):
+        prepare_inputs(np.full((2, 1, 3), np.nan), None)
+
+
+def test_cli_deploy_writes_reports(tmp_path, capsys):
+    path = tmp_path / "g.nir"
+    nirbridge.write(path, _graph(_lif()))
+    np.save(tmp_path / "x.npy", np.random.default_rng(2).random((5, 2, 4)) * 2)
+    js, npz = tmp_path / "r.json", tmp_path / "o.npz"
+    assert main(["deploy", str(path), "--input", str(tmp_path / "x.npy"), "--json", str(js),
+                 "-o", str(npz)]) == 0
+    out = capsys.readouterr().out
+    assert "identical" in out and "100.000%" in out
+    doc = json.loads(js.read_text())
+    assert doc["mode"] == "floating_pt" and doc["layers"][0]["identical"] == 1.0
+    saved = np.load(npz)
+    np.testing.assert_array_equal(saved["output"], saved["reference"])
+
+
+def _fails_cleanly(argv, capsys, needle, *outputs):
+    rc = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc != 0
+    assert needle in err and "\n" not in err and "Traceback" not in err
+    for p in outputs:
+        assert not p.exists()
+
+
+def test_cli_deploy_refuses_an_unmappable_node(tmp_path, capsys):
+    graph = _graph(nir.Threshold(threshold=np.full(6, 0.5)))
+    path = tmp_path / "t.nir"
+    nirbridge.write(path, graph)
+    np.save(tmp_path / "x.npy", np.ones((3, 1, 4)))
+    js, npz = tmp_path / "r.json", tmp_path / "o.npz"
+    _fails_cleanly(["deploy", str(path), "--input", str(tmp_path / "x.npy"), "--json", str(js),
+                    "-o", str(npz)], capsys, "lif", js, npz)
+
+
+def test_cli_deploy_rejects_a_profile_missing_a_field(tmp_path, capsys):
+    src = load_profile("loihi2").path.read_text()
+    lines = [ln for ln in src.splitlines() if not ln.strip().startswith("state_bits")]
+    assert len(lines) < len(src.splitlines())
+    bad = tmp_path / "myloihi.toml"
+    bad.write_text("\n".join(lines))
+    path = tmp_path / "g.nir"
+    nirbridge.write(path, _graph(_lif()))
+    np.save(tmp_path / "x.npy", np.ones((3, 1, 4)))
+    js = tmp_path / "r.json"
+    _fails_cleanly(["deploy", str(path), "--input", str(tmp_path / "x.npy"), "--target",
+                    str(bad), "--json", str(js)], capsys, "state_bits", js)
