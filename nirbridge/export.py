@@ -937,6 +937,11 @@ def to_nir(model: nn.Module, sample_input: torch.Tensor, dt: float = 1.0) -> nir
     if sample_input.dim() < 2 or sample_input.shape[0] < 1:
         raise InputError(f"sample_input has shape {tuple(sample_input.shape)}; give one time "
                          "step's input batch [B, ...] (batch dimension first)")
+    # Trace in the model's own floating dtype (a float64 model with a float32 sample, or
+    # the reverse, is the same network; torch would refuse to mix them).
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if dtype is not None and sample_input.is_floating_point():
+        sample_input = sample_input.to(dtype)
     return _Exporter(model, sample_input, _check_dt(dt)).run()
 
 
