@@ -179,3 +179,55 @@ def test_targets_lists_every_profile_with_evidence(capsys):
                  "xylo-audio2", "gpu-h100"):
         assert name in out
     assert "proxy" in out and "measured" in out
+
+
+def _bad_file(kind: str, path) -> str:
+    """Write a .nir file broken in one way; return the name the error must mention."""
+    import h5py
+    import nir
+
+    from nirbridge.io import write
+
+    nodes = {
+        "input": nir.Input(np.array([3])),
+        "fc": nir.Affine(np.ones((4, 3)), np.zeros(4)),
+        "lif": nir.LIF(tau=np.full(4, 2.0), r=np.ones(4), v_leak=np.zeros(4),
+                       v_threshold=np.ones(4), v_reset=np.zeros(4)),
+        "output": nir.Output(np.array([4])),
+    }
+    edges = [("input", "fc"), ("fc", "lif"), ("lif", "output")]
+    needle = "fc"
+    if kind == "nan":
+        nodes["fc"].weight[1, 2] = np.nan
+    elif kind == "edge":
+        edges.append(("lif", "ghost"))
+        needle = "ghost"
+    elif kind == "shape":
+        nodes["fc"] = nir.Affine(np.ones((5, 3)), np.zeros(5))
+    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": 1.0}, type_check=False)
+    write(path, graph, check=False)
+    if kind == "unknown":
+        with h5py.File(path, "r+") as f:
+            del f["node/nodes/lif/type"]
+            f["node/nodes/lif"].create_dataset("type", data="FancyLIF",
+                                               dtype=h5py.string_dtype())
+        needle = "FancyLIF"
+    elif kind == "missing":
+        with h5py.File(path, "r+") as f:
+            del f["node/nodes/lif/tau"]
+        needle = "tau"
+    return needle
+
+
+@pytest.mark.parametrize("kind", ["nan", "edge", "shape", "unknown", "missing"])
+def test_run_on_a_broken_file_is_one_line_with_no_output(kind, tmp_path, capsys):
+    path = tmp_path / "broken.nir"
+    needle = _bad_file(kind, path)
+    np.save(tmp_path / "x.npy", np.ones((4, 1, 3)))
+    res = tmp_path / "res.npz"
+    rc = main(["run", str(path), "--input", str(tmp_path / "x.npy"), "-o", str(res)])
+    assert rc != 0
+    err = _one_line_error(capsys)
+    assert needle in err and "broken.nir" in err
+    assert not res.exists()
+    assert list(tmp_path.glob("*.tmp")) == []
