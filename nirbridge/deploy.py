@@ -135,6 +135,24 @@ def compare_layers(graph: nir.NIRGraph, ref: dict[str, Any], lava: dict[str, Any
     return layers
 
 
+#: Fractional bits given to real-valued (graded) network inputs in fixed point: the
+#: payload of a Loihi 2 graded spike is wide enough, and 8 bits represent the digits'
+#: 1/16 grey levels exactly.
+GRADED_INPUT_FRAC_BITS = 8
+
+
+def input_quant_config(target: Any, x: np.ndarray) -> Any:
+    """The target's quantization settings with an input format fitted to ``x``: integer
+    inputs (spikes, counts) stay integers; real-valued inputs get
+    :data:`GRADED_INPUT_FRAC_BITS` fractional bits."""
+    from nirbridge.quantize import QuantConfig
+
+    graded = not np.array_equal(x, np.round(x))
+    return QuantConfig.from_profile(
+        target, input_frac_bits=GRADED_INPUT_FRAC_BITS if graded else 0,
+        input_max=float(max(1.0, np.abs(x).max())))
+
+
 def deploy_graph(graph: nir.NIRGraph, inputs: np.ndarray, *, mode: str = "floating_pt",
                  target: str = "loihi2", labels: np.ndarray | None = None,
                  steps: int | None = None, timeout_s: float = 600.0,
@@ -152,7 +170,7 @@ def deploy_graph(graph: nir.NIRGraph, inputs: np.ndarray, *, mode: str = "floati
     ref_out, ref_records = run_reference(graph, torch.from_numpy(x), record=True)
     options: dict[str, Any] = {}
     if mode == "fixed_pt":
-        options["target"] = target
+        options["quant"] = input_quant_config(target, x)
     res = run_lava(graph, x, mode, timeout_s=timeout_s, record=True, progress=progress,
                    **options)
     if isinstance(ref_out, dict) or isinstance(res.outputs, dict):

@@ -106,3 +106,27 @@ def test_cli_deploy_rejects_a_profile_missing_a_field(tmp_path, capsys):
     js = tmp_path / "r.json"
     _fails_cleanly(["deploy", str(path), "--input", str(tmp_path / "x.npy"), "--target",
                     str(bad), "--json", str(js)], capsys, "state_bits", js)
+
+
+def test_deploy_graph_fixed_point_reports_agreement_and_quantization():
+    from nirbridge.deploy import input_quant_config
+
+    graph = _graph(_lif())
+    x = np.round(np.random.default_rng(3).random((1, 4, 4)) * 2 * 16) / 16  # real-valued
+    assert input_quant_config("loihi2", x).input_frac_bits == 8
+    assert input_quant_config("loihi2", (x > 1).astype(float)).input_frac_bits == 0
+    res = deploy_graph(graph, x, steps=8, mode="fixed_pt")
+    (layer,) = res.layers
+    assert layer.reference_spikes > 0
+    assert layer.identical >= 0.95  # 8-bit weights: close to the float64 reference
+    assert layer.clipped == 0  # Lava's own LIF runs this layer: it reports no saturation
+    assert res.quantization and any(q.get("node") == "fc" for q in res.quantization)
+
+    from nirbridge.nodes import SubtractiveLIF
+
+    sub = SubtractiveLIF(tau=np.full(6, 2.0), r=np.ones(6), v_leak=np.zeros(6),
+                         v_threshold=np.full(6, 0.3))
+    res = deploy_graph(_graph(sub), x, steps=8, mode="fixed_pt")
+    (layer,) = res.layers
+    assert layer.reference_spikes > 0 and layer.identical >= 0.95
+    assert layer.saturated == 0 and layer.clipped == 0  # nirbridge's own integer process

@@ -33,9 +33,20 @@ All Lava ports are flat (1-D), in C order of the NIR node's per-sample shape, so
 - Neurons → one Process per node type (:mod:`nirbridge.lava_procs.neurons`), built by a
   per-type function registered with :func:`register_neuron_lowering` for a ``mode``; the
   floating_pt models compute in float64 the same operations, in the same order, as
-  :mod:`nirbridge.neurons.functional`. A ``fixed_pt`` lowering plugs in by registering
-  functions for ``mode="fixed_pt"`` (for instance from ``nirbridge.fixed_point``, which
-  :func:`lower` imports when asked for that mode and the module exists).
+  :mod:`nirbridge.neurons.functional`.
+
+fixed_pt (``lower(graph, "fixed_pt", quant=...)``, :mod:`nirbridge.backends.lava_fixed`)
+----------------------------------------------------------------------------------------
+The graph is quantized once (:func:`nirbridge.quantize.quantize`, ``loihi2`` profile by
+default) and lowered from its integer form: Dense/Sparse with the integer weight
+mantissas, Lava's own LIF (``LIFReset``, bit-accurate) for stock-compatible LIF layers,
+nirbridge's integer neuron Processes (:mod:`nirbridge.lava_procs.fixed`, running the step
+functions of :mod:`nirbridge.fixed_point`) for every other neuron, integer pass-throughs
+aligning fractional bits where inputs sum. A fixed_pt run (``Loihi2SimCfg(select_tag=
+"fixed_pt")``) reproduces :func:`nirbridge.quantize.run_fixed_point` integer for integer;
+:class:`LavaResult` then also carries the integer records and saturation counts. Neuron
+lowerings for ``mode="fixed_pt"`` receive the node's
+:class:`~nirbridge.quantize.QuantizedNeuron` as ``ctx.quant``.
 
 Latency convention
 ------------------
@@ -77,7 +88,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import importlib.util
 import inspect
 import logging
 import multiprocessing
@@ -123,6 +133,7 @@ SPARSE = "lava.proc.sparse.process:Sparse"
 DELAY = f"{_PROCS}.plumbing:Delay"
 PASS = f"{_PROCS}.plumbing:PassThrough"
 MONITOR = f"{_PROCS}.plumbing:Monitor"
+LIF_MONITOR = f"{_PROCS}.plumbing:LIFMonitor"
 
 #: Linear maps with more entries than this become ``Sparse`` when ``sparse="auto"``.
 SPARSE_ABOVE = 1 << 20
@@ -151,6 +162,7 @@ class ProcSpec:
     latency: int = 0
     stateful: bool = False
     probe: bool = False
+    state_vars: tuple[str, ...] = ()  # Vars a monitor reads by reference (Lava's own LIF)
 
     @property
     def class_name(self) -> str:
@@ -160,14 +172,15 @@ class ProcSpec:
 @dataclass(frozen=True)
 class Stream:
     """What flows out of a lowered NIR node: which process sends it, its latency, the
-    node's per-sample shape, a bias still to be added (or None) and whether it carries
-    graded values (True) or spikes."""
+    node's per-sample shape, a bias still to be added (or None), whether it carries
+    graded values (True) or spikes, and (fixed_pt) the fractional bits of its integers."""
 
     proc: str
     latency: int
     shape: tuple[int, ...]
     bias: np.ndarray | None
     graded: bool
+    frac: int = 0
 
     @property
     def size(self) -> int:
@@ -179,6 +192,8 @@ class LavaNetwork:
     """A NIR graph lowered to Lava: process recipes, connections and per-node streams.
 
     Holds no Lava object (it is built again for every run, in the run's process).
+    ``quant``: for fixed_pt, the :class:`~nirbridge.quantize.QuantizedGraph` it was built
+    from (the golden model's parameters and formats).
     """
 
     graph: nir.NIRGraph
@@ -190,6 +205,7 @@ class LavaNetwork:
     inputs: list[str]
     outputs: list[str]
     neurons: list[str]
+    quant: Any = None
 
     @property
     def max_latency(self) -> int:
@@ -228,12 +244,16 @@ class LavaNetwork:
 # ----------------------------------------------------------------- neuron lowerings
 @dataclass
 class NeuronContext:
-    """What a neuron lowering knows besides the node: its name, shape, dt and mode."""
+    """What a neuron lowering knows besides the node: its name, shape, dt and mode; for
+    fixed_pt also its quantized form (``quant``, a
+    :class:`~nirbridge.quantize.QuantizedNeuron`) and the lowering's ``options``."""
 
     name: str
     shape: tuple[int, ...]
     dt: float
     mode: str
+    quant: Any = None
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -243,15 +263,17 @@ class NeuronContext:
 @dataclass
 class NeuronLowering:
     """The Process that implements a neuron node: ``process`` (``"module:Class"``),
-    flat parameter arrays, flags, initial states, and how it behaves in a network."""
+    parameters (flat arrays, or any object the Process takes), flags, initial states, and
+    how it behaves in a network."""
 
     process: str
-    params: dict[str, np.ndarray]
+    params: dict[str, Any]
     flags: dict[str, Any] = field(default_factory=dict)
     init: dict[str, np.ndarray] = field(default_factory=dict)
     graded: bool = False     # sends values (LI, I, CubaLI) instead of spikes
     probe: bool = True       # records and counts its own output (takes ``probe``)
     stateful: bool = True    # takes ``period``/``offset`` and resets between samples
+    state_vars: tuple[str, ...] = ()  # with probe=False: Vars a monitor reads by reference
 
 
 NeuronLowerer = Callable[[nir.NIRNode, NeuronContext], NeuronLowering]
@@ -600,6 +622,7 @@ class _Lowerer:
         return key
 
     def lower(self) -> None:
+        """Lower every node, in topological order."""
         for name in topological_order(self.graph):
             node = self.graph.nodes[name]
             try:
@@ -714,22 +737,38 @@ def _check_connected(procs: Mapping[str, ProcSpec], connections: list[tuple[str,
 
 
 def lower(graph: nir.NIRGraph, mode: str = "floating_pt", *, dt: float | None = None,
-          sparse: bool | str = "auto") -> LavaNetwork:
-    """Lower ``graph`` to a :class:`LavaNetwork` for ``mode`` (``"floating_pt"``, or
-    ``"fixed_pt"`` once fixed-point lowerings are registered).
+          sparse: bool | str = "auto", quant: Any = None, stock_lif: bool = True
+          ) -> LavaNetwork:
+    """Lower ``graph`` to a :class:`LavaNetwork` for ``mode`` (``"floating_pt"`` or
+    ``"fixed_pt"``).
 
     ``dt``: the time step (default: the graph's metadata). ``sparse``: ``True`` makes
     every convolution/pooling map a Lava ``Sparse``, ``False`` a ``Dense``, ``"auto"``
     uses ``Sparse`` above :data:`SPARSE_ABOVE` entries.
+
+    fixed_pt only (:mod:`nirbridge.backends.lava_fixed`): the graph is quantized once with
+    ``quant`` (``None``: the ``loihi2`` profile; a
+    :class:`~nirbridge.quantize.QuantConfig`; a profile name, path or dict; or a
+    :class:`~nirbridge.quantize.QuantizedGraph` of this graph), which raises
+    :class:`~nirbridge.errors.QuantizationError` naming the node for graphs or values
+    fixed point cannot represent. ``stock_lif=False`` puts stock-compatible LIF layers on
+    nirbridge's integer Process instead of Lava's own LIF.
     """
     if mode not in MODES:
         raise LoweringError(f"mode={mode!r}; use one of {MODES}")
     if sparse not in (True, False, "auto"):
         raise LoweringError(f"sparse={sparse!r}; use True, False or 'auto'")
-    if mode == "fixed_pt" and importlib.util.find_spec("nirbridge.fixed_point") is not None:
-        importlib.import_module("nirbridge.fixed_point")  # registers fixed_pt lowerings
-    low = _Lowerer(graph, mode, graph_dt(graph, dt), sparse)
-    low.lower()
+    qgraph = None
+    if mode == "fixed_pt":
+        from nirbridge.backends.lava_fixed import lower_fixed
+
+        low, qgraph = lower_fixed(graph, dt=dt, sparse=sparse, quant=quant,
+                                  stock_lif=stock_lif)
+    else:
+        if quant is not None:
+            raise LoweringError("quant= applies to mode='fixed_pt' only")
+        low = _Lowerer(graph, mode, graph_dt(graph, dt), sparse)
+        low.lower()
     _check_connected(low.procs, low.connections)
     nodes = graph.nodes
     inputs = [n for n in low.streams if isinstance(nodes[n], nir.Input)]
@@ -739,7 +778,7 @@ def lower(graph: nir.NIRGraph, mode: str = "floating_pt", *, dt: float | None = 
                          f"{inputs}, outputs {outputs})")
     neurons = [n for n in low.streams if is_neuron(nodes[n])]
     return LavaNetwork(graph, mode, low.dt, low.procs, low.connections, low.streams, inputs,
-                       outputs, neurons)
+                       outputs, neurons, qgraph)
 
 
 # --------------------------------------------------------------------- run results
@@ -754,6 +793,17 @@ class LavaResult:
     float64, as the reference) when asked for; ``runs``: Lava runs made (chunks);
     ``steps``: Lava steps run in total; ``seconds``: compile/run/stop/wall times;
     ``child_pids``: the process (and process group) id of each run, for diagnostics.
+
+    fixed_pt runs: ``outputs`` and ``records`` are in real units (``int · 2^-frac``, as
+    :func:`~nirbridge.quantize.run_fixed_point` returns them); ``fixed_records`` holds the
+    integers themselves per recorded node, as
+    :class:`~nirbridge.quantize.FixedPointRecord` (int64 input/output/states ``[T, B,
+    ...]``, their fractional bits, saturation events), directly comparable with the golden
+    run's records; ``saturations``: saturation events per neuron node and state field
+    (nirbridge's integer neurons report them; Lava's own LIF does not);
+    ``quantization``: one dict per quantized node (its
+    :class:`~nirbridge.quantize.LayerReport` as a dict, plus ``node``, ``saturated``:
+    saturation events in this run or None where not reported, and ``lava_process``).
     """
 
     outputs: Any
@@ -763,6 +813,9 @@ class LavaResult:
     steps: int
     seconds: dict[str, float]
     child_pids: list[int] = field(default_factory=list)
+    fixed_records: dict[str, Any] | None = None
+    saturations: dict[str, dict[str, int]] = field(default_factory=dict)
+    quantization: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -786,6 +839,7 @@ class _RunPlan:
     period: int
     samples: int
     total: int
+    var_refs: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 def _check_inputs(net: LavaNetwork, inputs: Any) -> dict[str, np.ndarray]:
@@ -821,6 +875,7 @@ def _plan_run(net: LavaNetwork, inputs: Mapping[str, np.ndarray], record_nodes: 
     t, b = next(iter(inputs.values())).shape[:2]
     total = b * t + net.max_latency
     nodes = net.graph.nodes
+    fixed = net.mode == "fixed_pt"
     want = (set(net.outputs) | set(net.neurons) | record_nodes) - set(net.inputs)
     observed: dict[str, _Observed] = {}
     node_probe: dict[str, str] = {}
@@ -830,9 +885,18 @@ def _plan_run(net: LavaNetwork, inputs: Mapping[str, np.ndarray], record_nodes: 
         spec = net.procs[stream.proc]
         if spec.probe and stream.bias is None:
             key = stream.proc
-        else:
-            key = f"{stream.proc}/monitor"
-            if key not in observed:
+        else:  # a monitor, shared by the nodes that see this process with the same bias
+            key = ""
+            for mkey, src, _, bias in monitors:
+                same = (bias is None and stream.bias is None) or (
+                    bias is not None and stream.bias is not None
+                    and np.array_equal(bias, stream.bias))
+                if src == stream.proc and same:
+                    key = mkey
+                    break
+            if not key:
+                n = sum(src == stream.proc for _, src, _, _ in monitors)
+                key = f"{stream.proc}/monitor" + (f"{n}" if n else "")
                 monitors.append((key, stream.proc, stream.size, stream.bias))
         obs = observed.setdefault(key, _Observed(key, stream.latency, False, False, []))
         obs.nodes.append(name)
@@ -842,30 +906,48 @@ def _plan_run(net: LavaNetwork, inputs: Mapping[str, np.ndarray], record_nodes: 
     for i, obs in enumerate(observed.values()):
         obs.path = os.path.join(tmpdir, f"probe{i}.npz")
     probe_cfg = {k: dict(path=o.path, offset=o.offset, period=t, samples=b, total=total,
-                         record=o.record, states=o.states) for k, o in observed.items()}
+                         record=o.record, states=o.states,
+                         dtype="int64" if fixed else "float64") for k, o in observed.items()}
     procs: list[tuple[str, str, dict[str, Any]]] = []
     for spec in net.procs.values():
         kw = dict(spec.kwargs)
         if spec.role == "source":
             x = inputs[spec.key]
-            data = np.zeros((spec.size, total))
+            data = np.zeros((spec.size, total), dtype=np.int32 if fixed else np.float64)
             data[:, : b * t] = x.reshape(t, b, spec.size).transpose(2, 1, 0).reshape(spec.size,
                                                                                    b * t)
             kw["data"] = data
         if spec.stateful:
-            kw.update(period=t, offset=spec.latency)
+            if spec.process.endswith(":LIFReset"):  # Lava's own: resets u, v to 0
+                kw.update(reset_interval=t, reset_offset=(spec.latency + 1) % t)
+            else:
+                kw.update(period=t, offset=spec.latency)
         if spec.key in probe_cfg:
             kw["probe"] = probe_cfg[spec.key]
         procs.append((spec.key, spec.process, kw))
     ports = {s.key: (s.out_port, s.in_port) for s in net.procs.values()}
     connections = [(a, ports[a][0], z, ports[z][1]) for a, z in net.connections]
+    var_refs: list[tuple[str, str, str, str]] = []
     for key, src, size, bias in monitors:
         kw = dict(shape=(size,), probe=probe_cfg[key])
+        spec = net.procs[src]
+        if spec.state_vars and probe_cfg[key]["states"]:
+            # Lava's own LIF: spikes, input (its sources again) and u, v by reference
+            if tuple(spec.state_vars) != ("u", "v") or bias is not None:
+                raise LoweringError(f"process '{src}': cannot monitor states "
+                                    f"{spec.state_vars}")
+            procs.append((key, LIF_MONITOR, kw))
+            connections.append((src, ports[src][0], key, "a_in"))
+            for a, z in net.connections:
+                if z == src:
+                    connections.append((a, ports[a][0], key, "x_in"))
+            var_refs += [(key, "ref_u", src, "u"), (key, "ref_v", src, "v")]
+            continue
         if bias is not None:
             kw["bias"] = bias
         procs.append((key, MONITOR, kw))
         connections.append((src, ports[src][0], key, "a_in"))
-    return _RunPlan(procs, connections, observed, node_probe, t, b, total)
+    return _RunPlan(procs, connections, observed, node_probe, t, b, total, var_refs)
 
 
 # ----------------------------------------------------- process groups and /dev/shm
@@ -1098,6 +1180,8 @@ def _child_main(plan: _RunPlan, mode: str, result: Any, cmd: Any, steps_per_call
         procs = {key: _make(cls, key, kw) for key, cls, kw in plan.procs}
         for a, pa, z, pz in plan.connections:
             getattr(procs[a], pa).connect(getattr(procs[z], pz))
+        for a, ref, z, var in plan.var_refs:
+            getattr(procs[a], ref).connect_var(getattr(procs[z], var))
         root = procs[plan.procs[0][0]]
         holder["root"] = root
         watchdog.start()
@@ -1133,7 +1217,8 @@ def _preload_lava() -> None:
     try:
         for mod in ("lava.magma.core.run_configs", "lava.magma.core.run_conditions",
                     "lava.proc.io.source", "lava.proc.dense.process",
-                    "lava.proc.sparse.process", f"{_PROCS}.neurons", f"{_PROCS}.plumbing"):
+                    "lava.proc.sparse.process", "lava.proc.lif.process", f"{_PROCS}.neurons",
+                    f"{_PROCS}.plumbing", f"{_PROCS}.fixed"):
             importlib.import_module(mod)
     except Exception as exc:  # noqa: BLE001 - the run will report it properly
         log.debug("could not preload Lava: %s", exc)
@@ -1258,7 +1343,8 @@ def run_lava(graph_or_lowered: nir.NIRGraph | LavaNetwork, inputs: Any,
              mode: str = "floating_pt", *, timeout_s: float | None = 600.0,
              record: bool | Iterable[str] = False, dt: float | None = None,
              samples_per_run: int | None = None, progress: bool | None = None,
-             sparse: bool | str = "auto") -> LavaResult:
+             sparse: bool | str = "auto", quant: Any = None, target: Any = None,
+             stock_lif: bool = True) -> LavaResult:
     """Run a graph (lowered here for ``mode``) or a :class:`LavaNetwork` on ``inputs``.
 
     ``inputs``: ``[T, B, ...]`` numpy/torch (a dict by Input node for several inputs).
@@ -1266,17 +1352,31 @@ def run_lava(graph_or_lowered: nir.NIRGraph | LavaNetwork, inputs: Any,
     samples (default: as many as fit in ~256 MB of buffers), each run in its own child
     process limited to ``timeout_s`` seconds (None: no limit). ``record``: True or node
     names, for per-node outputs (and neuron states/inputs) in ``LavaResult.records``.
-    ``progress``: a tqdm bar (None: only on a terminal).
+    ``progress``: a tqdm bar (None: only on a terminal). ``quant``/``stock_lif``: see
+    :func:`lower` (fixed_pt; ignored when a :class:`LavaNetwork` is given); ``target``: a
+    target profile name or TOML path, the same as ``quant=`` given a profile. In fixed_pt
+    the inputs are quantized as the golden run quantizes them
+    (:func:`~nirbridge.quantize.quantize_input`).
 
     Raises :class:`SimulationTimeout` past the limit, :class:`SimulationError` with the
     failing process model's own traceback, :class:`LoweringError`/:class:`InputError`
-    before starting anything.
+    (and :class:`~nirbridge.errors.QuantizationError` in fixed_pt) before starting
+    anything.
     """
+    if target is not None:
+        if quant is not None:
+            raise LoweringError("give quant= or target=, not both")
+        if mode == "fixed_pt":
+            quant = target
     if isinstance(graph_or_lowered, LavaNetwork):
         net = graph_or_lowered
     else:
-        net = lower(graph_or_lowered, mode, dt=dt, sparse=sparse)
+        net = lower(graph_or_lowered, mode, dt=dt, sparse=sparse, quant=quant,
+                    stock_lif=stock_lif)
     x = _check_inputs(net, inputs)
+    input_sat: dict[str, int] = {}
+    if net.mode == "fixed_pt":
+        x, input_sat = _quantize_inputs(net, x)
     t, b = next(iter(x.values())).shape[:2]
     rec_nodes = _record_set(net, record)
     chunk = int(samples_per_run) if samples_per_run else _default_chunk(net, t, b,
@@ -1307,9 +1407,31 @@ def run_lava(graph_or_lowered: nir.NIRGraph | LavaNetwork, inputs: Any,
             finally:
                 shutil.rmtree(tmpdir, ignore_errors=True)
     seconds["wall"] = time.perf_counter() - wall
-    result = _assemble(net, x, parts, rec_nodes, len(starts), total_steps, seconds)
+    if net.mode == "fixed_pt":
+        result = _assemble_fixed(net, x, parts, rec_nodes, len(starts), total_steps, seconds,
+                                 input_sat)
+    else:
+        result = _assemble(net, x, parts, rec_nodes, len(starts), total_steps, seconds)
     result.child_pids = pids
     return result
+
+
+def _quantize_inputs(net: LavaNetwork, x: Mapping[str, np.ndarray]
+                     ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """fixed_pt: the inputs as the golden run's integers, and their saturation events."""
+    from nirbridge import fixed_point as fx
+    from nirbridge.quantize import quantize_input
+
+    out: dict[str, np.ndarray] = {}
+    sat: dict[str, int] = {}
+    for name, xi in x.items():
+        counter = fx.SaturationCounter()
+        q = quantize_input(xi, net.quant.layers[name], counter)
+        if np.any(np.abs(q) > np.iinfo(np.int32).max):
+            raise InputError(f"input for node '{name}' does not fit Lava's int32 source")
+        out[name] = q
+        sat[name] = counter.total
+    return out, sat
 
 
 def _read_probes(net: LavaNetwork, plan: _RunPlan) -> dict[str, dict[str, np.ndarray]]:
@@ -1370,6 +1492,111 @@ def _assemble(net: LavaNetwork, x: Mapping[str, np.ndarray],
                 states={k[len("state_"):]: torch.from_numpy(v) for k, v in ex.items()
                         if k.startswith("state_")})
     return LavaResult(outputs, counts, records, runs, steps, seconds)
+
+
+def _assemble_fixed(net: LavaNetwork, x: Mapping[str, np.ndarray],
+                    parts: list[dict[str, dict[str, np.ndarray]]], rec_nodes: set[str],
+                    runs: int, steps: int, seconds: dict[str, float],
+                    input_sat: Mapping[str, int]) -> LavaResult:
+    """fixed_pt results: integers as the golden run records them, real-valued outputs."""
+    from nirbridge.quantize import FixedPointRecord, QuantizedNeuron, QuantizedOutput
+
+    t, b = next(iter(x.values())).shape[:2]
+    layers = net.quant.layers
+
+    def cat(node: str, field_: str, axis: int) -> np.ndarray | None:
+        arrays = [p[node][field_] for p in parts if field_ in p[node]]
+        return np.concatenate(arrays, axis=axis) if arrays else None
+
+    counts: dict[str, np.ndarray] = {}
+    ints: dict[str, np.ndarray] = {}
+    extra: dict[str, dict[str, np.ndarray]] = {}
+    saturations: dict[str, dict[str, int]] = {}
+    for node in parts[0]:
+        shp = net.streams[node].shape
+        counts[node] = cat(node, "counts", 0).reshape(b, *shp)
+        out = cat(node, "output", 1)
+        if out is not None:
+            ints[node] = out.astype(np.int64, copy=False).reshape(t, b, *shp)
+        extra[node] = {k: cat(node, k, 1).astype(np.int64, copy=False).reshape(t, b, *shp)
+                       for k in parts[0][node] if k.startswith("state_") or k == "input"}
+        if node in net.neurons:
+            sat: dict[str, int] = {}
+            for part in parts:
+                for k, v in part[node].items():
+                    if k.startswith("sat_"):
+                        sat[k[4:]] = sat.get(k[4:], 0) + int(v)
+            if sat:
+                saturations[node] = sat
+    for name, xi in x.items():
+        shp = net.streams[name].shape
+        counts[name] = np.count_nonzero(xi, axis=0).reshape(b, *shp)
+        ints[name] = xi.astype(np.int64, copy=False)
+
+    def real(node: str) -> np.ndarray:
+        return ints[node].astype(np.float64) * 2.0 ** -net.streams[node].frac
+
+    outs = {n: real(n) for n in net.outputs}
+    outputs: Any = outs[net.outputs[0]] if len(outs) == 1 else outs
+    fixed_records: dict[str, FixedPointRecord] | None = None
+    records: dict[str, RunRecord] | None = None
+    if rec_nodes:
+        fixed_records, records = {}, {}
+        preds: dict[str, list[str]] = {n: [] for n in net.graph.nodes}
+        for src, dst in net.graph.edges:
+            preds[dst].append(src)
+        for node in net.streams:
+            if node not in rec_nodes or node not in ints:
+                continue
+            layer = layers.get(node)
+            rec = FixedPointRecord(output=ints[node],
+                                   frac_bits={"output": net.streams[node].frac})
+            ex = extra.get(node, {})
+            if isinstance(layer, QuantizedNeuron):
+                rec.input = ex.get("input")
+                rec.states = {k[len("state_"):]: v for k, v in ex.items()
+                              if k.startswith("state_")}
+                rec.frac_bits["input"] = layer.in_frac
+                for f in rec.states:
+                    rec.frac_bits[f] = {"b": getattr(layer.params, "b_frac", layer.frac_bits),
+                                        "z": 0}.get(f, layer.frac_bits)
+                rec.saturations = dict(saturations.get(node, {}))
+            elif node in x:
+                rec.saturations = {"input": int(input_sat.get(node, 0))}
+            elif isinstance(layer, QuantizedOutput):
+                rec.input = rec.output
+                rec.frac_bits["input"] = rec.frac_bits["output"]
+            elif len(preds[node]) == 1 and preds[node][0] in ints:
+                rec.input = ints[preds[node][0]]
+                rec.frac_bits["input"] = net.streams[preds[node][0]].frac
+            fixed_records[node] = rec
+            records[node] = RunRecord(
+                input=None if rec.input is None else torch.from_numpy(rec.real("input")),
+                output=torch.from_numpy(rec.real("output")),
+                states={k: torch.from_numpy(rec.real(k)) for k in rec.states})
+    quantization: list[dict[str, Any]] = []
+    q = net.quant
+    for node in q.order:
+        if node in x:
+            row: dict[str, Any] = dict(name=node, node_type="Input", kind="input",
+                                       scale={"frac_bits": q.layers[node].frac_bits},
+                                       clipped=0, zeroed=0, max_abs_error=0.0, fields={},
+                                       notes=[])
+            row["saturated"] = int(input_sat.get(node, 0))
+        elif node in q.report:
+            row = q.report[node].to_dict()
+            row["saturated"] = (sum(saturations[node].values()) if node in saturations
+                                else None)
+        else:
+            continue
+        row["node"] = node
+        row["lava_process"] = net.procs[node].class_name if node in net.procs else None
+        quantization.append(row)
+    result = LavaResult(outputs, counts, records, runs, steps, seconds)
+    result.fixed_records = fixed_records
+    result.saturations = saturations
+    result.quantization = quantization
+    return result
 
 
 def run(graph: nir.NIRGraph, inputs: Any, *, record: bool | Iterable[str] = False,

@@ -15,10 +15,14 @@ Modules:
 - :mod:`~nirbridge.lava_procs.neurons`: one Process per neuron node type, with its
   ``floating_pt`` model.
 - :mod:`~nirbridge.lava_procs.plumbing`: delay lines, the pass-through (bias/scale/sum)
-  process and the monitor (probe on any stream).
+  process and the monitors (probe on any stream; probe on a stock Lava LIF), each with a
+  ``floating_pt`` and an integer ``fixed_pt`` model.
+- :mod:`~nirbridge.lava_procs.fixed`: the integer neuron Processes of the ``fixed_pt``
+  lowering, whose models run the step functions of :mod:`nirbridge.fixed_point`.
 
 Conventions shared by every process here: one in-port ``a_in`` and one out-port
-``s_out``, flat (1-D) shapes in C order of the NIR node's shape, float64 values. Stateful
+``s_out``, flat (1-D) shapes in C order of the NIR node's shape, float64 values
+(floating_pt) or integers (fixed_pt). Stateful
 processes take ``period`` (samples' length T) and ``offset`` (their latency L) and reset
 their state to its initial value before the step ``k`` (0-based) where
 ``k >= offset and (k - offset) % period == 0``: that is how one Lava run carries many

@@ -12,9 +12,9 @@ package docstring) and ``probe`` (a :class:`~nirbridge.lava_procs.probe.Probe`
 configuration: the neuron records and counts its own output, so no monitor process is
 needed for neuron nodes).
 
-A ``fixed_pt`` model for any of these Processes can be added in another module of this
-directory (``@implements(proc=..., protocol=LoihiProtocol) @tag("fixed_pt")``); the
-compiler finds it.
+These Processes take float parameters and have floating_pt models only: the fixed_pt
+lowering uses the integer Processes of :mod:`nirbridge.lava_procs.fixed` (and Lava's own
+LIF) instead, built from the quantized graph.
 """
 
 from __future__ import annotations

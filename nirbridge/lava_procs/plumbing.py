@@ -8,8 +8,13 @@
   sums several aligned streams (its in-port adds all its connections).
 - :class:`Monitor`: a probe on any stream (``a_in + bias``), for Output nodes fed by a
   synapse and for records of non-neuron nodes.
+- :class:`LIFMonitor`: a probe on one of Lava's own ``LIF`` processes (fixed_pt): its
+  spikes, its input and, read by reference after every step, its ``u`` and ``v``.
 
-All use flat float64 ports ``a_in``/``s_out`` (the Monitor has no out-port).
+Every process has a ``floating_pt`` model on flat float64 ports ``a_in``/``s_out`` (the
+monitors have no out-port) and a ``fixed_pt`` model on int64 ports, whose integer
+PassThrough ops are ``add``, ``mul``, ``shl`` (exact left shift) and ``shr_round``
+(``(x + 2^(n−1)) >> n``: round half up, as :func:`nirbridge.fixed_point.shift_round`).
 """
 
 from __future__ import annotations
@@ -19,9 +24,9 @@ from typing import Any
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
-from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort, PyRefPort
 from lava.magma.core.model.py.type import LavaPyType
-from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.ports.ports import InPort, OutPort, RefPort
 from lava.magma.core.process.process import AbstractProcess, LogConfig
 from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
@@ -33,7 +38,15 @@ _QUIET = LogConfig(level_console=60)
 
 
 def _flat(value: Any, shape: tuple[int, ...]) -> np.ndarray:
-    return np.broadcast_to(np.asarray(value, dtype=float), shape).copy()
+    """``value`` broadcast to ``shape``: int64 when it holds integers, float64 otherwise."""
+    arr = np.asarray(value)
+    dtype = np.int64 if arr.dtype.kind in "biu" else np.float64
+    return np.broadcast_to(arr.astype(dtype), shape).copy()
+
+
+def _shift_round(x: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """``x · 2^-n`` rounded half up, for shift counts ``n ≥ 1``."""
+    return (x + (np.int64(1) << (n - 1))) >> n
 
 
 class Delay(AbstractProcess):
@@ -63,11 +76,27 @@ class PyDelayModel(PyLoihiProcessModel):
         self.buffer[slot] = self.a_in.recv()
 
 
+@implements(proc=Delay, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyDelayModelFixed(PyLoihiProcessModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64, precision=32)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64, precision=32)
+    buffer: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=32)
+
+    def run_spk(self) -> None:
+        slot = (self.time_step - 1) % self.buffer.shape[0]
+        self.s_out.send(self.buffer[slot].copy())
+        self.buffer[slot] = self.a_in.recv()
+
+
 class PassThrough(AbstractProcess):
     """Zero-delay elementwise ops on the (summed) input, in order: ``ops`` is a sequence
-    of ``(op, values)`` with ``op`` in ``"add"``, ``"mul"``, ``"div"``; probe-able."""
+    of ``(op, values)`` with ``op`` in ``"add"``, ``"mul"``, ``"div"`` (floating_pt) or
+    ``"add"``, ``"mul"``, ``"shl"``, ``"shr_round"`` (fixed_pt, integer values);
+    probe-able."""
 
-    OPS = ("add", "mul", "div")
+    OPS = ("add", "mul", "div", "shl", "shr_round")
 
     def __init__(self, *, shape: tuple[int, ...], ops: Any = (),
                  probe: dict[str, Any] | None = None, name: str | None = None,
@@ -110,6 +139,41 @@ class PyPassThroughModelFloat(PyLoihiProcessModel):
             self._probe.observe(self.time_step - 1, y)
 
 
+@implements(proc=PassThrough, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyPassThroughModelFixed(PyLoihiProcessModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64, precision=32)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64, precision=32)
+
+    def __init__(self, proc_params: Any) -> None:
+        super().__init__(proc_params)
+        self._ops = tuple(proc_params["ops"])
+        for op, val in self._ops:
+            if op not in ("add", "mul", "shl", "shr_round") or np.asarray(val).dtype.kind != "i":
+                raise ValueError(f"PassThrough (fixed_pt): op {op!r} with {np.asarray(val).dtype}"
+                                 " values has no integer form")
+        self._probe_cfg = proc_params.get("probe")
+        self._probe: Probe | None = None
+
+    def run_spk(self) -> None:
+        y = np.asarray(self.a_in.recv(), dtype=np.int64)
+        for op, val in self._ops:
+            if op == "add":
+                y = y + val
+            elif op == "mul":
+                y = y * val
+            elif op == "shl":
+                y = y << val
+            else:
+                y = _shift_round(y, val)
+        self.s_out.send(y)
+        if self._probe_cfg:
+            if self._probe is None:
+                self._probe = Probe(self._probe_cfg, y.shape[0])
+            self._probe.observe(self.time_step - 1, y)
+
+
 class Monitor(AbstractProcess):
     """Probe on a stream: records ``a_in + bias`` and counts its non-zero values."""
 
@@ -122,7 +186,7 @@ class Monitor(AbstractProcess):
 
 @implements(proc=Monitor, protocol=LoihiProtocol)
 @requires(CPU)
-@tag("floating_pt", "fixed_pt")
+@tag("floating_pt")
 class PyMonitorModel(PyLoihiProcessModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     bias: np.ndarray = LavaPyType(np.ndarray, float)
@@ -137,3 +201,74 @@ class PyMonitorModel(PyLoihiProcessModel):
         if self._probe is None:
             self._probe = Probe(self._probe_cfg, x.shape[0])
         self._probe.observe(self.time_step - 1, x)
+
+
+@implements(proc=Monitor, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyMonitorModelFixed(PyLoihiProcessModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64, precision=32)
+    bias: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=32)
+
+    def __init__(self, proc_params: Any) -> None:
+        super().__init__(proc_params)
+        self._probe_cfg = proc_params["probe"]
+        self._probe: Probe | None = None
+
+    def run_spk(self) -> None:
+        x = np.asarray(self.a_in.recv(), dtype=np.int64) + self.bias
+        if self._probe is None:
+            self._probe = Probe(self._probe_cfg, x.shape[0])
+        self._probe.observe(self.time_step - 1, x)
+
+
+class LIFMonitor(AbstractProcess):
+    """Probe on one of Lava's own ``LIF`` processes (fixed_pt runs).
+
+    ``a_in`` takes the LIF's ``s_out`` (its spikes), ``x_in`` the LIF's synaptic input
+    (connect every source of the LIF to it as well), and the RefPorts ``ref_u``/``ref_v``
+    are connected to the LIF's Vars ``u``/``v`` (``ref_u.connect_var(lif.u)``); they are
+    read after every step (post-management phase), so the states recorded for step ``k``
+    are those the LIF holds once step ``k`` is done, as the golden model records them.
+    """
+
+    def __init__(self, *, shape: tuple[int, ...], probe: dict[str, Any],
+                 name: str | None = None, **_: Any) -> None:
+        super().__init__(shape=shape, probe=probe, name=name, log_config=_QUIET)
+        self.a_in = InPort(shape=shape)
+        self.x_in = InPort(shape=shape)
+        self.ref_u = RefPort(shape=shape)
+        self.ref_v = RefPort(shape=shape)
+
+
+@implements(proc=LIFMonitor, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyLIFMonitorModel(PyLoihiProcessModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64, precision=32)
+    x_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64, precision=32)
+    ref_u: PyRefPort = LavaPyType(PyRefPort.VEC_DENSE, np.int64, precision=32)
+    ref_v: PyRefPort = LavaPyType(PyRefPort.VEC_DENSE, np.int64, precision=32)
+
+    def __init__(self, proc_params: Any) -> None:
+        super().__init__(proc_params)
+        self._probe_cfg = proc_params["probe"]
+        self._probe: Probe | None = None
+        self._seen: tuple[np.ndarray, np.ndarray] | None = None
+
+    def run_spk(self) -> None:
+        s = np.asarray(self.a_in.recv(), dtype=np.int64)
+        x = np.asarray(self.x_in.recv(), dtype=np.int64)
+        self._seen = (s, x)
+        if self._probe is None:
+            self._probe = Probe(self._probe_cfg, s.shape[0], ("u", "v"))
+
+    def post_guard(self) -> bool:
+        return True
+
+    def run_post_mgmt(self) -> None:
+        assert self._probe is not None and self._seen is not None
+        s, x = self._seen
+        states = {"u": np.asarray(self.ref_u.read(), dtype=np.int64),
+                  "v": np.asarray(self.ref_v.read(), dtype=np.int64)}
+        self._probe.observe(self.time_step - 1, s, x, states)

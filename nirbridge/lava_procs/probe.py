@@ -10,11 +10,14 @@ Configuration (a dict in the Process's ``proc_params["probe"]``):
 - ``path``: file to write (``.npz``), ``offset``: the stream's latency L, ``period``: the
   samples' length T, ``samples``: the number of samples B in this run, ``total``: the
   number of steps of the run, ``record``: keep the whole stream (``[T, B, n]``),
-  ``states``: also keep the named states (neurons only).
+  ``states``: also keep the named states (neurons only), ``dtype``: of the recordings
+  (``"float64"`` by default; ``"int64"`` for fixed_pt runs, whose values are integers).
 
 At 0-based step ``k``, the stream holds step ``t`` of sample ``b`` where
 ``k = b·T + t + L``. Event counts (non-zero outputs, i.e. spikes for spiking neurons) are
-accumulated per sample and neuron (``[B, n]``) whether or not the stream is recorded.
+accumulated per sample and neuron (``[B, n]``) whether or not the stream is recorded, and
+so are saturation events (fixed_pt neurons report them per state field each step), over
+the steps that belong to a sample.
 """
 
 from __future__ import annotations
@@ -38,19 +41,25 @@ class Probe:
         self.total = int(cfg["total"])
         self.counts = np.zeros((self.samples, size), dtype=np.int64)
         shape = (self.period, self.samples, size)
-        self.output = np.zeros(shape) if cfg.get("record") else None
-        self.input = np.zeros(shape) if cfg.get("record") and cfg.get("states") else None
+        dtype = np.dtype(cfg.get("dtype", "float64"))
+        self.output = np.zeros(shape, dtype) if cfg.get("record") else None
+        self.input = np.zeros(shape, dtype) if cfg.get("record") and cfg.get("states") else None
         names = state_names if cfg.get("states") else ()
-        self.states = {n: np.zeros(shape) for n in names}
+        self.states = {n: np.zeros(shape, dtype) for n in names}
+        self.saturations: dict[str, int] = {}
         self.done = False
 
     def observe(self, k: int, out: np.ndarray, x: np.ndarray | None = None,
-                states: Mapping[str, np.ndarray] | None = None) -> None:
-        """Take the values of 0-based step ``k``; write the file after the last step."""
+                states: Mapping[str, np.ndarray] | None = None,
+                saturations: Mapping[str, int] | None = None) -> None:
+        """Take the values of 0-based step ``k`` (and the saturation events of that step,
+        by state field); write the file after the last step."""
         j = k - self.offset
         if 0 <= j < self.period * self.samples:
             b, t = divmod(j, self.period)
             self.counts[b] += out != 0
+            for name, n in (saturations or {}).items():
+                self.saturations[name] = self.saturations.get(name, 0) + int(n)
             if self.output is not None:
                 self.output[t, b] = out
             if self.input is not None and x is not None:
@@ -72,6 +81,8 @@ class Probe:
             arrays["input"] = self.input
         for name, rec in self.states.items():
             arrays[f"state_{name}"] = rec
+        for name, n in self.saturations.items():
+            arrays[f"sat_{name}"] = np.array(n, dtype=np.int64)
         tmp = self.path + ".part.npz"
         np.savez(tmp, **arrays)
         os.replace(tmp, self.path)

@@ -1,0 +1,375 @@
+"""Fixed-point (``fixed_pt``) lowering of a NIR graph to Lava, from its quantized form.
+
+:func:`nirbridge.backends.lava.lower` calls :func:`lower_fixed` for ``mode="fixed_pt"``.
+The graph is quantized once (:func:`nirbridge.quantize.quantize`, the ``loihi2`` profile
+by default), and every Lava process is built from that :class:`QuantizedGraph`, so that a
+Lava run computes the integers of :func:`nirbridge.quantize.run_fixed_point` (the golden
+model), step for step, after the latency alignment of :mod:`nirbridge.backends.lava`.
+
+Node by node
+------------
+- ``Input`` → ``RingBuffer`` (fixed_pt model, int32) holding the inputs quantized as the
+  golden run does (:func:`~nirbridge.quantize.quantize_input`: ``input_frac_bits``,
+  saturated to ``input_bits``). Its stream is graded (``num_message_bits = 24`` on the
+  synapse it feeds), so integer inputs other than 0/1 arrive whole.
+- ``Affine``/``Linear``/``Conv1d``/``Conv2d`` → Lava ``Dense`` (``Sparse`` for large maps,
+  as in floating_pt) whose matrix is the layer's integer mantissas (convolutions unrolled
+  by applying the reference's own layer, with the mantissas as weights, to unit vectors:
+  exact integers, PyTorch layout). The golden synapse is ``shift_floor(mant ⊛ x, w_exp)``;
+  Lava's bit-accurate Dense clips weights to 8 bits and, for mixed-sign matrices, drops
+  their LSB, so a mixed-sign layer gets ``2·mant`` with ``weight_exp = w_exp − 1`` and a
+  single-sign layer ``mant`` with ``weight_exp = w_exp`` (Lava keeps 8 magnitude bits
+  there): both give exactly the golden ``a_in``. The bias is not a synapse: the quantizer
+  moved it into the neuron (or the Output) it feeds.
+- ``SumPool2d``/``AvgPool2d`` → ``Dense``/``Sparse`` with the 0/1 window matrix: in the
+  quantized graph both are integer window sums (the ``1/k²`` of average pooling is folded
+  into the adjacent weights or into the neuron's input gain by the quantizer).
+- ``Flatten`` → nothing (ports are flat, in C order).
+- Where a neuron or an Output sums several inputs, each input is first aligned to the
+  sink's fractional bits by a zero-delay integer ``PassThrough`` (``shl``, or
+  ``shr_round`` for round half up) when its format differs (a spike train feeding a
+  neuron without weights, a residual skip), and delay lines balance the latencies.
+- Neurons: Lava's own LIF (``lava.proc.lif.process.LIFReset``: the ``LIF`` Process with
+  the sample-boundary reset the runner needs, bit-accurate model
+  ``PyLifResetModelBitAcc``, the same integer dynamics as ``PyLifModelBitAcc``) wherever
+  the quantized layer is stock Lava LIF (``lava_issues`` empty, spiking, zero initial
+  state); every other neuron gets a :mod:`nirbridge.lava_procs.fixed` Process whose model
+  runs the integer step function of :mod:`nirbridge.fixed_point` with the quantizer's
+  parameters. Which one each node got: :func:`neuron_mapping`.
+- ``Output`` → the aligned sum of its inputs plus its integer bias (a ``Monitor`` adds
+  it); values are returned in real units (``int · 2^-frac_bits``), as the golden run does.
+
+Graphs the quantizer rejects (``nir.Scale``, two weighted layers in a row, a weighted
+layer feeding several nodes, unknown nodes) raise its :class:`QuantizationError`, which
+names the node; a quantized layer Lava cannot hold (weights wider than Lava's 8 bits)
+raises :class:`LoweringError` naming the layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import nir
+import numpy as np
+
+from nirbridge import fixed_point as fx
+from nirbridge.backends import lava as lv
+from nirbridge.errors import LoweringError, ShapeMismatchError
+from nirbridge.nodes import ALIF, ARLIF, CLIF, DALIF, KLIF, SubtractiveLIF
+from nirbridge.quantize import (
+    QuantConfig,
+    QuantizedGraph,
+    QuantizedNeuron,
+    QuantizedOutput,
+    QuantizedSynapse,
+    _without_bias,
+    quantize,
+)
+
+#: Lava's own LIF with periodic reset (the runner sets ``reset_interval``/``offset``).
+LAVA_LIF = "lava.proc.lif.process:LIFReset"
+_FIXED = f"{lv._PROCS}.fixed"
+#: The nirbridge Process implementing each integer model kind.
+PROCESS_OF_KIND: dict[str, str] = {
+    "lava_lif": f"{_FIXED}:FixedLavaLIF",
+    "linear_lif": f"{_FIXED}:FixedLinearLIF",
+    "klif": f"{_FIXED}:FixedKLIF",
+    "arlif": f"{_FIXED}:FixedARLIF",
+    "clif": f"{_FIXED}:FixedCLIF",
+    "alif": f"{_FIXED}:FixedALIF",
+}
+#: Widest weight mantissa Lava's Dense/Sparse hold exactly (8 bits, signed).
+LAVA_WEIGHT_BITS = 8
+
+QuantSpec = QuantConfig | QuantizedGraph | Mapping[str, Any] | str | Path | None
+
+
+# ------------------------------------------------------------------------ quantization
+def quantized_graph(graph: nir.NIRGraph, quant: QuantSpec = None, *,
+                    dt: float | None = None) -> QuantizedGraph:
+    """The :class:`QuantizedGraph` a fixed_pt lowering of ``graph`` uses.
+
+    ``quant``: ``None`` (the shipped ``loihi2`` profile), a :class:`QuantConfig`, a
+    profile (its name, a path to a ``.toml`` file, or a parsed dict), or a
+    :class:`QuantizedGraph` of this very graph (used as is).
+    """
+    if isinstance(quant, QuantizedGraph):
+        if quant.graph is not graph and set(quant.graph.nodes) != set(graph.nodes):
+            raise LoweringError("the QuantizedGraph given as quant= belongs to another graph "
+                                f"(nodes {sorted(quant.graph.nodes)})")
+        return quant
+    if quant is None:
+        cfg = QuantConfig.from_profile("loihi2")
+    elif isinstance(quant, QuantConfig):
+        cfg = quant
+    elif isinstance(quant, (str, Path, Mapping)):
+        cfg = QuantConfig.from_profile(quant)
+    else:
+        raise LoweringError(f"quant={quant!r}: give a QuantConfig, a profile name or path, "
+                            "or a QuantizedGraph")
+    return quantize(graph, cfg, dt=dt)
+
+
+def stock_lif_issues(layer: QuantizedNeuron) -> list[str]:
+    """Why Lava's own LIF process cannot run ``layer`` exactly (empty: it can)."""
+    if layer.kind != "lava_lif":
+        return [f"integer model '{layer.kind}' is not Lava's LIF"]
+    p = layer.params
+    issues = list(layer.lava_issues)
+    if not p.spiking:
+        issues.append("does not spike (its output is v; Lava's LIF sends spikes)")
+    if np.any(fx.as_int(p.u_init) != 0) or np.any(fx.as_int(p.v_init) != 0):
+        issues.append("non-zero initial state (Lava's LIFReset resets u, v to 0)")
+    return issues
+
+
+# ----------------------------------------------------------------------- neurons
+def _scalar(value: Any, name: str, layer: QuantizedNeuron) -> int:
+    arr = np.unique(fx.as_int(value))
+    if arr.size != 1:  # excluded by stock_lif_issues
+        raise LoweringError(f"node '{layer.name}': {name} varies per neuron")
+    return int(arr[0])
+
+
+def _lower_fixed_neuron(node: nir.NIRNode, ctx: lv.NeuronContext) -> lv.NeuronLowering:
+    """Lava's LIF where the quantized layer is stock Lava LIF, else the nirbridge Process
+    running the layer's integer model."""
+    layer = ctx.quant
+    if not isinstance(layer, QuantizedNeuron):
+        raise LoweringError(f"node '{ctx.name}': no quantized form to lower in fixed_pt")
+    if ctx.options.get("stock_lif", True) and not stock_lif_issues(layer):
+        p = layer.params
+        flat = lambda v: np.broadcast_to(fx.as_int(v), layer.shape).ravel().copy()  # noqa: E731
+        return lv.NeuronLowering(
+            LAVA_LIF,
+            dict(du=_scalar(p.du, "du", layer), dv=_scalar(p.dv, "dv", layer),
+                 bias_mant=flat(p.bias_mant), bias_exp=flat(p.bias_exp),
+                 vth=_scalar(p.vth, "vth", layer)),
+            probe=False, state_vars=("u", "v"))
+    process = PROCESS_OF_KIND.get(layer.kind)
+    if process is None:
+        raise LoweringError(f"node '{ctx.name}': no fixed_pt Lava process for integer model "
+                            f"'{layer.kind}'")
+    return lv.NeuronLowering(process, dict(params=layer.params, node_shape=tuple(layer.shape)),
+                             graded=not layer.spiking)
+
+
+for _cls in (nir.LIF, nir.IF, nir.LI, nir.I, nir.CubaLIF, nir.CubaLI, SubtractiveLIF, DALIF,
+             KLIF, ARLIF, CLIF, ALIF):
+    lv.register_neuron_lowering(_cls, "fixed_pt")(_lower_fixed_neuron)
+
+
+def neuron_mapping(net: lv.LavaNetwork) -> dict[str, str]:
+    """Per neuron node of a fixed_pt :class:`LavaNetwork`: the Lava Process class it runs
+    on (``"LIFReset"`` for Lava's own LIF, else the nirbridge integer Process)."""
+    return {n: net.procs[n].class_name for n in net.neurons}
+
+
+# -------------------------------------------------------------------- synapses
+def dense_weights(mant: Any, w_exp: int) -> tuple[Any, int]:
+    """``(weights, weight_exp)`` for Lava's bit-accurate Dense/Sparse (``num_weight_bits =
+    8``) that deliver exactly ``shift_floor(mant @ x, w_exp)``.
+
+    Lava clips mixed-sign weights to [−256, 255] and drops their LSB, so mixed-sign
+    matrices get ``2·mant`` and ``w_exp − 1``; single-sign matrices keep 8 magnitude bits
+    in Lava and get ``mant`` and ``w_exp``.
+    """
+    data = mant.data if hasattr(mant, "tocsr") else np.asarray(mant)
+    lo = int(data.min()) if data.size else 0
+    hi = int(data.max()) if data.size else 0
+    if lo >= 0 or hi <= 0:
+        return mant, int(w_exp)
+    return mant * 2, int(w_exp) - 1
+
+
+def _int_matrix(node: nir.NIRNode, mant: np.ndarray | None, in_shape: tuple[int, ...],
+                sparse: bool) -> Any:
+    """The integer matrix of a weighted layer with weights ``mant`` (or, ``mant=None``, of
+    a pooling window sum) on ``in_shape``: dense int64, or CSR when ``sparse``."""
+    if mant is None:
+        lin = lv.linear_map(node, in_shape)  # the 0/1 window matrix; post-ops ignored
+    else:
+        lin = lv.linear_map(_without_bias(node, np.asarray(mant, dtype=np.float64)), in_shape)
+    m = lin.matrix
+    if hasattr(m, "tocsr"):
+        m = m.tocsr()
+        m.data = np.rint(m.data).astype(np.int64)
+        m.eliminate_zeros()
+        return m if sparse else m.toarray()
+    m = np.rint(np.asarray(m)).astype(np.int64)
+    if sparse:
+        from scipy.sparse import csr_matrix
+
+        return csr_matrix(m)
+    return m
+
+
+class _FixedLowerer(lv._Lowerer):
+    """Lowers a graph from its quantized form (see the module docstring)."""
+
+    def __init__(self, graph: nir.NIRGraph, qgraph: QuantizedGraph, sparse: bool | str,
+                 options: Mapping[str, Any]) -> None:
+        super().__init__(graph, "fixed_pt", qgraph.dt, sparse)
+        self.q = qgraph
+        self.options = dict(options)
+
+    def _lower_node(self, name: str, node: nir.NIRNode) -> None:
+        """Lower one node from its quantized layer (see the module docstring)."""
+        layer = self.q.layers.get(name)
+        if isinstance(node, nir.Input):
+            shape = tuple(self.q.shapes[name])
+            size = int(np.prod(shape, dtype=np.int64))
+            self.add(lv.ProcSpec(name, lv.SOURCE, {}, size, node=name, role="source",
+                                 in_port=None))
+            self.streams[name] = lv.Stream(name, 0, shape, None, True, layer.frac_bits)
+        elif isinstance(node, nir.Flatten):
+            (pred,) = self.preds[name]
+            self.streams[name] = dataclasses.replace(self.streams[pred],
+                                                     shape=tuple(self.q.shapes[name]))
+        elif isinstance(layer, QuantizedOutput):
+            self._lower_output(name, layer)
+        elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
+            self._lower_dense(name, node, None, 0)
+        elif isinstance(layer, QuantizedSynapse):
+            self._check_weights(name, layer)
+            self._lower_dense(name, node, layer.mant, layer.w_exp, layer.out_frac)
+        elif isinstance(layer, QuantizedNeuron):
+            self._lower_neuron(name, node)
+        else:
+            raise LoweringError(f"node '{name}' of type {type(node).__name__} has no fixed_pt "
+                                "lowering")
+
+    def _check_weights(self, name: str, layer: QuantizedSynapse) -> None:
+        """LoweringError if the layer's mantissas do not fit Lava's 8-bit weights."""
+        bits = self.q.config.weight_bits
+        if bits > LAVA_WEIGHT_BITS:
+            big = int(np.max(np.abs(layer.mant), initial=0))
+            if big > (1 << (LAVA_WEIGHT_BITS - 1)) - 1 or int(np.min(layer.mant, initial=0)) < \
+                    -(1 << (LAVA_WEIGHT_BITS - 1)):
+                raise LoweringError(
+                    f"weighted layer '{name}': its {bits}-bit weight mantissas (up to {big}) do "
+                    f"not fit Lava's {LAVA_WEIGHT_BITS}-bit Dense/Sparse weights; quantize with "
+                    f"weight_bits <= {LAVA_WEIGHT_BITS}")
+
+    def _lower_dense(self, name: str, node: nir.NIRNode, mant: np.ndarray | None, w_exp: int,
+                     frac: int | None = None) -> None:
+        """A Dense/Sparse with integer ``mant`` (None: the pooling window sum) and the
+        exponent ``w_exp``; its stream has ``frac`` fractional bits (default: its
+        input's)."""
+        (pred,) = self.preds[name]  # the quantizer allows sums only at neurons and outputs
+        src = self.streams[pred]
+        n_out = int(np.prod(self.q.shapes[name], dtype=np.int64))
+        dense_sparse = self.sparse is True or (self.sparse == "auto" and
+                                               n_out * src.size > lv.SPARSE_ABOVE)
+        use_sparse = dense_sparse and not isinstance(node, (nir.Affine, nir.Linear))
+        matrix = _int_matrix(node, mant, src.shape, use_sparse)
+        weights, weight_exp = dense_weights(matrix, w_exp)
+        if hasattr(weights, "tocsr"):
+            weights = weights.astype(np.int32)
+        else:
+            weights = np.asarray(weights, dtype=np.int32)
+        key = self.add(lv.ProcSpec(
+            name, lv.SPARSE if use_sparse else lv.DENSE,
+            dict(weights=weights, weight_exp=weight_exp, num_weight_bits=LAVA_WEIGHT_BITS,
+                 num_message_bits=24 if src.graded else 0),
+            n_out, node=name, role="synapse", in_port="s_in", out_port="a_out",
+            latency=src.latency + 1))
+        self.connect(src.proc, key)
+        self.streams[name] = lv.Stream(key, src.latency + 1, tuple(self.q.shapes[name]), None,
+                                       True, src.frac if frac is None else frac)
+
+    def _aligned(self, name: str, frac: int) -> tuple[list[str], int, tuple[int, ...], bool]:
+        """The inputs of ``name``: delayed to the latest one and shifted to ``frac``."""
+        preds = self.preds[name]
+        streams = [self.streams[p] for p in preds]
+        shapes = {s.shape for s in streams}
+        if len(shapes) > 1:
+            got = ", ".join(f"'{p}' {s.shape}" for p, s in zip(preds, streams, strict=True))
+            raise ShapeMismatchError(f"node '{name}' sums inputs of different shapes: {got}")
+        latency = max(s.latency for s in streams)
+        keys: list[str] = []
+        graded = len(streams) > 1
+        for p, s in zip(preds, streams, strict=True):
+            key = s.proc
+            if s.latency < latency:
+                key = self.add(lv.ProcSpec(f"{name}/delay<{p}", lv.DELAY,
+                                           dict(shape=(s.size,), delay=latency - s.latency),
+                                           s.size, latency=latency))
+                self.connect(s.proc, key)
+            if s.frac != frac:
+                op = ("shl", frac - s.frac) if frac > s.frac else ("shr_round", s.frac - frac)
+                aligned = self.add(lv.ProcSpec(f"{name}/align<{p}", lv.PASS,
+                                               dict(shape=(s.size,), ops=(op,)), s.size,
+                                               latency=latency))
+                self.connect(key, aligned)
+                key = aligned
+                graded = True
+            graded = graded or s.graded
+            keys.append(key)
+        return keys, latency, streams[0].shape, graded
+
+    def _lower_output(self, name: str, layer: QuantizedOutput) -> None:
+        """The aligned sum of the Output's inputs, plus its integer bias."""
+        keys, latency, shape, graded = self._aligned(name, layer.frac_bits)
+        size = int(np.prod(shape, dtype=np.int64))
+        bias = None
+        if layer.bias is not None:
+            bias = np.broadcast_to(fx.as_int(layer.bias), shape).ravel().copy()
+        if len(keys) == 1:
+            self.streams[name] = lv.Stream(keys[0], latency, shape, bias, graded,
+                                           layer.frac_bits)
+            return
+        ops = (("add", bias),) if bias is not None else ()
+        key = self.add(lv.ProcSpec(f"{name}/sum", lv.PASS, dict(shape=(size,), ops=ops), size,
+                                   latency=latency, probe=True))
+        for k in keys:
+            self.connect(k, key)
+        self.streams[name] = lv.Stream(key, latency, shape, None, True, layer.frac_bits)
+
+    def _lower_neuron(self, name: str, node: nir.NIRNode) -> None:
+        """The neuron's registered fixed_pt lowering, fed its aligned inputs."""
+        layer = self.q.layers[name]
+        fn = lv.neuron_lowering(node, self.mode)
+        if fn is None:
+            raise LoweringError(f"node '{name}': no fixed_pt Lava model for neuron type "
+                                f"{type(node).__name__}")
+        keys, latency, shape, _ = self._aligned(name, layer.in_frac)
+        ctx = lv.NeuronContext(name, shape, self.dt, self.mode, quant=layer,
+                               options=self.options)
+        low = fn(node, ctx)
+        kwargs = dict(shape=(ctx.size,), **low.params, **low.flags)
+        self.add(lv.ProcSpec(name, low.process, kwargs, ctx.size, node=name, role="neuron",
+                             latency=latency, stateful=low.stateful, probe=low.probe,
+                             state_vars=tuple(low.state_vars)))
+        for k in keys:
+            self.connect(k, name)
+        self.streams[name] = lv.Stream(name, latency, shape, None, low.graded, layer.out_frac)
+
+
+def lower_fixed(graph: nir.NIRGraph, *, dt: float | None = None, sparse: bool | str = "auto",
+                quant: QuantSpec = None, stock_lif: bool = True
+                ) -> tuple[_FixedLowerer, QuantizedGraph]:
+    """Quantize ``graph`` (see :func:`quantized_graph`) and lower it for ``fixed_pt``.
+
+    ``stock_lif=False`` runs every neuron, stock-compatible LIF layers included, on the
+    nirbridge integer Processes (to cross-check them against Lava's LIF). Returns the
+    lowerer (its processes, connections and streams) and the quantized graph.
+    """
+    qgraph = quantized_graph(graph, quant, dt=dt)
+    low = _FixedLowerer(graph, qgraph, sparse, {"stock_lif": bool(stock_lif)})
+    low.lower()
+    return low, qgraph
+
+
+__all__ = [
+    "LAVA_LIF",
+    "PROCESS_OF_KIND",
+    "dense_weights",
+    "lower_fixed",
+    "neuron_mapping",
+    "quantized_graph",
+    "stock_lif_issues",
+]
