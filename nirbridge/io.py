@@ -57,7 +57,7 @@ from nirbridge.nodes import (
     CustomNeuron,
     SubtractiveLIF,
 )
-from nirbridge.passes import infer_shapes, strip_batch_dims, validate
+from nirbridge.passes import graph_dt, infer_shapes, strip_batch_dims, validate
 
 log = logging.getLogger(__name__)
 
@@ -238,18 +238,6 @@ def _write_graph_dict(group: h5py.Group, data: dict[str, Any], prefix: str = "")
 
 
 # ===================================================================== lossy fallback
-
-
-def graph_dt(graph: nir.NIRGraph, default: float = 1.0) -> float:
-    """The graph's time step: ``graph.metadata["dt"]``, else ``default``."""
-    meta = graph.metadata if isinstance(graph.metadata, Mapping) else {}
-    if "dt" not in meta:
-        return default
-    try:
-        return float(np.asarray(meta["dt"]).item())
-    except (TypeError, ValueError) as exc:
-        raise InvalidParameterError(
-            f"graph metadata field 'dt' = {meta['dt']!r} is not a number") from exc
 
 
 def _leaky(beta: np.ndarray, gain: np.ndarray, const: np.ndarray, v_threshold: np.ndarray,

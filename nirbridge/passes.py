@@ -29,6 +29,7 @@ removes it (:func:`nirbridge.io.read` does so).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -38,6 +39,8 @@ from nir.ir.utils import calc_flatten_output, calculate_conv_output
 
 from nirbridge.errors import GraphError, InvalidParameterError, ShapeMismatchError
 from nirbridge.nodes import is_neuron
+
+log = logging.getLogger(__name__)
 
 Shape = tuple[int, ...]
 
@@ -254,15 +257,41 @@ def validate(graph: nir.NIRGraph) -> None:
 # --------------------------------------------------------------------- shape inference
 
 
-def _topological(graph: nir.NIRGraph) -> list[str]:
-    """Node names, predecessors first; nodes on cycles come last in their given order."""
+def graph_dt(graph: nir.NIRGraph, dt: float | None = None) -> float:
+    """The time step to run ``graph`` with: ``dt`` if given, else ``metadata["dt"]``, else
+    1.0 (logged: a foreign file without dt needs its framework's convention or ``--dt``)."""
+    if dt is not None:
+        return float(dt)
+    meta = graph.metadata if isinstance(graph.metadata, dict) else {}
+    if "dt" not in meta:
+        log.warning("graph has no 'dt' in its metadata; using dt = 1.0 (pass dt= to override)")
+        return 1.0
+    try:
+        return float(np.asarray(meta["dt"]).item())
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameterError(
+            f"graph metadata field 'dt' = {meta['dt']!r} is not a number") from exc
+
+
+def topological_order(graph: nir.NIRGraph, *, strict: bool = True) -> list[str]:
+    """Node names in an order where every node follows all its predecessors.
+
+    ``strict``: an edge naming a missing node or a cycle raises :class:`GraphError`.
+    Otherwise such edges are skipped and nodes on cycles come last in their given order
+    (for passes that must never raise, such as shape inference).
+    """
     names = list(graph.nodes)
     indeg = dict.fromkeys(names, 0)
     succ: dict[str, list[str]] = {n: [] for n in names}
     for src, dst in graph.edges:
-        if src in indeg and dst in indeg:
-            indeg[dst] += 1
-            succ[src].append(dst)
+        missing = [end for end in (src, dst) if end not in indeg]
+        if missing:
+            if strict:
+                raise GraphError(f"edge ({src!r} → {dst!r}) names node {missing[0]!r}, which "
+                                 "is not in the graph; remove the edge or add the node")
+            continue
+        indeg[dst] += 1
+        succ[src].append(dst)
     ready = [n for n in names if indeg[n] == 0]
     order: list[str] = []
     while ready:
@@ -272,8 +301,14 @@ def _topological(graph: nir.NIRGraph) -> list[str]:
             indeg[m] -= 1
             if indeg[m] == 0:
                 ready.append(m)
-    seen = set(order)
-    return order + [n for n in names if n not in seen]
+    if len(order) != len(names):
+        seen = set(order)
+        rest = [n for n in names if n not in seen]
+        if strict:
+            raise GraphError(f"graph has a cycle through nodes {sorted(rest)}; recurrent "
+                             "graphs are not supported yet")
+        order += rest
+    return order
 
 
 def _pool_output(node: Any, inp: Shape) -> Shape:
@@ -364,7 +399,7 @@ def infer_shapes(graph: nir.NIRGraph) -> nir.NIRGraph:
     infer stay unknown, and disagreements are left for :func:`validate` to report.
     Modifies ``graph`` in place and returns it.
     """
-    for name in _topological(graph):
+    for name in topological_order(graph, strict=False):
         node = graph.nodes[name]
         if isinstance(node, nir.NIRGraph):
             infer_shapes(node)

@@ -28,51 +28,12 @@ import torch.nn.functional as tF
 from nirbridge.errors import GraphError, InputError, UnknownNodeError
 from nirbridge.neurons import functional as F
 from nirbridge.nodes import CustomNeuron, compare_of
+from nirbridge.passes import graph_dt, topological_order
 
 log = logging.getLogger(__name__)
 
 #: Time step conventions of the frameworks whose NIR exports carry no dt.
 FRAMEWORK_DT: dict[str, float] = {"norse": 1e-3, "snntorch": 1e-4, "nirbridge": 1.0}
-
-
-def graph_dt(graph: nir.NIRGraph, dt: float | None = None) -> float:
-    """The time step to run ``graph`` with: ``dt`` if given, else the graph's metadata."""
-    if dt is not None:
-        return float(dt)
-    meta = graph.metadata or {}
-    if "dt" in meta:
-        return float(np.asarray(meta["dt"]).item())
-    log.warning("graph has no 'dt' in its metadata; using dt = 1.0 (pass dt= to override)")
-    return 1.0
-
-
-def topological_order(graph: nir.NIRGraph) -> list[str]:
-    """Node names in an order where every node follows all its predecessors."""
-    names = list(graph.nodes)
-    for src, dst in graph.edges:
-        for end in (src, dst):
-            if end not in graph.nodes:
-                raise GraphError(f"edge ({src!r} → {dst!r}) names node {end!r}, which is not "
-                                 "in the graph; remove the edge or add the node")
-    indeg = {n: 0 for n in names}
-    succ: dict[str, list[str]] = {n: [] for n in names}
-    for src, dst in graph.edges:
-        indeg[dst] += 1
-        succ[src].append(dst)
-    ready = [n for n in names if indeg[n] == 0]
-    order: list[str] = []
-    while ready:
-        n = ready.pop(0)
-        order.append(n)
-        for m in succ[n]:
-            indeg[m] -= 1
-            if indeg[m] == 0:
-                ready.append(m)
-    if len(order) != len(names):
-        cyclic = sorted(set(names) - set(order))
-        raise GraphError(f"graph has a cycle through nodes {cyclic}; recurrent graphs are not "
-                         "supported by the reference executor yet")
-    return order
 
 
 def _pair(v: Any) -> tuple[int, ...] | str:
