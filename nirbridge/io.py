@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -39,6 +38,7 @@ import h5py
 import nir
 import numpy as np
 
+from nirbridge._files import atomic_path
 from nirbridge.errors import (
     FileFormatError,
     GraphError,
@@ -442,12 +442,6 @@ def restore_custom_nodes(graph: nir.NIRGraph) -> nir.NIRGraph:
 # ============================================================================== write
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def write(path: str | os.PathLike[str], graph: nir.NIRGraph, compat: str = "native", *,
           check: bool = True) -> None:
     """Write ``graph`` to ``path`` in NIR's HDF5 layout, atomically.
@@ -476,26 +470,10 @@ def write(path: str | os.PathLike[str], graph: nir.NIRGraph, compat: str = "nati
     if compat == "lossy":
         graph, notes = lossy_graph(graph)
     data = _graph_dict(graph)
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise NirbridgeError(f"cannot write {target}: directory {parent} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
-    except OSError as exc:
-        raise NirbridgeError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w", track_order=True) as f:
-            f.create_dataset("version", data=nir.version, dtype=h5py.string_dtype())
-            f.attrs["nirbridge_compat"] = compat
-            _write_graph_dict(f.create_group("node", track_order=True), data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, NirbridgeError) or not isinstance(exc, Exception):
-            raise
-        raise NirbridgeError(f"cannot write {target}: {type(exc).__name__}: {exc}") from exc
+    with atomic_path(target) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+        f.create_dataset("version", data=nir.version, dtype=h5py.string_dtype())
+        f.attrs["nirbridge_compat"] = compat
+        _write_graph_dict(f.create_group("node", track_order=True), data)
     for note in notes:
         warnings.warn(note, LossyExportWarning, stacklevel=2)
 

@@ -100,7 +100,6 @@ Graded inputs (``input_frac_bits > 0`` or integer inputs) need
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -109,8 +108,9 @@ import h5py
 import nir
 import numpy as np
 
+from nirbridge._files import atomic_path
 from nirbridge.backends.reference import topological_order
-from nirbridge.errors import GraphError, InputError, LoweringError, NirbridgeError
+from nirbridge.errors import GraphError, InputError, LoweringError
 from nirbridge.fixed_point import LavaLIFParams, as_int
 from nirbridge.nodes import CustomNeuron, is_neuron
 from nirbridge.quantize import (
@@ -586,33 +586,15 @@ def write_netx(graph: nir.NIRGraph | QuantizedGraph, path: str | os.PathLike[str
         qgraph = quantize_for_netx(graph, config)
     layers = netx_layers(qgraph)
     target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"cannot write {target}: directory {parent} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
-    except OSError as exc:
-        raise NirbridgeError(f"cannot write {target}: {exc.strerror or exc}") from exc
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["generator"] = "nirbridge"
-            f.attrs["latency"] = netx_latency(qgraph)
-            f.attrs["input_frac_bits"] = qgraph.layers[qgraph.inputs[0]].frac_bits
-            f.attrs["has_bias"] = any("bias" in layer.data for layer in layers)
-            f.attrs["reset_offset"] = NETX_RESET_OFFSET
-            root = f.create_group("layer")
-            for i, layer in enumerate(layers):
-                _write_layer(root.create_group(str(i)), layer)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, NirbridgeError) or not isinstance(exc, Exception):
-            raise
-        raise NirbridgeError(f"cannot write {target}: {type(exc).__name__}: {exc}") from exc
+    with atomic_path(target) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["generator"] = "nirbridge"
+        f.attrs["latency"] = netx_latency(qgraph)
+        f.attrs["input_frac_bits"] = qgraph.layers[qgraph.inputs[0]].frac_bits
+        f.attrs["has_bias"] = any("bias" in layer.data for layer in layers)
+        f.attrs["reset_offset"] = NETX_RESET_OFFSET
+        root = f.create_group("layer")
+        for i, layer in enumerate(layers):
+            _write_layer(root.create_group(str(i)), layer)
     return target
 
 
