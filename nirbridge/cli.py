@@ -326,10 +326,32 @@ def cmd_targets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_netx(args: argparse.Namespace) -> int:
+    from nirbridge.api import read
+    from nirbridge.netx import netx_latency, netx_layers, quantize_for_netx, write_netx
+
+    qgraph = quantize_for_netx(read(args.file), args.target)
+    n_layers = len(netx_layers(qgraph)) - 1
+    write_netx(qgraph, args.output)  # atomic: a failure leaves no file
+    print(f"wrote {args.output}: {n_layers} netx layers after the input, latency "
+          f"{netx_latency(qgraph)} steps (target {args.target})")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from nirbridge.recipes import load_recipe
+    from nirbridge.train import train_recipe
+
+    recipe = load_recipe(args.recipe, require_checkpoint=False)
+    train_recipe(recipe, echo=print, epochs=args.epochs, output=args.output,
+                 threads=args.threads)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from nirbridge.demo import run_demo
 
-    return run_demo(Path(args.out_dir), echo=print)
+    return run_demo(Path(args.out_dir), echo=print, samples=args.samples)
 
 
 # -------------------------------------------------------------------------------- main
@@ -403,8 +425,28 @@ def build_parser() -> argparse.ArgumentParser:
     tg.add_argument("--json", action="store_true")
     tg.set_defaults(func=cmd_targets)
 
-    d = sub.add_parser("demo", help="the end-to-end demo on a built-in example")
+    nx = sub.add_parser("export-netx", help="write a .nir graph as a lava-dl netx HDF5 "
+                        "network (fixed point, CUBA neurons)")
+    nx.add_argument("file")
+    nx.add_argument("-o", "--output", required=True, help="output netx file (e.g. model.net)")
+    nx.add_argument("--target", default="loihi2",
+                    help="target profile name or TOML path for quantization (default loihi2)")
+    nx.set_defaults(func=cmd_export_netx)
+
+    t = sub.add_parser("train", help="train a recipe's model (BPTT, surrogate gradient) "
+                       "and write its checkpoint")
+    t.add_argument("recipe", help="deployment recipe RECIPE.toml (its [train] table)")
+    t.add_argument("--epochs", type=int, help="override [train] epochs")
+    t.add_argument("-o", "--output", help="checkpoint path (default: model.checkpoint)")
+    t.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    t.set_defaults(func=cmd_train)
+
+    d = sub.add_parser("demo", help="the default deployment: the digits recipes of deploy/ "
+                       "(LIF, AR-LIF, KLIF, DA-LIF; AR-LIF rate-encoded) end to end, and "
+                       "their summary table")
     d.add_argument("--out-dir", default="out", help="where to write the demo's files")
+    d.add_argument("--samples", type=int,
+                   help="test samples per recipe (default: the recipes' own, 360)")
     d.set_defaults(func=cmd_demo)
     return p
 

@@ -1,73 +1,97 @@
-"""The main job's demo: export built-in SNNs → .nir → read back → float64 reference run,
-checked against the PyTorch model on real data (scikit-learn's handwritten digits).
+"""The main job's demo: the default deployment, the digits recipes end to end.
 
-Later stages (Lava deployment, profiling) extend this through ``nirbridge deploy``.
+``nirbridge demo`` runs ``deploy/digits_{lif,arlif,klif,dalif}.toml`` (direct encoding)
+and ``deploy/digits_arlif_rate.toml`` (rate-encoded spike input): each trained
+residual conv SNN (checkpoints committed in ``deploy/checkpoints/``) is evaluated in
+PyTorch, exported to NIR, run by the float64 reference executor, deployed to Lava's
+Loihi 2 simulation in floating_pt and bit-accurate fixed_pt, and profiled; every recipe
+writes its ``.nir`` file and JSON/HTML reports under ``OUT_DIR/<recipe>/``, and the demo
+prints one summary table (also written to ``OUT_DIR/summary.md`` and ``summary.json``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from nirbridge.api import read, run, to_nir, write
-from nirbridge.examples import DigitsConvSNN
-from nirbridge.neurons import run_steps
-from nirbridge.nodes import CustomNeuron
+from nirbridge.data import encode, load_split
+from nirbridge.errors import CheckFailed, RecipeError
 
-DEMO_NEURONS = ("lif", "arlif", "klif", "dalif", "clif", "plif")
+#: The default deployment: one recipe per neuron type on direct-encoded digits, and
+#: AR-LIF on rate-encoded (spike) input.
+DEMO_RECIPES = ("digits_lif", "digits_arlif", "digits_klif", "digits_dalif", "digits_arlif_rate")
 
 
 def digits_inputs(n: int = 32, steps: int = 8) -> torch.Tensor:
-    """``n`` real digit scans from scikit-learn, direct-encoded: ``[T, n, 1, 8, 8]`` in [0, 1]."""
-    from sklearn.datasets import load_digits
-
-    images = load_digits().images[-n:] / 16.0  # the last samples: never used for training
-    x = torch.from_numpy(images).to(torch.float64).unsqueeze(1)
-    return x.unsqueeze(0).expand(steps, *x.shape).contiguous()
+    """The first ``n`` digit scans of the test split (the last 360 samples of
+    scikit-learn's digits), direct-encoded: ``[T, n, 1, 8, 8]`` float64 in [0, 1]."""
+    split = load_split("digits", "test").head(n)
+    return torch.from_numpy(encode(split.images, "direct", steps))
 
 
-def run_demo(out_dir: Path, echo: Callable[[str], None] = print, samples: int = 32,
-             steps: int = 8) -> int:
-    """Export each built-in model, round-trip it through a file and compare the float64
-    reference run with the torch model; returns 0 when every comparison is exact."""
+def deploy_dir() -> Path:
+    """The repository's ``deploy/`` directory (recipes and checkpoints): the one in the
+    current directory if it holds the demo's recipes, else the one beside the package."""
+    for d in (Path.cwd() / "deploy", Path(__file__).resolve().parent.parent / "deploy"):
+        if (d / f"{DEMO_RECIPES[0]}.toml").is_file():
+            return d
+    raise RecipeError("cannot find the deploy/ directory with the demo's recipes; run "
+                      "the demo from the repository's root")
+
+
+def run_demo(out_dir: Path, echo: Callable[[str], None] = print, samples: int | None = None,
+             recipes: Sequence[str | Path] | None = None, progress: bool | None = None
+             ) -> int:
+    """Run the default deployment (``recipes``: names in ``deploy/`` or paths) and print
+    the summary table; returns 0 when every check passed, else raises
+    :class:`CheckFailed` (exit code 3) after printing and writing everything."""
+    from nirbridge.recipes import (
+        execute_recipe,
+        format_run,
+        load_recipe,
+        summary_table,
+        write_recipe_reports,
+    )
+    from nirbridge.report import _jsonable, write_json
+
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    x = digits_inputs(samples, steps)
-    rows = []
-    ok = True
-    for kind in tqdm(DEMO_NEURONS, desc="export + verify", disable=None):
-        torch.manual_seed(0)
-        model = DigitsConvSNN(kind).eval()
-        with torch.no_grad():  # non-trivial batch-norm statistics, so folding is exercised
-            for bn in (model.bn1, model.bn2, model.bn3):
-                bn.running_mean.uniform_(-0.2, 0.2)
-                bn.running_var.uniform_(0.5, 1.5)
-        path = out_dir / f"digits_{kind}.nir"
-        write(path, to_nir(model, x[0, :1].float()))
-        graph = read(path)
-        with torch.no_grad():
-            expected = run_steps(model.double(), x)
-        got, records = run(graph, x, record=True)
-        spikes = sum(float(r.output.sum()) for n, r in records.items()
-                     if isinstance(graph.nodes[n], CustomNeuron) or "LIF" in type(
-                         graph.nodes[n]).__name__)
-        err = float((got - expected).abs().max())
-        exact = err <= 1e-9
-        ok &= exact
-        custom = sorted({type(n).__name__ for n in graph.nodes.values()
-                         if isinstance(n, CustomNeuron)})
-        rows.append((kind, str(len(graph.nodes)), ", ".join(custom) or "-",
-                     f"{spikes / samples:.0f}", f"{err:.1e}", "yes" if exact else "NO"))
-    header = ("neuron", "nodes", "custom nodes", "spikes/sample", "max |Δ| vs torch", "exact")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    echo("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    echo("  ".join("-" * w for w in widths))
-    for r in rows:
-        echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
-    echo(f"\n{samples} digit scans, T = {steps}, float64; graphs written to {out_dir}/")
-    return 0 if ok else 1
+    paths = []
+    for r in recipes or DEMO_RECIPES:
+        p = Path(r)
+        paths.append(p if p.suffix == ".toml" else deploy_dir() / f"{r}.toml")
+    loaded = [load_recipe(p) for p in paths]  # every recipe checked before anything runs
+    t_start = time.perf_counter()
+    runs = []
+    for i, recipe in enumerate(loaded, 1):
+        echo(f"=== recipe {i}/{len(loaded)}: {recipe.path} "
+             f"({time.perf_counter() - t_start:.0f} s elapsed)")
+        rdir = out_dir / recipe.name
+        run = execute_recipe(recipe, echo=echo, samples=samples, out_dir=rdir,
+                             progress=progress)
+        echo("")
+        echo(format_run(run))
+        for w in write_recipe_reports(run, rdir / "report.json", rdir / "report.html"):
+            echo(f"wrote {w}")
+        echo("")
+        runs.append(run)
+    table = summary_table(runs)
+    md = summary_table(runs, markdown=True)
+    n = sorted({r.samples for r in runs})
+    echo(f"Summary: {'/'.join(map(str, n))} digits test samples per model through every "
+         f"stage; accuracies in %, energy per sample (model estimates)")
+    echo(table)
+    (out_dir / "summary.md").write_text(md + "\n")
+    write_json(_jsonable({"runs": [r.summary() for r in runs]}), out_dir / "summary.json")
+    echo(f"\nwrote {out_dir / 'summary.md'}, {out_dir / 'summary.json'} and one report per "
+         f"recipe under {out_dir}/; total {time.perf_counter() - t_start:.0f} s")
+    failed = [f"{r.recipe.name}: {f}" for r in runs for f in r.failed]
+    if failed:
+        raise CheckFailed(f"{len(failed)} check(s) failed: " + "; ".join(failed))
+    return 0
 
 
-__all__ = ["DEMO_NEURONS", "digits_inputs", "run_demo"]
+__all__ = ["DEMO_RECIPES", "deploy_dir", "digits_inputs", "run_demo"]

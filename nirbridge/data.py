@@ -1,0 +1,108 @@
+"""Data sets of the deployment recipes, shipped offline, and their spike encodings.
+
+``digits``: scikit-learn's handwritten digits (1,797 real 8×8 scans of 16 grey levels,
+bundled with scikit-learn: nothing is downloaded). The split is fixed and deterministic:
+the **last 360 samples are the test split**, the first 1,437 the training split (the
+data set cycles through the ten classes, so both are balanced to within a few samples).
+
+Encodings turn images ``[N, 1, 8, 8]`` in [0, 1] into inputs ``[T, N, 1, 8, 8]``:
+
+- ``direct``: the real-valued image repeated at every step (the first layer then does
+  graded multiply-accumulates);
+- ``rate``: at each step a pixel spikes with probability equal to its intensity
+  (Bernoulli, drawn from ``numpy.random.default_rng(seed)``: the same spikes every run);
+- ``latency``: one spike per pixel, earlier for brighter pixels, at step
+  ``round((1 − x)·(T − 1))``; pixels at 0 never spike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from nirbridge.errors import InputError
+
+#: Size of the fixed test split of ``digits`` (its last samples).
+DIGITS_TEST = 360
+ENCODINGS = ("direct", "rate", "latency")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images ``[N, C, H, W]`` (float64 in [0, 1]) and integer labels ``[N]``."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def head(self, n: int | None) -> Split:
+        """The first ``n`` samples (all when ``n`` is None)."""
+        if n is None:
+            return self
+        if n < 1:
+            raise InputError(f"samples={n}; give a positive number of samples")
+        return Split(self.images[:n], self.labels[:n])
+
+
+def load_digits_split(split: str) -> Split:
+    """scikit-learn's digits, ``split`` ``"train"`` (first 1,437) or ``"test"`` (last 360),
+    scaled to [0, 1] and shaped ``[N, 1, 8, 8]``."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = (d.images / 16.0).astype(np.float64)[:, None]
+    labels = d.target.astype(np.int64)
+    cut = len(labels) - DIGITS_TEST
+    if split == "train":
+        return Split(images[:cut], labels[:cut])
+    if split == "test":
+        return Split(images[cut:], labels[cut:])
+    raise InputError(f"split {split!r} is unknown; use 'train' or 'test'")
+
+
+#: Data set name → loader of a split.
+DATASETS: dict[str, Callable[[str], Split]] = {"digits": load_digits_split}
+
+
+def load_split(dataset: str, split: str) -> Split:
+    """Split ``split`` of data set ``dataset`` (one of :data:`DATASETS`)."""
+    if dataset not in DATASETS:
+        raise InputError(f"data set {dataset!r} is unknown; available: "
+                         f"{', '.join(sorted(DATASETS))}")
+    return DATASETS[dataset](split)
+
+
+def encode(images: np.ndarray, encoding: str, steps: int, *, seed: int = 0,
+           rng: np.random.Generator | None = None) -> np.ndarray:
+    """Inputs ``[T, N, ...]`` (float64) from ``images`` ``[N, ...]`` in [0, 1].
+
+    ``rate`` draws from ``rng`` if given, else from ``default_rng(seed)``.
+    """
+    if steps < 1:
+        raise InputError(f"steps={steps}; give at least 1 time step")
+    x = np.clip(np.asarray(images, dtype=np.float64), 0.0, 1.0)
+    if encoding == "direct":
+        return np.broadcast_to(x, (steps, *x.shape)).copy()
+    if encoding == "rate":
+        gen = np.random.default_rng(seed) if rng is None else rng
+        return (gen.random((steps, *x.shape)) < x).astype(np.float64)
+    if encoding == "latency":
+        t_spike = np.rint((1.0 - x) * (steps - 1)).astype(np.int64)
+        out = np.zeros((steps, *x.shape))
+        for t in range(steps):
+            out[t] = (t_spike == t) & (x > 0)
+        return out
+    raise InputError(f"encoding {encoding!r} is unknown; use one of {', '.join(ENCODINGS)}")
+
+
+def is_spike_encoding(encoding: str) -> bool:
+    """Whether ``encoding`` produces binary events (the first layer then counts as AC)."""
+    return encoding in ("rate", "latency")
+
+
+__all__ = ["DATASETS", "DIGITS_TEST", "ENCODINGS", "Split", "encode", "is_spike_encoding",
+           "load_digits_split", "load_split"]
