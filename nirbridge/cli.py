@@ -8,40 +8,22 @@ writes its output files atomically, so a failed command never leaves a partial f
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import importlib.util
 import json
 import logging
 import os
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from nirbridge._files import atomic_path
 from nirbridge.errors import ExportError, InputError, NirbridgeError
 
 log = logging.getLogger("nirbridge")
 
 
 # ----------------------------------------------------------------------------- helpers
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` that replaces it only if the block succeeds."""
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise InputError(f"output directory '{path.parent}' does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def parse_shape(text: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(s) for s in text.replace("x", ",").split(",") if s.strip())

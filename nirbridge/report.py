@@ -23,8 +23,6 @@ import html
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from collections.abc import Mapping as MappingABC
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from nirbridge._files import write_bytes
 from nirbridge.errors import NirbridgeError
 from nirbridge.profile import Counts, EnergyReport, Mapping
 
@@ -305,17 +304,7 @@ def validate_report(doc: Any, *, use_jsonschema: bool | None = None) -> list[str
 
 
 def _atomic_write(path: str | Path, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes(path, data, make_parents=True)
 
 
 def write_json(doc: MappingABC[str, Any], path: str | Path) -> Path:
