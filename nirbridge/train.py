@@ -13,8 +13,6 @@ the recipe's ``model.checkpoint``; the deployment loads it with ``weights_only=T
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nirbridge._files import atomic_path
 from nirbridge.data import encode, load_split
 from nirbridge.errors import RecipeError
 from nirbridge.recipes import Recipe, recipe_inputs
@@ -121,15 +120,8 @@ def train_recipe(recipe: Recipe, *, echo: Echo = lambda s: None, epochs: int | N
                  f"({time.perf_counter() - t_start:.0f} s)")
         seconds = time.perf_counter() - t_start
         model.eval()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        os.close(fd)
-        try:
+        with atomic_path(out, make_parents=True) as tmp:
             torch.save(model.state_dict(), tmp)
-            os.replace(tmp, out)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     finally:
         torch.set_num_threads(old_threads)
     echo(f"wrote {out} ({out.stat().st_size / 1024:.1f} kB): torch test accuracy "
