@@ -35,7 +35,7 @@ All Lava ports are flat (1-D), in C order of the NIR node's per-sample shape, so
   floating_pt models compute in float64 the same operations, in the same order, as
   :mod:`nirbridge.neurons.functional`.
 
-fixed_pt (``lower(graph, "fixed_pt", quant=...)``, :mod:`nirbridge.backends.lava_fixed`)
+fixed_pt (``lower(graph, "fixed_pt", quant=...)``, :mod:`nirbridge.backends._lava_fixed`)
 ----------------------------------------------------------------------------------------
 The graph is quantized once (:func:`nirbridge.quantize.quantize`, ``loihi2`` profile by
 default) and lowered from its integer form: Dense/Sparse with the integer weight
@@ -746,7 +746,7 @@ def lower(graph: nir.NIRGraph, mode: str = "floating_pt", *, dt: float | None = 
     every convolution/pooling map a Lava ``Sparse``, ``False`` a ``Dense``, ``"auto"``
     uses ``Sparse`` above :data:`SPARSE_ABOVE` entries.
 
-    fixed_pt only (:mod:`nirbridge.backends.lava_fixed`): the graph is quantized once with
+    fixed_pt only (:mod:`nirbridge.backends._lava_fixed`): the graph is quantized once with
     ``quant`` (``None``: the ``loihi2`` profile; a
     :class:`~nirbridge.quantize.QuantConfig`; a profile name, path or dict; or a
     :class:`~nirbridge.quantize.QuantizedGraph` of this graph), which raises
@@ -760,7 +760,7 @@ def lower(graph: nir.NIRGraph, mode: str = "floating_pt", *, dt: float | None = 
         raise LoweringError(f"sparse={sparse!r}; use True, False or 'auto'")
     qgraph = None
     if mode == "fixed_pt":
-        from nirbridge.backends.lava_fixed import lower_fixed
+        from nirbridge.backends._lava_fixed import lower_fixed
 
         low, qgraph = lower_fixed(graph, dt=dt, sparse=sparse, quant=quant,
                                   stock_lif=stock_lif)

@@ -19,7 +19,7 @@ same saturation, same comparison.
   receives the saturation events of every step, by state field.
 
 Stock Lava ``LIF`` layers are not here: the lowering uses Lava's own ``LIFReset`` process
-for them (see :mod:`nirbridge.backends.lava_fixed`).
+for them (see :mod:`nirbridge.backends._lava_fixed`).
 """
 
 from __future__ import annotations
