@@ -86,6 +86,19 @@ class ALIFState(NamedTuple):
 
 
 # ---------------------------------------------------------------- standard NIR neurons
+def _fire_and_reset(v: Tensor, v_threshold: Tensor | float, v_reset: Tensor | float,
+                    compare: str, reset: str) -> tuple[Tensor, LIFState]:
+    """Fire on ``v`` against the threshold, then reset hard to ``v_reset`` or subtract."""
+    s = spike(v - v_threshold, compare)
+    if reset == "hard":
+        v = v * (1 - s) + v_reset * s
+    elif reset == "subtract":
+        v = v - s * v_threshold
+    else:
+        raise InvalidParameterError(f"reset={reset!r} is unknown; use 'hard' or 'subtract'")
+    return s, LIFState(v)
+
+
 def lif_step(
     x: Tensor,
     state: LIFState,
@@ -105,14 +118,7 @@ def lif_step(
     ``reset="subtract"`` sets ``v ← v − s·v_th`` (snnTorch/Norse/SpikingJelly soft reset).
     """
     v = state.v + (dt / tau) * (v_leak - state.v + r * x)
-    s = spike(v - v_threshold, compare)
-    if reset == "hard":
-        v = v * (1 - s) + v_reset * s
-    elif reset == "subtract":
-        v = v - s * v_threshold
-    else:
-        raise InvalidParameterError(f"reset={reset!r} is unknown; use 'hard' or 'subtract'")
-    return s, LIFState(v)
+    return _fire_and_reset(v, v_threshold, v_reset, compare, reset)
 
 
 def if_step(
@@ -127,14 +133,7 @@ def if_step(
 ) -> tuple[Tensor, LIFState]:
     """NIR IF: ``v ← v + R·x``, fire, reset (hard to ``v_reset`` or subtractive)."""
     v = state.v + r * x
-    s = spike(v - v_threshold, compare)
-    if reset == "hard":
-        v = v * (1 - s) + v_reset * s
-    elif reset == "subtract":
-        v = v - s * v_threshold
-    else:
-        raise InvalidParameterError(f"reset={reset!r} is unknown; use 'hard' or 'subtract'")
-    return s, LIFState(v)
+    return _fire_and_reset(v, v_threshold, v_reset, compare, reset)
 
 
 def li_step(
