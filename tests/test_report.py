@@ -102,6 +102,14 @@ def test_plots_and_files(run, tmp_path):
     plots = make_plots(doc, raster, "lif1")
     assert set(plots) == {"sops", "energy", "rates", "raster"}
     assert all(p.startswith(b"\x89PNG") for p in plots.values())
+    import io as _io
+
+    import matplotlib.image as mpimg
+
+    for name, png in plots.items():  # each decodes to a non-blank picture
+        img = mpimg.imread(_io.BytesIO(png), format="png")
+        assert img.shape[0] > 100 and img.shape[1] > 100, name
+        assert float(img[..., :3].std()) > 0.01, name
     j = write_report(doc, tmp_path / "r.json")
     assert json.loads(j.read_text())["model"] == "mlp"
     md = write_report(doc, tmp_path / "r.md", raster=raster, raster_node="lif1")
