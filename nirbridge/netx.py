@@ -109,10 +109,10 @@ import nir
 import numpy as np
 
 from nirbridge._files import atomic_path
-from nirbridge.backends.reference import topological_order
 from nirbridge.errors import GraphError, InputError, LoweringError
 from nirbridge.fixed_point import LavaLIFParams, as_int
 from nirbridge.nodes import CustomNeuron, is_neuron
+from nirbridge.passes import predecessors, successors, topological_order
 from nirbridge.quantize import (
     QuantConfig,
     QuantizedGraph,
@@ -210,11 +210,7 @@ def check_netx_structure(graph: nir.NIRGraph) -> None:
     """Raise :class:`LoweringError` naming the first node (topological order) whose type
     or position netx cannot express: see the module docstring."""
     order = topological_order(graph)
-    preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    succs: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for src, dst in graph.edges:
-        preds[dst].append(src)
-        succs[src].append(dst)
+    preds, succs = predecessors(graph), successors(graph)
     n_in = sum(isinstance(n, nir.Input) for n in graph.nodes.values())
     n_out = sum(isinstance(n, nir.Output) for n in graph.nodes.values())
     for name in order:

@@ -273,6 +273,25 @@ def graph_dt(graph: nir.NIRGraph, dt: float | None = None) -> float:
             f"graph metadata field 'dt' = {meta['dt']!r} is not a number") from exc
 
 
+def predecessors(graph: nir.NIRGraph) -> dict[str, list[str]]:
+    """Each node's sources, in edge order (edges naming unknown nodes are skipped here;
+    :func:`topological_order` and :func:`validate` report them)."""
+    preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for src, dst in graph.edges:
+        if dst in preds and src in preds:
+            preds[dst].append(src)
+    return preds
+
+
+def successors(graph: nir.NIRGraph) -> dict[str, list[str]]:
+    """Each node's targets, in edge order (edges naming unknown nodes are skipped)."""
+    succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for src, dst in graph.edges:
+        if dst in succ and src in succ:
+            succ[src].append(dst)
+    return succ
+
+
 def topological_order(graph: nir.NIRGraph, *, strict: bool = True) -> list[str]:
     """Node names in an order where every node follows all its predecessors.
 

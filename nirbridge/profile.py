@@ -67,6 +67,7 @@ import torch.nn.functional as tF
 
 from nirbridge.errors import InputError, ProfileError
 from nirbridge.nodes import CustomNeuron, is_neuron
+from nirbridge.passes import predecessors, successors
 
 #: Directory of the profiles shipped with nirbridge (inside the package, so the wheel
 #: carries them; ``pyproject.toml`` lists ``profiles/*.toml`` as package data).
@@ -401,22 +402,6 @@ def is_spiking(node: nir.NIRNode) -> bool:
     return isinstance(node, SPIKING_STANDARD)
 
 
-def _predecessors(graph: nir.NIRGraph) -> dict[str, list[str]]:
-    preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for src, dst in graph.edges:
-        if dst in preds:
-            preds[dst].append(src)
-    return preds
-
-
-def _successors(graph: nir.NIRGraph) -> dict[str, list[str]]:
-    succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for src, dst in graph.edges:
-        if src in succ:
-            succ[src].append(dst)
-    return succ
-
-
 def payload_tags(graph: nir.NIRGraph,
                  spike_inputs: bool | Iterable[str] = False) -> dict[str, str]:
     """``"spike"`` or ``"graded"`` for the output of every node, from the graph only.
@@ -425,7 +410,7 @@ def payload_tags(graph: nir.NIRGraph,
     ``True`` declares all. Pass-through nodes (Flatten, Delay) carry spikes only when
     every predecessor does.
     """
-    preds = _predecessors(graph)
+    preds = predecessors(graph)
     if spike_inputs is True:
         declared = {n for n, v in graph.nodes.items() if isinstance(v, nir.Input)}
     else:
@@ -455,7 +440,7 @@ def synapse_kind(graph: nir.NIRGraph, name: str,
                  tags: MappingABC[str, str] | None = None) -> str:
     """``"AC"`` if every predecessor of synapse node ``name`` emits spikes, else ``"MAC"``."""
     tags = payload_tags(graph) if tags is None else tags
-    preds = _predecessors(graph)[name]
+    preds = predecessors(graph)[name]
     return "AC" if preds and all(tags[p] == "spike" for p in preds) else "MAC"
 
 
@@ -738,7 +723,7 @@ def count_events(graph: nir.NIRGraph, records: MappingABC[str, Any], *,
     events (their first layer is then AC, as NeuroBench would find on such data).
     """
     tags = payload_tags(graph, spike_inputs)
-    preds = _predecessors(graph)
+    preds = predecessors(graph)
     synapses: dict[str, SynapseCount] = {}
     neurons: dict[str, NeuronCount] = {}
     params: dict[str, ParamCount] = {}
@@ -1059,8 +1044,8 @@ class _Layers:
     def __init__(self, graph: nir.NIRGraph, counts: Counts | None) -> None:
         self.graph = graph
         self.counts = counts
-        self.preds = _predecessors(graph)
-        self.succ = _successors(graph)
+        self.preds = predecessors(graph)
+        self.succ = successors(graph)
 
     def in_shape(self, name: str) -> tuple[int, ...] | None:
         if self.counts is not None and name in self.counts.synapses:

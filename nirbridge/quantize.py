@@ -56,7 +56,7 @@ import numpy as np
 import torch
 
 from nirbridge import fixed_point as fx
-from nirbridge.backends.reference import apply_synapse, graph_dt, topological_order
+from nirbridge.backends.reference import apply_synapse
 from nirbridge.errors import GraphError, InputError, ProfileError, QuantizationError
 from nirbridge.nodes import (
     ALIF,
@@ -69,6 +69,7 @@ from nirbridge.nodes import (
     compare_of,
     is_neuron,
 )
+from nirbridge.passes import graph_dt, predecessors, successors, topological_order
 
 #: Fractional bits of the state per neuron type (the ``[quantization.frac_bits]`` table).
 DEFAULT_FRAC_BITS: dict[str, int] = {
@@ -838,11 +839,7 @@ def quantize(graph: nir.NIRGraph, config: QuantConfig | None = None, *,
         _check_finite(name, node)
     dt_ = graph_dt(graph, dt)
     order = topological_order(graph)
-    preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    succs: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for src, dst in graph.edges:
-        preds[dst].append(src)
-        succs[src].append(dst)
+    preds, succs = predecessors(graph), successors(graph)
     shapes = _shapes(graph, order, preds)
 
     layers: dict[str, Any] = {}

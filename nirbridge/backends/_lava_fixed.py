@@ -57,7 +57,7 @@ import numpy as np
 
 from nirbridge import fixed_point as fx
 from nirbridge.backends import lava as lv
-from nirbridge.errors import LoweringError, ShapeMismatchError
+from nirbridge.errors import LoweringError
 from nirbridge.nodes import ALIF, ARLIF, CLIF, DALIF, KLIF, SubtractiveLIF
 from nirbridge.quantize import (
     QuantConfig,
@@ -285,10 +285,7 @@ class _FixedLowerer(lv._Lowerer):
         """The inputs of ``name``: delayed to the latest one and shifted to ``frac``."""
         preds = self.preds[name]
         streams = [self.streams[p] for p in preds]
-        shapes = {s.shape for s in streams}
-        if len(shapes) > 1:
-            got = ", ".join(f"'{p}' {s.shape}" for p, s in zip(preds, streams, strict=True))
-            raise ShapeMismatchError(f"node '{name}' sums inputs of different shapes: {got}")
+        lv.check_same_shapes(name, preds, streams)
         latency = max(s.latency for s in streams)
         keys: list[str] = []
         graded = len(streams) > 1

@@ -108,7 +108,7 @@ import nir
 import numpy as np
 import torch
 
-from nirbridge.backends.reference import RunRecord, apply_synapse, graph_dt, topological_order
+from nirbridge.backends.reference import RunRecord, apply_synapse
 from nirbridge.errors import (
     GraphError,
     InputError,
@@ -121,6 +121,7 @@ from nirbridge.errors import (
     SimulationTimeout,
 )
 from nirbridge.nodes import ALIF, ARLIF, CLIF, DALIF, KLIF, SubtractiveLIF, compare_of, is_neuron
+from nirbridge.passes import graph_dt, predecessors, topological_order
 
 log = logging.getLogger(__name__)
 
@@ -561,15 +562,20 @@ class _Merged:
     graded: bool
 
 
+def check_same_shapes(name: str, preds: list[str], streams: list[Stream]) -> None:
+    """The streams summed into node ``name`` must all have one shape."""
+    if len({s.shape for s in streams}) > 1:
+        got = ", ".join(f"'{p}' {s.shape}" for p, s in zip(preds, streams, strict=True))
+        raise ShapeMismatchError(f"node '{name}' sums inputs of different shapes: {got}")
+
+
 class _Lowerer:
     def __init__(self, graph: nir.NIRGraph, mode: str, dt: float, sparse: bool | str) -> None:
         self.graph, self.mode, self.dt, self.sparse = graph, mode, dt, sparse
         self.procs: dict[str, ProcSpec] = {}
         self.connections: list[tuple[str, str]] = []
         self.streams: dict[str, Stream] = {}
-        self.preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
-        for src, dst in graph.edges:
-            self.preds[dst].append(src)
+        self.preds = predecessors(graph)
 
     def add(self, spec: ProcSpec) -> str:
         if spec.key in self.procs:
@@ -586,10 +592,7 @@ class _Lowerer:
         if not preds:
             raise GraphError(f"node '{name}' has no incoming edge; connect it or remove it")
         streams = [self.streams[p] for p in preds]
-        shapes = {s.shape for s in streams}
-        if len(shapes) > 1:
-            got = ", ".join(f"'{p}' {s.shape}" for p, s in zip(preds, streams, strict=True))
-            raise ShapeMismatchError(f"node '{name}' sums inputs of different shapes: {got}")
+        check_same_shapes(name, preds, streams)
         latency = max(s.latency for s in streams)
         keys = []
         for p, s in zip(preds, streams, strict=True):
@@ -1542,9 +1545,7 @@ def _assemble_fixed(net: LavaNetwork, x: Mapping[str, np.ndarray],
     records: dict[str, RunRecord] | None = None
     if rec_nodes:
         fixed_records, records = {}, {}
-        preds: dict[str, list[str]] = {n: [] for n in net.graph.nodes}
-        for src, dst in net.graph.edges:
-            preds[dst].append(src)
+        preds = predecessors(net.graph)
         for node in net.streams:
             if node not in rec_nodes or node not in ints:
                 continue

@@ -28,7 +28,7 @@ import torch.nn.functional as tF
 from nirbridge.errors import GraphError, InputError, UnknownNodeError
 from nirbridge.neurons import functional as F
 from nirbridge.nodes import CustomNeuron, compare_of
-from nirbridge.passes import graph_dt, topological_order
+from nirbridge.passes import graph_dt, predecessors, topological_order
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +190,7 @@ class ReferenceExecutor(torch.nn.Module):
         self.dtype = dtype
         self.dt = graph_dt(graph, dt)
         self.order = topological_order(graph)
-        self.preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
-        for src, dst in graph.edges:
-            self.preds[dst].append(src)
+        self.preds = predecessors(graph)
         self.inputs = [n for n in self.order if isinstance(graph.nodes[n], nir.Input)]
         self.outputs = [n for n in self.order if isinstance(graph.nodes[n], nir.Output)]
         if not self.inputs or not self.outputs:
