@@ -8,17 +8,16 @@ writes its output files atomically, so a failed command never leaves a partial f
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from nirbridge import __version__
 from nirbridge._files import atomic_path
 from nirbridge.errors import ExportError, InputError, NirbridgeError
+from nirbridge.factory import load_factory, load_weights
 
 log = logging.getLogger("nirbridge")
 
@@ -33,54 +32,6 @@ def parse_shape(text: str) -> tuple[int, ...]:
     if not shape or any(s <= 0 for s in shape):
         raise InputError(f"--input-shape {text!r} must list positive sizes (e.g. 1,28,28)")
     return shape
-
-
-def load_factory(spec: str) -> Any:
-    """``module.path:factory`` or ``path/to/file.py:factory`` → the factory callable."""
-    if ":" not in spec:
-        raise ExportError(f"model {spec!r} must be MODULE_OR_FILE:FACTORY "
-                          "(e.g. mymodels.py:make_net)")
-    target, _, name = spec.rpartition(":")
-    try:
-        if target.endswith(".py") or os.path.sep in target:
-            file = Path(target)
-            if not file.is_file():
-                raise ExportError(f"model file '{file}' does not exist")
-            mspec = importlib.util.spec_from_file_location(file.stem, file)
-            module = importlib.util.module_from_spec(mspec)  # type: ignore[arg-type]
-            sys.modules.setdefault(file.stem, module)
-            mspec.loader.exec_module(module)  # type: ignore[union-attr]
-        else:
-            module = importlib.import_module(target)
-    except NirbridgeError:
-        raise
-    except Exception as exc:
-        raise ExportError(f"cannot import model module '{target}': "
-                          f"{type(exc).__name__}: {exc}") from exc
-    factory = getattr(module, name, None)
-    if not callable(factory):
-        raise ExportError(f"'{target}' has no callable '{name}'")
-    return factory
-
-
-def load_weights(model: Any, ckpt: str) -> None:
-    import torch
-
-    if not Path(ckpt).is_file():
-        raise ExportError(f"checkpoint '{ckpt}' does not exist")
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ExportError(f"cannot load checkpoint '{ckpt}' with weights_only=True: "
-                          f"{type(exc).__name__}: {exc}") from exc
-    for key in ("state_dict", "model_state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    try:
-        model.load_state_dict(state)
-    except Exception as exc:
-        raise ExportError(f"checkpoint '{ckpt}' does not fit the model: {exc}") from exc
 
 
 def load_array(path: str, what: str = "--input") -> Any:
@@ -342,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nirbridge",
         description="Export PyTorch SNNs to NIR, run them on backends, deploy and profile.",
     )
+    p.add_argument("--version", action="version", version=f"nirbridge {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -14,7 +14,6 @@ the recipe's ``model.checkpoint``; the deployment loads it with ``weights_only=T
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +22,9 @@ import numpy as np
 from nirbridge._files import atomic_path
 from nirbridge.data import encode, load_split
 from nirbridge.errors import RecipeError
-from nirbridge.recipes import Recipe, recipe_inputs
-
-Echo = Callable[[str], None]
+from nirbridge.factory import load_factory
+from nirbridge.recipes import Echo, Recipe, recipe_inputs
+from nirbridge.recipes.schema import kwargs_text
 
 
 @dataclass
@@ -64,7 +63,6 @@ def train_recipe(recipe: Recipe, *, echo: Echo = lambda s: None, epochs: int | N
     """
     import torch
 
-    from nirbridge.cli import load_factory
     from nirbridge.neurons import run_steps
 
     spec, tr, sim = recipe.model, recipe.train, recipe.simulation
@@ -90,8 +88,7 @@ def train_recipe(recipe: Recipe, *, echo: Echo = lambda s: None, epochs: int | N
         opt = torch.optim.Adam(model.parameters(), lr=tr.lr)
         batches = -(-len(train) // tr.batch_size)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=n_epochs * batches)
-        args = ", ".join(f"{k}={v!r}" for k, v in spec.kwargs.items())
-        echo(f"training {recipe.name}: {spec.factory}({args}), "
+        echo(f"training {recipe.name}: {spec.factory}({kwargs_text(spec.kwargs)}), "
              f"{n_params} parameters, {len(train)} {recipe.data.dataset} training samples, "
              f"{recipe.data.encoding} encoding, T = {sim.steps}, {n_epochs} epochs, "
              f"batch {tr.batch_size}, Adam lr {tr.lr:g}, seed {tr.seed}")

@@ -148,6 +148,35 @@ def test_console_script_exit_code_and_message(tmp_path):
     assert "bad.nir" in proc.stderr
 
 
+def test_python_dash_m_nirbridge_runs_the_cli(tmp_path):
+    bad = tmp_path / "bad.nir"
+    bad.write_text("not hdf5")
+    proc = subprocess.run([sys.executable, "-m", "nirbridge", "inspect", str(bad)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("nirbridge inspect: error:") and "bad.nir" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "nirbridge", "targets"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "loihi2" in proc.stdout
+
+
+def test_version_is_the_package_version():
+    proc = subprocess.run([sys.executable, "-m", "nirbridge", "--version"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"nirbridge {nirbridge.__version__}"
+
+
+def test_load_factory_is_still_importable_from_the_cli():
+    from nirbridge.cli import load_factory as from_cli
+    from nirbridge.factory import load_factory
+
+    assert from_cli is load_factory
+    assert load_factory("nirbridge.examples:digits_conv_snn")().__class__.__name__ == (
+        "DigitsConvSNN")
+
+
 def test_profile_writes_json_and_html_and_fails_cleanly(model_file, tmp_path, capsys):
     from nirbridge.report import validate_report
 

@@ -1,0 +1,101 @@
+"""Deployment recipes: one TOML file says what to deploy, where, and what must hold.
+
+``nirbridge deploy RECIPE.toml`` (:func:`run_recipe`) runs, with progress lines:
+
+1. the model: the factory called with its keyword arguments and the checkpoint loaded
+   (``torch.load(weights_only=True)``), or a ``.nir`` file;
+2. the data: the recipe's split of the data set, encoded over ``steps`` time steps;
+3. torch accuracy (the trained module, float64);
+4. export to NIR, written to the output directory and read back;
+5. reference accuracy (nirbridge's float64 executor on the file read back) and the
+   largest output difference from torch;
+6. Lava floating_pt and 7. Lava fixed_pt (Loihi 2 simulation; per-layer spike agreement
+   with the reference, prediction agreement, accuracy);
+8. profile: event counts of the reference run, energy per target, chip mapping;
+
+then prints one summary table, writes the JSON and HTML reports, and fails with
+:class:`~nirbridge.errors.CheckFailed` (exit code 3) when a check is not met.
+
+Recipe schema (every error names the file and the field)::
+
+    name = "digits_lif"                          # str: names the outputs
+    description = "..."                          # str, optional
+
+    [model]                                      # factory + checkpoint, or nir
+    factory = "nirbridge.examples:digits_conv_snn"   # MODULE_OR_FILE:FACTORY
+    kwargs = {neuron = "lif"}                    # optional: the factory's arguments
+    checkpoint = "checkpoints/digits_lif.pt"     # state_dict, relative to the recipe
+    # nir = "model.nir"                          # instead of factory: a NIR file
+    dt = 1.0                                     # optional: the graph's time step
+
+    [data]
+    dataset = "digits"                           # see nirbridge.data.DATASETS
+    split = "test"                               # optional: test (default) | train
+    encoding = "direct"                          # direct | rate | latency
+    seed = 0                                     # optional: seed of the rate encoding
+
+    [simulation]
+    steps = 8                                    # time steps per sample
+    samples = 360                                # samples through every stage
+    modes = ["floating_pt", "fixed_pt"]          # optional: Lava modes run (default both)
+    target = "loihi2"                            # optional: simulated target (quantization)
+    timeout_s = 600.0                            # optional: time limit of each Lava run
+
+    [profile]
+    targets = ["loihi2", "cmos45-fp32"]          # energy per sample for each profile
+
+    [checks]                                     # optional; min_/max_ + metric
+    max_fixed_accuracy_drop = 1.0                # percentage points
+    min_fixed_spike_agreement = 99.0             # percent
+
+    [train]                                      # optional: `nirbridge train RECIPE`
+    epochs = 20
+    batch_size = 64
+    lr = 0.01
+    seed = 0
+
+    [output]
+    dir = "out/digits_lif"                       # optional (default out/<name>), relative
+                                                 # to the current directory
+
+Check metrics (:data:`METRICS`): accuracies and agreements in percent, accuracy drops in
+percentage points (reference accuracy − Lava accuracy on the same samples),
+``reference_torch_diff`` as an absolute output difference. A check whose metric could
+not be measured (its stage failed) fails.
+
+The package, along the data flow: :mod:`~nirbridge.recipes.schema` (the settings'
+dataclasses, modes, metrics), :mod:`~nirbridge.recipes.load` (TOML → checked
+:class:`Recipe`), :mod:`~nirbridge.recipes.execute` (the stages → :class:`RecipeRun`),
+:mod:`~nirbridge.recipes.tables` (text tables), :mod:`~nirbridge.recipes.reports` (JSON,
+HTML, plots) and :mod:`~nirbridge.recipes.command` (:func:`run_recipe`).
+"""
+
+from nirbridge.recipes.command import run_recipe
+from nirbridge.recipes.execute import (
+    CheckResult,
+    RecipeRun,
+    _build_model,  # noqa: F401  (used by the tests of the shipped checkpoints)
+    execute_recipe,
+    recipe_inputs,
+)
+from nirbridge.recipes.load import load_recipe
+from nirbridge.recipes.reports import build_recipe_report, write_recipe_reports
+from nirbridge.recipes.schema import (
+    METRICS,
+    MODE_SHORT,
+    MODES,
+    Check,
+    DataSpec,
+    Echo,
+    ModelSpec,
+    Recipe,
+    SimulationSpec,
+    TrainSpec,
+)
+from nirbridge.recipes.tables import energy_cell, format_run, stage_rows, summary_table
+
+__all__ = ["METRICS", "MODES", "MODE_SHORT", "Check", "CheckResult", "DataSpec", "Echo",
+           "ModelSpec", "Recipe", "RecipeRun", "SimulationSpec", "TrainSpec",
+           "build_recipe_report", "energy_cell", "execute_recipe", "format_run", "load_recipe",
+           "recipe_inputs", "run_recipe", "stage_rows", "summary_table",
+           "write_recipe_reports"]

@@ -1,0 +1,39 @@
+"""``nirbridge deploy RECIPE.toml``: load, run, print and report a recipe
+(:func:`run_recipe`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nirbridge.errors import CheckFailed
+from nirbridge.recipes.execute import execute_recipe
+from nirbridge.recipes.load import load_recipe
+from nirbridge.recipes.reports import write_recipe_reports
+from nirbridge.recipes.schema import Echo
+from nirbridge.recipes.tables import format_run
+
+
+def run_recipe(path: str | Path, echo: Echo = print, *, json_path: str | Path | None = None,
+               report_path: str | Path | None = None, samples: int | None = None,
+               progress: bool | None = None) -> int:
+    """``nirbridge deploy RECIPE.toml``: run every stage, print the summary, write the
+    reports (default ``<output.dir>/report.json`` and ``report.html``).
+
+    Returns 0 when every check passed; raises :class:`CheckFailed` (exit code 3) naming
+    the failed checks *after* printing the table and writing the reports.
+    """
+    recipe = load_recipe(path)
+    run = execute_recipe(recipe, echo=echo, samples=samples, progress=progress)
+    echo("")
+    echo(format_run(run))
+    out = recipe.output_dir
+    for p in write_recipe_reports(run, json_path or out / "report.json",
+                                  report_path or out / "report.html"):
+        echo(f"wrote {p}")
+    if run.failed:
+        raise CheckFailed(f"recipe {recipe.name}: {len(run.failed)} check(s) failed: "
+                          + "; ".join(run.failed))
+    return 0
+
+
+__all__ = ["run_recipe"]

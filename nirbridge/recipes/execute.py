@@ -1,0 +1,262 @@
+"""Running a recipe: every stage from the torch model to the profile, and the checks
+(:func:`execute_recipe`); the measurements land in a :class:`RecipeRun`."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nirbridge.data import encode, is_spike_encoding, load_split
+from nirbridge.errors import NirbridgeError, RecipeError
+from nirbridge.recipes.schema import MODE_SHORT, Echo, Recipe, format_value, kwargs_text
+
+
+@dataclass
+class CheckResult:
+    """One check's outcome."""
+
+    key: str
+    text: str
+    value: float | None
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"check": self.key, "condition": self.text, "value": self.value,
+                "passed": self.passed}
+
+
+@dataclass
+class RecipeRun:
+    """Everything one run of a recipe measured (see :func:`execute_recipe`)."""
+
+    recipe: Recipe
+    samples: int
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    deploys: dict[str, Any] = field(default_factory=dict)  #: mode → DeployResult
+    errors: dict[str, str] = field(default_factory=dict)  #: stage → error message
+    seconds: dict[str, float] = field(default_factory=dict)
+    counts: Any = None
+    energies: list[Any] = field(default_factory=list)
+    mappings: list[Any] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
+    nir_path: Path | None = None
+    raster: np.ndarray | None = None
+    raster_node: str | None = None
+
+    @property
+    def failed(self) -> list[str]:
+        """The failed checks and failed stages, as text."""
+        out = [f"{c.key} ({c.text}; measured {format_value(c.value, c.key)})"
+               for c in self.checks if not c.passed]
+        out += [f"stage {s} failed: {e}" for s, e in self.errors.items()]
+        return out
+
+    @property
+    def sops(self) -> float | None:
+        """Effective synaptic operations per sample (reference run)."""
+        return None if self.counts is None else float(self.counts.sop_effective)
+
+    def energy_report(self, target: str) -> Any:
+        """The :class:`~nirbridge.profile.EnergyReport` of ``target`` (None: not priced)."""
+        for e in self.energies:
+            if e.profile == target or Path(target).stem == e.profile:
+                return e
+        return None
+
+    def energy(self, target: str) -> float | None:
+        """Energy per sample in joules on ``target`` (None: unknown or not priced)."""
+        e = self.energy_report(target)
+        return None if e is None else e.total_j
+
+    def summary(self) -> dict[str, Any]:
+        """The numbers of the summary table, JSON-able."""
+        return {
+            "recipe": self.recipe.name, "neuron": self.recipe.model.neuron,
+            "encoding": self.recipe.data.encoding, "samples": self.samples,
+            "steps": self.recipe.simulation.steps, **self.metrics,
+            "sops_per_sample": self.sops,
+            "energy_j_per_sample": {e.profile: e.total_j for e in self.energies},
+            "seconds": dict(self.seconds),
+        }
+
+
+def _pct(x: float | None) -> float | None:
+    return None if x is None else 100.0 * float(x)
+
+
+def _build_model(recipe: Recipe) -> Any:
+    """The recipe's torch module with its checkpoint loaded, in eval mode."""
+    import torch
+
+    from nirbridge.factory import load_factory
+
+    spec = recipe.model
+    assert spec.factory is not None and spec.checkpoint is not None
+    model = load_factory(spec.factory)(**spec.kwargs)
+    if not spec.checkpoint.is_file():
+        raise RecipeError(f"{recipe.path}: field 'model.checkpoint': file "
+                          f"'{spec.checkpoint}' does not exist")
+    try:
+        state = torch.load(spec.checkpoint, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise RecipeError(f"{recipe.path}: field 'model.checkpoint': cannot load "
+                          f"'{spec.checkpoint}' with weights_only=True: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    try:
+        model.load_state_dict(state)
+    except Exception as exc:
+        raise RecipeError(f"{recipe.path}: field 'model.checkpoint': '{spec.checkpoint}' "
+                          f"does not fit the model: {exc}") from exc
+    return model.eval()
+
+
+def recipe_inputs(recipe: Recipe, samples: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Encoded inputs ``[T, N, ...]`` and labels ``[N]`` of the recipe's split.
+
+    The encoding is drawn over the whole split first, so the first ``samples`` samples
+    get the same spikes whatever ``samples`` is.
+    """
+    d = recipe.data
+    split = load_split(d.dataset, d.split)
+    x = encode(split.images, d.encoding, recipe.simulation.steps, seed=d.seed)
+    n = samples or recipe.simulation.samples
+    if n > len(split):
+        raise RecipeError(f"{recipe.path}: field 'simulation.samples': {n} samples asked "
+                          f"for; the {d.dataset} {d.split} split has {len(split)}")
+    return x[:, :n], split.labels[:n]
+
+
+def _predict(out: np.ndarray) -> np.ndarray:
+    from nirbridge.deploy import predictions
+
+    return predictions(out)
+
+
+def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
+                   samples: int | None = None, out_dir: Path | None = None,
+                   progress: bool | None = None) -> RecipeRun:
+    """Run every stage of ``recipe`` and evaluate its checks; never raises for a failed
+    check or a failed Lava stage (they are recorded in the returned :class:`RecipeRun`).
+
+    ``samples`` overrides the recipe's number of samples; ``out_dir`` its output
+    directory (where ``model.nir`` is written). ``echo`` receives one line per stage;
+    ``progress`` shows tqdm bars of the Lava runs (None: only on a terminal).
+    """
+    import torch
+
+    from nirbridge.api import read, to_nir, write
+    from nirbridge.backends.reference import run_reference
+    from nirbridge.deploy import deploy_graph
+    from nirbridge.neurons import run_steps
+    from nirbridge.profile import count_events, estimate_energy, load_profile, map_to_chip
+
+    sim = recipe.simulation
+    out_dir = Path(out_dir or recipe.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if samples is not None and samples < 1:
+        raise RecipeError(f"--samples {samples}: give a positive number")
+    x, labels = recipe_inputs(recipe, samples)
+    n = int(x.shape[1])
+    run = RecipeRun(recipe=recipe, samples=n)
+    stages = 4 + len(sim.modes)
+    stage = 0
+
+    def step(text: str) -> float:
+        nonlocal stage
+        stage += 1
+        echo(f"[{recipe.name} {stage}/{stages}] {text}")
+        return time.perf_counter()
+
+    def done(key: str, t0: float, text: str) -> None:
+        run.seconds[key] = time.perf_counter() - t0
+        echo(f"      {text} ({run.seconds[key]:.1f} s)")
+
+    # --- model, torch accuracy, export
+    torch_out = None
+    if recipe.model.factory is not None:
+        t0 = step(f"torch model {recipe.model.factory}({kwargs_text(recipe.model.kwargs)}) + "
+                  f"{recipe.model.checkpoint.name if recipe.model.checkpoint else ''}: "
+                  f"accuracy on {n} {recipe.data.dataset} {recipe.data.split} samples "
+                  f"({recipe.data.encoding}, T = {sim.steps})")
+        model = _build_model(recipe)
+        with torch.no_grad():
+            torch_out = run_steps(copy.deepcopy(model).double(),
+                                  torch.from_numpy(x)).numpy()
+        run.metrics["torch_accuracy"] = _pct((_predict(torch_out) == labels).mean())
+        done("torch", t0, f"torch accuracy {run.metrics['torch_accuracy']:.2f}%")
+        t0 = step("export to NIR, write, read back")
+        graph = to_nir(model, torch.from_numpy(x[0, :1]).float(), dt=recipe.model.dt)
+        run.nir_path = out_dir / "model.nir"
+        write(run.nir_path, graph)
+        graph = read(run.nir_path)
+        done("export", t0, f"wrote {run.nir_path}: {len(graph.nodes)} nodes")
+    else:
+        t0 = step(f"read {recipe.model.nir}")
+        graph = read(recipe.model.nir)
+        run.nir_path = recipe.model.nir
+        done("export", t0, f"{len(graph.nodes)} nodes")
+
+    # --- reference
+    t0 = step("float64 reference executor")
+    ref_out, records = run_reference(graph, torch.from_numpy(x), record=True)
+    ref_out = ref_out.numpy()
+    run.metrics["reference_accuracy"] = _pct((_predict(ref_out) == labels).mean())
+    text = f"reference accuracy {run.metrics['reference_accuracy']:.2f}%"
+    if torch_out is not None:
+        diff = float(np.abs(ref_out - torch_out).max())
+        run.metrics["reference_torch_diff"] = diff
+        text += f", max |Δ| vs torch {diff:.2g}"
+    done("reference", t0, text)
+
+    # --- Lava
+    for mode in sim.modes:
+        short = MODE_SHORT[mode]
+        t0 = step(f"Lava {mode} ({sim.target} simulation), {n} samples × {sim.steps} steps")
+        try:
+            res = deploy_graph(graph, x, mode=mode, target=sim.target, labels=labels,
+                               timeout_s=sim.timeout_s, progress=progress)
+        except NirbridgeError as exc:
+            run.errors[f"lava_{short}"] = str(exc).splitlines()[0]
+            done(f"lava_{short}", t0, f"FAILED: {run.errors[f'lava_{short}']}")
+            continue
+        run.deploys[mode] = res
+        run.metrics[f"{short}_accuracy"] = _pct(res.lava_accuracy)
+        run.metrics[f"{short}_accuracy_drop"] = _pct(res.accuracy_drop)
+        run.metrics[f"{short}_spike_agreement"] = _pct(res.spike_agreement)
+        run.metrics[f"{short}_prediction_agreement"] = _pct(res.prediction_agreement)
+        done(f"lava_{short}", t0, f"accuracy {run.metrics[f'{short}_accuracy']:.2f}%, "
+                                  f"spikes identical "
+                                  f"{run.metrics[f'{short}_spike_agreement']:.3f}%")
+
+    # --- profile
+    t0 = step(f"profile: event counts, energy on {', '.join(recipe.targets)}")
+    run.counts = count_events(graph, records,
+                              spike_inputs=is_spike_encoding(recipe.data.encoding))
+    for tname in recipe.targets:
+        prof = load_profile(tname)
+        run.energies.append(estimate_energy(run.counts, prof))
+        if prof.mapper is not None:
+            run.mappings.append(map_to_chip(graph, prof, run.counts))
+    node = next((k for k, c in run.counts.neurons.items() if c.spiking), None)
+    if node is not None:
+        from nirbridge.report import raster_from_records
+
+        run.raster, run.raster_node = raster_from_records(records, node), node
+    done("profile", t0, f"{run.sops:.4g} SOPs per sample")
+
+    # --- checks
+    for c in recipe.checks:
+        value = run.metrics.get(c.metric)
+        run.checks.append(CheckResult(c.key, c.text, value, c.passes(value)))
+    return run
+
+
+__all__ = ["CheckResult", "RecipeRun", "execute_recipe", "recipe_inputs"]

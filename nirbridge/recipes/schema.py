@@ -1,0 +1,157 @@
+"""The recipe's settings: the dataclasses :func:`~nirbridge.recipes.load.load_recipe`
+fills, the Lava modes and the check metrics (the schema is in :mod:`nirbridge.recipes`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Echo = Callable[[str], None]
+
+MODES = ("floating_pt", "fixed_pt")
+#: Short names of the Lava modes in tables and metric names.
+MODE_SHORT = {"floating_pt": "float", "fixed_pt": "fixed"}
+
+#: Check metrics: name → (description, unit, Lava mode it needs or None).
+METRICS: dict[str, tuple[str, str, str | None]] = {
+    "torch_accuracy": ("accuracy of the PyTorch model", "%", None),
+    "reference_accuracy": ("accuracy of the float64 reference run of the .nir", "%", None),
+    "reference_torch_diff": ("max |Δ| between reference and torch outputs", "", None),
+    "float_accuracy": ("accuracy in Lava floating_pt", "%", "floating_pt"),
+    "fixed_accuracy": ("accuracy in Lava fixed_pt", "%", "fixed_pt"),
+    "float_accuracy_drop": ("reference − Lava floating_pt accuracy", " pt", "floating_pt"),
+    "fixed_accuracy_drop": ("reference − Lava fixed_pt accuracy", " pt", "fixed_pt"),
+    "float_spike_agreement": ("identical spikes, Lava floating_pt vs reference", "%",
+                              "floating_pt"),
+    "fixed_spike_agreement": ("identical spikes, Lava fixed_pt vs reference", "%",
+                              "fixed_pt"),
+    "float_prediction_agreement": ("same predicted class, floating_pt vs reference", "%",
+                                   "floating_pt"),
+    "fixed_prediction_agreement": ("same predicted class, fixed_pt vs reference", "%",
+                                   "fixed_pt"),
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to deploy: ``factory(**kwargs)`` + ``checkpoint``, or a ``.nir`` file."""
+
+    factory: str | None
+    kwargs: dict[str, Any]
+    checkpoint: Path | None
+    nir: Path | None
+    dt: float = 1.0
+
+    @property
+    def neuron(self) -> str | None:
+        """The neuron kind named in the factory's arguments, if any."""
+        v = self.kwargs.get("neuron")
+        return None if v is None else str(v)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The data set, split and encoding."""
+
+    dataset: str
+    split: str = "test"
+    encoding: str = "direct"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SimulationSpec:
+    """Time steps, samples and Lava settings."""
+
+    steps: int
+    samples: int
+    modes: tuple[str, ...] = MODES
+    target: str = "loihi2"
+    timeout_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Training settings for :mod:`nirbridge.train`."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-2
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Check:
+    """``metric`` must be ``>= bound`` (``kind == "min"``) or ``<= bound`` (``"max"``)."""
+
+    key: str  #: the recipe's field name, e.g. ``max_fixed_accuracy_drop``
+    kind: str
+    metric: str
+    bound: float
+
+    def passes(self, value: float | None) -> bool:
+        if value is None or not math.isfinite(value):
+            return False
+        return value >= self.bound if self.kind == "min" else value <= self.bound
+
+    @property
+    def text(self) -> str:
+        unit = METRICS[self.metric][1]
+        return f"{self.metric} {'≥' if self.kind == 'min' else '≤'} {self.bound:g}{unit}"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A deployment recipe, loaded and schema-checked by :func:`load_recipe`."""
+
+    path: Path
+    name: str
+    description: str
+    model: ModelSpec
+    data: DataSpec
+    simulation: SimulationSpec
+    targets: tuple[str, ...]
+    checks: tuple[Check, ...]
+    train: TrainSpec
+    output_dir: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe's settings as plain JSON values."""
+        m, d, s, t = self.model, self.data, self.simulation, self.train
+        return {
+            "path": str(self.path), "name": self.name, "description": self.description,
+            "model": {"factory": m.factory, "kwargs": dict(m.kwargs),
+                      "checkpoint": None if m.checkpoint is None else str(m.checkpoint),
+                      "nir": None if m.nir is None else str(m.nir), "dt": m.dt},
+            "data": {"dataset": d.dataset, "split": d.split, "encoding": d.encoding,
+                     "seed": d.seed},
+            "simulation": {"steps": s.steps, "samples": s.samples, "modes": list(s.modes),
+                           "target": s.target, "timeout_s": s.timeout_s},
+            "targets": list(self.targets),
+            "checks": {c.key: c.bound for c in self.checks},
+            "train": {"epochs": t.epochs, "batch_size": t.batch_size, "lr": t.lr,
+                      "seed": t.seed},
+            "output_dir": str(self.output_dir),
+        }
+
+
+def format_value(v: float | None, key: str) -> str:
+    """A check's measured value as text, in the unit of the check's metric."""
+    if v is None:
+        return "not measured"
+    if key.endswith("reference_torch_diff"):
+        return f"{v:.2g}"
+    unit = " points" if key.endswith("_drop") else "%"
+    return f"{v:.2f}{unit}"
+
+
+def kwargs_text(kwargs: Mapping[str, Any]) -> str:
+    """A factory's keyword arguments as they would be written in a call: ``neuron='lif'``."""
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+
+
+__all__ = ["MODES", "MODE_SHORT", "METRICS", "Check", "DataSpec", "Echo", "ModelSpec",
+           "Recipe", "SimulationSpec", "TrainSpec", "format_value", "kwargs_text"]

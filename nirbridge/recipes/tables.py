@@ -1,0 +1,125 @@
+"""Recipe results as text: one run's stage table (:func:`format_run`) and the summary
+table of several runs (:func:`summary_table`, the README's)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from nirbridge.recipes.execute import RecipeRun
+from nirbridge.recipes.schema import MODE_SHORT, format_value, kwargs_text
+
+
+def _si(j: float | None) -> str:
+    if j is None:
+        return "n/a"
+    for scale, unit in ((1, "J"), (1e-3, "mJ"), (1e-6, "µJ"), (1e-9, "nJ"), (1e-12, "pJ")):
+        if abs(j) >= scale:
+            return f"{j / scale:.3g} {unit}"
+    return f"{j:.3g} J"
+
+
+def energy_cell(e: Any) -> str:
+    """An energy per sample for a table: the total, or ``≥ known terms`` when a charged
+    constant is unpublished (the total is then unknown), or ``n/a``."""
+    if e is None:
+        return "n/a"
+    if e.total_j is not None:
+        return _si(e.total_j)
+    return f"≥ {_si(e.known_j)}" if e.known_j else "n/a"
+
+
+def _p(v: float | None, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}%"
+
+
+def _grid(rows: Sequence[Sequence[str]], markdown: bool = False) -> str:
+    if markdown:
+        lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+        lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for j, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def stage_rows(run: RecipeRun) -> list[list[str]]:
+    """The per-stage summary of one run: header first."""
+    m = run.metrics
+    rows = [["stage", "accuracy", "Δ vs reference", "spikes identical", "same prediction",
+             "seconds"]]
+    if "torch_accuracy" in m:
+        rows.append(["torch (trained module)", _p(m["torch_accuracy"]),
+                     f"max |Δ| {m.get('reference_torch_diff', 0.0):.1g}", "-", "-",
+                     f"{run.seconds.get('torch', 0.0):.1f}"])
+    rows.append(["reference (.nir, float64)", _p(m.get("reference_accuracy")), "-", "-",
+                 "-", f"{run.seconds.get('reference', 0.0):.1f}"])
+    for mode in run.recipe.simulation.modes:
+        short = MODE_SHORT[mode]
+        if f"lava_{short}" in run.errors:
+            rows.append([f"Lava {mode}", "FAILED", run.errors[f"lava_{short}"][:40], "-",
+                         "-", f"{run.seconds.get(f'lava_{short}', 0.0):.1f}"])
+            continue
+        drop = m.get(f"{short}_accuracy_drop")
+        rows.append([f"Lava {mode}", _p(m.get(f"{short}_accuracy")),
+                     "-" if drop is None else f"{0.0 - drop:+.2f} pt",
+                     _p(m.get(f"{short}_spike_agreement"), 3),
+                     _p(m.get(f"{short}_prediction_agreement")),
+                     f"{run.seconds.get(f'lava_{short}', 0.0):.1f}"])
+    return rows
+
+
+def format_run(run: RecipeRun) -> str:
+    """One recipe's summary: the stage table, SOPs and energy, and the checks."""
+    r = run.recipe
+    lines = [f"{r.name}: {r.model.factory or r.model.nir}"
+             f"{' (' + kwargs_text(r.model.kwargs) + ')' if r.model.kwargs else ''}, "
+             f"{r.data.dataset} {r.data.split} split, {run.samples} samples, "
+             f"T = {r.simulation.steps}, {r.data.encoding} encoding",
+             _grid(stage_rows(run))]
+    if run.counts is not None:
+        c = run.counts
+        lines.append(f"per sample: {c.sop_effective:.4g} SOPs ({c.sop_ac:.4g} AC, "
+                     f"{c.sop_mac:.4g} MAC; dense {c.sop_dense:.4g}), {c.spikes:.4g} spikes")
+        lines.append("energy per sample (model estimates): " + "; ".join(
+            f"{e.profile} {energy_cell(e)}" + (f" (known terms; unpublished: "
+                                              f"{', '.join(e.missing)})" if e.missing else "")
+            for e in run.energies))
+    for cr in run.checks:
+        lines.append(f"check {'PASS' if cr.passed else 'FAIL'}: {cr.text} "
+                     f"(measured {format_value(cr.value, cr.key)})")
+    for s, e in run.errors.items():
+        lines.append(f"stage FAILED: {s}: {e}")
+    return "\n".join(lines)
+
+
+def summary_table(runs: Sequence[RecipeRun], targets: Sequence[str] | None = None, *,
+                  markdown: bool = False) -> str:
+    """One row per run: the README's table (accuracies in %, spikes identical float /
+    fixed in %, SOPs and energy per sample on each target; ``≥`` marks a total of which
+    only the known terms could be priced)."""
+    if targets is None:
+        targets = list(dict.fromkeys(e.profile for r in runs for e in r.energies))
+    header = ["recipe", "neuron", "input", "samples", "torch", "reference", "Lava float",
+              "Lava fixed", "spikes identical float / fixed", "SOPs/sample",
+              *[f"energy {t}" for t in targets]]
+    rows = [header]
+    for r in runs:
+        m = r.metrics
+        rows.append([
+            r.recipe.name, r.recipe.model.neuron or "-",
+            f"{r.recipe.data.encoding}, T={r.recipe.simulation.steps}", str(r.samples),
+            _p(m.get("torch_accuracy")), _p(m.get("reference_accuracy")),
+            _p(m.get("float_accuracy")), _p(m.get("fixed_accuracy")),
+            f"{_p(m.get('float_spike_agreement'))} / {_p(m.get('fixed_spike_agreement'))}",
+            "-" if r.sops is None else f"{r.sops:,.0f}",
+            *[energy_cell(r.energy_report(t)) for t in targets],
+        ])
+    return _grid(rows, markdown)
+
+
+__all__ = ["energy_cell", "format_run", "stage_rows", "summary_table"]
