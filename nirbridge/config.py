@@ -31,6 +31,7 @@ missing field        ``missing; give <kind>``
 wrong type           ``has type <T> (<repr>); expected <kind>``
 number out of range  ``<v> must be a finite number ≥ 0`` / ``> 0`` / ``in [a, b]``
 integer out of range ``<v> must be at least <min>`` / ``at most`` / ``in [a, b]``
+missing choice       ``missing; give one of a|b|c`` (``expected one of a|b|c``)
 unknown choice       ``'<v>' is unknown; use one of a, b, c``
 unknown field        ``unknown field; known fields here: a, b, c``
 ===================  ========================================================
@@ -201,12 +202,12 @@ class Table:
     def choice(self, key: str, choices: Sequence[str], *, required: bool = True,
                default: str | None = None) -> str | None:
         """One string of ``choices``."""
-        what = "one of " + ", ".join(choices)
-        v = self.typed(key, (str,), required=required, default=None, what=what)
+        v = self.typed(key, (str,), required=required, default=None,
+                       what="one of " + "|".join(choices))
         if v is None:
             return default
         if v not in choices:
-            raise self.fail(key, f"'{v}' is unknown; use {what}")
+            raise self.fail(key, f"'{v}' is unknown; use one of {', '.join(choices)}")
         return v
 
     def strings(self, key: str, *, required: bool = True, default: list[str] | None = None,

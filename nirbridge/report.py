@@ -33,6 +33,7 @@ import numpy as np
 from nirbridge._files import write_bytes
 from nirbridge.errors import NirbridgeError
 from nirbridge.profile import Counts, EnergyReport, Mapping
+from nirbridge.units import format_energy
 
 SCHEMA_VERSION = "1"
 
@@ -343,12 +344,8 @@ def _fmt(v: float | None, unit: str = "") -> str:
 
 
 def _energy_si(j: float | None) -> str:
-    if j is None:
-        return "null"
-    for scale, unit in ((1, "J"), (1e-3, "mJ"), (1e-6, "µJ"), (1e-9, "nJ"), (1e-12, "pJ")):
-        if abs(j) >= scale:
-            return f"{j / scale:.4g} {unit}"
-    return f"{j:.3g} J"
+    # 4 digits and "null" (the JSON word) as this report always printed; see format_energy
+    return format_energy(j, digits=4, none="null")
 
 
 def make_plots(doc: MappingABC[str, Any], raster: np.ndarray | None = None,

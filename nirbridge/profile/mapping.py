@@ -1,0 +1,534 @@
+"""Chip mapping estimates and their design rules (:func:`map_to_chip`).
+
+A graph is grouped into layers (a neuron node and the synapse nodes feeding it); each
+mapper sizes the layers against the limits of its chip family: Loihi-style cores
+(neurons, synaptic memory and axons per core: Loihi, Loihi 2, TrueNorth), Speck /
+DYNAP-CNN (one convolution per core, sinabs' memory rules) and Xylo (one core, dense
+recurrent weights). Limits that no source publishes are flagged as assumptions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nir
+import numpy as np
+
+from nirbridge.errors import ProfileError
+from nirbridge.nodes import is_neuron
+from nirbridge.passes import predecessors, successors
+from nirbridge.profile.counting import Counts, fanout_map
+from nirbridge.profile.spiking import NEUROBENCH_TYPES, PASS_THROUGH, SYNAPSE_TYPES
+from nirbridge.profile.targets import Profile, list_profiles, load_profile
+
+
+@dataclass
+class LayerMapping:
+    """Resources of one layer (a neuron node and the synapse nodes feeding it)."""
+
+    name: str
+    neuron_node: str | None
+    synapse_nodes: list[str]
+    neurons: int
+    synapses: int | None             #: stored (non-zero-weight) synapses
+    fan_in: int | None               #: presynaptic elements feeding the layer
+    cores: int | None
+    usage: dict[str, dict[str, Any]]  #: limit → {need, limit, ratio}
+    binding: str | None
+    fits: bool
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Mapping:
+    """A mapping estimate of a graph on one chip."""
+
+    profile: str
+    label: str
+    layers: list[LayerMapping]
+    cores_used: int | None
+    cores_available: int | float | None
+    chips_needed: int | None
+    fits: bool
+    binding: str | None
+    assumptions: list[str]
+    unchecked: list[str]
+    notes: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _shape_of(node: nir.NIRNode, port: str) -> tuple[int, ...] | None:
+    types = node.input_type if port == "input" else node.output_type
+    v = (types or {}).get(port)
+    if v is None or np.size(v) == 0:
+        return None
+    return tuple(int(s) for s in np.asarray(v).ravel())
+
+
+class _Layers:
+    """Groups a graph into layers: each neuron node with the synapse nodes feeding it."""
+
+    def __init__(self, graph: nir.NIRGraph, counts: Counts | None) -> None:
+        self.graph = graph
+        self.counts = counts
+        self.preds = predecessors(graph)
+        self.succ = successors(graph)
+
+    def in_shape(self, name: str) -> tuple[int, ...] | None:
+        if self.counts is not None and name in self.counts.synapses:
+            return self.counts.synapses[name].in_shape
+        node = self.graph.nodes[name]
+        shp = _shape_of(node, "input")
+        if shp is None:
+            for p in self.preds[name]:
+                shp = _shape_of(self.graph.nodes[p], "output")
+                if shp is not None:
+                    break
+        return shp
+
+    def neuron_count(self, name: str) -> int | None:
+        if self.counts is not None and name in self.counts.neurons:
+            return self.counts.neurons[name].neurons
+        shp = _shape_of(self.graph.nodes[name], "output") or \
+            _shape_of(self.graph.nodes[name], "input")
+        return None if shp is None else int(np.prod(shp, dtype=np.int64))
+
+    def feeding_synapses(self, name: str) -> list[str]:
+        """Synapse nodes upstream of ``name`` up to the previous neuron/Input node."""
+        out: list[str] = []
+        stack = list(self.preds[name])
+        seen: set[str] = set()
+        while stack:
+            p = stack.pop()
+            if p in seen:
+                continue
+            seen.add(p)
+            node = self.graph.nodes[p]
+            if isinstance(node, SYNAPSE_TYPES):
+                out.append(p)
+                stack.extend(self.preds[p])
+            elif isinstance(node, PASS_THROUGH):
+                stack.extend(self.preds[p])
+        return sorted(out, key=list(self.graph.nodes).index)
+
+    def layers(self) -> list[tuple[str, str | None, list[str]]]:
+        """``(layer name, neuron node or None, synapse nodes)`` in graph order."""
+        result: list[tuple[str, str | None, list[str]]] = []
+        used: set[str] = set()
+        for name, node in self.graph.nodes.items():
+            if is_neuron(node):
+                syn = self.feeding_synapses(name)
+                used.update(syn)
+                result.append((name, name, syn))
+        for name, node in self.graph.nodes.items():
+            if isinstance(node, nir.Output):
+                syn = [s for s in self.feeding_synapses(name) if s not in used]
+                if syn:
+                    used.update(syn)
+                    result.append((f"{name} (readout)", None, syn))
+        return result
+
+    def synapse_stats(self, syn: list[str]) -> tuple[int | None, int | None, bool]:
+        """(stored synapses, fan-in elements, has_conv) of a list of synapse nodes."""
+        total = 0
+        fan_in = 0
+        conv = False
+        for s in syn:
+            node = self.graph.nodes[s]
+            conv = conv or isinstance(node, (nir.Conv1d, nir.Conv2d))
+            if self.counts is not None and s in self.counts.synapses:
+                sc = self.counts.synapses[s]
+                total += sc.synapses
+                shp = sc.in_shape
+            else:
+                shp = self.in_shape(s)
+                if shp is None:
+                    return None, None, conv
+                total += int(round(float(fanout_map(node, shp).sum().item())))
+            # fan-in counts the presynaptic elements of the first synapse in a chain only
+            if not any(p in syn for p in self.preds[s]):
+                fan_in += int(np.prod(shp, dtype=np.int64))
+        return total, fan_in, conv
+
+
+def _ratio(need: float, lim: float) -> float:
+    return math.inf if lim == 0 else need / lim
+
+
+def _finish(prof: Profile, layers: list[LayerMapping], cores: int | None,
+            chip_usage: dict[str, dict[str, Any]], notes: list[str]) -> Mapping:
+    assumptions = [f"{k} = {v.value} ({v.source})" for k, v in prof.limits.items()
+                   if v.assumption and v.value is not None]
+    unchecked = [k for k, v in prof.limits.items() if v.value is None]
+    cores_avail = prof.limit("cores_per_chip")
+    chips = None
+    if cores is not None and isinstance(cores_avail, (int, float)) and cores_avail > 0:
+        chips = max(1, math.ceil(cores / cores_avail))
+    fits = all(lm.fits for lm in layers) and all(u["ratio"] <= 1 for u in chip_usage.values())
+    binding = None
+    worst = -1.0
+    for lm in layers:
+        for k, u in lm.usage.items():
+            if u["ratio"] > worst:
+                worst, binding = u["ratio"], f"{lm.name}: {k}"
+    for k, u in chip_usage.items():
+        if u["ratio"] > worst:
+            worst, binding = u["ratio"], f"chip: {k}"
+    label = (f"mapping estimate (profile {prof.name}"
+             + (f"; {len(assumptions)} assumed limit(s)" if assumptions else "") + ")")
+    return Mapping(profile=prof.name, label=label, layers=layers, cores_used=cores,
+                   cores_available=cores_avail if not isinstance(cores_avail, tuple)
+                   else len(cores_avail), chips_needed=chips, fits=fits, binding=binding,
+                   assumptions=assumptions, unchecked=unchecked, notes=notes)
+
+
+def _use(need: float, lim: Any) -> dict[str, Any]:
+    return {"need": need, "limit": lim, "ratio": _ratio(need, lim)}
+
+
+def _map_cores(graph: nir.NIRGraph, prof: Profile, counts: Counts | None) -> Mapping:
+    """Loihi-style cores: neurons, synaptic memory and axons per core."""
+    lay = _Layers(graph, counts)
+    npc = prof.limit("neurons_per_core")
+    smem = prof.limit("synapse_memory_bytes_per_core")
+    wbits = prof.limit("weight_bits")
+    in_ax = prof.limit("input_axons_per_core")
+    out_ax = prof.limit("output_axons_per_core")
+    notes: list[str] = []
+    layers: list[LayerMapping] = []
+    for lname, neuron, syn in lay.layers():
+        n = lay.neuron_count(neuron) if neuron else None
+        syn_total, fan_in, conv = lay.synapse_stats(syn)
+        if n is None:
+            # readout without neuron node: the synapse outputs need compartments
+            shp = _shape_of(graph.nodes[syn[-1]], "output") if syn else None
+            n = int(np.prod(shp, dtype=np.int64)) if shp is not None else 0
+        lm_notes: list[str] = []
+        if neuron is None:
+            lm_notes.append("no neuron node: the synapse outputs are counted as "
+                            "compartments (accumulators)")
+        if len(syn) > 1 and any(p in syn for s in syn for p in lay.preds[s]):
+            lm_notes.append(f"chain of synapse nodes {syn}: on chip these fold into one "
+                            "connection; the estimate stores each")
+        fits = True
+        by_limit: dict[str, int] = {}
+        if isinstance(npc, (int, float)) and n:
+            by_limit["neurons_per_core"] = math.ceil(n / npc)
+        nbytes = None
+        if syn_total is not None and isinstance(wbits, (int, float)):
+            nbytes = syn_total * wbits / 8
+            if isinstance(smem, (int, float)) and smem > 0:
+                by_limit["synapse_memory_bytes_per_core"] = math.ceil(nbytes / smem)
+        if fan_in and isinstance(in_ax, (int, float)):
+            if conv:
+                by_limit["input_axons_per_core"] = math.ceil(fan_in / in_ax)
+                lm_notes.append("convolution: inputs assumed tiled spatially across "
+                                "cores (halo ignored)")
+            elif fan_in > in_ax:
+                fits = False
+                lm_notes.append(f"dense fan-in {fan_in} exceeds {in_ax} input axons "
+                                "per core")
+        need_cores = max([1 if n else 0, *by_limit.values()])
+        lm = LayerMapping(name=lname, neuron_node=neuron, synapse_nodes=syn, neurons=n,
+                          synapses=syn_total, fan_in=fan_in, cores=need_cores, usage={},
+                          binding=None, fits=fits, notes=lm_notes)
+        _core_usage(lm, npc, nbytes, smem, in_ax, conv, by_limit)
+        layers.append(lm)
+    # output axons: a core sends one axon per (neuron, destination core)
+    if isinstance(out_ax, (int, float)):
+        for lm in layers:
+            if lm.neuron_node is None or not lm.cores:
+                continue
+            dest = _dest_cores(lay, lm.neuron_node, layers)
+            if not dest:
+                continue
+            c = math.ceil(lm.neurons * dest / out_ax)
+            if c > (lm.cores or 0):
+                lm.notes.append(f"output axons: {lm.neurons} neurons × {dest} destination "
+                                f"cores need {c} cores")
+                lm.cores = c
+            lm.usage["output_axons_per_core"] = _use(
+                math.ceil(lm.neurons / lm.cores) * dest, out_ax) | {"cores": c}
+            _core_usage(lm, npc, lm.usage.get("synapse_memory_bytes_per_core", {}).get(
+                "total"), smem, in_ax, conv=False, by_limit=None)
+    cores = sum(lm.cores or 0 for lm in layers)
+    chip_usage: dict[str, dict[str, Any]] = {}
+    cpc = prof.limit("cores_per_chip")
+    if isinstance(cpc, (int, float)):
+        chip_usage["cores_per_chip"] = _use(cores, cpc)
+    npch = prof.limit("neurons_per_chip")
+    if isinstance(npch, (int, float)):
+        chip_usage["neurons_per_chip"] = _use(sum(lm.neurons for lm in layers), npch)
+    spch = prof.limit("synapses_per_chip")
+    if isinstance(spch, (int, float)):
+        chip_usage["synapses_per_chip"] = _use(sum(lm.synapses or 0 for lm in layers), spch)
+    if any(lm.synapses is None for lm in layers):
+        notes.append("some layer shapes are unknown: pass counts= from a run to size them")
+    notes.append(f"weights stored at {wbits} bits without format overhead (a lower bound "
+                 "on synaptic memory); weights must be quantised to that width")
+    return _finish(prof, layers, cores, chip_usage, notes)
+
+
+def _core_usage(lm: LayerMapping, npc: Any, nbytes: float | None, smem: Any, in_ax: Any,
+                conv: bool, by_limit: dict[str, int] | None) -> None:
+    """Fill ``lm.usage`` (per-core need against each limit) and ``lm.binding``.
+
+    With ``by_limit`` (cores each limit alone would need), the binding limit is the one
+    that sets the core count; without it (a recount after more cores were added), the
+    usages are refreshed and the binding limit is the most used one.
+    """
+    cores = max(lm.cores or 1, 1)
+    prev = lm.usage
+    if by_limit is None:
+        by_limit = {k: u["cores"] for k, u in prev.items() if "cores" in u}
+        conv = prev.get("input_axons_per_core", {}).get("tiled", False)
+    usage = dict(prev)
+    if isinstance(npc, (int, float)) and lm.neurons:
+        usage["neurons_per_core"] = _use(math.ceil(lm.neurons / cores), npc)
+    if nbytes is not None and isinstance(smem, (int, float)) and smem > 0:
+        usage["synapse_memory_bytes_per_core"] = _use(nbytes / cores, smem) | {
+            "total": nbytes}
+    if lm.fan_in and isinstance(in_ax, (int, float)):
+        need = lm.fan_in / cores if conv else lm.fan_in
+        usage["input_axons_per_core"] = _use(need, in_ax) | {"tiled": conv}
+    for k, c in by_limit.items():
+        if k in usage:
+            usage[k]["cores"] = c
+    lm.usage = usage
+    if not usage:
+        lm.binding = None
+        return
+    setting = [k for k, c in by_limit.items() if c == cores and c > 1]
+    lm.binding = setting[0] if setting else max(usage, key=lambda k: usage[k]["ratio"])
+
+
+def _dest_cores(lay: _Layers, neuron: str, layers: list[LayerMapping]) -> int:
+    """Destination cores one neuron of ``neuron``'s layer sends spikes to.
+
+    A dense synapse reaches every core of its layer. A convolution or pooling layer is
+    tiled spatially, so one input reaches only the cores holding its largest fan-out
+    (plus one for a tile boundary), at most all the layer's cores.
+    """
+    total = 0
+    for lm in layers:
+        if lm.neuron_node == neuron or not lm.cores:
+            continue
+        for s in lm.synapse_nodes:
+            stack, seen, hit = list(lay.preds[s]), set(), False
+            while stack:
+                p = stack.pop()
+                if p in seen:
+                    continue
+                seen.add(p)
+                if p == neuron:
+                    hit = True
+                    break
+                if isinstance(lay.graph.nodes[p], PASS_THROUGH):
+                    stack.extend(lay.preds[p])
+            if not hit:
+                continue
+            node = lay.graph.nodes[s]
+            shp = lay.in_shape(s)
+            if isinstance(node, (nir.Affine, nir.Linear, nir.Scale)) or shp is None:
+                total += lm.cores
+            else:
+                fan = float(fanout_map(node, shp, ones=True).max().item())
+                per_core = max(1, math.ceil(lm.neurons / lm.cores))
+                total += min(lm.cores, math.ceil(fan / per_core) + 1)
+            break
+    return total
+
+
+def _speck_memory(node: nir.NIRNode, in_shape: tuple[int, ...], out_features: int,
+                  out_hw: tuple[int, int]) -> tuple[int, int, int]:
+    """(kernel memory, neuron memory, kernel side) as sinabs' ``memory_summary``."""
+    if isinstance(node, nir.Conv2d):
+        f, c, kh, kw = (int(s) for s in np.asarray(node.weight).shape)
+    else:  # Affine/Linear: a convolution whose kernel covers the whole input
+        f = out_features
+        if len(in_shape) == 3:
+            c, kh, kw = in_shape
+        else:
+            c, kh, kw = int(np.prod(in_shape)), 1, 1
+    kmem = c * 2 ** (math.ceil(math.log2(kh * kw)) + math.ceil(math.log2(max(f, 1))))
+    h, w = out_hw
+    nmem = f * 2 ** (math.ceil(math.log2(max(h, 1))) + math.ceil(math.log2(max(w, 1))))
+    return int(kmem), int(nmem), max(kh, kw)
+
+
+def _match(needs: list[tuple[int, int]], caps: list[tuple[int, int]]) -> list[int] | None:
+    """Assign each layer (kernel, neuron memory) to a distinct core that holds it."""
+    owner: dict[int, int] = {}
+
+    def try_assign(i: int, seen: set[int]) -> bool:
+        for j, (km, nm) in enumerate(caps):
+            if j in seen or needs[i][0] > km or needs[i][1] > nm:
+                continue
+            seen.add(j)
+            if j not in owner or try_assign(owner[j], seen):
+                owner[j] = i
+                return True
+        return False
+
+    for i in range(len(needs)):
+        if not try_assign(i, set()):
+            return None
+    assign = [0] * len(needs)
+    for j, i in owner.items():
+        assign[i] = j
+    return assign
+
+
+def _map_speck(graph: nir.NIRGraph, prof: Profile, counts: Counts | None) -> Mapping:
+    """DYNAP-CNN / Speck: one layer (conv or linear + IAF) per core (sinabs' rules)."""
+    lay = _Layers(graph, counts)
+    kcap = prof.limit("kernel_memory_per_core")
+    ncap = prof.limit("neuron_memory_per_core")
+    max_k = prof.limit("max_kernel")
+    max_f = prof.limit("max_features")
+    notes: list[str] = []
+    layers: list[LayerMapping] = []
+    needs: list[tuple[int, int]] = []
+    for lname, neuron, syn in lay.layers():
+        n = (lay.neuron_count(neuron) if neuron else None) or 0
+        syn_total, fan_in, _ = lay.synapse_stats(syn)
+        lm_notes: list[str] = []
+        usage: dict[str, dict[str, Any]] = {}
+        fits = True
+        weighted = [s for s in syn if isinstance(graph.nodes[s], NEUROBENCH_TYPES)]
+        if neuron is not None:
+            ntype = type(graph.nodes[neuron]).__name__
+            if ntype != "IF":
+                lm_notes.append(f"{ntype} neurons: Speck runs integrate-and-fire neurons "
+                                "(leak only through a bias); the deployed layer differs")
+        if len(weighted) != 1:
+            lm_notes.append(f"{len(weighted)} weighted synapse nodes; a Speck core holds "
+                            "exactly one convolution")
+            fits = fits and len(weighted) == 1
+        kmem = nmem = 0
+        if weighted:
+            s = weighted[-1]
+            node = graph.nodes[s]
+            shp = lay.in_shape(s)
+            out_shp = (_shape_of(graph.nodes[neuron], "output") if neuron else None) or \
+                _shape_of(node, "output")
+            if counts is not None and neuron in counts.neurons and out_shp is None:
+                out_shp = (counts.neurons[neuron].neurons,)
+            if shp is None or out_shp is None:
+                lm_notes.append("shape unknown: memory not checked")
+            else:
+                f = out_shp[0]
+                hw = (out_shp[1], out_shp[2]) if len(out_shp) == 3 else (1, 1)
+                kmem, nmem, kside = _speck_memory(node, shp, f, hw)
+                if isinstance(max_k, (int, float)):
+                    usage["max_kernel"] = _use(kside, max_k)
+                    fits = fits and kside <= max_k
+                if isinstance(max_f, (int, float)):
+                    usage["max_features"] = _use(f, max_f)
+                    fits = fits and f <= max_f
+                if isinstance(kcap, tuple):
+                    usage["kernel_memory_per_core"] = _use(kmem, max(kcap))
+                    fits = fits and kmem <= max(kcap)
+                if isinstance(ncap, tuple):
+                    usage["neuron_memory_per_core"] = _use(nmem, max(ncap))
+                    fits = fits and nmem <= max(ncap)
+        needs.append((kmem, nmem))
+        binding = max(usage, key=lambda k: usage[k]["ratio"]) if usage else None
+        layers.append(LayerMapping(name=lname, neuron_node=neuron, synapse_nodes=syn,
+                                   neurons=n, synapses=syn_total, fan_in=fan_in, cores=1,
+                                   usage=usage, binding=binding, fits=fits, notes=lm_notes))
+    chip_usage: dict[str, dict[str, Any]] = {}
+    cpc = prof.limit("cores_per_chip")
+    if isinstance(cpc, (int, float)):
+        chip_usage["cores_per_chip"] = _use(len(layers), cpc)
+    if isinstance(kcap, tuple) and isinstance(ncap, tuple) and len(layers) <= len(kcap):
+        assign = _match(needs, list(zip(kcap, ncap, strict=False)))
+        if assign is None:
+            chip_usage["core_assignment"] = {"need": len(layers), "limit": 0,
+                                             "ratio": math.inf}
+            notes.append("no assignment of layers to cores satisfies every core's kernel "
+                         "and neuron memory")
+        else:
+            for lm, core in zip(layers, assign, strict=True):
+                lm.notes.append(f"core {core}")
+    notes.append("memory as sinabs' DynapcnnLayer.memory_summary (kernel: c·2^(⌈log2 k²⌉+"
+                 "⌈log2 f⌉), neuron: f·2^(⌈log2 h⌉+⌈log2 w⌉)); pooling after a layer is "
+                 "free (done on the way out of the core)")
+    return _finish(prof, layers, len(layers), chip_usage, notes)
+
+
+def _map_xylo(graph: nir.NIRGraph, prof: Profile, counts: Counts | None) -> Mapping:
+    """Xylo: input channels → hidden neurons (recurrent weights) → ≤ 8 output neurons."""
+    lay = _Layers(graph, counts)
+    notes: list[str] = []
+    layers: list[LayerMapping] = []
+    out_nodes = {n for n, v in graph.nodes.items() if isinstance(v, nir.Output)}
+    hidden = output = 0
+    for lname, neuron, syn in lay.layers():
+        n = (lay.neuron_count(neuron) if neuron else None) or 0
+        syn_total, fan_in, conv = lay.synapse_stats(syn)
+        is_out = neuron is not None and any(
+            s in out_nodes or isinstance(graph.nodes[s], PASS_THROUGH)
+            and any(t in out_nodes for t in lay.succ[s]) for s in lay.succ[neuron])
+        lm_notes: list[str] = []
+        fits = True
+        if conv:
+            fits = False
+            lm_notes.append("convolution: Xylo has dense weights only (unroll it first)")
+        if neuron is None:
+            lm_notes.append("no neuron node: Xylo reads out through output neurons")
+            is_out = True
+        if is_out:
+            output += n
+            lm_notes.append("output neurons")
+        else:
+            hidden += n
+        layers.append(LayerMapping(name=lname, neuron_node=neuron, synapse_nodes=syn,
+                                   neurons=n, synapses=syn_total, fan_in=fan_in, cores=1,
+                                   usage={}, binding=None, fits=fits, notes=lm_notes))
+    chip_usage: dict[str, dict[str, Any]] = {}
+    for key, need in (("neurons_per_chip", hidden), ("output_neurons_per_chip", output)):
+        lim = prof.limit(key)
+        if isinstance(lim, (int, float)):
+            chip_usage[key] = _use(need, lim)
+    lim = prof.limit("input_channels_per_chip")
+    if isinstance(lim, (int, float)):
+        ins = 0
+        for v in graph.nodes.values():
+            if isinstance(v, nir.Input):
+                shp = _shape_of(v, "output") or _shape_of(v, "input") or ()
+                ins += int(np.prod(shp, dtype=np.int64)) if shp else 0
+        chip_usage["input_channels_per_chip"] = _use(ins, lim)
+    cores = 1
+    notes.append("Xylo is one core: hidden layers share the recurrent weight matrix")
+    return _finish(prof, layers, cores, chip_usage, notes)
+
+
+def map_to_chip(graph: nir.NIRGraph, profile: Profile | str | Path,
+                counts: Counts | None = None) -> Mapping:
+    """Estimate the resources ``graph`` needs on the chip ``profile`` describes.
+
+    Per layer (a neuron node and the synapse nodes feeding it): neurons, stored synapses,
+    fan-in, cores, the usage of each limit and which binds; for the chip: cores used
+    against those available, chips needed, whether it fits. Limits that no source
+    publishes are listed in ``assumptions``; unknown ones in ``unchecked``. ``counts``
+    (from a run) supplies shapes the graph does not record.
+    """
+    prof = load_profile(profile)
+    if prof.mapper is None:
+        mappable = [n for n in list_profiles() if load_profile(n).mapper]
+        raise ProfileError(f"profile '{prof.name}' describes no chip to map onto; mapping "
+                           f"is available for {', '.join(mappable)}")
+    if prof.mapper == "speck":
+        return _map_speck(graph, prof, counts)
+    if prof.mapper == "xylo":
+        return _map_xylo(graph, prof, counts)
+    return _map_cores(graph, prof, counts)
+
+
+__all__ = ["LayerMapping", "Mapping", "map_to_chip"]

@@ -1,0 +1,85 @@
+"""Which NIR node types do what, for counting and mapping, and what each node emits.
+
+:func:`is_spiking` is the one place that knows which neuron node types emit binary
+spikes; everything else (the AC/MAC tag of a synapse, spike counts, the Speck and Loihi
+mappings) asks it. The other tuples name the node families that are not neurons:
+synapses (weights), the subset NeuroBench counts, and pass-through nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from collections.abc import Mapping as MappingABC
+
+import nir
+
+from nirbridge.nodes import CustomNeuron
+from nirbridge.passes import predecessors
+
+#: Synapse node types (NIR stateless nodes that multiply inputs by weights).
+SYNAPSE_TYPES: tuple[type, ...] = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d,
+                                   nir.SumPool2d, nir.AvgPool2d, nir.Scale)
+#: The synapse types NeuroBench hooks (nn.Linear, nn.Conv1d/2d); pooling and Scale are
+#: counted by nirbridge but not by NeuroBench.
+NEUROBENCH_TYPES: tuple[type, ...] = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d)
+#: Standard nodes whose output is binary spikes (read only by :func:`is_spiking`).
+SPIKING_STANDARD: tuple[type, ...] = (nir.LIF, nir.IF, nir.CubaLIF, nir.Threshold)
+#: Nodes that move their input unchanged (the payload passes through them).
+PASS_THROUGH: tuple[type, ...] = (nir.Flatten, nir.Delay)
+
+
+def is_spiking(node: nir.NIRNode) -> bool:
+    """Whether a node's output is binary spikes (from its type, never from values).
+
+    Spiking: NIR LIF, IF, CubaLIF, Threshold and every nirbridge custom neuron (unless
+    its class sets ``graded_output = True``). Graded: LI, I, CubaLI, Input, synapses.
+    """
+    if isinstance(node, CustomNeuron):
+        return not getattr(type(node), "graded_output", False)
+    return isinstance(node, SPIKING_STANDARD)
+
+
+def payload_tags(graph: nir.NIRGraph,
+                 spike_inputs: bool | Iterable[str] = False) -> dict[str, str]:
+    """``"spike"`` or ``"graded"`` for the output of every node, from the graph only.
+
+    ``spike_inputs``: Input nodes declared to carry binary events (e.g. DVS data);
+    ``True`` declares all. Pass-through nodes (Flatten, Delay) carry spikes only when
+    every predecessor does.
+    """
+    preds = predecessors(graph)
+    if spike_inputs is True:
+        declared = {n for n, v in graph.nodes.items() if isinstance(v, nir.Input)}
+    else:
+        declared = set(spike_inputs or ())
+    memo: dict[str, str] = {}
+
+    def tag(name: str, seen: frozenset[str]) -> str:
+        if name in memo:
+            return memo[name]
+        node = graph.nodes[name]
+        if isinstance(node, nir.Input):
+            t = "spike" if name in declared else "graded"
+        elif is_spiking(node):
+            t = "spike"
+        elif isinstance(node, PASS_THROUGH) and preds[name] and name not in seen:
+            t = "spike" if all(tag(p, seen | {name}) == "spike" for p in preds[name]) \
+                else "graded"
+        else:
+            t = "graded"
+        memo[name] = t
+        return t
+
+    return {n: tag(n, frozenset()) for n in graph.nodes}
+
+
+def synapse_kind(graph: nir.NIRGraph, name: str,
+                 tags: MappingABC[str, str] | None = None) -> str:
+    """``"AC"`` if every predecessor of synapse node ``name`` emits spikes, else ``"MAC"``."""
+    tags = payload_tags(graph) if tags is None else tags
+    preds = predecessors(graph)[name]
+    return "AC" if preds and all(tags[p] == "spike" for p in preds) else "MAC"
+
+
+__all__ = ["NEUROBENCH_TYPES", "PASS_THROUGH", "SPIKING_STANDARD", "SYNAPSE_TYPES",
+           "is_spiking", "payload_tags", "synapse_kind"]
