@@ -1,9 +1,11 @@
 """Which NIR node types do what, for counting and mapping, and what each node emits.
 
 :func:`is_spiking` is the one place that knows which neuron node types emit binary
-spikes; everything else (the AC/MAC tag of a synapse, spike counts, the Speck and Loihi
-mappings) asks it. The other tuples name the node families that are not neurons:
-synapses (weights), the subset NeuroBench counts, and pass-through nodes.
+spikes; everything else asks it (the AC/MAC tag of a synapse here, spike counts in
+:mod:`~nirbridge.profile.counting`, the spike comparison of :mod:`nirbridge.deploy`).
+Whether a node is a neuron at all is :func:`nirbridge.nodes.is_neuron`'s answer. The
+other tuples name the node families that are not neurons: synapses (weights), the subset
+NeuroBench counts, and pass-through nodes.
 """
 
 from __future__ import annotations
