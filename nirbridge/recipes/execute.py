@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from nirbridge.data import encode, is_spike_encoding, load_split
-from nirbridge.errors import NirbridgeError, RecipeError
+from nirbridge.errors import ExportError, NirbridgeError, RecipeError
 from nirbridge.recipes.schema import MODE_SHORT, Echo, Recipe, format_value, kwargs_text
 
 
@@ -91,29 +91,15 @@ def _pct(x: float | None) -> float | None:
 
 def _build_model(recipe: Recipe) -> Any:
     """The recipe's torch module with its checkpoint loaded, in eval mode."""
-    import torch
-
-    from nirbridge.factory import load_factory
+    from nirbridge.factory import load_factory, load_weights
 
     spec = recipe.model
     assert spec.factory is not None and spec.checkpoint is not None
     model = load_factory(spec.factory)(**spec.kwargs)
-    if not spec.checkpoint.is_file():
-        raise RecipeError(f"{recipe.path}: field 'model.checkpoint': file "
-                          f"'{spec.checkpoint}' does not exist")
     try:
-        state = torch.load(spec.checkpoint, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise RecipeError(f"{recipe.path}: field 'model.checkpoint': cannot load "
-                          f"'{spec.checkpoint}' with weights_only=True: "
-                          f"{type(exc).__name__}: {exc}") from exc
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    try:
-        model.load_state_dict(state)
-    except Exception as exc:
-        raise RecipeError(f"{recipe.path}: field 'model.checkpoint': '{spec.checkpoint}' "
-                          f"does not fit the model: {exc}") from exc
+        load_weights(model, spec.checkpoint)
+    except ExportError as exc:
+        raise RecipeError(f"{recipe.path}: field 'model.checkpoint': {exc}") from exc
     return model.eval()
 
 

@@ -8,15 +8,7 @@ from typing import Any
 
 from nirbridge.recipes.execute import RecipeRun
 from nirbridge.recipes.schema import MODE_SHORT, format_value, kwargs_text
-
-
-def _si(j: float | None) -> str:
-    if j is None:
-        return "n/a"
-    for scale, unit in ((1, "J"), (1e-3, "mJ"), (1e-6, "µJ"), (1e-9, "nJ"), (1e-12, "pJ")):
-        if abs(j) >= scale:
-            return f"{j / scale:.3g} {unit}"
-    return f"{j:.3g} J"
+from nirbridge.units import format_energy
 
 
 def energy_cell(e: Any) -> str:
@@ -25,8 +17,8 @@ def energy_cell(e: Any) -> str:
     if e is None:
         return "n/a"
     if e.total_j is not None:
-        return _si(e.total_j)
-    return f"≥ {_si(e.known_j)}" if e.known_j else "n/a"
+        return format_energy(e.total_j)
+    return f"≥ {format_energy(e.known_j)}" if e.known_j else "n/a"
 
 
 def _p(v: float | None, digits: int = 2) -> str:
