@@ -14,9 +14,8 @@ from nirbridge import _lava_compat
 
 _lava_compat.install()  # must precede any `import lava`
 
+from nirbridge._version import __version__ as __version__  # noqa: E402
 from nirbridge.api import available_backends, read, run, to_nir, write  # noqa: E402
 from nirbridge.errors import NirbridgeError  # noqa: E402
-
-__version__ = "0.1.0"
 
 __all__ = ["NirbridgeError", "available_backends", "read", "run", "to_nir", "write"]

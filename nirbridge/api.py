@@ -1,4 +1,9 @@
-"""The small public API re-exported at the top level of :mod:`nirbridge`."""
+"""The small public API re-exported at the top level of :mod:`nirbridge`.
+
+Each function imports its implementation when called, so that ``import nirbridge`` stays
+cheap (no torch or Lava until they are needed). The implementations never import
+this module or the top-level package, so these imports make no cycle.
+"""
 
 from __future__ import annotations
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.nn.modules.utils import _pair
 
 from nirbridge.errors import InvalidParameterError
+from nirbridge.geometry import pool_geometry
 
 IntPair = int | tuple[int, int]
 
@@ -31,13 +31,13 @@ class SumPool2d(torch.nn.Module):
     def __init__(self, kernel_size: IntPair, stride: IntPair | None = None,
                  padding: IntPair = 0) -> None:
         super().__init__()
-        self.kernel_size: tuple[int, int] = _pair(kernel_size)
-        self.stride: tuple[int, int] = _pair(kernel_size if stride is None else stride)
-        self.padding: tuple[int, int] = _pair(padding)
-        for name in ("kernel_size", "stride", "padding"):
-            values = getattr(self, name)
-            if len(values) != 2 or not all(isinstance(v, int) for v in values):
-                raise InvalidParameterError(f"SumPool2d: {name}={values!r}; give one or two ints")
+        try:
+            geometry = pool_geometry(kernel_size, stride, padding)
+        except InvalidParameterError as exc:
+            raise InvalidParameterError(f"SumPool2d: {exc}") from None
+        self.kernel_size: tuple[int, int] = (geometry.kernel_size[0], geometry.kernel_size[1])
+        self.stride: tuple[int, int] = (geometry.stride[0], geometry.stride[1])
+        self.padding: tuple[int, int] = (geometry.padding[0], geometry.padding[1])
         if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
             raise InvalidParameterError(
                 f"SumPool2d: kernel_size={self.kernel_size}, stride={self.stride}, "

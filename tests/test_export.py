@@ -598,6 +598,18 @@ def test_sumpool2d_is_an_exact_window_sum():
         SumPool2d(2, padding=2)
     with pytest.raises(InvalidParameterError):
         SumPool2d(0)
+    with pytest.raises(InvalidParameterError, match="SumPool2d: kernel_size"):
+        SumPool2d((2, 2, 2))
+    with pytest.raises(InvalidParameterError, match="SumPool2d: stride"):
+        SumPool2d(2, stride=1.5)
+    assert SumPool2d(np.int64(3), stride=np.array([2, 1])).stride == (2, 1)
+
+
+def test_every_mapped_module_type_has_one_converter():
+    from nirbridge.export import MAPPED_MODULES
+    from nirbridge.export.convert import CONVERTERS
+
+    assert set(CONVERTERS) == set(MAPPED_MODULES)
 
 
 # ----------------------------------------------------------------------------- end to end

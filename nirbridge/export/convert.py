@@ -1,0 +1,252 @@
+"""Conversion: each layer of the cleaned, checked graph becomes one NIR node, and the graph
+becomes a ``nir.NIRGraph`` (through ``nirtorch.torch_to_nir`` with nirbridge's module map).
+
+Neurons convert themselves (:meth:`NeuronModule.to_nir_node`); every other mapped torch
+layer has one converter in :data:`CONVERTERS`, found through the layer's class hierarchy
+(a subclass that keeps its base's ``forward`` converts as its base).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import nir
+import numpy as np
+import torch
+import torch.fx
+from nirtorch import torch_to_nir
+from torch import nn
+from torch.fx import Node
+
+from nirbridge._version import __version__
+from nirbridge.errors import (
+    ExportError,
+    InvalidParameterError,
+    NirbridgeError,
+    UnsupportedLayerError,
+)
+from nirbridge.export.diagnosis import module_hint
+from nirbridge.export.trace import Shape, TracedModel
+from nirbridge.geometry import conv_geometry_of, pool_geometry_of
+from nirbridge.layers import SumPool2d
+from nirbridge.neurons import NeuronModule
+
+
+@dataclass
+class Layer:
+    """What a converter needs to know about one call site."""
+
+    name: str  # node name in the NIR graph
+    label: str  # for messages: "features.3 (Conv2d)"
+    in_shape: Shape  # without batch
+    out_shape: Shape
+
+
+# -------------------------------------------------------------------------- converters
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().to(torch.float64).numpy().copy()
+
+
+def _finite(label: str, name: str, arr: np.ndarray) -> np.ndarray:
+    if not np.all(np.isfinite(arr)):
+        raise InvalidParameterError(f"{label}: {name} contains NaN or inf values")
+    return arr
+
+
+def _linear(mod: nn.Linear, layer: Layer) -> nir.NIRNode:
+    weight = _finite(layer.label, "weight", _np(mod.weight))
+    if mod.bias is None:
+        return nir.Linear(weight=weight)
+    return nir.Affine(weight=weight, bias=_finite(layer.label, "bias", _np(mod.bias)))
+
+
+def _conv(mod: nn.Conv1d | nn.Conv2d, layer: Layer) -> nir.NIRNode:
+    weight = _finite(layer.label, "weight", _np(mod.weight))
+    bias = (np.zeros(mod.out_channels) if mod.bias is None
+            else _finite(layer.label, "bias", _np(mod.bias)))
+    geometry = conv_geometry_of(mod)
+    padding = geometry.explicit_padding()
+    assert padding is not None  # uneven 'same' is rejected by check_layer_settings
+    shape = layer.in_shape
+    if isinstance(mod, nn.Conv1d):  # NIR's Conv1d holds plain ints
+        return nir.Conv1d(input_shape=int(shape[1]), weight=weight,
+                          stride=geometry.stride[0], padding=padding[0],
+                          dilation=geometry.dilation[0], groups=geometry.groups, bias=bias)
+    return nir.Conv2d(input_shape=(int(shape[1]), int(shape[2])), weight=weight,
+                      stride=geometry.stride, padding=padding, dilation=geometry.dilation,
+                      groups=geometry.groups, bias=bias)
+
+
+def _pool(cls: type[nir.AvgPool2d] | type[nir.SumPool2d]
+          ) -> Callable[[nn.Module, Layer], nir.NIRNode]:
+    def convert(mod: nn.Module, layer: Layer) -> nir.NIRNode:
+        kernel, stride, padding = pool_geometry_of(mod)
+        return cls(kernel_size=np.array(kernel, dtype=np.int64),
+                   stride=np.array(stride, dtype=np.int64),
+                   padding=np.array(padding, dtype=np.int64))
+
+    return convert
+
+
+def _flatten(mod: nn.Flatten, layer: Layer) -> nir.NIRNode:
+    # torch's dims count the batch, NIR's do not
+    shape = layer.in_shape
+    nd = len(shape) + 1
+    start, end = mod.start_dim % nd, mod.end_dim % nd
+    return nir.Flatten(input_type={"input": np.array(shape, dtype=np.int64)},
+                       start_dim=start - 1, end_dim=-1 if end == nd - 1 else end - 1)
+
+
+Converter = Callable[[nn.Module, Layer], nir.NIRNode]
+#: One converter per type of :data:`nirbridge.export.tables.MAPPED_MODULES`.
+CONVERTERS: dict[type[nn.Module], Converter] = {
+    nn.Linear: _linear,
+    nn.Conv1d: _conv,
+    nn.Conv2d: _conv,
+    nn.AvgPool2d: _pool(nir.AvgPool2d),
+    SumPool2d: _pool(nir.SumPool2d),
+    nn.Flatten: _flatten,
+}
+
+
+def layer_to_node(mod: nn.Module, layer: Layer, dt: float) -> nir.NIRNode:
+    """The NIR node of one layer, with its input and output types set."""
+    if isinstance(mod, NeuronModule):
+        return mod.to_nir_node(tuple(layer.in_shape), dt)
+    converter = next((CONVERTERS[c] for c in type(mod).__mro__ if c in CONVERTERS), None)
+    if converter is None:  # pragma: no cover - excluded by check_graph
+        raise UnsupportedLayerError(f"{layer.label}: {module_hint(mod)}")
+    node = converter(mod, layer)
+    node.input_type = {"input": np.array(layer.in_shape, dtype=np.int64)}
+    node.output_type = {"output": np.array(layer.out_shape, dtype=np.int64)}
+    return node
+
+
+# ------------------------------------------------------------------------------ graph
+def _readable(traced: TracedModel, n: Node) -> str:
+    """The NIR name of a layer before de-duplication (``fc1``, ``linear_0``)."""
+    if n in traced.names:
+        return traced.names[n]
+    base = str(n.target).replace(".", "_")
+    if not base or base[0].isdigit():
+        base = f"{type(traced.module(n)).__name__.lower()}_{base}".rstrip("_")
+    return base
+
+
+def _one_module_per_call(traced: TracedModel) -> tuple[nn.Module, dict[int, Layer],
+                                                       dict[str, int]]:
+    """Re-root the graph on a module holding one submodule per call (``m0``, ``m1``...),
+    so that nirtorch makes one node per call; the layers by ``id`` of their module and the
+    position of each NIR name in the traced graph."""
+    root = nn.Module()
+    layers: dict[int, Layer] = {}
+    order: dict[str, int] = {}
+    used = {"input", "output"}
+    calls = [n for n in traced.graph.nodes if n.op == "call_module"]
+    for i, n in enumerate(calls):
+        mod = traced.module(n)
+        if id(mod) in layers:  # called twice: one NIR node per call
+            mod = copy.copy(mod)
+        base = name = _readable(traced, n)
+        k = 0
+        while name in used:
+            k += 1
+            name = f"{base}_{k}"
+        used.add(name)
+        order[name] = i
+        layers[id(mod)] = Layer(name, traced.label(n), traced.in_shape(n), traced.out_shape(n))
+        root.add_module(f"m{i}", mod)
+        n.target = f"m{i}"
+    traced.overrides.clear()  # the folded synapses now live in root
+    return root, layers, order
+
+
+def convert(traced: TracedModel, in_shape: Shape, dt: float) -> nir.NIRGraph:
+    """The NIR graph of the traced model (``in_shape``: the input's shape without batch)."""
+    out_shape = traced.shapes[traced.output_node().args[0]][1:]
+    root, layers, order = _one_module_per_call(traced)
+    flat = torch.fx.GraphModule(root, traced.graph)
+    made: dict[int, str] = {}
+
+    def convert_one(mod: nn.Module) -> nir.NIRNode:
+        layer = layers[id(mod)]
+        try:
+            node = layer_to_node(mod, layer, dt)
+        except NirbridgeError as exc:
+            raise type(exc)(f"{layer.label}: {exc}") from exc
+        except Exception as exc:
+            raise ExportError(
+                f"{layer.label}: conversion to NIR failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        made[id(node)] = layer.name
+        return node
+
+    module_map = {type(m): convert_one for m in root.children()}
+    stateful = {type(m) for m in root.children() if isinstance(m, NeuronModule)}
+    try:
+        raw = torch_to_nir(flat, module_map, default_dict=None, type_check=False,
+                           stateful_modules=stateful)
+    except NirbridgeError:
+        raise
+    except Exception as exc:
+        names = ", ".join(layer.label for layer in layers.values())
+        raise ExportError(
+            f"nirtorch could not convert the traced graph of [{names}]: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    return _finish(raw, made, order, in_shape, out_shape, dt)
+
+
+def _finish(raw: nir.NIRGraph, made: dict[int, str], order: dict[str, int], in_shape: Shape,
+            out_shape: Shape, dt: float) -> nir.NIRGraph:
+    """nirtorch's graph with nirbridge's node names, sorted edges and metadata."""
+    nodes: dict[str, nir.NIRNode] = {}
+    rename: dict[str, str] = {}
+    for old, node in raw.nodes.items():
+        if isinstance(node, nir.Input):
+            new, node = "input", nir.Input(input_type=np.array(in_shape, dtype=np.int64))
+        elif isinstance(node, nir.Output):
+            new, node = "output", nir.Output(output_type=np.array(out_shape, dtype=np.int64))
+        elif id(node) in made:
+            new = made[id(node)]
+        else:
+            raise ExportError(f"nirtorch produced an unexpected node '{old}' "
+                              f"({type(node).__name__})")
+        if new in nodes:
+            raise ExportError(f"two nodes named '{new}' (the model has several inputs "
+                              "or outputs?); to_nir exports one input and one output")
+        rename[old] = new
+        nodes[new] = node
+    if len(nodes) != len(order) + 2:
+        raise ExportError(f"nirtorch returned {len(nodes) - 2} layer nodes for "
+                          f"{len(order)} traced layers")
+    # nirtorch collects the users of a sum in a set: sort for a deterministic graph
+    position = {"input": -1, **order, "output": len(order)}
+    edges = sorted(((rename[a], rename[b]) for a, b in raw.edges),
+                   key=lambda e: (position[e[0]], position[e[1]]))
+    seen: set[tuple[str, str]] = set()
+    for edge in edges:
+        if edge in seen:
+            raise UnsupportedLayerError(
+                f"cannot export: the output of '{edge[0]}' reaches '{edge[1]}' twice "
+                "through additions (e.g. x + x); NIR sums each edge once: scale the "
+                "weights of a layer instead"
+            )
+        seen.add(edge)
+    metadata = {
+        "dt": dt,
+        "nirbridge_version": __version__,
+        "source": "nirbridge.export",
+        "time_unit": "step",
+    }
+    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=False)
+    try:
+        graph.check_types()
+    except ValueError as exc:
+        raise ExportError(f"the exported graph has inconsistent shapes: {exc}") from exc
+    return graph
+
+
+__all__ = ["CONVERTERS", "Converter", "Layer", "convert", "layer_to_node"]

@@ -1,0 +1,95 @@
+"""The top-level :func:`to_nir`: checks its arguments, then runs the phases of the export
+(trace, clean, diagnose, measure shapes, fold batch-norms, convert) on a copy of the model.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import nir
+import numpy as np
+import torch
+from torch import nn
+
+from nirbridge.errors import ExportError, InputError, InvalidParameterError
+from nirbridge.export.clean import clean, fold_batchnorms
+from nirbridge.export.convert import convert
+from nirbridge.export.diagnosis import check_graph, check_layer_settings
+from nirbridge.export.trace import record_shapes, trace
+
+
+def _check_dt(dt: float) -> float:
+    try:
+        value = float(dt)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(f"dt={dt!r} is not a number; give the time step") from None
+    if not np.isfinite(value) or value <= 0:
+        raise InvalidParameterError(f"dt={dt!r}; the time step must be finite and > 0")
+    return value
+
+
+def _eval_copy(model: nn.Module) -> nn.Module:
+    try:
+        copied = copy.deepcopy(model)
+    except Exception as exc:
+        raise ExportError(
+            f"cannot copy the model to export it ({type(exc).__name__}: {exc}); "
+            "to_nir never changes the model it is given, so it must be deep-copyable"
+        ) from exc
+    copied.eval()
+    return copied
+
+
+def to_nir(model: nn.Module, sample_input: torch.Tensor, dt: float = 1.0) -> nir.NIRGraph:
+    """Export a single-step spiking network to a NIR graph.
+
+    Args:
+        model: the trained network; ``model(x)`` or ``model(x, state)`` runs one time step
+            and returns ``out`` or ``(out, state)`` (state ``None`` at the first step).
+            Neurons are :class:`nirbridge.neurons.NeuronModule` instances; synapses are
+            ``nn.Linear``, ``nn.Conv1d``, ``nn.Conv2d``; also ``nn.AvgPool2d``,
+            :class:`nirbridge.layers.SumPool2d`, ``nn.Flatten``, batch-norm right after a
+            synapse (folded), dropout and identity (removed), and sums of tensors. The model
+            is deep-copied and never changed.
+        sample_input: one step's input batch ``[B, ...]``; the model runs once on it to
+            measure every layer's shape.
+        dt: the graph's time step (stored in ``graph.metadata["dt"]``, passed to each
+            neuron's ``to_nir_node``).
+
+    Returns:
+        A ``nir.NIRGraph`` with nodes named after the model's modules, one ``input`` and one
+        ``output`` node, and metadata ``dt``, ``time_unit``, ``source``,
+        ``nirbridge_version``.
+
+    Raises:
+        UnsupportedLayerError: a layer or operation has no NIR equivalent (all of them are
+            listed, each with what to do instead).
+        ExportError: tracing or converting failed for another reason.
+        InputError: ``sample_input`` is not a batched tensor.
+        InvalidParameterError: ``dt`` is not positive, or a weight is NaN/inf.
+    """
+    if not isinstance(model, nn.Module):
+        raise ExportError(f"model is a {type(model).__name__}, not a torch.nn.Module")
+    if not torch.is_tensor(sample_input):
+        raise InputError(f"sample_input is a {type(sample_input).__name__}; give one time "
+                         "step's input batch as a tensor [B, ...]")
+    if sample_input.dim() < 2 or sample_input.shape[0] < 1:
+        raise InputError(f"sample_input has shape {tuple(sample_input.shape)}; give one time "
+                         "step's input batch [B, ...] (batch dimension first)")
+    # Trace in the model's own floating dtype (a float64 model with a float32 sample, or
+    # the reverse, is the same network; torch would refuse to mix them).
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if dtype is not None and sample_input.is_floating_point():
+        sample_input = sample_input.to(dtype)
+    dt = _check_dt(dt)
+    traced = trace(_eval_copy(model))
+    clean(traced)
+    check_graph(traced)
+    record_shapes(traced, sample_input)
+    check_layer_settings(traced, int(sample_input.shape[0]))
+    fold_batchnorms(traced)
+    in_shape = tuple(int(d) for d in sample_input.shape[1:])
+    return convert(traced, in_shape, dt)
+
+
+__all__ = ["to_nir"]
