@@ -1,11 +1,13 @@
 """Deploy a NIR graph to Loihi 2 simulation (Lava) and measure how faithfully it runs.
 
-:func:`deploy_graph` runs the float64 reference and the Lava backend (floating_pt, or
-bit-accurate fixed_pt) on the same inputs, and compares them layer by layer: spike counts,
-the fraction of identical spikes, the first step where they diverge, and (fixed point)
-what the quantization clipped and what saturated during the run. With labels it also
-reports the task accuracy of both. Classification reads the graph's output summed over
-time (spike counts or integrated read-out), arg-max over the last axis.
+:func:`deploy_graph` compares the float64 ``reference`` with Lava (``lava-float``, or the
+bit-accurate ``lava-fixed``) on the same inputs through :func:`nirbridge.verify.compare`:
+per layer the spike counts, the fraction of identical spikes, the first step where they
+diverge, and (fixed point) what the quantization clipped and what saturated during the
+run. With labels it also reports the task accuracy of both. Classification reads the
+graph's output summed over time (spike counts or integrated read-out), arg-max over the
+last axis. This module keeps the deployment's own report (:class:`DeployResult`, its
+JSON fields and :func:`format_deploy`'s table) and the CLI's input handling.
 """
 
 from __future__ import annotations
@@ -16,16 +18,18 @@ from typing import Any
 
 import nir
 import numpy as np
-import torch
 
-from nirbridge.backends.reference import run_reference
+from nirbridge.backends.base import RunResult
+from nirbridge.backends.fixed import GRADED_INPUT_FRAC_BITS, input_quant_config
 from nirbridge.errors import InputError
-from nirbridge.nodes import is_neuron
-from nirbridge.profile import is_spiking
+from nirbridge.verify import Comparison, LayerComparison, compare, predictions
+from nirbridge.verify import compare_layers as _compare_layers
 
 log = logging.getLogger(__name__)
 
 MODES = ("floating_pt", "fixed_pt")
+#: The Lava backend of each mode.
+BACKEND_OF_MODE = {"floating_pt": "lava-float", "fixed_pt": "lava-fixed"}
 
 
 @dataclass
@@ -82,6 +86,28 @@ class DeployResult:
         d["spike_agreement"] = self.spike_agreement
         return d
 
+    @classmethod
+    def from_comparison(cls, cmp: Comparison, mode: str, target: str) -> DeployResult:
+        """The deployment report of a reference (``a``) vs Lava (``b``) comparison."""
+        return cls(
+            mode=mode, target=target, steps=cmp.steps, samples=cmp.samples,
+            layers=[_agreement(la) for la in cmp.layers],
+            output_identical=cmp.output_identical,
+            output_max_abs_diff=cmp.output_max_abs_diff,
+            prediction_agreement=cmp.prediction_agreement,
+            reference_accuracy=cmp.accuracy_a, lava_accuracy=cmp.accuracy_b,
+            lava_seconds=dict(cmp.result_b.info.get("seconds", {})) if cmp.result_b else {},
+            quantization=cmp.result_b.info.get("quantization") if cmp.result_b else None,
+            outputs_reference=cmp.outputs_a, outputs_lava=cmp.outputs_b,
+        )
+
+
+def _agreement(la: LayerComparison) -> LayerAgreement:
+    return LayerAgreement(node=la.node, op=la.op, reference_spikes=la.spikes_a,
+                          lava_spikes=la.spikes_b, identical=la.identical,
+                          first_divergent_step=la.first_divergent_step, clipped=la.clipped,
+                          saturated=la.saturated)
+
 
 def prepare_inputs(x: np.ndarray, steps: int | None) -> np.ndarray:
     """``[T, B, ...]`` inputs with ``steps`` steps: truncated, or a single step repeated
@@ -103,100 +129,35 @@ def prepare_inputs(x: np.ndarray, steps: int | None) -> np.ndarray:
                      "single-step input to repeat it, or more steps")
 
 
-def predictions(out: np.ndarray) -> np.ndarray:
-    """Class per sample: arg-max of the output summed over time."""
-    return np.asarray(out).sum(axis=0).reshape(out.shape[1], -1).argmax(axis=1)
-
-
-def _first_divergent(a: np.ndarray, b: np.ndarray) -> int | None:
-    diff = (a != b).reshape(a.shape[0], -1).any(axis=1)
-    idx = np.flatnonzero(diff)
-    return int(idx[0]) if idx.size else None
-
-
 def compare_layers(graph: nir.NIRGraph, ref: dict[str, Any], lava: dict[str, Any]
                    ) -> list[LayerAgreement]:
-    """Per spiking layer: spikes of both runs, identical fraction, first divergent step."""
-    layers = []
-    for name, node in graph.nodes.items():
-        if not (is_neuron(node) and is_spiking(node)) or name not in ref or name not in lava:
-            continue
-        a = ref[name].output.numpy() if torch.is_tensor(ref[name].output) else ref[name].output
-        b = lava[name].output
-        b = b.numpy() if torch.is_tensor(b) else np.asarray(b)
-        batch = a.shape[1]
-        layers.append(LayerAgreement(
-            node=name, op=type(node).__name__,
-            reference_spikes=float((a != 0).sum()) / batch,
-            lava_spikes=float((b != 0).sum()) / batch,
-            identical=float((a == b).mean()),
-            first_divergent_step=_first_divergent(a, b),
-        ))
-    return layers
-
-
-#: Fractional bits given to real-valued (graded) network inputs in fixed point: the
-#: payload of a Loihi 2 graded spike is wide enough, and 8 bits represent the digits'
-#: 1/16 grey levels exactly.
-GRADED_INPUT_FRAC_BITS = 8
-
-
-def input_quant_config(target: Any, x: np.ndarray) -> Any:
-    """The target's quantization settings with an input format fitted to ``x``: integer
-    inputs (spikes, counts) stay integers; real-valued inputs get
-    :data:`GRADED_INPUT_FRAC_BITS` fractional bits."""
-    from nirbridge.quantize import QuantConfig
-
-    graded = not np.array_equal(x, np.round(x))
-    return QuantConfig.from_profile(
-        target, input_frac_bits=GRADED_INPUT_FRAC_BITS if graded else 0,
-        input_max=float(max(1.0, np.abs(x).max())))
+    """Per spiking layer: spikes of both runs, identical fraction, first divergent step
+    (:func:`nirbridge.verify.compare_layers` under the deployment's field names)."""
+    return [_agreement(la) for la in _compare_layers(graph, ref, lava)]
 
 
 def deploy_graph(graph: nir.NIRGraph, inputs: np.ndarray, *, mode: str = "floating_pt",
                  target: str = "loihi2", labels: np.ndarray | None = None,
                  steps: int | None = None, timeout_s: float = 600.0,
-                 progress: bool | None = None) -> DeployResult:
-    """Run ``graph`` in the reference and in Lava (``mode``) and compare them."""
-    from nirbridge.backends.lava import run_lava
+                 progress: bool | None = None,
+                 reference: RunResult | None = None) -> DeployResult:
+    """Run ``graph`` in the reference and in Lava (``mode``) and compare them.
 
+    In fixed_pt the ``target``'s quantization is used with the input format fitted to
+    the inputs (:func:`~nirbridge.backends.fixed.input_quant_config`). ``reference``: a
+    reference run of these inputs (after ``steps``) with every node recorded, to reuse.
+    """
     if mode not in MODES:
         raise InputError(f"mode {mode!r} is unknown; use one of {MODES}")
     x = prepare_inputs(inputs, steps)
-    if labels is not None:
-        labels = np.asarray(labels).reshape(-1)
-        if labels.shape[0] != x.shape[1]:
-            raise InputError(f"{labels.shape[0]} labels for {x.shape[1]} samples")
-    ref_out, ref_records = run_reference(graph, torch.from_numpy(x), record=True)
-    options: dict[str, Any] = {}
-    if mode == "fixed_pt":
-        options["quant"] = input_quant_config(target, x)
-    res = run_lava(graph, x, mode, timeout_s=timeout_s, record=True, progress=progress,
-                   **options)
-    if isinstance(ref_out, dict) or isinstance(res.outputs, dict):
+    if sum(isinstance(n, nir.Output) for n in graph.nodes.values()) > 1:
         raise InputError("deploy compares graphs with one Output node")
-    a = ref_out.numpy()
-    b = res.outputs.numpy() if torch.is_tensor(res.outputs) else np.asarray(res.outputs)
-    layers = compare_layers(graph, ref_records, res.records or {})
-    quant = getattr(res, "quantization", None)
-    if quant:
-        by_node = {q.get("node"): q for q in quant}
-        for la in layers:
-            q = by_node.get(la.node, {})
-            la.clipped = q.get("clipped")
-            la.saturated = q.get("saturated")
-    pa, pb = predictions(a), predictions(b)
-    result = DeployResult(
-        mode=mode, target=target, steps=int(x.shape[0]), samples=int(x.shape[1]),
-        layers=layers, output_identical=float((np.abs(a - b) <= 1e-9).mean()),
-        output_max_abs_diff=float(np.abs(a - b).max()) if a.size else 0.0,
-        prediction_agreement=float((pa == pb).mean()), lava_seconds=dict(res.seconds),
-        quantization=quant, outputs_reference=a, outputs_lava=b,
-    )
-    if labels is not None:
-        result.reference_accuracy = float((pa == labels).mean())
-        result.lava_accuracy = float((pb == labels).mean())
-    return result
+    options: dict[str, Any] = dict(timeout_s=timeout_s, progress=progress)
+    if mode == "fixed_pt":
+        options["target"] = target
+    cmp = compare(graph, x, "reference", BACKEND_OF_MODE[mode], labels=labels,
+                  options_b=options, result_a=reference)
+    return DeployResult.from_comparison(cmp, mode, target)
 
 
 def format_deploy(result: DeployResult) -> str:
@@ -225,3 +186,8 @@ def format_deploy(result: DeployResult) -> str:
                      f"{100 * result.lava_accuracy:.2f}% (drop "
                      f"{100 * result.accuracy_drop:.2f} points)")
     return "\n".join(lines)
+
+
+__all__ = ["BACKEND_OF_MODE", "GRADED_INPUT_FRAC_BITS", "MODES", "DeployResult", "LayerAgreement",
+           "compare_layers", "deploy_graph", "format_deploy", "input_quant_config",
+           "predictions", "prepare_inputs"]

@@ -293,5 +293,59 @@ def run_reference(graph: nir.NIRGraph, inputs: Any, *, dtype: torch.dtype = torc
 
 def run(graph: nir.NIRGraph, inputs: Any, *, record: bool | Iterable[str] = False,
         dtype: torch.dtype = torch.float64, dt: float | None = None):
-    """Backend entry point (same signature shape for every backend)."""
+    """The reference-shaped entry :func:`nirbridge.run` has always called: outputs, and
+    ``(outputs, records)`` when ``record`` is set. New code uses :data:`BACKEND`."""
     return run_reference(graph, inputs, dtype=dtype, dt=dt, record=record)
+
+
+#: The stateless node types :func:`apply_synapse` implements (checked without running).
+_SYNAPSES = (nir.Affine, nir.Linear, nir.Scale, nir.Conv1d, nir.Conv2d, nir.SumPool2d,
+             nir.AvgPool2d, nir.Flatten, nir.Threshold)
+
+
+class ReferenceBackend:
+    """The ``reference`` backend (:class:`~nirbridge.backends.base.Backend`): this
+    executor, float64 by default (option ``dtype``)."""
+
+    name = "reference"
+    description = "float64 reference executor (torch): the ground truth"
+
+    def check(self, graph: nir.NIRGraph, **options: Any) -> list[str]:
+        """Why the reference cannot run ``graph``: its structure, or node types it has no
+        semantics for."""
+        from nirbridge.backends.base import check_options, graph_issues
+
+        check_options(self.name, options, ("dtype",))
+        reasons = graph_issues(graph)
+        for name, node in graph.nodes.items():
+            if isinstance(node, (nir.Input, nir.Output, *_SYNAPSES)):
+                continue
+            if neuron_runner(node, 1.0) is None:  # dt only enters the step closures
+                reasons.append(f"node '{name}' ({type(node).__name__}) has no reference "
+                               "semantics")
+        return reasons
+
+    def run(self, graph: nir.NIRGraph, inputs: Any, *,
+            record: bool | Iterable[str] | None = False, dt: float | None = None,
+            **options: Any):
+        """Run on ``inputs`` ``[T, B, ...]``; a :class:`~nirbridge.backends.base.RunResult`
+        whose records are this executor's own :class:`RunRecord`."""
+        import time
+
+        from nirbridge.backends.base import RunResult, check_options, to_numpy
+
+        check_options(self.name, options, ("dtype",))
+        dtype = options.get("dtype", torch.float64)
+        want = True if record is True else set(record or ())
+        t0 = time.perf_counter()
+        dt = graph_dt(graph, dt)
+        got = run_reference(graph, inputs, dtype=dtype, dt=dt, record=want)
+        out, records = got if want else (got, {})
+        return RunResult(to_numpy(out), dict(records),
+                         {"backend": self.name, "dt": dt,
+                          "dtype": str(dtype).removeprefix("torch."),
+                          "seconds": {"wall": time.perf_counter() - t0}})
+
+
+#: The reference backend, as listed in :data:`nirbridge.backends.BACKENDS`.
+BACKEND = ReferenceBackend()
