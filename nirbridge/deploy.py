@@ -19,7 +19,7 @@ from typing import Any
 import nir
 import numpy as np
 
-from nirbridge.backends.base import RunResult
+from nirbridge.backends import RunResult
 from nirbridge.backends.fixed import GRADED_INPUT_FRAC_BITS, input_quant_config
 from nirbridge.errors import InputError
 from nirbridge.verify import Comparison, LayerComparison, compare, predictions

@@ -20,8 +20,7 @@ import nir
 import numpy as np
 import torch
 
-from nirbridge.backends import get
-from nirbridge.backends.base import RunResult
+from nirbridge.backends import RunResult, get
 from nirbridge.errors import InputError
 from nirbridge.nodes import is_neuron
 from nirbridge.profile.spiking import is_spiking

@@ -32,7 +32,7 @@ import importlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from nirbridge.backends.base import Backend, Record, RunResult
+from nirbridge.backends._base import Backend, Record, RunResult
 from nirbridge.errors import InputError, LoweringError
 
 if TYPE_CHECKING:  # listing the backends imports neither torch nor NIR

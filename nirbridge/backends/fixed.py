@@ -24,7 +24,7 @@ import nir
 import numpy as np
 import torch
 
-from nirbridge.backends.base import (
+from nirbridge.backends._base import (
     RunResult,
     check_options,
     error_reason,
@@ -141,7 +141,7 @@ def quantization_rows(qgraph: QuantizedGraph, saturations: Mapping[str, Mapping[
 
 
 class FixedBackend:
-    """The ``fixed`` backend (:class:`~nirbridge.backends.base.Backend`)."""
+    """The ``fixed`` backend (:class:`~nirbridge.backends.Backend`)."""
 
     name = "fixed"
     description = "numpy integer executor of the quantized graph (golden model of lava-fixed)"

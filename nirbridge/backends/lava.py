@@ -1631,7 +1631,7 @@ def lava_available() -> bool:
 
 
 class LavaBackend:
-    """A Lava backend (:class:`~nirbridge.backends.base.Backend`) for one ``mode``.
+    """A Lava backend (:class:`~nirbridge.backends.Backend`) for one ``mode``.
 
     Options: ``sparse`` (see :func:`lower`), ``timeout_s``, ``samples_per_run``,
     ``progress`` (see :func:`run_lava`); fixed_pt also ``stock_lif`` and the quantization
@@ -1647,7 +1647,7 @@ class LavaBackend:
 
     def _split(self, options: Mapping[str, Any]
                ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        from nirbridge.backends.base import check_options
+        from nirbridge.backends._base import check_options
         from nirbridge.backends.fixed import QUANT_OPTIONS
 
         fixed = self.mode == "fixed_pt"
@@ -1662,7 +1662,7 @@ class LavaBackend:
         """Why Lava cannot run ``graph`` in this mode: lava-nc missing, the graph's
         structure, nodes without a Lava lowering, or what lowering (and, in fixed_pt,
         quantizing) refuses. Lowers the graph; starts no Lava process."""
-        from nirbridge.backends.base import error_reason, graph_issues
+        from nirbridge.backends._base import error_reason, graph_issues
 
         lower_kw, _, quant_kw = self._split(options)
         reasons = [] if lava_available() else ["lava-nc is not installed (pip install lava-nc)"]
@@ -1695,8 +1695,8 @@ class LavaBackend:
             record: bool | Iterable[str] | None = False, dt: float | None = None,
             **options: Any):
         """Lower ``graph`` (quantized first in fixed_pt) and run it with :func:`run_lava`;
-        a :class:`~nirbridge.backends.base.RunResult`."""
-        from nirbridge.backends.base import RunResult, to_numpy
+        a :class:`~nirbridge.backends.RunResult`."""
+        from nirbridge.backends._base import RunResult, to_numpy
 
         lower_kw, run_kw, quant_kw = self._split(options)
         quant = None

@@ -304,7 +304,7 @@ _SYNAPSES = (nir.Affine, nir.Linear, nir.Scale, nir.Conv1d, nir.Conv2d, nir.SumP
 
 
 class ReferenceBackend:
-    """The ``reference`` backend (:class:`~nirbridge.backends.base.Backend`): this
+    """The ``reference`` backend (:class:`~nirbridge.backends.Backend`): this
     executor, float64 by default (option ``dtype``)."""
 
     name = "reference"
@@ -313,7 +313,7 @@ class ReferenceBackend:
     def check(self, graph: nir.NIRGraph, **options: Any) -> list[str]:
         """Why the reference cannot run ``graph``: its structure, or node types it has no
         semantics for."""
-        from nirbridge.backends.base import check_options, graph_issues
+        from nirbridge.backends._base import check_options, graph_issues
 
         check_options(self.name, options, ("dtype",))
         reasons = graph_issues(graph)
@@ -328,11 +328,11 @@ class ReferenceBackend:
     def run(self, graph: nir.NIRGraph, inputs: Any, *,
             record: bool | Iterable[str] | None = False, dt: float | None = None,
             **options: Any):
-        """Run on ``inputs`` ``[T, B, ...]``; a :class:`~nirbridge.backends.base.RunResult`
+        """Run on ``inputs`` ``[T, B, ...]``; a :class:`~nirbridge.backends.RunResult`
         whose records are this executor's own :class:`RunRecord`."""
         import time
 
-        from nirbridge.backends.base import RunResult, check_options, to_numpy
+        from nirbridge.backends._base import RunResult, check_options, to_numpy
 
         check_options(self.name, options, ("dtype",))
         dtype = options.get("dtype", torch.float64)
