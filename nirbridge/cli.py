@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nirbridge import __version__
 from nirbridge._files import atomic_path
+from nirbridge._version import __version__
 from nirbridge.errors import ExportError, InputError, NirbridgeError
 from nirbridge.factory import load_factory, load_weights
 
