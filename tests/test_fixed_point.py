@@ -1,4 +1,4 @@
-"""Integer golden models (nirbridge.fixed_point), the quantization pass and the integer
+"""Integer golden models (each neuron file's integer model), the quantization pass and the integer
 executor (nirbridge.quantize).
 
 The stock-LIF golden model is checked against Lava's own ``PyLifModelBitAcc`` class (its
@@ -20,6 +20,12 @@ from nirbridge import fixed_point as fx
 from nirbridge import nodes as N
 from nirbridge.backends.reference import run_reference
 from nirbridge.errors import ProfileError, QuantizationError
+from nirbridge.neurons.alif import ALIFParams, alif_int_step
+from nirbridge.neurons.arlif import ARLIFParams, arlif_int_step
+from nirbridge.neurons.clif import CLIFParams, clif_int_step
+from nirbridge.neurons.klif import KLIFParams, klif_int_step
+from nirbridge.neurons.standard import LavaLIFParams, lava_lif_step
+from nirbridge.neurons.sublif import LinearLIFParams, linear_lif_step
 from nirbridge.quantize import (
     DEFAULT_FRAC_BITS,
     QuantConfig,
@@ -93,13 +99,13 @@ def test_lava_lif_matches_transcribed_formula(du, dv, vth):
     n = 500
     mant = rng.integers(-4096, 4096, n)
     exp = rng.integers(0, 8, n)
-    p = fx.LavaLIFParams(du=du, dv=dv, bias_mant=mant, bias_exp=exp, vth=vth)
+    p = LavaLIFParams(du=du, dv=dv, bias_mant=mant, bias_exp=exp, vth=vth)
     state = p.initial_state(1, (n,))
     u, v = np.zeros(n, np.int64), np.zeros(n, np.int64)
     for t in range(40):
         # large inputs drive u to wrap around and v to clip
         a_in = rng.integers(-2 ** 15, 2 ** 15, n) if t % 7 == 3 else rng.integers(-300, 300, n)
-        s, state = fx.lava_lif_step(a_in[None], state, p)
+        s, state = lava_lif_step(a_in[None], state, p)
         u, v, s_ref = _transcribed_lava_lif(u, v, a_in, du, dv, p.effective_bias, vth)
         np.testing.assert_array_equal(state.u[0], u)
         np.testing.assert_array_equal(state.v[0], v)
@@ -121,7 +127,7 @@ def test_lava_lif_matches_lava_model_class():
         lava.bias_mant, lava.bias_exp = mant, exp
         lava.scale_bias()
         lava.scale_threshold()
-        p = fx.LavaLIFParams(du=du, dv=dv, bias_mant=mant, bias_exp=exp, vth=vth)
+        p = LavaLIFParams(du=du, dv=dv, bias_mant=mant, bias_exp=exp, vth=vth)
         state = p.initial_state(1, (n,))
         sat = fx.SaturationCounter()
         for t in range(50):
@@ -130,7 +136,7 @@ def test_lava_lif_matches_lava_model_class():
             lava.subthr_dynamics(activation_in=a_in.astype(np.int32))
             s_lava = lava.spiking_activation()
             lava.reset_voltage(spike_vector=s_lava)
-            s, state = fx.lava_lif_step(a_in[None], state, p, sat)
+            s, state = lava_lif_step(a_in[None], state, p, sat)
             np.testing.assert_array_equal(state.u[0], lava.u)
             np.testing.assert_array_equal(state.v[0], lava.v)
             np.testing.assert_array_equal(s[0].astype(bool), s_lava)
@@ -178,15 +184,15 @@ def test_rounding_conventions():
 
 def test_saturation_at_24_bits():
     lim = 2 ** 23 - 1
-    p = fx.LinearLIFParams(frac_bits=12, decay=4096, theta=2 ** 30, compare=">=")
+    p = LinearLIFParams(frac_bits=12, decay=4096, theta=2 ** 30, compare=">=")
     state = p.initial_state(1, (3,))
     sat = fx.SaturationCounter()
     for _ in range(3):
-        _, state = fx.linear_lif_step(np.array([[2 ** 22, -2 ** 22, 5]]), state, p, sat)
+        _, state = linear_lif_step(np.array([[2 ** 22, -2 ** 22, 5]]), state, p, sat)
     np.testing.assert_array_equal(state.v[0], [lim, -lim, 15])
     assert sat.counts["v"] == 2 * 2  # steps 2 and 3 clip two neurons each
     # the drive itself saturates too
-    _, state = fx.linear_lif_step(np.array([[2 ** 40, 0, 0]]), state, p, sat)
+    _, state = linear_lif_step(np.array([[2 ** 40, 0, 0]]), state, p, sat)
     assert sat.counts["x"] == 1 and state.v[0, 0] == lim
     # Lava's u wraps around instead (asymmetrically, as in Lava)
     np.testing.assert_array_equal(fx.lava_wrap(np.array([2 ** 23, 2 ** 23 + 1, -2 ** 23])),
@@ -224,25 +230,25 @@ def _tie_cases():
     """(name, step, params, state, a_in) where v (or f) lands exactly on the threshold."""
     th = 1 << 12
     tanh, sig = _luts()
-    yield ("lava_lif", fx.lava_lif_step,
-           lambda c: fx.LavaLIFParams(du=4095, dv=0, vth=64, compare=c),
+    yield ("lava_lif", lava_lif_step,
+           lambda c: LavaLIFParams(du=4095, dv=0, vth=64, compare=c),
            lambda p: p.initial_state(1, (1,)), 64)  # v = 64 << 6 == vth << 6
-    yield ("linear_lif", fx.linear_lif_step,
-           lambda c: fx.LinearLIFParams(frac_bits=12, decay=4096, theta=th, compare=c),
+    yield ("linear_lif", linear_lif_step,
+           lambda c: LinearLIFParams(frac_bits=12, decay=4096, theta=th, compare=c),
            lambda p: p.initial_state(1, (1,)), th)
-    yield ("klif", fx.klif_step,
-           lambda c: fx.KLIFParams(frac_bits=12, kd=2048, theta=th, compare=c),
+    yield ("klif", klif_int_step,
+           lambda c: KLIFParams(frac_bits=12, kd=2048, theta=th, compare=c),
            lambda p: p.initial_state(1, (1,)), th)
-    yield ("arlif", fx.arlif_step,
-           lambda c: fx.ARLIFParams(frac_bits=12, decay=2048, theta=th, tanh_a=0, c=0,
+    yield ("arlif", arlif_int_step,
+           lambda c: ARLIFParams(frac_bits=12, decay=2048, theta=th, tanh_a=0, c=0,
                                     compare=c, tanh=tanh, sigmoid=sig),
            lambda p: p.initial_state(1, (1,)), th)
-    yield ("clif", fx.clif_step,
-           lambda c: fx.CLIFParams(frac_bits=12, decay=2048, inv_tau=2048, theta=th,
+    yield ("clif", clif_int_step,
+           lambda c: CLIFParams(frac_bits=12, decay=2048, inv_tau=2048, theta=th,
                                    compare=c, sigmoid=sig),
            lambda p: p.initial_state(1, (1,)), th)
-    yield ("alif", fx.alif_step,
-           lambda c: fx.ALIFParams(frac_bits=12, alpha=2048, rho=2048, omr=2048,
+    yield ("alif", alif_int_step,
+           lambda c: ALIFParams(frac_bits=12, alpha=2048, rho=2048, omr=2048,
                                    theta=th, beta=th, compare=c),
            lambda p: p.initial_state(1, (1,)), th)
 

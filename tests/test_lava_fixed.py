@@ -93,7 +93,8 @@ def test_stock_lif_layers_lower_to_lavas_own_lif():
         assert np.all(spec.kwargs["vth"] == net.quant.layers[name].params.vth)
     assert neuron_mapping(net) == {"lif1": "LIFReset", "lif2": "LIFReset"}
     custom = lava_backend.lower(graph, "fixed_pt", stock_lif=False)
-    assert neuron_mapping(custom) == {"lif1": "FixedLavaLIF", "lif2": "FixedLavaLIF"}
+    assert neuron_mapping(custom) == {"lif1": "FixedNeuron(lava_lif)",
+                                      "lif2": "FixedNeuron(lava_lif)"}
 
 
 @pytest.mark.lava
@@ -160,11 +161,12 @@ def _neuron(kind: str, n: int, rng: np.random.Generator) -> nir.NIRNode:
     raise ValueError(kind)
 
 
-#: Integer Process each kind must land on.
-CUSTOM = {"arlif": "FixedARLIF", "arlif_memoryless": "FixedARLIF", "klif_hard": "FixedKLIF",
-          "klif_soft": "FixedKLIF", "dalif_soft": "FixedLinearLIF", "clif": "FixedCLIF",
-          "alif": "FixedALIF", "sublif": "FixedLinearLIF", "lif>=": "FixedLavaLIF",
-          "cubalif": "FixedLavaLIF"}
+#: Integer Process (and integer model) each kind must land on.
+CUSTOM = {"arlif": "FixedNeuron(arlif)", "arlif_memoryless": "FixedNeuron(arlif)",
+          "klif_hard": "FixedNeuron(klif)", "klif_soft": "FixedNeuron(klif)",
+          "dalif_soft": "FixedNeuron(linear_lif)", "clif": "FixedNeuron(clif)",
+          "alif": "FixedNeuron(alif)", "sublif": "FixedNeuron(linear_lif)",
+          "lif>=": "FixedNeuron(lava_lif)", "cubalif": "FixedNeuron(lava_lif)"}
 SCALE = {"alif": 2.0, "klif_hard": 1.5, "klif_soft": 1.5, "cubalif": 1.5, "lif>=": 2.0}
 
 
@@ -236,7 +238,7 @@ def test_saturation_counts_and_leaky_readout_through_the_backend_entry():
     assert res.saturations["neuron"] == gold["neuron"].saturations
     rows = {r["node"]: r for r in res.quantization}
     assert rows["neuron"]["saturated"] == gold["neuron"].n_saturations > 0
-    assert rows["neuron"]["lava_process"] == "FixedLinearLIF"
+    assert rows["neuron"]["lava_process"] == "FixedNeuron(linear_lif)"
 
 
 # ------------------------------------------------------------------- (c) conv network
@@ -290,9 +292,9 @@ def _conv_graph(seed: int = 3) -> nir.NIRGraph:
 
 def test_conv_lowering_structure():
     net = lava_backend.lower(_conv_graph(), "fixed_pt", sparse=True)
-    assert neuron_mapping(net) == {"lif1": "LIFReset", "lif2": "FixedLavaLIF",
-                                   "lif3": "FixedLavaLIF", "if4": "FixedLavaLIF",
-                                   "li": "FixedLavaLIF"}
+    assert neuron_mapping(net) == {"lif1": "LIFReset", "lif2": "FixedNeuron(lava_lif)",
+                                   "lif3": "FixedNeuron(lava_lif)", "if4": "FixedNeuron(lava_lif)",
+                                   "li": "FixedNeuron(lava_lif)"}
     kinds = {k: s.class_name for k, s in net.procs.items()}
     assert kinds["conv1"] == kinds["sumpool"] == "Sparse" and kinds["fc_a"] == "Dense"
     # the skip arrives 2 steps early and in spike units: delayed, then shifted to a_in bits

@@ -58,29 +58,19 @@ import numpy as np
 from nirbridge import fixed_point as fx
 from nirbridge.backends import lava as lv
 from nirbridge.errors import LoweringError
-from nirbridge.nodes import ALIF, ARLIF, CLIF, DALIF, KLIF, SubtractiveLIF
+from nirbridge.neurons import StockLava
 from nirbridge.quantize import (
     QuantConfig,
     QuantizedGraph,
     QuantizedNeuron,
     QuantizedOutput,
     QuantizedSynapse,
-    _without_bias,
     quantize,
+    without_bias,
 )
 
-#: Lava's own LIF with periodic reset (the runner sets ``reset_interval``/``offset``).
-LAVA_LIF = "lava.proc.lif.process:LIFReset"
-_FIXED = f"{lv._PROCS}.fixed"
-#: The nirbridge Process implementing each integer model kind.
-PROCESS_OF_KIND: dict[str, str] = {
-    "lava_lif": f"{_FIXED}:FixedLavaLIF",
-    "linear_lif": f"{_FIXED}:FixedLinearLIF",
-    "klif": f"{_FIXED}:FixedKLIF",
-    "arlif": f"{_FIXED}:FixedARLIF",
-    "clif": f"{_FIXED}:FixedCLIF",
-    "alif": f"{_FIXED}:FixedALIF",
-}
+#: The one integer neuron Process (any registered integer model).
+FIXED_NEURON = f"{lv._PROCS}.fixed:FixedNeuron"
 #: Widest weight mantissa Lava's Dense/Sparse hold exactly (8 bits, signed).
 LAVA_WEIGHT_BITS = 8
 
@@ -113,59 +103,40 @@ def quantized_graph(graph: nir.NIRGraph, quant: QuantSpec = None, *,
     return quantize(graph, cfg, dt=dt)
 
 
+def stock_lava(layer: QuantizedNeuron) -> StockLava | list[str]:
+    """The Lava-shipped Process that runs ``layer`` exactly (its integer model's
+    ``stock_lava``), or why there is none."""
+    hook = layer.model.stock_lava
+    if hook is None:
+        return [f"integer model '{layer.kind}' has no Lava-shipped Process"]
+    return hook(layer)
+
+
 def stock_lif_issues(layer: QuantizedNeuron) -> list[str]:
-    """Why Lava's own LIF process cannot run ``layer`` exactly (empty: it can)."""
-    if layer.kind != "lava_lif":
-        return [f"integer model '{layer.kind}' is not Lava's LIF"]
-    p = layer.params
-    issues = list(layer.lava_issues)
-    if not p.spiking:
-        issues.append("does not spike (its output is v; Lava's LIF sends spikes)")
-    if np.any(fx.as_int(p.u_init) != 0) or np.any(fx.as_int(p.v_init) != 0):
-        issues.append("non-zero initial state (Lava's LIFReset resets u, v to 0)")
-    return issues
-
-
-# ----------------------------------------------------------------------- neurons
-def _scalar(value: Any, name: str, layer: QuantizedNeuron) -> int:
-    arr = np.unique(fx.as_int(value))
-    if arr.size != 1:  # excluded by stock_lif_issues
-        raise LoweringError(f"node '{layer.name}': {name} varies per neuron")
-    return int(arr[0])
+    """Why Lava's own Process cannot run ``layer`` exactly (empty: it can)."""
+    stock = stock_lava(layer)
+    return [] if isinstance(stock, StockLava) else stock
 
 
 def _lower_fixed_neuron(node: nir.NIRNode, ctx: lv.NeuronContext) -> lv.NeuronLowering:
-    """Lava's LIF where the quantized layer is stock Lava LIF, else the nirbridge Process
-    running the layer's integer model."""
+    """The Lava-shipped Process where the quantized layer runs on it exactly (Lava's own
+    LIF), else the generic integer Process running the layer's integer model."""
     layer = ctx.quant
     if not isinstance(layer, QuantizedNeuron):
         raise LoweringError(f"node '{ctx.name}': no quantized form to lower in fixed_pt")
-    if ctx.options.get("stock_lif", True) and not stock_lif_issues(layer):
-        p = layer.params
-        flat = lambda v: np.broadcast_to(fx.as_int(v), layer.shape).ravel().copy()  # noqa: E731
-        return lv.NeuronLowering(
-            LAVA_LIF,
-            dict(du=_scalar(p.du, "du", layer), dv=_scalar(p.dv, "dv", layer),
-                 bias_mant=flat(p.bias_mant), bias_exp=flat(p.bias_exp),
-                 vth=_scalar(p.vth, "vth", layer)),
-            probe=False, state_vars=("u", "v"))
-    process = PROCESS_OF_KIND.get(layer.kind)
-    if process is None:
-        raise LoweringError(f"node '{ctx.name}': no fixed_pt Lava process for integer model "
-                            f"'{layer.kind}'")
-    return lv.NeuronLowering(process, dict(params=layer.params, node_shape=tuple(layer.shape)),
+    stock = stock_lava(layer) if ctx.options.get("stock_lif", True) else None
+    if isinstance(stock, StockLava):
+        return lv.NeuronLowering(stock.process, dict(stock.params), probe=False,
+                                 state_vars=stock.state_vars)
+    return lv.NeuronLowering(FIXED_NEURON, dict(neuron=layer.node_type, params=layer.params,
+                                                node_shape=tuple(layer.shape)),
                              graded=not layer.spiking)
 
 
-for _cls in (nir.LIF, nir.IF, nir.LI, nir.I, nir.CubaLIF, nir.CubaLI, SubtractiveLIF, DALIF,
-             KLIF, ARLIF, CLIF, ALIF):
-    lv.register_neuron_lowering(_cls, "fixed_pt")(_lower_fixed_neuron)
-
-
 def neuron_mapping(net: lv.LavaNetwork) -> dict[str, str]:
-    """Per neuron node of a fixed_pt :class:`LavaNetwork`: the Lava Process class it runs
-    on (``"LIFReset"`` for Lava's own LIF, else the nirbridge integer Process)."""
-    return {n: net.procs[n].class_name for n in net.neurons}
+    """Per neuron node of a fixed_pt :class:`LavaNetwork`: the Lava Process it runs on
+    (``"LIFReset"`` for Lava's own LIF, else ``"FixedNeuron(<integer model>)"``)."""
+    return {n: lv.process_label(net, n) for n in net.neurons}
 
 
 # -------------------------------------------------------------------- synapses
@@ -192,7 +163,7 @@ def _int_matrix(node: nir.NIRNode, mant: np.ndarray | None, in_shape: tuple[int,
     if mant is None:
         lin = lv.linear_map(node, in_shape)  # the 0/1 window matrix; post-ops ignored
     else:
-        lin = lv.linear_map(_without_bias(node, np.asarray(mant, dtype=np.float64)), in_shape)
+        lin = lv.linear_map(without_bias(node, np.asarray(mant, dtype=np.float64)), in_shape)
     m = lin.matrix
     if hasattr(m, "tocsr"):
         m = m.tocsr()
@@ -327,17 +298,13 @@ class _FixedLowerer(lv._Lowerer):
         self.streams[name] = lv.Stream(key, latency, shape, None, True, layer.frac_bits)
 
     def _lower_neuron(self, name: str, node: nir.NIRNode) -> None:
-        """The neuron's registered fixed_pt lowering, fed its aligned inputs."""
+        """The neuron's fixed_pt Process, fed its aligned inputs."""
         layer = self.q.layers[name]
-        fn = lv.neuron_lowering(node, self.mode)
-        if fn is None:
-            raise LoweringError(f"node '{name}': no fixed_pt Lava model for neuron type "
-                                f"{type(node).__name__}")
         keys, latency, shape, _ = self._aligned(name, layer.in_frac)
         ctx = lv.NeuronContext(name, shape, self.dt, self.mode, quant=layer,
                                options=self.options)
-        low = fn(node, ctx)
-        kwargs = dict(shape=(ctx.size,), **low.params, **low.flags)
+        low = _lower_fixed_neuron(node, ctx)
+        kwargs = dict(shape=(ctx.size,), **low.params)
         self.add(lv.ProcSpec(name, low.process, kwargs, ctx.size, node=name, role="neuron",
                              latency=latency, stateful=low.stateful, probe=low.probe,
                              state_vars=tuple(low.state_vars)))
@@ -362,8 +329,8 @@ def lower_fixed(graph: nir.NIRGraph, *, dt: float | None = None, sparse: bool | 
 
 
 __all__ = [
-    "LAVA_LIF",
-    "PROCESS_OF_KIND",
+    "FIXED_NEURON",
+    "stock_lava",
     "dense_weights",
     "lower_fixed",
     "neuron_mapping",

@@ -114,13 +114,13 @@ from nirbridge.errors import (
     InputError,
     InvalidParameterError,
     LoweringError,
-    MissingParameterError,
     NirbridgeError,
     ShapeMismatchError,
     SimulationError,
     SimulationTimeout,
 )
-from nirbridge.nodes import ALIF, ARLIF, CLIF, DALIF, KLIF, SubtractiveLIF, compare_of, is_neuron
+from nirbridge.neurons import NEURONS, CustomNeuron, is_neuron, spec_of
+from nirbridge.neurons._base import compare_of
 from nirbridge.passes import graph_dt, predecessors, topological_order
 
 log = logging.getLogger(__name__)
@@ -243,6 +243,10 @@ class LavaNetwork:
 
 
 # ----------------------------------------------------------------- neuron lowerings
+#: The one floating_pt neuron Process (any registered neuron, with its own torch step).
+FLOAT_NEURON = f"{_PROCS}.neurons:FloatNeuron"
+
+
 @dataclass
 class NeuronContext:
     """What a neuron lowering knows besides the node: its name, shape, dt and mode; for
@@ -263,195 +267,61 @@ class NeuronContext:
 
 @dataclass
 class NeuronLowering:
-    """The Process that implements a neuron node: ``process`` (``"module:Class"``),
-    parameters (flat arrays, or any object the Process takes), flags, initial states, and
-    how it behaves in a network."""
+    """The Process that implements a neuron node: ``process`` (``"module:Class"``), its
+    keyword arguments, and how it behaves in a network."""
 
     process: str
     params: dict[str, Any]
-    flags: dict[str, Any] = field(default_factory=dict)
-    init: dict[str, np.ndarray] = field(default_factory=dict)
     graded: bool = False     # sends values (LI, I, CubaLI) instead of spikes
     probe: bool = True       # records and counts its own output (takes ``probe``)
     stateful: bool = True    # takes ``period``/``offset`` and resets between samples
     state_vars: tuple[str, ...] = ()  # with probe=False: Vars a monitor reads by reference
 
 
-NeuronLowerer = Callable[[nir.NIRNode, NeuronContext], NeuronLowering]
-_NEURON_LOWERINGS: dict[tuple[type, str], NeuronLowerer] = {}
+def check_neuron_params(name: str, node: nir.NIRNode, shape: tuple[int, ...]) -> None:
+    """Every numeric parameter of a neuron node finite and of the neuron's shape, else an
+    error naming the node and the parameter."""
+    fields = node.PARAMS if isinstance(node, CustomNeuron) else [
+        f for f in getattr(node, "__dataclass_fields__", {})
+        if f not in ("input_type", "output_type", "metadata")]
+    for f in fields:
+        value = getattr(node, f, None)
+        if value is None or isinstance(value, (str, bytes, bool)):
+            continue
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InvalidParameterError(f"node '{name}': parameter '{f}' = {value!r} "
+                                        "is not numeric") from exc
+        if not np.all(np.isfinite(arr)):
+            raise InvalidParameterError(f"node '{name}': parameter '{f}' contains NaN or "
+                                        "inf")
+        try:
+            np.broadcast_to(arr, shape)
+        except ValueError:
+            raise ShapeMismatchError(f"node '{name}': parameter '{f}' of shape {arr.shape} "
+                                     f"does not fit the neuron shape {shape}") from None
+    check_compare_of(name, node)
 
 
-def register_neuron_lowering(node_type: type, mode: str = "floating_pt"
-                             ) -> Callable[[NeuronLowerer], NeuronLowerer]:
-    """Decorator registering the function that lowers ``node_type`` nodes in ``mode``."""
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r}; use one of {MODES}")
-
-    def deco(fn: NeuronLowerer) -> NeuronLowerer:
-        _NEURON_LOWERINGS[(node_type, mode)] = fn
-        return fn
-
-    return deco
-
-
-def neuron_lowering(node: nir.NIRNode, mode: str) -> NeuronLowerer | None:
-    """The registered lowering of ``node``'s type (or a base type) for ``mode``."""
-    for cls in type(node).__mro__:
-        fn = _NEURON_LOWERINGS.get((cls, mode))
-        if fn is not None:
-            return fn
-    return None
-
-
-def _param(node: nir.NIRNode, name: str, ctx: NeuronContext,
-           default: float | None = None) -> np.ndarray:
-    """Parameter ``name`` of ``node`` as a flat float64 array of the neuron shape."""
-    value = getattr(node, name, None)
-    if value is None:
-        if default is None:
-            raise MissingParameterError(f"node '{ctx.name}' ({type(node).__name__}): "
-                                        f"parameter '{name}' is missing")
-        value = default
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidParameterError(f"node '{ctx.name}': parameter '{name}' = {value!r} "
-                                    "is not numeric") from exc
-    if not np.all(np.isfinite(arr)):
-        raise InvalidParameterError(f"node '{ctx.name}': parameter '{name}' contains NaN or "
-                                    "inf")
-    try:
-        return np.broadcast_to(arr, ctx.shape).ravel().copy()
-    except ValueError:
-        raise ShapeMismatchError(f"node '{ctx.name}': parameter '{name}' of shape "
-                                 f"{arr.shape} does not fit the neuron shape {ctx.shape}"
-                                 ) from None
-
-
-def _compare(node: nir.NIRNode, ctx: NeuronContext) -> str:
+def check_compare_of(name: str, node: nir.NIRNode) -> str:
+    """The node's firing convention, or an error naming the node."""
     cmp = compare_of(node)
     if cmp not in (">", ">="):
-        raise InvalidParameterError(f"node '{ctx.name}': compare={cmp!r}; use '>' or '>='")
+        raise InvalidParameterError(f"node '{name}': compare={cmp!r}; use '>' or '>='")
     return cmp
 
 
-def _dt_over(tau: np.ndarray, dt: float) -> np.ndarray:
-    """``dt / tau`` as the reference computes it (torch: ``tau.reciprocal() * dt``)."""
-    return np.reciprocal(tau) * dt
-
-
-@register_neuron_lowering(nir.LIF)
-def _lower_lif(node: nir.LIF, ctx: NeuronContext) -> NeuronLowering:
-    return NeuronLowering(
-        f"{_PROCS}.neurons:LIF",
-        dict(dt_tau=_dt_over(_param(node, "tau", ctx), ctx.dt), r=_param(node, "r", ctx),
-             v_leak=_param(node, "v_leak", ctx), v_threshold=_param(node, "v_threshold", ctx),
-             v_reset=_param(node, "v_reset", ctx, default=0.0)),
-        dict(compare=_compare(node, ctx), reset="hard"))
-
-
-@register_neuron_lowering(SubtractiveLIF)
-def _lower_sublif(node: SubtractiveLIF, ctx: NeuronContext) -> NeuronLowering:
-    return NeuronLowering(
-        f"{_PROCS}.neurons:SubtractiveLIF",
-        dict(dt_tau=_dt_over(_param(node, "tau", ctx), ctx.dt), r=_param(node, "r", ctx),
-             v_leak=_param(node, "v_leak", ctx), v_threshold=_param(node, "v_threshold", ctx)),
-        dict(compare=_compare(node, ctx), reset="subtract"))
-
-
-@register_neuron_lowering(nir.IF)
-def _lower_if(node: nir.IF, ctx: NeuronContext) -> NeuronLowering:
-    return NeuronLowering(
-        f"{_PROCS}.neurons:IF",
-        dict(r=_param(node, "r", ctx), v_threshold=_param(node, "v_threshold", ctx),
-             v_reset=_param(node, "v_reset", ctx, default=0.0)),
-        dict(compare=_compare(node, ctx), reset="hard"))
-
-
-@register_neuron_lowering(nir.LI)
-def _lower_li(node: nir.LI, ctx: NeuronContext) -> NeuronLowering:
-    return NeuronLowering(
-        f"{_PROCS}.neurons:LI",
-        dict(dt_tau=_dt_over(_param(node, "tau", ctx), ctx.dt), r=_param(node, "r", ctx),
-             v_leak=_param(node, "v_leak", ctx)),
-        graded=True)
-
-
-@register_neuron_lowering(nir.I)
-def _lower_i(node: nir.I, ctx: NeuronContext) -> NeuronLowering:
-    return NeuronLowering(f"{_PROCS}.neurons:Integrator",
-                          dict(dt_r=ctx.dt * _param(node, "r", ctx)), graded=True)
-
-
-def _cuba_params(node: Any, ctx: NeuronContext) -> dict[str, np.ndarray]:
-    return dict(dt_tau_syn=_dt_over(_param(node, "tau_syn", ctx), ctx.dt),
-                dt_tau_mem=_dt_over(_param(node, "tau_mem", ctx), ctx.dt),
-                r=_param(node, "r", ctx), v_leak=_param(node, "v_leak", ctx),
-                w_in=_param(node, "w_in", ctx, default=1.0))
-
-
-@register_neuron_lowering(nir.CubaLIF)
-def _lower_cubalif(node: nir.CubaLIF, ctx: NeuronContext) -> NeuronLowering:
-    params = _cuba_params(node, ctx)
-    params.update(v_threshold=_param(node, "v_threshold", ctx),
-                  v_reset=_param(node, "v_reset", ctx, default=0.0))
-    return NeuronLowering(f"{_PROCS}.neurons:CubaLIF", params,
-                          dict(compare=_compare(node, ctx)))
-
-
-@register_neuron_lowering(nir.CubaLI)
-def _lower_cubali(node: nir.CubaLI, ctx: NeuronContext) -> NeuronLowering:
-    return NeuronLowering(f"{_PROCS}.neurons:CubaLI", _cuba_params(node, ctx), graded=True)
-
-
-@register_neuron_lowering(ARLIF)
-def _lower_arlif(node: ARLIF, ctx: NeuronContext) -> NeuronLowering:
-    return NeuronLowering(
-        f"{_PROCS}.neurons:ARLIF",
-        {p: _param(node, p, ctx) for p in ("decay", "v_threshold", "tanh_a", "c")},
-        dict(compare=_compare(node, ctx), memoryless_m=bool(node.memoryless_m)))
-
-
-@register_neuron_lowering(KLIF)
-def _lower_klif(node: KLIF, ctx: NeuronContext) -> NeuronLowering:
-    params = {p: _param(node, p, ctx) for p in ("tau", "k", "v_threshold", "v_reset")}
-    soft = bool(node.soft_reset)
-    return NeuronLowering(
-        f"{_PROCS}.neurons:KLIF", params,
-        dict(compare=_compare(node, ctx), soft_reset=soft,
-             decay_input=bool(node.decay_input), scale_reset=bool(node.scale_reset)),
-        init={"v": np.zeros(ctx.size) if soft else params["v_reset"]})
-
-
-@register_neuron_lowering(DALIF)
-def _lower_dalif(node: DALIF, ctx: NeuronContext) -> NeuronLowering:
-    reset = str(node.reset)
-    if reset not in ("hard", "soft"):
-        raise InvalidParameterError(f"node '{ctx.name}': DA-LIF reset={reset!r}; use 'hard' "
-                                    "or 'soft'")
-    return NeuronLowering(
-        f"{_PROCS}.neurons:DALIF",
-        {p: _param(node, p, ctx) for p in ("alpha", "beta", "v_threshold")},
-        dict(compare=_compare(node, ctx), reset=reset))
-
-
-@register_neuron_lowering(CLIF)
-def _lower_clif(node: CLIF, ctx: NeuronContext) -> NeuronLowering:
-    tau = _param(node, "tau", ctx)
-    return NeuronLowering(
-        f"{_PROCS}.neurons:CLIF",
-        # the reference forms (1 - 1 / tau): torch's 1 / tau is tau.reciprocal()
-        dict(leak=1.0 - np.reciprocal(tau), tau=tau,
-             v_threshold=_param(node, "v_threshold", ctx)),
-        dict(compare=_compare(node, ctx)))
-
-
-@register_neuron_lowering(ALIF)
-def _lower_alif(node: ALIF, ctx: NeuronContext) -> NeuronLowering:
-    return NeuronLowering(
-        f"{_PROCS}.neurons:ALIF",
-        {p: _param(node, p, ctx) for p in ("alpha", "rho", "v_threshold", "beta")},
-        dict(compare=_compare(node, ctx)))
+def lower_float_neuron(node: nir.NIRNode, ctx: NeuronContext) -> NeuronLowering:
+    """Any registered neuron in floating_pt: the generic Process running its torch step."""
+    spec = spec_of(node)
+    if spec is None:
+        raise LoweringError(f"node '{ctx.name}': {type(node).__name__} is not a registered "
+                            "neuron")
+    check_neuron_params(ctx.name, node, ctx.shape)
+    return NeuronLowering(FLOAT_NEURON, dict(neuron=spec.name, node=node, dt=ctx.dt,
+                                             node_shape=tuple(ctx.shape)),
+                          graded=not spec.spiking)
 
 
 # -------------------------------------------------------------------- linear maps
@@ -668,8 +538,8 @@ class _Lowerer:
         raise LoweringError(
             f"node '{name}' of type {type(node).__name__} cannot be lowered to Lava; "
             "supported: Input, Output, Affine, Linear, Conv1d, Conv2d, SumPool2d, "
-            "AvgPool2d, Flatten, Scale and the neurons "
-            f"{sorted({c.__name__ for c, md in _NEURON_LOWERINGS if md == self.mode})}")
+            "AvgPool2d, Flatten, Scale and the registered neurons "
+            f"{sorted(NEURONS)}")
 
     def _lower_linear(self, name: str, node: nir.NIRNode) -> None:
         m = self.merge(name)
@@ -703,23 +573,27 @@ class _Lowerer:
         self.streams[name] = Stream(out, m.latency + 1, lin.out_shape, lin.bias, True)
 
     def _lower_neuron(self, name: str, node: nir.NIRNode) -> None:
-        fn = neuron_lowering(node, self.mode)
-        if fn is None:
-            raise LoweringError(f"node '{name}': no {self.mode} Lava model for neuron type "
-                                f"{type(node).__name__}")
         m = self.merge(name)
         ctx = NeuronContext(name, m.shape, self.dt, self.mode)
-        low = fn(node, ctx)
-        kwargs = dict(shape=(ctx.size,), **low.params, **low.flags)
+        low = lower_float_neuron(node, ctx)
+        kwargs = dict(shape=(ctx.size,), **low.params)
         if m.bias is not None:
             kwargs["bias"] = m.bias
-        if low.init:
-            kwargs["init"] = low.init
         self.add(ProcSpec(name, low.process, kwargs, ctx.size, node=name, role="neuron",
                           latency=m.latency, stateful=low.stateful, probe=low.probe))
         for k in m.keys:
             self.connect(k, name)
         self.streams[name] = Stream(name, m.latency, m.shape, None, low.graded)
+
+
+def process_label(net: LavaNetwork, node: str) -> str:
+    """The Lava Process a node runs on: its class, and for the generic integer neuron
+    the integer model it runs (``"FixedNeuron(arlif)"``)."""
+    spec = net.procs[node]
+    layer = net.quant.layers.get(node) if net.quant is not None else None
+    if "params" in spec.kwargs and getattr(layer, "kind", None):
+        return f"{spec.class_name}({layer.kind})"
+    return spec.class_name
 
 
 def _check_connected(procs: Mapping[str, ProcSpec], connections: list[tuple[str, str]]) -> None:
@@ -1591,7 +1465,7 @@ def _assemble_fixed(net: LavaNetwork, x: Mapping[str, np.ndarray],
         else:
             continue
         row["node"] = node
-        row["lava_process"] = net.procs[node].class_name if node in net.procs else None
+        row["lava_process"] = process_label(net, node) if node in net.procs else None
         quantization.append(row)
     result = LavaResult(outputs, counts, records, runs, steps, seconds)
     result.fixed_records = fixed_records
@@ -1736,14 +1610,15 @@ __all__ = [
     "LinearMap",
     "NeuronContext",
     "NeuronLowering",
+    "check_neuron_params",
+    "lower_float_neuron",
     "ProcSpec",
     "Stream",
     "lava_available",
     "linear_map",
     "lower",
-    "neuron_lowering",
     "process_group_members",
-    "register_neuron_lowering",
+    "process_label",
     "run",
     "run_lava",
 ]

@@ -9,8 +9,9 @@ loop over time. Several edges into one node sum (NIR's convention).
 nirtorch's own interpreter (``nirtorch.nir_to_torch``) runs one step at a time and
 exposes neither the input nor the state of every node, which the verification and the
 SOP counting need, and it knows nothing of custom nodes; hence this executor. The neuron
-dynamics themselves are not written here: they come from
-:mod:`nirbridge.neurons.functional` through the nodes.
+dynamics themselves are not written here: every neuron steps with the torch step of its
+registry entry (:data:`nirbridge.neurons.NEURONS`), the same function its trainable module
+and Lava ``floating_pt`` call.
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ import torch
 import torch.nn.functional as tF
 
 from nirbridge.errors import GraphError, InputError, UnknownNodeError
-from nirbridge.neurons import functional as F
-from nirbridge.nodes import CustomNeuron, compare_of
+from nirbridge.neurons import spec_of
 from nirbridge.passes import graph_dt, predecessors, topological_order
 
 log = logging.getLogger(__name__)
@@ -99,71 +99,10 @@ def apply_synapse(node: nir.NIRNode, x: torch.Tensor) -> torch.Tensor:
     raise UnknownNodeError(f"node type {type(node).__name__} has no reference semantics")
 
 
-def _zeros(x: torch.Tensor) -> torch.Tensor:
-    return torch.zeros_like(x[0])
-
-
 def neuron_runner(node: nir.NIRNode, dt: float):
-    """``(init(x0), step(x, state))`` for a neuron node, with its parameters as tensors."""
-    cmp = compare_of(node)
-    if isinstance(node, CustomNeuron):
-        def init(x0: torch.Tensor) -> Any:
-            return node.initial_state(x0.shape[0], x0.dtype, x0.device)
-
-        kwargs: dict[str, Any] = {}
-
-        def step(x: torch.Tensor, s: Any) -> Any:
-            if not kwargs:  # parameters as tensors of the run's dtype, made once
-                kwargs.update(node.step_kwargs(dt, x.dtype, x.device))
-            return type(node).step_fn(x, s, **kwargs)
-
-        return init, step
-
-    def p(name: str, x: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(getattr(node, name)), dtype=x.dtype, device=x.device)
-
-    def v_init(x0: torch.Tensor) -> F.LIFState:
-        # Models that start at v_reset (SpikingJelly's PLIF) record it; NIR's default is 0.
-        v0 = (getattr(node, "metadata", None) or {}).get("v_init")
-        if v0 is None:
-            return F.LIFState(_zeros(x0))
-        return F.LIFState(torch.as_tensor(np.asarray(v0), dtype=x0.dtype, device=x0.device)
-                          .expand_as(x0).clone())
-
-    if isinstance(node, nir.LIF):
-        def step(x, s):
-            return F.lif_step(x, s, tau=p("tau", x), r=p("r", x), v_leak=p("v_leak", x),
-                              v_threshold=p("v_threshold", x), v_reset=p("v_reset", x), dt=dt,
-                              compare=cmp)
-        return v_init, step
-    if isinstance(node, nir.IF):
-        def step(x, s):
-            return F.if_step(x, s, r=p("r", x), v_threshold=p("v_threshold", x),
-                             v_reset=p("v_reset", x), compare=cmp)
-        return v_init, step
-    if isinstance(node, nir.LI):
-        def step(x, s):
-            return F.li_step(x, s, tau=p("tau", x), r=p("r", x), v_leak=p("v_leak", x), dt=dt)
-        return (lambda x0: F.LIFState(_zeros(x0))), step
-    if isinstance(node, nir.I):
-        def step(x, s):
-            v = s.v + dt * p("r", x) * x
-            return v, F.LIFState(v)
-        return (lambda x0: F.LIFState(_zeros(x0))), step
-    if isinstance(node, nir.CubaLIF):
-        def step(x, s):
-            return F.cubalif_step(x, s, tau_syn=p("tau_syn", x), tau_mem=p("tau_mem", x),
-                                  r=p("r", x), v_leak=p("v_leak", x),
-                                  v_threshold=p("v_threshold", x), v_reset=p("v_reset", x),
-                                  w_in=p("w_in", x), dt=dt, compare=cmp)
-        return (lambda x0: F.CubaLIFState(_zeros(x0), _zeros(x0))), step
-    if isinstance(node, nir.CubaLI):
-        def step(x, s):
-            i = s.i + (dt / p("tau_syn", x)) * (-s.i + p("w_in", x) * x)
-            v = s.v + (dt / p("tau_mem", x)) * (p("v_leak", x) - s.v + p("r", x) * i)
-            return v, F.CubaLIFState(v, i)
-        return (lambda x0: F.CubaLIFState(_zeros(x0), _zeros(x0))), step
-    return None
+    """``(init(x0), step(x, state))`` of a registered neuron node, or None: not a neuron."""
+    spec = spec_of(node)
+    return None if spec is None else spec.runner(node, dt)
 
 
 @dataclass

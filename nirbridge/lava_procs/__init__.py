@@ -9,16 +9,14 @@ import fix for Lava is installed).
 
 Modules:
 
-- :mod:`~nirbridge.lava_procs.equations`: the neuron updates of
-  :mod:`nirbridge.neurons.functional` in float64 numpy, operation for operation.
 - :mod:`~nirbridge.lava_procs.probe`: the in-model recorder/spike counter.
-- :mod:`~nirbridge.lava_procs.neurons`: one Process per neuron node type, with its
-  ``floating_pt`` model.
+- :mod:`~nirbridge.lava_procs.neurons`: the one ``floating_pt`` neuron Process, which runs
+  any registered neuron with its own torch step.
 - :mod:`~nirbridge.lava_procs.plumbing`: delay lines, the pass-through (bias/scale/sum)
   process and the monitors (probe on any stream; probe on a stock Lava LIF), each with a
   ``floating_pt`` and an integer ``fixed_pt`` model.
-- :mod:`~nirbridge.lava_procs.fixed`: the integer neuron Processes of the ``fixed_pt``
-  lowering, whose models run the step functions of :mod:`nirbridge.fixed_point`.
+- :mod:`~nirbridge.lava_procs.fixed`: the one integer neuron Process of the ``fixed_pt``
+  lowering, which runs any registered integer model.
 
 Conventions shared by every process here: one in-port ``a_in`` and one out-port
 ``s_out``, flat (1-D) shapes in C order of the NIR node's shape, float64 values

@@ -1,32 +1,77 @@
-"""Trainable PyTorch neuron modules (single step, explicit state) and their equations.
+"""Neurons: one file each, and the registry every stage reads.
+
+``nirbridge/neurons/<name>.py`` holds everything specific to one neuron: its NIR node
+(custom nodes only), torch step and trainable module, lossy standard-NIR approximation,
+integer (fixed-point) model and quantizer plan, and its :class:`NeuronSpec`, registered in
+:data:`NEURONS` (keyed by the node type name). NIR's own neurons (LIF, IF, LI, I, CubaLIF,
+CubaLI) share :mod:`~nirbridge.neurons.standard`. Importing this package registers every
+built-in neuron; see the README's "Adding a neuron".
 
 Every module is a :class:`NeuronModule`: ``forward(x, state=None) -> (out, new_state)``,
-``initial_state(x)`` and ``to_nir_node(shape, dt)``; the equations live in
-:mod:`nirbridge.neurons.functional` (specs/neurons.md).
+``initial_state(x)`` and ``to_nir_node(shape, dt)``.
 """
 
-from nirbridge.neurons import functional
+# Registration order is the order of the [quantization.frac_bits] defaults: keep it.
+from nirbridge.neurons import standard, sublif  # noqa: I001 - standard first: others build on it
+from nirbridge.neurons import dalif, klif, arlif, clif, alif, plif  # noqa: I001
+from nirbridge.neurons import functional  # noqa: I001 - after the neuron files it gathers
+from nirbridge.neurons._base import CustomNeuron, NeuronModule, StatefulSequential, run_steps
+from nirbridge.neurons._registry import (
+    NEURONS,
+    IntegerModel,
+    NeuronSpec,
+    QuantPlan,
+    StockLava,
+    custom_node_class,
+    custom_nodes,
+    default_frac_bits,
+    is_neuron,
+    register,
+    spec_of,
+)
 from nirbridge.neurons.alif import ALIF
 from nirbridge.neurons.arlif import ARLIF
-from nirbridge.neurons.base import NeuronModule, StatefulSequential, run_steps
 from nirbridge.neurons.clif import CLIF
 from nirbridge.neurons.dalif import DALIF
 from nirbridge.neurons.klif import KLIF
-from nirbridge.neurons.lif import IF, LI, LIF, PLIF, CubaLIF
+from nirbridge.neurons.plif import PLIF
+from nirbridge.neurons.standard import IF, LI, LIF, CubaLI, CubaLIF, I
 
 __all__ = [
     "ALIF",
     "ARLIF",
     "CLIF",
     "DALIF",
+    "I",
     "IF",
     "KLIF",
     "LI",
     "LIF",
+    "NEURONS",
     "PLIF",
+    "CubaLI",
     "CubaLIF",
+    "CustomNeuron",
+    "IntegerModel",
     "NeuronModule",
+    "NeuronSpec",
+    "QuantPlan",
     "StatefulSequential",
+    "StockLava",
+    "alif",
+    "arlif",
+    "clif",
+    "custom_node_class",
+    "custom_nodes",
+    "dalif",
     "functional",
+    "default_frac_bits",
+    "is_neuron",
+    "klif",
+    "plif",
+    "register",
     "run_steps",
+    "spec_of",
+    "standard",
+    "sublif",
 ]

@@ -1,15 +1,80 @@
-"""DA-LIF (arXiv 2502.10422): LIF with learnable spatial gain ``alpha`` and decay ``beta``."""
+"""DA-LIF (arXiv 2502.10422): LIF with learnable spatial gain ``alpha`` and decay ``beta``.
+
+One file: the custom NIR node (soft reset; hard reset exports as ``nir.LIF``), the torch
+step and trainable module, the lossy approximation, the quantizer plan (on the linear-reset
+integer model of :mod:`nirbridge.neurons.sublif`), the registry entry.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import nir
 import numpy as np
 import torch
 
-from nirbridge import nodes as N  # module alias: nirbridge.nodes imports this package
 from nirbridge.errors import InvalidParameterError
-from nirbridge.neurons import functional as F
-from nirbridge.neurons.base import NeuronModule, Param, compare_meta, dt_scale, full
+from nirbridge.neurons._base import (
+    CustomNeuron,
+    NeuronModule,
+    Param,
+    as_str,
+    check_compare,
+    compare_meta,
+    dt_scale,
+    example_value,
+    full,
+    leaky_standard_node,
+    spike,
+)
+from nirbridge.neurons._registry import (
+    NeuronSpec,
+    QuantPlan,
+    node_kwargs,
+    register,
+)
+from nirbridge.neurons.standard import LIFState
+from nirbridge.neurons.sublif import LINEAR_LIF_MODEL, linear_plan
+
+Tensor = torch.Tensor
+
+
+def dalif_step(
+    x: Tensor,
+    state: LIFState,
+    *,
+    alpha: Tensor | float,
+    beta: Tensor | float,
+    v_threshold: Tensor | float,
+    reset: str = "hard",
+    compare: str = ">=",
+) -> tuple[Tensor, LIFState]:
+    """DA-LIF (arXiv 2502.10422): ``v ← β·v + α·x``; hard reset to 0 or soft ``v − s·v_th``."""
+    v = beta * state.v + alpha * x
+    s = spike(v - v_threshold, compare)
+    if reset == "hard":
+        v = v * (1 - s)
+    elif reset == "soft":
+        v = v - s * v_threshold
+    else:
+        raise InvalidParameterError(f"DA-LIF reset={reset!r} is unknown; use 'hard' or 'soft'")
+    return s, LIFState(v)
+
+
+@dataclass(eq=False)
+class DALIFNode(CustomNeuron):
+    """DA-LIF (arXiv 2502.10422) with soft reset (hard reset is exported as ``nir.LIF``)."""
+
+    alpha: np.ndarray
+    beta: np.ndarray
+    v_threshold: np.ndarray
+    reset: str = "soft"
+    compare: str = ">="
+    TYPE: ClassVar[str] = "DALIF"
+    PARAMS: ClassVar[tuple[str, ...]] = ("alpha", "beta", "v_threshold")
+    FLAGS: ClassVar[dict[str, Callable[[Any], Any]]] = {"reset": as_str, "compare": as_str}
 
 
 class DALIF(NeuronModule):
@@ -46,17 +111,17 @@ class DALIF(NeuronModule):
         if reset not in ("hard", "soft"):
             raise InvalidParameterError(f"DALIF reset={reset!r}; use 'hard' or 'soft'")
         self.reset = reset
-        self.compare = F.check_compare(compare)
+        self.compare = check_compare(compare)
         self.add_param("alpha", alpha, learn_alpha)
         self.add_param("beta", beta, learn_beta)
         self.add_param("v_threshold", v_threshold)
 
-    def initial_state(self, x: torch.Tensor) -> F.LIFState:
-        return F.LIFState(torch.zeros_like(x))
+    def initial_state(self, x: torch.Tensor) -> LIFState:
+        return LIFState(torch.zeros_like(x))
 
-    def forward(self, x: torch.Tensor, state: F.LIFState | None = None):
+    def forward(self, x: torch.Tensor, state: LIFState | None = None):
         state = self.initial_state(x) if state is None else state
-        return F.dalif_step(
+        return dalif_step(
             x, state, alpha=self.p("alpha", x), beta=self.p("beta", x),
             v_threshold=self.p("v_threshold", x), reset=self.reset, compare=self.compare,
         )
@@ -75,11 +140,39 @@ class DALIF(NeuronModule):
                 return nir.LIF(tau=dt / leak, r=alpha / leak, v_leak=np.zeros_like(vth),
                                v_threshold=vth, v_reset=np.zeros_like(vth),
                                metadata=compare_meta(self.compare))
-        return N.DALIF(alpha=alpha, beta=beta, v_threshold=vth, reset=self.reset,
+        return DALIFNode(alpha=alpha, beta=beta, v_threshold=vth, reset=self.reset,
                        compare=self.compare)
 
     def extra_repr(self) -> str:
         return f"reset={self.reset!r}, compare={self.compare!r}"
 
 
-__all__ = ["DALIF"]
+def lossy(node: DALIFNode, dt: float, meta: dict) -> tuple[nir.NIRNode, str]:
+    new, note = leaky_standard_node(node.beta, node.alpha, 0.0, node.v_threshold, 0.0, dt, meta)
+    lost = ("exact (hard reset to 0)" if node.reset == "hard"
+            else "soft reset v ← v − v_th becomes a hard reset to 0")
+    return new, lost + note
+
+
+def quantize(name: str, node: DALIFNode, dt: float, shape: tuple[int, ...],
+             cfg: Any) -> QuantPlan:
+    """The quantizer plan: the linear-reset model with gain ``α`` and decay ``β``."""
+    def p(f: str) -> np.ndarray:
+        return np.array(np.broadcast_to(np.asarray(getattr(node, f), np.float64), shape))
+
+    return linear_plan("dalif", node.compare, cfg, p("alpha"), np.zeros(shape), p("beta"),
+                       p("v_threshold"), node.reset)
+
+
+SPEC = register(NeuronSpec(
+    node=DALIFNode, step=dalif_step, state=LIFState,
+    kwargs=node_kwargs("alpha", "beta", "v_threshold",
+                       flags={"reset": lambda n: n.reset, "compare": lambda n: n.compare}),
+    example=lambda s, pc: DALIF(alpha=example_value(s, pc, 1.0, 0.8),
+                                beta=example_value(s, pc, 0.5, 0.7), v_threshold=0.5,
+                                reset="soft"),
+    lossy=lossy, integer=LINEAR_LIF_MODEL, quantize=quantize,
+    frac_bits={"dalif": 12},
+    description="DA-LIF (arXiv 2502.10422) with soft reset"))
+
+__all__ = ["DALIF", "DALIFNode", "dalif_step"]

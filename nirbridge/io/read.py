@@ -1,0 +1,283 @@
+"""Reading ``.nir`` files: NIR's HDF5 layout back to graphs (see :mod:`nirbridge.io`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import nir
+import numpy as np
+
+from nirbridge.errors import (
+    FileFormatError,
+    GraphError,
+    InvalidParameterError,
+    MissingParameterError,
+    NirbridgeError,
+    UnknownNodeError,
+)
+from nirbridge.io.lossy import restore_custom_nodes
+from nirbridge.io.write import TYPE_ATTR
+from nirbridge.neurons import custom_node_class, custom_nodes
+from nirbridge.passes import infer_shapes, strip_batch_dims, validate
+
+log = logging.getLogger("nirbridge.io")
+
+
+def _tag(obj: h5py.HLObject) -> str | None:
+    tag = obj.attrs.get(TYPE_ATTR)
+    if isinstance(tag, bytes):
+        tag = tag.decode()
+    return None if tag is None else str(tag)
+
+
+def _read_dataset(ds: h5py.Dataset) -> Any:
+    tag = _tag(ds)
+    if ds.shape is None:  # an empty (null) dataset
+        return None
+    if h5py.check_string_dtype(ds.dtype) is not None:
+        value = ds.asstr()[()]
+        if tag == "list":
+            return list(np.asarray(value).tolist())
+        if tag == "tuple":
+            return tuple(np.asarray(value).tolist())
+        if tag == "ndarray":
+            return np.array(np.asarray(value).tolist(), dtype=str)
+        return value
+    value = ds[()]
+    if tag is None:
+        return value
+    converters: dict[str, Callable[[Any], Any]] = {
+        "bool": bool,
+        "int": int,
+        "float": float,
+        "complex": complex,
+        "bytes": lambda v: np.asarray(v, dtype=np.uint8).tobytes(),
+        "list": lambda v: list(np.asarray(v).tolist()),
+        "tuple": lambda v: tuple(np.asarray(v).tolist()),
+        "ndarray": np.asarray,
+        "none": lambda v: None,
+    }
+    conv = converters.get(tag)
+    return value if conv is None else conv(value)
+
+
+def _read_item(item: Any) -> Any:
+    if isinstance(item, h5py.Group):
+        tag = _tag(item)
+        if tag in ("list", "tuple"):
+            seq = [_read_item(item[str(i)]) for i in range(len(item))]
+            return seq if tag == "list" else tuple(seq)
+        return {key: _read_item(child) for key, child in item.items()
+                if isinstance(child, (h5py.Group, h5py.Dataset))}
+    return _read_dataset(item)
+
+
+# ================================================================= dicts back to nodes
+
+
+def _standard_classes() -> dict[str, type[nir.NIRNode]]:
+    out = {}
+    for name in nir.ir.__all__:
+        cls = getattr(nir, name, None)
+        if isinstance(cls, type) and issubclass(cls, nir.NIRNode) and cls is not nir.NIRNode:
+            out[name] = cls
+    return out
+
+
+_STANDARD = _standard_classes()
+#: Fields a standard node's dataclass requires but NIR files store under another name.
+_FILE_NAMES: dict[type, dict[str, str]] = {
+    nir.Input: {"input_type": "shape"},
+    nir.Output: {"output_type": "shape"},
+}
+#: Required dataclass fields that NIR files may omit (their value is then unknown/None).
+_OPTIONAL: dict[type, set[str]] = {
+    nir.Conv1d: {"input_shape"},
+    nir.Conv2d: {"input_shape"},
+    nir.Flatten: {"input_type"},
+}
+
+
+def _file_fields(cls: type) -> tuple[list[str], set[str]]:
+    """(required fields, all accepted fields) of a standard node type, as in files."""
+    rename = _FILE_NAMES.get(cls, {})
+    optional = _OPTIONAL.get(cls, set())
+    required, accepted = [], {"metadata"}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        fname = rename.get(f.name, f.name)
+        accepted.add(fname)
+        no_default = f.default is dataclasses.MISSING and \
+            f.default_factory is dataclasses.MISSING
+        if no_default and f.name not in optional and f.name != "metadata":
+            required.append(fname)
+    return required, accepted
+
+
+def _missing(qname: str, typ: str, field: str) -> MissingParameterError:
+    return MissingParameterError(
+        f"node {qname!r} ({typ}): parameter '{field}' is missing; the file is incomplete or "
+        "was written by an incompatible tool")
+
+
+def _custom_node(qname: str, typ: str, data: dict[str, Any]) -> nir.NIRNode:
+    cls = custom_node_class(typ)
+    for p in cls.PARAMS:
+        if p not in data:
+            raise _missing(qname, typ, p)
+    try:
+        return cls.from_dict(data)
+    except NirbridgeError as exc:
+        raise type(exc)(f"node {qname!r}: {exc}") from exc
+    except Exception as exc:
+        raise InvalidParameterError(
+            f"node {qname!r} ({typ}): invalid parameters ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _standard_node(qname: str, typ: str, data: dict[str, Any]) -> nir.NIRNode:
+    cls = _STANDARD[typ]
+    required, accepted = _file_fields(cls)
+    for field in required:
+        if field not in data:
+            raise _missing(qname, typ, field)
+    extra = sorted(set(data) - accepted - {"type"})
+    if extra:
+        log.warning("node %r (%s): ignoring unknown field(s) %s", qname, typ, extra)
+        data = {k: v for k, v in data.items() if k not in extra}
+    if cls in (nir.Conv1d, nir.Conv2d):
+        data.setdefault("input_shape", None)
+    if "metadata" in data and not isinstance(data["metadata"], Mapping):
+        raise InvalidParameterError(f"node {qname!r} ({typ}): field 'metadata' is not a group")
+    try:
+        return cls.from_dict({**data, "type": typ})
+    except NirbridgeError as exc:
+        raise type(exc)(f"node {qname!r}: {exc}") from exc
+    except Exception as exc:
+        detail = str(exc) or type(exc).__name__
+        raise InvalidParameterError(
+            f"node {qname!r} ({typ}): its fields {sorted(k for k in data if k != 'metadata')} "
+            f"do not make a valid nir.{typ} ({detail})") from exc
+
+
+def _node_from_dict(qname: str, data: Any) -> nir.NIRNode:
+    if not isinstance(data, dict):
+        raise FileFormatError(f"node {qname!r} is a dataset, not a group of fields")
+    if "type" not in data:
+        raise MissingParameterError(f"node {qname!r}: field 'type' is missing")
+    typ = data["type"]
+    if not isinstance(typ, str):
+        raise FileFormatError(f"node {qname!r}: field 'type' = {typ!r} is not a string")
+    fields = {k: v for k, v in data.items() if k != "type"}
+    if typ == "NIRGraph":
+        return _graph_from_dict(data, f"{qname}.")
+    if typ in custom_nodes():
+        return _custom_node(qname, typ, fields)
+    if typ in _STANDARD:
+        return _standard_node(qname, typ, fields)
+    raise UnknownNodeError(
+        f"node {qname!r} has type {typ!r} (field 'type'), which is neither a NIR node "
+        f"({', '.join(sorted(_STANDARD))}) nor a nirbridge custom node "
+        f"({', '.join(sorted(custom_nodes()))}); the file needs a newer nirbridge or the tool "
+        "that wrote it")
+
+
+def _edge_name(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, str):
+        return value
+    raise GraphError(f"field 'edges': {value!r} is not a node name")
+
+
+def _edges(raw: Any, where: str) -> list[tuple[str, str]]:
+    if raw is None:
+        raise MissingParameterError(f"{where}: field 'edges' is missing")
+    arr = np.asarray(raw, dtype=object)
+    if arr.size == 0:
+        return []
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise GraphError(f"{where}: field 'edges' has shape {list(arr.shape)}; expected "
+                         "[n, 2] (source, destination) node names")
+    return [(_edge_name(a), _edge_name(b)) for a, b in arr.tolist()]
+
+
+def _graph_from_dict(data: dict[str, Any], prefix: str = "") -> nir.NIRGraph:
+    where = f"subgraph {prefix[:-1]!r}" if prefix else "graph"
+    nodes_raw = data.get("nodes")
+    if not isinstance(nodes_raw, dict):
+        raise MissingParameterError(f"{where}: field 'nodes' is missing or not a group")
+    nodes = {name: _node_from_dict(f"{prefix}{name}", nd) for name, nd in nodes_raw.items()}
+    edges = _edges(data.get("edges"), where)
+    meta = data.get("metadata", {})
+    if not isinstance(meta, dict):
+        raise InvalidParameterError(f"{where}: field 'metadata' is not a group")
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)
+
+
+# =============================================================================== read
+
+
+def read(path: str | os.PathLike[str], *, restore_lossy: bool = False) -> nir.NIRGraph:
+    """Read a ``.nir`` file: nirbridge's own (custom nodes restored to their classes) or
+    one written by stock NIR or another tool (snnTorch, Norse, ...).
+
+    A batch dimension that other exporters leave on Input/Output nodes is removed
+    (:func:`nirbridge.passes.strip_batch_dims`), unknown shapes are inferred
+    (:func:`nirbridge.passes.infer_shapes`) and the graph is validated
+    (:func:`nirbridge.passes.validate`). With ``restore_lossy``, nodes that a
+    lossy write approximated become their original custom nodes again.
+
+    Raises, each with a message naming the file and the node/field:
+    :class:`FileFormatError` (missing file, not HDF5, truncated, no NIR graph inside),
+    :class:`UnknownNodeError`, :class:`MissingParameterError`,
+    :class:`InvalidParameterError` (NaN/inf, invalid values), :class:`GraphError` (edge to
+    a missing node, no Input/Output), :class:`ShapeMismatchError`. Nothing else escapes:
+    unexpected h5py/NIR exceptions become :class:`FileFormatError`.
+    """
+    source = Path(path)
+    if not source.exists():
+        raise FileFormatError(f"{source}: no such file")
+    if source.is_dir():
+        raise FileFormatError(f"{source}: is a directory, not a .nir file")
+    try:
+        handle = h5py.File(source, "r")
+    except Exception as exc:
+        raise FileFormatError(
+            f"{source}: not a readable HDF5 file (not HDF5, truncated or corrupt: {exc}); "
+            "re-export it or copy it again") from exc
+    try:
+        with handle as f:
+            if "node" not in f or not isinstance(f["node"], h5py.Group):
+                raise FileFormatError(
+                    f"is an HDF5 file but not a NIR graph: it has no 'node' group (top-level "
+                    f"entries: {', '.join(f.keys()) or 'none'})")
+            data = _read_item(f["node"])
+        typ = data.get("type")
+        if typ != "NIRGraph":
+            raise FileFormatError(
+                f"holds a single {typ!r} node, not a NIRGraph (field 'node/type')"
+                if typ is not None else "the 'node' group has no field 'type'")
+        graph = _graph_from_dict(data)
+        strip_batch_dims(graph)
+        infer_shapes(graph)
+        validate(graph)
+        if restore_lossy:
+            graph = restore_custom_nodes(graph)
+    except NirbridgeError as exc:
+        raise type(exc)(f"{source}: {exc}") from exc
+    except Exception as exc:
+        raise FileFormatError(
+            f"{source}: could not be read as a NIR graph ({type(exc).__name__}: {exc}); the "
+            "file may be truncated or written by an incompatible tool") from exc
+    return graph
+
+
+__all__ = ["read"]

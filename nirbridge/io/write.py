@@ -1,0 +1,220 @@
+"""Writing ``.nir`` files: values and graphs to NIR's HDF5 layout (:mod:`nirbridge.io`)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import nir
+import numpy as np
+
+from nirbridge._files import atomic_path
+from nirbridge.errors import GraphError, InvalidParameterError, NirbridgeError
+from nirbridge.io.lossy import LossyExportWarning, lossy_graph
+from nirbridge.passes import validate
+
+#: HDF5 attribute holding the Python type of a value HDF5 alone would not restore.
+TYPE_ATTR = "nirbridge_pytype"
+#: Metadata key marking a node of a lossy file (value: the original custom node type), and,
+#: The ``compat`` values :func:`write` accepts.
+COMPAT_MODES = ("native", "lossy")
+
+_COMPRESS_MIN_SIZE = 16  # arrays smaller than this are stored uncompressed
+
+
+def _check_key(key: Any, where: str, path: str) -> str:
+    if not isinstance(key, str):
+        raise InvalidParameterError(
+            f"{where}: key {key!r} of field '{path}' is a {type(key).__name__}; keys of a "
+            ".nir file must be strings")
+    if not key or "/" in key or key == ".":
+        raise InvalidParameterError(
+            f"{where}: key {key!r} of field '{path}' cannot be an HDF5 name (empty, '.' or "
+            "containing '/'); rename it")
+    return key
+
+
+def _sequence_kind(seq: list | tuple) -> type | None:
+    """The common Python scalar type of ``seq``'s items (bool/int/float/str), else None."""
+    kinds = {type(v) for v in seq}
+    if len(kinds) == 1:
+        (kind,) = kinds
+        if kind in (bool, int, float, str):
+            return kind
+    return None
+
+
+def _as_array(value: Any) -> Any:
+    """torch tensors (duck-typed, so torch is not imported here) as numpy arrays."""
+    if hasattr(value, "detach") and hasattr(value, "cpu") and hasattr(value, "numpy"):
+        return value.detach().cpu().numpy()
+    return value
+
+
+def _write_array(group: h5py.Group, key: str, arr: np.ndarray) -> h5py.Dataset:
+    if arr.dtype.kind in "UO":
+        flat = arr.reshape(-1).tolist()
+        if not all(isinstance(v, str) for v in flat):
+            raise TypeError(f"an array of dtype {arr.dtype} holding non-strings")
+        data = np.array(flat, dtype=object).reshape(arr.shape)
+        return group.create_dataset(key, data=data, dtype=h5py.string_dtype())
+    opts: dict[str, Any] = {}
+    if arr.ndim >= 1 and arr.size >= _COMPRESS_MIN_SIZE:
+        # chunked anyway for gzip, so a checksum costs 4 bytes a chunk: corrupted weights
+        # fail to read, loudly, instead of loading silently
+        opts.update(compression="gzip", fletcher32=True)
+    return group.create_dataset(key, data=arr, dtype=arr.dtype, **opts)
+
+
+def _write_value(group: h5py.Group, key: str, value: Any, where: str, path: str) -> None:
+    """Write ``value`` as ``group[key]`` (dataset or group), tagging types HDF5 would lose."""
+    key = _check_key(key, where, path)
+    field = f"{path}.{key}" if path else key
+    value = _as_array(value)
+    try:
+        tag: str | None = None
+        if isinstance(value, Mapping):
+            _write_dict(group.create_group(key, track_order=True), value, where, field)
+            return
+        if isinstance(value, (list, tuple)):
+            tag = "list" if isinstance(value, list) else "tuple"
+            kind = _sequence_kind(value)
+            if kind is not None or len(value) == 0:
+                obj: h5py.Dataset | h5py.Group = (
+                    _write_array(group, key, np.array(value, dtype=object))
+                    if kind is str else _write_array(group, key, np.asarray(value)))
+            else:
+                obj = group.create_group(key, track_order=True)
+                for i, item in enumerate(value):
+                    _write_value(obj, str(i), item, where, field)
+            obj.attrs[TYPE_ATTR] = tag
+            return
+        if value is None:
+            obj = group.create_dataset(key, data=h5py.Empty("f"))
+            tag = "none"
+        elif isinstance(value, (str, np.str_)):
+            obj = group.create_dataset(key, data=str(value), dtype=h5py.string_dtype())
+        elif isinstance(value, (bytes, np.bytes_)):
+            obj = group.create_dataset(key, data=np.frombuffer(bytes(value), dtype=np.uint8))
+            tag = "bytes"
+        elif isinstance(value, bool):
+            obj, tag = group.create_dataset(key, data=np.bool_(value)), "bool"
+        elif isinstance(value, int):
+            obj, tag = group.create_dataset(key, data=np.int64(value)), "int"
+        elif isinstance(value, float):
+            obj, tag = group.create_dataset(key, data=np.float64(value)), "float"
+        elif isinstance(value, complex):
+            obj, tag = group.create_dataset(key, data=np.complex128(value)), "complex"
+        elif isinstance(value, np.generic) and value.dtype.kind in "biufc":
+            obj = group.create_dataset(key, data=value)
+        elif isinstance(value, np.ndarray):
+            obj = _write_array(group, key, value)
+            tag = "ndarray" if value.ndim == 0 or value.dtype.kind == "U" else None
+        else:
+            raise TypeError(f"unsupported type {type(value).__module__}.{type(value).__name__}")
+        if tag is not None:
+            obj.attrs[TYPE_ATTR] = tag
+    except NirbridgeError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise InvalidParameterError(
+            f"{where}: field '{field}' = {shown} cannot be stored in a .nir file ({exc}); "
+            "use numbers, strings, bools, None, arrays, lists, tuples or dicts of them"
+        ) from exc
+
+
+def _write_dict(group: h5py.Group, data: Mapping, where: str, path: str = "") -> None:
+    for key, value in data.items():
+        _write_value(group, key, value, where, path)
+
+
+# ================================================================= graph to plain dicts
+
+
+def _node_dict(name: str, node: nir.NIRNode) -> dict[str, Any]:
+    """The dict ``write`` stores for ``node`` (a subgraph becomes a nested graph dict)."""
+    if isinstance(node, nir.NIRGraph):
+        return _graph_dict(node, f"{name}.")
+    try:
+        data = node.to_dict()
+    except NirbridgeError:
+        raise
+    except Exception as exc:
+        raise InvalidParameterError(
+            f"node {name!r} ({type(node).__name__}) cannot be serialised: "
+            f"{type(exc).__name__}: {exc}") from exc
+    data["type"] = type(node).__name__
+    return data
+
+
+def _graph_dict(graph: nir.NIRGraph, prefix: str = "") -> dict[str, Any]:
+    nodes = {}
+    for name, node in graph.nodes.items():
+        _check_key(name, f"graph{' ' + prefix[:-1] if prefix else ''}", "nodes")
+        nodes[name] = _node_dict(f"{prefix}{name}", node)
+    edges = list(graph.edges)
+    for edge in edges:
+        if len(edge) != 2 or not all(isinstance(e, str) for e in edge):
+            raise GraphError(f"field 'edges': entry {edge!r} is not a pair of node names")
+    edge_array = np.array([list(e) for e in edges], dtype=object).reshape(-1, 2)
+    meta = graph.metadata if isinstance(graph.metadata, Mapping) else {}
+    return {"type": "NIRGraph", "nodes": nodes, "edges": edge_array, "metadata": dict(meta)}
+
+
+def _write_graph_dict(group: h5py.Group, data: dict[str, Any], prefix: str = "") -> None:
+    group.create_dataset("type", data="NIRGraph", dtype=h5py.string_dtype())
+    nodes = group.create_group("nodes", track_order=True)
+    for name, node in data["nodes"].items():
+        sub = nodes.create_group(name, track_order=True)
+        if node.get("type") == "NIRGraph":
+            _write_graph_dict(sub, node, f"{prefix}{name}.")
+        else:
+            _write_dict(sub, node, f"node {prefix + name!r} ({node['type']})")
+    _write_array(group, "edges", data["edges"])
+    where = f"subgraph {prefix[:-1]!r}" if prefix else "graph"
+    _write_value(group, "metadata", data["metadata"], where, "")
+
+
+def write(path: str | os.PathLike[str], graph: nir.NIRGraph, compat: str = "native", *,
+          check: bool = True) -> None:
+    """Write ``graph`` to ``path`` in NIR's HDF5 layout, atomically.
+
+    ``compat="native"`` writes every node as it is, nirbridge's custom nodes included
+    (:func:`read` restores them exactly; stock ``nir.read`` rejects their types).
+    ``compat="lossy"`` writes standard NIR nodes only (stock ``nir.read`` loads the file):
+    each custom node is replaced by an approximation (:func:`lossy_graph`) and a
+    :class:`LossyExportWarning` names it. With ``check`` (the default) the graph is first
+    validated (:func:`nirbridge.passes.validate`), so a file that :func:`read` would reject
+    is never written. The file appears complete or not at all: a failure leaves neither
+    the target nor a temporary file behind (an existing target stays untouched).
+
+    Raises :class:`InvalidParameterError` for a bad ``compat`` or a value a ``.nir`` file
+    cannot hold (naming the node and field), the errors of ``validate``, and
+    :class:`NirbridgeError` when the file system refuses the write.
+    """
+    if compat not in COMPAT_MODES:
+        raise InvalidParameterError(f"compat={compat!r}; use one of {', '.join(COMPAT_MODES)}")
+    if not isinstance(graph, nir.NIRGraph):
+        raise GraphError(f"write expects a nir.NIRGraph, got {type(graph).__name__}")
+    target = Path(path)
+    if check:
+        validate(graph)
+    notes: list[str] = []
+    if compat == "lossy":
+        graph, notes = lossy_graph(graph)
+    data = _graph_dict(graph)
+    with atomic_path(target) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+        f.create_dataset("version", data=nir.version, dtype=h5py.string_dtype())
+        f.attrs["nirbridge_compat"] = compat
+        _write_graph_dict(f.create_group("node", track_order=True), data)
+    for note in notes:
+        warnings.warn(note, LossyExportWarning, stacklevel=2)
+
+
+__all__ = ["COMPAT_MODES", "TYPE_ATTR", "write"]

@@ -1,0 +1,147 @@
+"""Subtractive-reset LIF: NIR's forward-Euler LIF with ``v ← v − s·v_th`` after a spike.
+
+The soft-reset LIF of snnTorch, Norse and SpikingJelly; NIR (≥ 1.0.6) only resets hard, so
+it is the custom node ``SubtractiveLIF`` (``LIF(reset="subtract")`` exports it). Its torch
+step is NIR LIF's (:func:`~nirbridge.neurons.standard.lif_step`, ``reset="subtract"``).
+
+Fixed point: the linear-reset integer model ``v ← sat(v·decay + x)``, hard or subtractive
+reset, which DA-LIF shares (:data:`LINEAR_LIF_MODEL`, :func:`linear_plan`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+import nir
+import numpy as np
+
+from nirbridge import fixed_point as fx
+from nirbridge.errors import InvalidParameterError
+from nirbridge.neurons._base import CustomNeuron, as_str, example_value
+from nirbridge.neurons._registry import (
+    IntegerModel,
+    NeuronSpec,
+    QuantPlan,
+    node_kwargs,
+    register,
+)
+from nirbridge.neurons.standard import LIF, LIFState, lif_step
+
+
+@dataclass(eq=False)
+class SubtractiveLIFNode(CustomNeuron):
+    """LIF (NIR's forward-Euler form) with subtractive reset ``v ← v − s·v_th``.
+
+    The soft-reset LIF of snnTorch, Norse and SpikingJelly; NIR (≥ 1.0.6) only resets hard.
+    """
+
+    tau: np.ndarray
+    r: np.ndarray
+    v_leak: np.ndarray
+    v_threshold: np.ndarray
+    compare: str = ">"
+    TYPE: ClassVar[str] = "SubtractiveLIF"
+    PARAMS: ClassVar[tuple[str, ...]] = ("tau", "r", "v_leak", "v_threshold")
+    FLAGS: ClassVar[dict[str, Any]] = {"compare": as_str}
+
+
+def lossy(node: SubtractiveLIFNode, dt: float, meta: dict) -> tuple[nir.NIRNode, str]:
+    lif = nir.LIF(tau=node.tau, r=node.r, v_leak=node.v_leak, v_threshold=node.v_threshold,
+                  v_reset=np.zeros(node.shape), metadata=meta)
+    return lif, "subtractive reset v ← v − v_th becomes a hard reset to 0"
+
+
+# ------------------------------------------------------------ integer model: linear LIF
+class IntLIFState(NamedTuple):
+    """State of the one-voltage integer models (linear LIF, KLIF)."""
+
+    v: np.ndarray
+
+
+@dataclass
+class LinearLIFParams(fx.NeuronParams):
+    """``v ← sat(v·decay + x)``; fire on ``v ⋚ theta``; reset hard (to ``v_reset``) or
+    subtractive (``v − theta``). SubtractiveLIF (``decay = 1 − dt/τ``, input gain
+    ``R·dt/τ``, bias ``dt/τ·v_leak``) and DA-LIF (``decay = β``, gain ``α``)."""
+
+    decay: Any = 4096
+    theta: Any = 0
+    reset: str = "soft"
+    v_reset: Any = 0
+    v_init: Any = 0
+
+    def initial_state(self, batch: int, shape: tuple[int, ...]) -> IntLIFState:
+        """The state at the start of a sample, ``[batch, *shape]``."""
+        return IntLIFState(fx.full_int(self.v_init, batch, shape))
+
+
+def linear_lif_step(a_in: np.ndarray, state: IntLIFState, p: LinearLIFParams,
+                    sat: fx.SaturationCounter | None = None) -> tuple[np.ndarray, IntLIFState]:
+    """``v ← sat(round(v·decay/4096) + x)``; ``s = v ⋚ θ``; hard: ``v ← v_reset`` where
+    ``s``; soft: ``v ← sat(v − s·θ)``."""
+    x = p.drive(a_in, sat)
+    v = p._sat(fx.mul_round(state.v, p.decay, p.decay_bits) + x, sat, "v")
+    theta = fx.as_int(p.theta)
+    s = fx.fires(v, theta, p.compare)
+    if p.reset == "hard":
+        v = np.where(s.astype(bool), fx.as_int(p.v_reset), v)
+    elif p.reset in ("soft", "subtract"):
+        v = p._sat(v - s * theta, sat, "v")
+    else:
+        raise InvalidParameterError(f"reset={p.reset!r} is unknown; use 'hard' or 'soft'")
+    return s, IntLIFState(v)
+
+
+LINEAR_LIF_MODEL = IntegerModel("linear_lif", linear_lif_step, LinearLIFParams)
+
+
+def linear_plan(key: str, cmp: str, cfg: Any, gain: np.ndarray, own: np.ndarray,
+                decay: np.ndarray, theta: np.ndarray, reset: str) -> QuantPlan:
+    """The quantizer plan of a linear-reset neuron ``v ← decay·v + gain·x + own``."""
+    q = cfg.decay_bits
+
+    def build(fq: fx.Rounder, S: int, a: int, k: int, in_gain: Any, gain_frac: int,
+              const: np.ndarray) -> LinearLIFParams:
+        return LinearLIFParams(
+            frac_bits=S, act_shift=a, state_bits=cfg.state_bits, decay_bits=q,
+            compare=cmp, bias=fq.fixed("bias", own + const, S), in_gain=in_gain,
+            gain_frac=gain_frac, decay=fq.fixed("decay", decay, q),
+            theta=fq.fixed("v_threshold", theta, S), reset=reset)
+
+    return QuantPlan(LINEAR_LIF_MODEL, key, True, True, gain, own,
+                     float(np.max(np.abs(theta))), 0.0, build)
+
+
+def quantize(name: str, node: SubtractiveLIFNode, dt: float, shape: tuple[int, ...],
+             cfg: Any) -> QuantPlan:
+    def p(f: str) -> np.ndarray:
+        return np.array(np.broadcast_to(np.asarray(getattr(node, f), np.float64), shape))
+
+    g_dt = dt / p("tau")
+    return linear_plan("sublif", node.compare, cfg, p("r") * g_dt, g_dt * p("v_leak"),
+                       1.0 - g_dt, p("v_threshold"), "soft")
+
+
+SPEC = register(NeuronSpec(
+    node=SubtractiveLIFNode, step=lif_step, state=LIFState,
+    kwargs=node_kwargs("tau", "r", "v_leak", "v_threshold", dt=True,
+                       flags={"compare": lambda n: n.compare, "reset": "subtract"}),
+    example=lambda s, pc: LIF(tau=example_value(s, pc, 3.0, 5.0), v_threshold=0.8,
+                              v_leak=0.05, r=example_value(s, pc, 1.2, 0.9),
+                              reset="subtract"),
+    lossy=lossy, integer=LINEAR_LIF_MODEL, quantize=quantize,
+    frac_bits={"sublif": 12},
+    description="LIF with subtractive reset (snnTorch/Norse/SpikingJelly soft reset)"))
+
+SubtractiveLIF = SubtractiveLIFNode
+
+__all__ = [
+    "IntLIFState",
+    "LINEAR_LIF_MODEL",
+    "LinearLIFParams",
+    "SubtractiveLIF",
+    "SubtractiveLIFNode",
+    "linear_lif_step",
+    "linear_plan",
+]
