@@ -112,7 +112,7 @@ from nirbridge._files import atomic_path
 from nirbridge.errors import GraphError, InputError, LoweringError
 from nirbridge.fixed_point import as_int
 from nirbridge.neurons import CustomNeuron, is_neuron
-from nirbridge.neurons.standard import LavaLIFParams
+from nirbridge.neurons.lava_lif import LavaLIFParams
 from nirbridge.passes import predecessors, successors, topological_order
 from nirbridge.quantize import (
     QuantConfig,

@@ -38,7 +38,7 @@ import numpy as np
 from nir.ir.utils import calc_flatten_output, calculate_conv_output
 
 from nirbridge.errors import GraphError, InvalidParameterError, ShapeMismatchError
-from nirbridge.nodes import is_neuron
+from nirbridge.neurons import is_neuron
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from nirbridge.neurons.alif import ALIFParams, alif_int_step
 from nirbridge.neurons.arlif import ARLIFParams, arlif_int_step
 from nirbridge.neurons.clif import CLIFParams, clif_int_step
 from nirbridge.neurons.klif import KLIFParams, klif_int_step
-from nirbridge.neurons.standard import LavaLIFParams, lava_lif_step
+from nirbridge.neurons.lava_lif import LavaLIFParams, lava_lif_step
 from nirbridge.neurons.sublif import LinearLIFParams, linear_lif_step
 from nirbridge.quantize import (
     DEFAULT_FRAC_BITS,

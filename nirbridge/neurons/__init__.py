@@ -12,7 +12,7 @@ Every module is a :class:`NeuronModule`: ``forward(x, state=None) -> (out, new_s
 """
 
 # Registration order is the order of the [quantization.frac_bits] defaults: keep it.
-from nirbridge.neurons import standard, sublif  # noqa: I001 - standard first: others build on it
+from nirbridge.neurons import lava_lif, standard, sublif  # noqa: I001 - others build on these
 from nirbridge.neurons import dalif, klif, arlif, clif, alif, plif  # noqa: I001
 from nirbridge.neurons import functional  # noqa: I001 - after the neuron files it gathers
 from nirbridge.neurons._base import CustomNeuron, NeuronModule, StatefulSequential, run_steps
@@ -68,6 +68,7 @@ __all__ = [
     "default_frac_bits",
     "is_neuron",
     "klif",
+    "lava_lif",
     "plif",
     "register",
     "run_steps",

@@ -233,7 +233,7 @@ SPEC = register(NeuronSpec(
     kwargs=node_kwargs("alpha", "rho", "v_threshold", "beta",
                        flags={"compare": lambda n: n.compare}),
     example=lambda s, pc: ALIF(tau_mem=example_value(s, pc, 4.0, 6.0), tau_adapt=20.0,
-                               v_threshold=0.3, beta=0.5),
+                               v_threshold=0.2, beta=0.5),
     lossy=lossy, integer=ALIF_MODEL, quantize=quantize,
     frac_bits={"alif": 12},
     description="ALIF (Bellec et al. 2018): spike-driven adaptive threshold"))

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as tF
 
 from nirbridge.errors import InputError
-from nirbridge.nodes import is_neuron
+from nirbridge.neurons import is_neuron
 from nirbridge.passes import predecessors
 from nirbridge.profile.spiking import (
     NEUROBENCH_TYPES,

@@ -18,7 +18,7 @@ import nir
 import numpy as np
 
 from nirbridge.errors import ProfileError
-from nirbridge.nodes import is_neuron
+from nirbridge.neurons import is_neuron
 from nirbridge.passes import predecessors, successors
 from nirbridge.profile.counting import Counts, fanout_map
 from nirbridge.profile.spiking import NEUROBENCH_TYPES, PASS_THROUGH, SYNAPSE_TYPES

@@ -1,9 +1,10 @@
 """Which NIR node types do what, for counting and mapping, and what each node emits.
 
-:func:`is_spiking` is the one place that knows which neuron node types emit binary
-spikes; everything else asks it (the AC/MAC tag of a synapse here, spike counts in
-:mod:`~nirbridge.profile.counting`, the spike comparison of :mod:`nirbridge.deploy`).
-Whether a node is a neuron at all is :func:`nirbridge.nodes.is_neuron`'s answer. The
+:func:`is_spiking` is the one place the profiler asks which nodes emit binary spikes
+(the AC/MAC tag of a synapse here, spike counts in :mod:`~nirbridge.profile.counting`, the
+spike comparison of :mod:`nirbridge.verify`); for a neuron it reads the neuron's registry
+entry (``NeuronSpec.spiking``). Whether a node is a neuron at all is
+:func:`nirbridge.neurons.is_neuron`'s answer. The
 other tuples name the node families that are not neurons: synapses (weights), the subset
 NeuroBench counts, and pass-through nodes.
 """
@@ -15,7 +16,7 @@ from collections.abc import Mapping as MappingABC
 
 import nir
 
-from nirbridge.nodes import CustomNeuron
+from nirbridge.neurons import NEURONS, spec_of
 from nirbridge.passes import predecessors
 
 #: Synapse node types (NIR stateless nodes that multiply inputs by weights).
@@ -24,8 +25,12 @@ SYNAPSE_TYPES: tuple[type, ...] = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2
 #: The synapse types NeuroBench hooks (nn.Linear, nn.Conv1d/2d); pooling and Scale are
 #: counted by nirbridge but not by NeuroBench.
 NEUROBENCH_TYPES: tuple[type, ...] = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d)
-#: Standard nodes whose output is binary spikes (read only by :func:`is_spiking`).
-SPIKING_STANDARD: tuple[type, ...] = (nir.LIF, nir.IF, nir.CubaLIF, nir.Threshold)
+#: Stateless nodes whose output is binary spikes.
+SPIKING_STATELESS: tuple[type, ...] = (nir.Threshold,)
+#: Standard nodes whose output is binary spikes: NIR's spiking neurons (from the registry)
+#: and the stateless spiking nodes.
+SPIKING_STANDARD: tuple[type, ...] = tuple(
+    s.node for s in NEURONS.values() if s.spiking and not s.custom) + SPIKING_STATELESS
 #: Nodes that move their input unchanged (the payload passes through them).
 PASS_THROUGH: tuple[type, ...] = (nir.Flatten, nir.Delay)
 
@@ -33,12 +38,14 @@ PASS_THROUGH: tuple[type, ...] = (nir.Flatten, nir.Delay)
 def is_spiking(node: nir.NIRNode) -> bool:
     """Whether a node's output is binary spikes (from its type, never from values).
 
-    Spiking: NIR LIF, IF, CubaLIF, Threshold and every nirbridge custom neuron (unless
-    its class sets ``graded_output = True``). Graded: LI, I, CubaLI, Input, synapses.
+    A neuron: its registry entry says (``NeuronSpec.spiking``: NIR LIF, IF, CubaLIF and the
+    nirbridge custom neurons spike; LI, I, CubaLI are graded). Otherwise: Threshold spikes;
+    Input and synapses are graded.
     """
-    if isinstance(node, CustomNeuron):
-        return not getattr(type(node), "graded_output", False)
-    return isinstance(node, SPIKING_STANDARD)
+    spec = spec_of(node)
+    if spec is not None:
+        return spec.spiking
+    return isinstance(node, SPIKING_STATELESS)
 
 
 def payload_tags(graph: nir.NIRGraph,
@@ -83,5 +90,6 @@ def synapse_kind(graph: nir.NIRGraph, name: str,
     return "AC" if preds and all(tags[p] == "spike" for p in preds) else "MAC"
 
 
-__all__ = ["NEUROBENCH_TYPES", "PASS_THROUGH", "SPIKING_STANDARD", "SYNAPSE_TYPES",
+__all__ = ["NEUROBENCH_TYPES", "PASS_THROUGH", "SPIKING_STANDARD", "SPIKING_STATELESS",
+           "SYNAPSE_TYPES",
            "is_spiking", "payload_tags", "synapse_kind"]

@@ -1,0 +1,211 @@
+"""Every registered neuron through every stage, by walking the registry.
+
+For each entry of :data:`nirbridge.neurons.NEURONS` (the built-in ones and the test-only
+``FloorLIF`` of ``tests/example_neuron.py``, which the package does not know), with scalar
+and with per-channel parameters: export of its example module → file round trip → lossy
+fallback (read by stock ``nir.read``, restored exactly) → reference = the torch module →
+Lava floating_pt = reference (spike-exact) → integer model = Lava fixed_pt
+(integer-exact) → a profile (event counts). A neuron registered without one of these
+fails with its name.
+
+Lava is slow to start, so every neuron is one branch of one graph (Input → Affine_i →
+neuron_i → Output_i): one Lava run per mode and parameter kind covers them all.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+import nirbridge
+import nirbridge.io
+from nirbridge.neurons import NEURONS, StatefulSequential, run_steps
+
+sys.path.insert(0, str(Path(__file__).parent))
+import example_neuron  # noqa: E402  (registers FloorLIF: the test-only neuron)
+
+N_IN, N, T, B = 4, 6, 10, 2
+SHAPE = (N,)
+KINDS = ("scalar", "per_channel")
+
+
+def _model(name: str, kind: str, seed: int) -> StatefulSequential:
+    torch.manual_seed(seed)
+    lin = torch.nn.Linear(N_IN, N)
+    with torch.no_grad():
+        lin.weight.normal_(0.0, 0.8)
+        lin.bias.normal_(0.3, 0.2)
+    neuron = NEURONS[name].example(SHAPE, kind == "per_channel")
+    return StatefulSequential(lin, neuron).double()
+
+
+def _inputs(seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0.3, 1.0, (T, B, N_IN))
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def branches(request):
+    """Per neuron: its module, its graph (one branch, read back from a file), and the
+    graph of every branch side by side."""
+    kind = request.param
+    models, graphs = {}, {}
+    for i, name in enumerate(sorted(NEURONS)):
+        models[name] = _model(name, kind, seed=i)
+        graphs[name] = nirbridge.to_nir(models[name], torch.zeros(1, N_IN, dtype=torch.float64),
+                                        dt=1.0)
+    return kind, models, graphs, _side_by_side(graphs)
+
+
+def _neuron_node(graph: nir.NIRGraph) -> tuple[str, nir.NIRNode]:
+    (name, node), = [(n, v) for n, v in graph.nodes.items()
+                     if type(v).__name__ in NEURONS]
+    return name, node
+
+
+def _side_by_side(graphs: dict[str, nir.NIRGraph]) -> nir.NIRGraph:
+    nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type={"input": np.array([N_IN])})}
+    edges = []
+    for name, g in graphs.items():
+        syn = next(v for v in g.nodes.values() if isinstance(v, nir.Affine))
+        nodes[f"fc_{name}"] = syn
+        nodes[f"n_{name}"] = _neuron_node(g)[1]
+        nodes[f"out_{name}"] = nir.Output(output_type={"output": np.array([N])})
+        edges += [("input", f"fc_{name}"), (f"fc_{name}", f"n_{name}"),
+                  (f"n_{name}", f"out_{name}")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": 1.0}, type_check=False)
+
+
+def test_the_test_only_neuron_is_registered_from_its_own_file():
+    spec = NEURONS["FloorLIF"]
+    assert spec.node is example_neuron.FloorLIFNode and spec.custom
+    assert "FloorLIF" in nirbridge.neurons.custom_nodes()
+    assert not any("FloorLIF" in p.read_text() or "floorlif" in p.read_text()
+                   for p in Path(nirbridge.__file__).parent.rglob("*.py"))
+
+
+@pytest.mark.parametrize("name", sorted(NEURONS))
+def test_every_neuron_declares_every_stage(name):
+    spec = NEURONS[name]
+    missing = [what for what, ok in (
+        ("an example module", callable(spec.example)),
+        ("an integer model", spec.integer is not None),
+        ("a quantizer plan", spec.quantize is not None),
+        ("a lossy approximation", spec.lossy is not None or not spec.custom),
+        ("a description", bool(spec.description)),
+    ) if not ok]
+    assert not missing, f"neuron {name} has no " + ", no ".join(missing)
+
+
+def test_export_and_file_round_trip(branches, tmp_path):
+    kind, models, graphs, _ = branches
+    for name, graph in graphs.items():
+        node_name, node = _neuron_node(graph)
+        assert type(node).__name__ == name, f"{name}: its example exports {type(node).__name__}"
+        path = tmp_path / f"{name}-{kind}.nir"
+        nirbridge.write(path, graph)
+        back = nirbridge.read(path)
+        again = back.nodes[node_name]
+        assert type(again) is type(node), name
+        for f in getattr(node, "PARAMS", ()) or [
+                f for f in node.__dataclass_fields__
+                if f not in ("input_type", "output_type", "metadata")]:
+            np.testing.assert_array_equal(np.asarray(getattr(again, f)),
+                                          np.asarray(getattr(node, f)), err_msg=f"{name}.{f}")
+        x = torch.from_numpy(_inputs())
+        np.testing.assert_array_equal(nirbridge.run(back, x).numpy(),
+                                      nirbridge.run(graph, x).numpy(), err_msg=name)
+
+
+def test_lossy_fallback_reads_in_stock_nir_and_restores_exactly(branches, tmp_path):
+    _, _, graphs, _ = branches
+    for name, graph in graphs.items():
+        path = tmp_path / f"{name}.nir"
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            nirbridge.write(path, graph, compat="lossy")
+        lossy = [w for w in seen if issubclass(w.category, nirbridge.io.LossyExportWarning)]
+        assert bool(lossy) == NEURONS[name].custom, f"{name}: lossy warnings {lossy}"
+        stock = nir.read(str(path))
+        assert all(type(v).__name__ not in nirbridge.neurons.custom_nodes()
+                   for v in stock.nodes.values()), name
+        restored = nirbridge.io.read(path, restore_lossy=True)
+        x = torch.from_numpy(_inputs())
+        np.testing.assert_array_equal(nirbridge.run(restored, x).numpy(),
+                                      nirbridge.run(graph, x).numpy(), err_msg=name)
+
+
+def test_reference_equals_the_torch_module(branches):
+    _, models, graphs, _ = branches
+    x = torch.from_numpy(_inputs())
+    for name, graph in graphs.items():
+        with torch.no_grad():
+            want = run_steps(models[name], x)
+        got = nirbridge.run(graph, x)
+        if not NEURONS[name].spiking:  # the synapse's BLAS on [T·B] vs [B] rows: 1 ulp
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12, msg=name)
+            continue
+        assert torch.equal(got, want), f"{name}: reference spikes differ from the module's"
+        if NEURONS[name].spiking:
+            rate = float(want.mean())
+            assert 0.05 < rate < 0.95, f"{name}: firing rate {rate:.2f}; retune its example"
+
+
+def test_a_profile_counts_every_neuron(branches):
+    _, _, _, graph = branches
+    from nirbridge.profile import count_events, estimate_energy, load_profile
+
+    x = torch.from_numpy(_inputs())
+    out, records = nirbridge.run(graph, x, record=True)
+    counts = count_events(graph, records)
+    for name, spec in NEURONS.items():
+        c = counts.neurons[f"n_{name}"]
+        assert c.neurons == N and c.updates_dense == N * T, name
+        assert c.spiking == spec.spiking, name
+        if spec.spiking:
+            assert c.spikes == float(out[f"out_{name}"].sum()) / B, name
+    energy = estimate_energy(counts, load_profile("loihi2"))
+    assert energy.terms, "the loihi2 profile priced nothing"
+
+
+@pytest.mark.lava
+def test_lava_floating_pt_equals_the_reference(branches):
+    _, _, _, graph = branches
+    from nirbridge.backends.lava import run_lava
+
+    x = _inputs()
+    want = nirbridge.run(graph, torch.from_numpy(x))
+    res = run_lava(graph, x, "floating_pt", timeout_s=300)
+    for name, spec in NEURONS.items():
+        a, b = res.outputs[f"out_{name}"], want[f"out_{name}"].numpy()
+        if spec.spiking:
+            np.testing.assert_array_equal(a, b, err_msg=f"{name}: Lava floating_pt spikes")
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.lava
+def test_lava_fixed_pt_equals_the_integer_model(branches):
+    _, _, _, graph = branches
+    from nirbridge.backends.lava import lower, run_lava
+    from nirbridge.quantize import QuantConfig, run_fixed_point
+
+    x = _inputs()
+    cfg = QuantConfig.from_profile("loihi2", input_frac_bits=8)
+    net = lower(graph, "fixed_pt", quant=cfg)
+    gold_out, gold = run_fixed_point(net.quant, x)
+    res = run_lava(net, x, record=True, timeout_s=300)
+    for name, spec in NEURONS.items():
+        node = f"n_{name}"
+        lr, gr = res.fixed_records[node], gold[node]
+        np.testing.assert_array_equal(lr.output, gr.output, err_msg=f"{name}: output")
+        assert set(lr.states) == set(gr.states), name
+        for k, v in gr.states.items():
+            np.testing.assert_array_equal(lr.states[k], v, err_msg=f"{name}: state {k}")
+        if spec.spiking:
+            assert 0 < float(np.mean(gr.output)) < 1, f"{name}: no spikes in fixed point"
