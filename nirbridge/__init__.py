@@ -6,8 +6,11 @@ Public API::
     graph = nirbridge.to_nir(model, sample_input, dt=1.0)
     nirbridge.write("model.nir", graph)            # compat="lossy" for stock NIR readers
     graph = nirbridge.read("model.nir")
-    out = nirbridge.run(graph, inputs)             # inputs [T, B, ...], float64 reference
-    out, records = nirbridge.run(graph, inputs, record=True)
+    res = nirbridge.run_backend(graph, inputs, "lava-fixed", record=True)  # a RunResult:
+    res.outputs, res.records, res.info             # float64 numpy outputs [T, B, ...]
+    nirbridge.available_backends()                 # reference, lava-float, lava-fixed, fixed
+    out = nirbridge.run(graph, inputs)             # compatibility form: torch tensors,
+    out, records = nirbridge.run(graph, inputs, record=True)  # float64 reference by default
 """
 
 from nirbridge import _lava_compat
@@ -15,7 +18,15 @@ from nirbridge import _lava_compat
 _lava_compat.install()  # must precede any `import lava`
 
 from nirbridge._version import __version__ as __version__  # noqa: E402
-from nirbridge.api import available_backends, read, run, to_nir, write  # noqa: E402
+from nirbridge.api import (  # noqa: E402
+    available_backends,
+    read,
+    run,
+    run_backend,
+    to_nir,
+    write,
+)
 from nirbridge.errors import NirbridgeError  # noqa: E402
 
-__all__ = ["NirbridgeError", "available_backends", "read", "run", "to_nir", "write"]
+__all__ = ["NirbridgeError", "available_backends", "read", "run", "run_backend", "to_nir",
+           "write"]

@@ -7,14 +7,14 @@ this module or the top-level package, so these imports make no cycle.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nir
 
-from nirbridge.errors import NirbridgeError
+if TYPE_CHECKING:
+    from nirbridge.backends import RunResult
 
 
 def to_nir(model: Any, sample_input: Any, dt: float = 1.0) -> nir.NIRGraph:
@@ -40,22 +40,37 @@ def read(path: str | Path) -> nir.NIRGraph:
 
 
 def available_backends() -> list[str]:
-    """Names of the backend modules shipped in :mod:`nirbridge.backends`."""
-    import nirbridge.backends as pkg
+    """The backend names :func:`run` and :func:`run_backend` take: those of
+    :data:`nirbridge.backends.BACKENDS`, in table order (``lava`` is also accepted, as an
+    alias of ``lava-float``)."""
+    from nirbridge.backends import names
 
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")
-                  and m.ispkg is False)
+    return names()
+
+
+def run_backend(graph: nir.NIRGraph, inputs: Any, backend: str = "reference", *,
+                record: bool | Iterable[str] | None = False, dt: float | None = None,
+                **options: Any) -> RunResult:
+    """Run ``graph`` on ``inputs`` ``[T, B, ...]`` (numpy or torch) with ``backend``, a
+    name of :func:`available_backends`: a :class:`~nirbridge.backends.RunResult` with the
+    outputs as float64 numpy arrays, the records of the nodes ``record`` names (``True``:
+    every node) and how the run went (``info``). ``options`` are the backend's own
+    (``target=`` for the fixed-point ones, ``timeout_s=`` for Lava ...)."""
+    from nirbridge.backends import run_backend as _run_backend
+
+    return _run_backend(graph, inputs, backend, record=record, dt=dt, **options)
 
 
 def run(graph: nir.NIRGraph, inputs: Any, backend: str = "reference", record: Any = False,
-        **options: Any):
-    """Run ``graph`` on ``inputs`` ``[T, B, ...]`` with ``backend``.
+        **options: Any) -> Any:
+    """Run ``graph`` on ``inputs`` ``[T, B, ...]`` with ``backend``: the compatibility form
+    of :func:`run_backend`, returning what it always has.
 
-    Returns the outputs ``[T, B, ...]``, and ``(outputs, records)`` when ``record`` is set
-    (``True`` for every node, or an iterable of node names).
+    Returns the outputs as torch tensors ``[T, B, ...]`` (a dict by Output node for
+    several), and ``(outputs, records)`` when ``record`` is set (``True`` for every
+    node, or an iterable of node names). ``backend="lava"`` takes ``mode="fixed_pt"``
+    for the bit-accurate simulation. New code uses :func:`run_backend`.
     """
-    names = available_backends()
-    if backend not in names:
-        raise NirbridgeError(f"unknown backend {backend!r}; available: {', '.join(names)}")
-    module = importlib.import_module(f"nirbridge.backends.{backend}")
-    return module.run(graph, inputs, record=record, **options)
+    from nirbridge.backends import run_compat
+
+    return run_compat(graph, inputs, backend, record=record, **options)

@@ -16,8 +16,10 @@ from typing import Any
 
 from nirbridge._files import atomic_path
 from nirbridge._version import __version__
+from nirbridge.describe import describe as describe  # moved; importable from here as before
 from nirbridge.errors import ExportError, InputError, NirbridgeError
 from nirbridge.factory import load_factory, load_weights
+from nirbridge.textfmt import text_table
 
 log = logging.getLogger("nirbridge")
 
@@ -72,52 +74,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe(graph: Any) -> dict[str, Any]:
-    """A JSON-able summary of a graph: nodes, types, shapes, parameter counts, dt."""
-    import numpy as np
-
-    from nirbridge.nodes import CustomNeuron, compare_of, is_neuron
-
-    def shape(t: dict | None, key: str) -> list[int] | None:
-        v = (t or {}).get(key)
-        return None if v is None else [int(s) for s in np.asarray(v).ravel()]
-
-    nodes = []
-    for name, node in graph.nodes.items():
-        n_params = 0
-        for k, v in vars(node).items():
-            if k in ("input_type", "output_type", "metadata"):
-                continue
-            if isinstance(v, np.ndarray) and v.dtype.kind in "fiu" and k not in (
-                "input_shape", "stride", "padding", "dilation", "kernel_size"
-            ):
-                n_params += int(v.size)
-            elif hasattr(v, "numel"):
-                n_params += int(v.numel())
-        entry = {
-            "name": name,
-            "type": type(node).__name__,
-            "custom": isinstance(node, CustomNeuron),
-            "input_shape": shape(getattr(node, "input_type", None), "input"),
-            "output_shape": shape(getattr(node, "output_type", None), "output"),
-            "parameters": n_params,
-        }
-        if is_neuron(node):
-            entry["compare"] = compare_of(node)
-        nodes.append(entry)
-    meta = {k: (v.item() if hasattr(v, "item") else v) for k, v in (graph.metadata or {}).items()
-            if not isinstance(v, dict)}
-    return {
-        "dt": meta.get("dt"),
-        "metadata": {k: v if isinstance(v, (int, float, str, bool)) else str(v)
-                     for k, v in meta.items()},
-        "nodes": nodes,
-        "edges": [[a, b] for a, b in graph.edges],
-        "custom_nodes": [n["name"] for n in nodes if n["custom"]],
-        "parameters": sum(n["parameters"] for n in nodes),
-    }
-
-
 def cmd_inspect(args: argparse.Namespace) -> int:
     from nirbridge.api import read
 
@@ -131,11 +87,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                      "x".join(map(str, n["input_shape"] or [])) or "?",
                      "x".join(map(str, n["output_shape"] or [])) or "?",
                      str(n["parameters"]), n.get("compare", "")))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for i, r in enumerate(rows):
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print(text_table(rows))
     print(f"\n{len(info['nodes'])} nodes, {len(info['edges'])} edges, "
           f"{info['parameters']} parameters, dt = {info['dt']}")
     if info["custom_nodes"]:
@@ -145,21 +97,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
 
-    from nirbridge.api import read, run
+    from nirbridge.api import read
+    from nirbridge.backends import get
 
     graph = read(args.file)
     x = load_array(args.input)
     if x.ndim < 3:
         raise InputError(f"--input '{args.input}' has shape {x.shape}; expected [T, B, ...]")
-    opts: dict[str, Any] = {}
-    if args.dt is not None:
-        opts["dt"] = args.dt
-    out = run(graph, torch.from_numpy(np.asarray(x, dtype=np.float64)), backend=args.backend,
-              **opts)
-    arrays = {"output": out.numpy()} if torch.is_tensor(out) else {
-        f"output_{k}": v.numpy() for k, v in out.items()}
+    out = get(args.backend).run(graph, np.asarray(x, dtype=np.float64), dt=args.dt).outputs
+    arrays = {f"output_{k}": v for k, v in out.items()} if isinstance(out, dict) else {
+        "output": out}
     with atomic_path(args.output) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
@@ -170,17 +118,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
 
-    from nirbridge.api import read, run
+    from nirbridge.api import read
+    from nirbridge.backends import get
     from nirbridge.profile import count_events, estimate_energy, load_profile, map_to_chip
     from nirbridge.report import build_report, format_table, raster_from_records, write_report
 
     profiles = [load_profile(t) for t in (args.target or ["loihi2", "cmos45-fp32"])]
     graph = read(args.file)
-    x = torch.from_numpy(np.asarray(load_array(args.input), dtype=np.float64))
-    opts: dict[str, Any] = {} if args.dt is None else {"dt": args.dt}
-    _, records = run(graph, x, backend=args.backend, record=True, **opts)
+    x = np.asarray(load_array(args.input), dtype=np.float64)
+    records = get(args.backend).run(graph, x, record=True, dt=args.dt).records
     counts = count_events(graph, records, spike_inputs=args.spike_inputs)
     energies = [estimate_energy(counts, p) for p in profiles]
     mappings = []
@@ -245,17 +192,12 @@ def cmd_targets(args: argparse.Namespace) -> int:
     rows = [("target", "kind", "prices", "evidence", "description")]
     for name in list_profiles():
         p = load_profile(name)
-        rows.append((name, p.kind, p.prices, p.evidence, p.description))
+        rows.append(tuple(map(str, (name, p.kind, p.prices, p.evidence, p.description))))
     if args.json:
         print(json.dumps([load_profile(n).to_dict() for n in list_profiles()], indent=2,
                          default=str))
         return 0
-    widths = [max(len(str(r[i])) for r in rows) for i in range(4)]
-    for i, r in enumerate(rows):
-        print("  ".join(str(c).ljust(w) for c, w in zip(r[:4], widths, strict=True)) +
-              "  " + str(r[4]))
-        if i == 0:
-            print("  ".join("-" * w for w in widths) + "  " + "-" * 11)
+    print(text_table(rows, free_last=True))
     return 0
 
 
@@ -288,6 +230,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------------------- main
+def _backend_help(what: str) -> str:
+    """``--backend``'s help: every name of the backend table and its aliases. The option
+    stays free text so that an unknown name gets the backends' own one-line error."""
+    from nirbridge.backends import ALIASES, names
+
+    aliases = ", ".join(f"{a} = {b}" for a, b in ALIASES.items())
+    return (f"{what}: {', '.join(names())}" + (f" ({aliases})" if aliases else "") +
+            "; default reference")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="nirbridge",
@@ -317,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a .nir graph on inputs [T, B, ...]")
     r.add_argument("file")
     r.add_argument("--input", required=True, help=".npy array shaped [T, B, ...]")
-    r.add_argument("--backend", default="reference", help="backend name (default reference)")
+    r.add_argument("--backend", default="reference", help=_backend_help("backend"))
     r.add_argument("--dt", type=float, help="override the graph's dt")
     r.add_argument("-o", "--output", required=True, help="output .npz (holds 'output')")
     r.set_defaults(func=cmd_run)
@@ -325,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("profile", help="count SOPs, neuron updates, spikes; price energy")
     pr.add_argument("file")
     pr.add_argument("--input", required=True, help=".npy array shaped [T, B, ...]")
-    pr.add_argument("--backend", default="reference", help="backend whose run is counted")
+    pr.add_argument("--backend", default="reference",
+                    help=_backend_help("backend whose run is counted"))
     pr.add_argument("--target", action="append",
                     help="target profile name or TOML path (repeatable; default loihi2 and "
                          "cmos45-fp32); see `nirbridge targets`")

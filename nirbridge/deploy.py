@@ -22,6 +22,7 @@ import numpy as np
 from nirbridge.backends import RunResult
 from nirbridge.backends.fixed import GRADED_INPUT_FRAC_BITS, input_quant_config
 from nirbridge.errors import InputError
+from nirbridge.textfmt import text_table
 from nirbridge.verify import Comparison, LayerComparison, compare, predictions
 from nirbridge.verify import compare_layers as _compare_layers
 
@@ -171,13 +172,8 @@ def format_deploy(result: DeployResult) -> str:
                      "-" if la.first_divergent_step is None else str(la.first_divergent_step),
                      "-" if la.clipped is None else str(la.clipped),
                      "-" if la.saturated is None else str(la.saturated)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = [f"Lava {result.mode} on {result.target} simulation: {result.samples} samples, "
-             f"T = {result.steps} (spikes per sample)"]
-    for i, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
+             f"T = {result.steps} (spikes per sample)", text_table(rows)]
     lines.append(f"output: {100 * result.output_identical:.3f}% identical values, max |Δ| "
                  f"{result.output_max_abs_diff:.3g}; same prediction for "
                  f"{100 * result.prediction_agreement:.2f}% of samples")

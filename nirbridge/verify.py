@@ -22,7 +22,7 @@ import torch
 
 from nirbridge.backends import RunResult, get
 from nirbridge.errors import InputError
-from nirbridge.nodes import is_neuron
+from nirbridge.neurons import is_neuron
 from nirbridge.profile.spiking import is_spiking
 
 #: Output values closer than this count as identical.

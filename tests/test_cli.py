@@ -1,4 +1,5 @@
-"""The nirbridge command: export → inspect → run, and one-line errors with no output file."""
+"""The nirbridge command: export → inspect → run (every backend of the table), and
+one-line errors with no output file."""
 
 import json
 import subprocess
@@ -8,9 +9,12 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from tiny_graph import B, N, T, backend_params, needs_lava, tiny_graph, tiny_inputs
 
 import nirbridge
+from nirbridge.backends import ALIASES, BACKENDS, RunResult, names
 from nirbridge.cli import main
+from nirbridge.textfmt import markdown_table, text_table
 
 MODEL_FILE = textwrap.dedent(
     """
@@ -127,7 +131,9 @@ def test_run_errors_leave_no_output(model_file, tmp_path, capsys):
     assert rc != 0 and "nope.npy" in _one_line_error(capsys)
     rc = main(["run", str(nir_path), "--input", str(tmp_path / "bad.npy"), "--backend", "x",
                "-o", str(res)])
-    assert rc != 0 and "unknown backend" in _one_line_error(capsys)
+    err = _one_line_error(capsys)
+    assert rc != 0 and "unknown backend" in err
+    assert rc == 2 and "'x'" in err and all(name in err for name in names())
     assert not res.exists()
 
 
@@ -260,3 +266,88 @@ def test_run_on_a_broken_file_is_one_line_with_no_output(kind, tmp_path, capsys)
     assert needle in err and "broken.nir" in err
     assert not res.exists()
     assert list(tmp_path.glob("*.tmp")) == []
+
+
+# ------------------------------------------------------------ every backend, one graph
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """``nirbridge run --backend NAME`` on the tiny graph: NAME → the saved ``output``,
+    each backend run once for the whole module."""
+    tmp = tmp_path_factory.mktemp("tiny")
+    nirbridge.write(tmp / "tiny.nir", tiny_graph())
+    np.save(tmp / "x.npy", tiny_inputs())
+    outputs: dict[str, np.ndarray] = {}
+
+    def run(name: str) -> np.ndarray:
+        if name not in outputs:
+            res = tmp / f"{name}.npz"
+            assert main(["run", str(tmp / "tiny.nir"), "--input", str(tmp / "x.npy"),
+                         "--backend", name, "-o", str(res)]) == 0
+            with np.load(res) as z:
+                assert list(z) == ["output"]
+                outputs[name] = z["output"]
+        return outputs[name]
+
+    return run
+
+
+@pytest.mark.parametrize("name", backend_params(names()))
+def test_run_works_with_every_backend_of_the_table(name, tiny_run, capsys):
+    out = tiny_run(name)
+    assert out.dtype == np.float64 and out.shape == (T, B, N)
+    assert set(np.unique(out)) <= {0.0, 1.0}  # spikes
+    assert f"output {(T, B, N)}" in capsys.readouterr().out
+
+
+def test_reference_run_of_the_cli_is_the_api_s(tiny_run):
+    out = tiny_run("reference")
+    assert out.sum() > 0  # the equalities below compare spikes, not silence
+    np.testing.assert_array_equal(out, nirbridge.run(tiny_graph(), tiny_inputs()).numpy())
+
+
+@pytest.mark.lava
+@needs_lava
+def test_run_lava_backends_match_their_golden_models(tiny_run):
+    np.testing.assert_array_equal(tiny_run("lava-fixed"), tiny_run("fixed"))
+    np.testing.assert_array_equal(tiny_run("lava-float"), tiny_run("reference"))
+
+
+@pytest.mark.parametrize("command", ["run", "profile"])
+def test_backend_help_lists_every_backend_and_alias(command, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # one line per option: no hyphen breaks
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    line = next(ln for ln in capsys.readouterr().out.splitlines()
+                if ln.strip().startswith("--backend"))
+    for name in [*BACKENDS, *ALIASES]:
+        assert name in line, (name, line)
+
+
+def test_top_level_api_lists_and_runs_the_table_s_backends():
+    assert nirbridge.available_backends() == names()
+    res = nirbridge.run_backend(tiny_graph(), tiny_inputs(), "fixed", record=True)
+    assert isinstance(res, RunResult) and res.info["backend"] == "fixed"
+    assert res.outputs.dtype == np.float64 and "lif" in res.records
+    out = nirbridge.run(tiny_graph(), tiny_inputs(), backend="fixed")
+    assert torch.is_tensor(out)
+    np.testing.assert_array_equal(out.numpy(), res.outputs)
+
+
+def test_describe_is_a_library_function_still_importable_from_the_cli():
+    from nirbridge.cli import describe as from_cli
+    from nirbridge.describe import describe
+
+    assert from_cli is describe
+    info = describe(tiny_graph())
+    assert [n["name"] for n in info["nodes"]] == ["input", "fc", "lif", "output"]
+    assert info["parameters"] == 6 + 3 + 5 * N and info["custom_nodes"] == []
+    assert info["nodes"][2]["compare"] and info["dt"] == 1.0
+
+
+def test_text_tables():
+    rows = [("a", "bb", "c"), ("long", "", "x y")]
+    assert text_table(rows) == "a     bb  c\n----  --  ---\nlong      x y"
+    assert text_table(rows, indent="  ").splitlines()[1] == "  ----  --  ---"
+    assert text_table(rows, free_last=True) == ("a     bb  c\n----  --  -\n"
+                                                "long      x y")
+    assert markdown_table(rows) == "| a | bb | c |\n|---|---|---|\n| long |  | x y |"

@@ -121,7 +121,7 @@ def recipe_inputs(recipe: Recipe, samples: int | None = None
 
 
 def _predict(out: np.ndarray) -> np.ndarray:
-    from nirbridge.deploy import predictions
+    from nirbridge.verify import predictions
 
     return predictions(out)
 
@@ -139,7 +139,7 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
     import torch
 
     from nirbridge.api import read, to_nir, write
-    from nirbridge.backends.reference import run_reference
+    from nirbridge.backends import get
     from nirbridge.deploy import deploy_graph
     from nirbridge.neurons import run_steps
     from nirbridge.profile import count_events, estimate_energy, load_profile, map_to_chip
@@ -192,8 +192,8 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
 
     # --- reference
     t0 = step("float64 reference executor")
-    ref_out, records = run_reference(graph, torch.from_numpy(x), record=True)
-    ref_out = ref_out.numpy()
+    ref = get("reference").run(graph, x, record=True)  # reused by every Lava stage
+    ref_out, records = ref.outputs, ref.records
     run.metrics["reference_accuracy"] = _pct((_predict(ref_out) == labels).mean())
     text = f"reference accuracy {run.metrics['reference_accuracy']:.2f}%"
     if torch_out is not None:
@@ -208,7 +208,7 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
         t0 = step(f"Lava {mode} ({sim.target} simulation), {n} samples × {sim.steps} steps")
         try:
             res = deploy_graph(graph, x, mode=mode, target=sim.target, labels=labels,
-                               timeout_s=sim.timeout_s, progress=progress)
+                               timeout_s=sim.timeout_s, progress=progress, reference=ref)
         except NirbridgeError as exc:
             run.errors[f"lava_{short}"] = str(exc).splitlines()[0]
             done(f"lava_{short}", t0, f"FAILED: {run.errors[f'lava_{short}']}")

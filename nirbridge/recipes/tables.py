@@ -8,6 +8,7 @@ from typing import Any
 
 from nirbridge.recipes.execute import RecipeRun
 from nirbridge.recipes.schema import MODE_SHORT, format_value, kwargs_text
+from nirbridge.textfmt import markdown_table, text_table
 from nirbridge.units import format_energy
 
 
@@ -26,17 +27,7 @@ def _p(v: float | None, digits: int = 2) -> str:
 
 
 def _grid(rows: Sequence[Sequence[str]], markdown: bool = False) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-        lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-        return "\n".join(lines)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for j, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-        if j == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return markdown_table(rows) if markdown else text_table(rows)
 
 
 def stage_rows(run: RecipeRun) -> list[list[str]]:
