@@ -22,7 +22,7 @@ import torch
 
 import nirbridge  # installs the Lava import fix before any `import lava`
 from nirbridge.backends import lava as lava_backend
-from nirbridge.backends._lava_fixed import dense_weights, neuron_mapping, stock_lif_issues
+from nirbridge.backends.lava import dense_weights, neuron_mapping, stock_lif_issues
 from nirbridge.errors import LoweringError, QuantizationError
 from nirbridge.nodes import ALIF, ARLIF, CLIF, DALIF, KLIF, SubtractiveLIF
 from nirbridge.quantize import QuantConfig, quantize, run_fixed_point

@@ -32,7 +32,7 @@ from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from nirbridge.lava_procs.probe import Probe
+from nirbridge.backends.lava.procs.probe import Probe
 from nirbridge.neurons import NEURONS
 
 _QUIET = LogConfig(level_console=60)  # Lava adds a root-logger handler per Process

@@ -4,7 +4,8 @@
 The graph is quantized once (:func:`nirbridge.quantize.quantize`, the ``loihi2`` profile
 by default), and every Lava process is built from that :class:`QuantizedGraph`, so that a
 Lava run computes the integers of :func:`nirbridge.quantize.run_fixed_point` (the golden
-model), step for step, after the latency alignment of :mod:`nirbridge.backends.lava`.
+model), step for step, after the latency alignment of
+:mod:`nirbridge.backends.lava.network`.
 
 Node by node
 ------------
@@ -33,7 +34,7 @@ Node by node
   the sample-boundary reset the runner needs, bit-accurate model
   ``PyLifResetModelBitAcc``, the same integer dynamics as ``PyLifModelBitAcc``) wherever
   the quantized layer is stock Lava LIF (``lava_issues`` empty, spiking, zero initial
-  state); every other neuron gets a :mod:`nirbridge.lava_procs.fixed` Process whose model
+  state); every other neuron gets a :mod:`nirbridge.backends.lava.procs.fixed` Process whose model
   runs the integer step function of :mod:`nirbridge.fixed_point` with the quantizer's
   parameters. Which one each node got: :func:`neuron_mapping`.
 - ``Output`` → the aligned sum of its inputs plus its integer bias (a ``Monitor`` adds
@@ -56,7 +57,23 @@ import nir
 import numpy as np
 
 from nirbridge import fixed_point as fx
-from nirbridge.backends import lava as lv
+from nirbridge.backends.fixed import quantized_for
+from nirbridge.backends.lava.linear import linear_map, wants_sparse
+from nirbridge.backends.lava.network import (
+    DENSE,
+    FIXED_NEURON,
+    PASS,
+    SOURCE,
+    SPARSE,
+    LavaNetwork,
+    Lowerer,
+    NeuronContext,
+    NeuronLowering,
+    ProcSpec,
+    Stream,
+    check_same_shapes,
+    process_label,
+)
 from nirbridge.errors import LoweringError
 from nirbridge.neurons import StockLava
 from nirbridge.quantize import (
@@ -65,42 +82,14 @@ from nirbridge.quantize import (
     QuantizedNeuron,
     QuantizedOutput,
     QuantizedSynapse,
-    quantize,
     without_bias,
 )
 
-#: The one integer neuron Process (any registered integer model).
-FIXED_NEURON = f"{lv._PROCS}.fixed:FixedNeuron"
 #: Widest weight mantissa Lava's Dense/Sparse hold exactly (8 bits, signed).
 LAVA_WEIGHT_BITS = 8
 
+#: What ``quant=`` takes (see :func:`lower_fixed`).
 QuantSpec = QuantConfig | QuantizedGraph | Mapping[str, Any] | str | Path | None
-
-
-# ------------------------------------------------------------------------ quantization
-def quantized_graph(graph: nir.NIRGraph, quant: QuantSpec = None, *,
-                    dt: float | None = None) -> QuantizedGraph:
-    """The :class:`QuantizedGraph` a fixed_pt lowering of ``graph`` uses.
-
-    ``quant``: ``None`` (the shipped ``loihi2`` profile), a :class:`QuantConfig`, a
-    profile (its name, a path to a ``.toml`` file, or a parsed dict), or a
-    :class:`QuantizedGraph` of this very graph (used as is).
-    """
-    if isinstance(quant, QuantizedGraph):
-        if quant.graph is not graph and set(quant.graph.nodes) != set(graph.nodes):
-            raise LoweringError("the QuantizedGraph given as quant= belongs to another graph "
-                                f"(nodes {sorted(quant.graph.nodes)})")
-        return quant
-    if quant is None:
-        cfg = QuantConfig.from_profile("loihi2")
-    elif isinstance(quant, QuantConfig):
-        cfg = quant
-    elif isinstance(quant, (str, Path, Mapping)):
-        cfg = QuantConfig.from_profile(quant)
-    else:
-        raise LoweringError(f"quant={quant!r}: give a QuantConfig, a profile name or path, "
-                            "or a QuantizedGraph")
-    return quantize(graph, cfg, dt=dt)
 
 
 def stock_lava(layer: QuantizedNeuron) -> StockLava | list[str]:
@@ -118,7 +107,7 @@ def stock_lif_issues(layer: QuantizedNeuron) -> list[str]:
     return [] if isinstance(stock, StockLava) else stock
 
 
-def _lower_fixed_neuron(node: nir.NIRNode, ctx: lv.NeuronContext) -> lv.NeuronLowering:
+def _lower_fixed_neuron(node: nir.NIRNode, ctx: NeuronContext) -> NeuronLowering:
     """The Lava-shipped Process where the quantized layer runs on it exactly (Lava's own
     LIF), else the generic integer Process running the layer's integer model."""
     layer = ctx.quant
@@ -126,17 +115,17 @@ def _lower_fixed_neuron(node: nir.NIRNode, ctx: lv.NeuronContext) -> lv.NeuronLo
         raise LoweringError(f"node '{ctx.name}': no quantized form to lower in fixed_pt")
     stock = stock_lava(layer) if ctx.options.get("stock_lif", True) else None
     if isinstance(stock, StockLava):
-        return lv.NeuronLowering(stock.process, dict(stock.params), probe=False,
-                                 state_vars=stock.state_vars)
-    return lv.NeuronLowering(FIXED_NEURON, dict(neuron=layer.node_type, params=layer.params,
-                                                node_shape=tuple(layer.shape)),
-                             graded=not layer.spiking)
+        return NeuronLowering(stock.process, dict(stock.params), probe=False,
+                              state_vars=stock.state_vars)
+    return NeuronLowering(FIXED_NEURON, dict(neuron=layer.node_type, params=layer.params,
+                                             node_shape=tuple(layer.shape)),
+                          graded=not layer.spiking)
 
 
-def neuron_mapping(net: lv.LavaNetwork) -> dict[str, str]:
+def neuron_mapping(net: LavaNetwork) -> dict[str, str]:
     """Per neuron node of a fixed_pt :class:`LavaNetwork`: the Lava Process it runs on
     (``"LIFReset"`` for Lava's own LIF, else ``"FixedNeuron(<integer model>)"``)."""
-    return {n: lv.process_label(net, n) for n in net.neurons}
+    return {n: process_label(net, n) for n in net.neurons}
 
 
 # -------------------------------------------------------------------- synapses
@@ -161,9 +150,9 @@ def _int_matrix(node: nir.NIRNode, mant: np.ndarray | None, in_shape: tuple[int,
     """The integer matrix of a weighted layer with weights ``mant`` (or, ``mant=None``, of
     a pooling window sum) on ``in_shape``: dense int64, or CSR when ``sparse``."""
     if mant is None:
-        lin = lv.linear_map(node, in_shape)  # the 0/1 window matrix; post-ops ignored
+        lin = linear_map(node, in_shape)  # the 0/1 window matrix; post-ops ignored
     else:
-        lin = lv.linear_map(without_bias(node, np.asarray(mant, dtype=np.float64)), in_shape)
+        lin = linear_map(without_bias(node, np.asarray(mant, dtype=np.float64)), in_shape)
     m = lin.matrix
     if hasattr(m, "tocsr"):
         m = m.tocsr()
@@ -178,7 +167,7 @@ def _int_matrix(node: nir.NIRNode, mant: np.ndarray | None, in_shape: tuple[int,
     return m
 
 
-class _FixedLowerer(lv._Lowerer):
+class FixedLowerer(Lowerer):
     """Lowers a graph from its quantized form (see the module docstring)."""
 
     def __init__(self, graph: nir.NIRGraph, qgraph: QuantizedGraph, sparse: bool | str,
@@ -193,9 +182,9 @@ class _FixedLowerer(lv._Lowerer):
         if isinstance(node, nir.Input):
             shape = tuple(self.q.shapes[name])
             size = int(np.prod(shape, dtype=np.int64))
-            self.add(lv.ProcSpec(name, lv.SOURCE, {}, size, node=name, role="source",
-                                 in_port=None))
-            self.streams[name] = lv.Stream(name, 0, shape, None, True, layer.frac_bits)
+            self.add(ProcSpec(name, SOURCE, {}, size, node=name, role="source",
+                              in_port=None))
+            self.streams[name] = Stream(name, 0, shape, None, True, layer.frac_bits)
         elif isinstance(node, nir.Flatten):
             (pred,) = self.preds[name]
             self.streams[name] = dataclasses.replace(self.streams[pred],
@@ -233,45 +222,39 @@ class _FixedLowerer(lv._Lowerer):
         (pred,) = self.preds[name]  # the quantizer allows sums only at neurons and outputs
         src = self.streams[pred]
         n_out = int(np.prod(self.q.shapes[name], dtype=np.int64))
-        dense_sparse = self.sparse is True or (self.sparse == "auto" and
-                                               n_out * src.size > lv.SPARSE_ABOVE)
-        use_sparse = dense_sparse and not isinstance(node, (nir.Affine, nir.Linear))
+        use_sparse = (wants_sparse(self.sparse, n_out, src.size)
+                      and not isinstance(node, (nir.Affine, nir.Linear)))
         matrix = _int_matrix(node, mant, src.shape, use_sparse)
         weights, weight_exp = dense_weights(matrix, w_exp)
         if hasattr(weights, "tocsr"):
             weights = weights.astype(np.int32)
         else:
             weights = np.asarray(weights, dtype=np.int32)
-        key = self.add(lv.ProcSpec(
-            name, lv.SPARSE if use_sparse else lv.DENSE,
+        key = self.add(ProcSpec(
+            name, SPARSE if use_sparse else DENSE,
             dict(weights=weights, weight_exp=weight_exp, num_weight_bits=LAVA_WEIGHT_BITS,
                  num_message_bits=24 if src.graded else 0),
             n_out, node=name, role="synapse", in_port="s_in", out_port="a_out",
             latency=src.latency + 1))
         self.connect(src.proc, key)
-        self.streams[name] = lv.Stream(key, src.latency + 1, tuple(self.q.shapes[name]), None,
-                                       True, src.frac if frac is None else frac)
+        self.streams[name] = Stream(key, src.latency + 1, tuple(self.q.shapes[name]), None,
+                                    True, src.frac if frac is None else frac)
 
     def _aligned(self, name: str, frac: int) -> tuple[list[str], int, tuple[int, ...], bool]:
         """The inputs of ``name``: delayed to the latest one and shifted to ``frac``."""
         preds = self.preds[name]
         streams = [self.streams[p] for p in preds]
-        lv.check_same_shapes(name, preds, streams)
+        check_same_shapes(name, preds, streams)
         latency = max(s.latency for s in streams)
         keys: list[str] = []
         graded = len(streams) > 1
         for p, s in zip(preds, streams, strict=True):
-            key = s.proc
-            if s.latency < latency:
-                key = self.add(lv.ProcSpec(f"{name}/delay<{p}", lv.DELAY,
-                                           dict(shape=(s.size,), delay=latency - s.latency),
-                                           s.size, latency=latency))
-                self.connect(s.proc, key)
+            key = self.delayed(name, p, s, latency)
             if s.frac != frac:
                 op = ("shl", frac - s.frac) if frac > s.frac else ("shr_round", s.frac - frac)
-                aligned = self.add(lv.ProcSpec(f"{name}/align<{p}", lv.PASS,
-                                               dict(shape=(s.size,), ops=(op,)), s.size,
-                                               latency=latency))
+                aligned = self.add(ProcSpec(f"{name}/align<{p}", PASS,
+                                            dict(shape=(s.size,), ops=(op,)), s.size,
+                                            latency=latency))
                 self.connect(key, aligned)
                 key = aligned
                 graded = True
@@ -287,53 +270,52 @@ class _FixedLowerer(lv._Lowerer):
         if layer.bias is not None:
             bias = np.broadcast_to(fx.as_int(layer.bias), shape).ravel().copy()
         if len(keys) == 1:
-            self.streams[name] = lv.Stream(keys[0], latency, shape, bias, graded,
-                                           layer.frac_bits)
+            self.streams[name] = Stream(keys[0], latency, shape, bias, graded,
+                                        layer.frac_bits)
             return
         ops = (("add", bias),) if bias is not None else ()
-        key = self.add(lv.ProcSpec(f"{name}/sum", lv.PASS, dict(shape=(size,), ops=ops), size,
-                                   latency=latency, probe=True))
+        key = self.add(ProcSpec(f"{name}/sum", PASS, dict(shape=(size,), ops=ops), size,
+                                latency=latency, probe=True))
         for k in keys:
             self.connect(k, key)
-        self.streams[name] = lv.Stream(key, latency, shape, None, True, layer.frac_bits)
+        self.streams[name] = Stream(key, latency, shape, None, True, layer.frac_bits)
 
     def _lower_neuron(self, name: str, node: nir.NIRNode) -> None:
         """The neuron's fixed_pt Process, fed its aligned inputs."""
         layer = self.q.layers[name]
         keys, latency, shape, _ = self._aligned(name, layer.in_frac)
-        ctx = lv.NeuronContext(name, shape, self.dt, self.mode, quant=layer,
-                               options=self.options)
+        ctx = NeuronContext(name, shape, self.dt, self.mode, quant=layer,
+                            options=self.options)
         low = _lower_fixed_neuron(node, ctx)
         kwargs = dict(shape=(ctx.size,), **low.params)
-        self.add(lv.ProcSpec(name, low.process, kwargs, ctx.size, node=name, role="neuron",
-                             latency=latency, stateful=low.stateful, probe=low.probe,
-                             state_vars=tuple(low.state_vars)))
+        self.add(ProcSpec(name, low.process, kwargs, ctx.size, node=name, role="neuron",
+                          latency=latency, stateful=low.stateful, probe=low.probe,
+                          state_vars=tuple(low.state_vars)))
         for k in keys:
             self.connect(k, name)
-        self.streams[name] = lv.Stream(name, latency, shape, None, low.graded, layer.out_frac)
+        self.streams[name] = Stream(name, latency, shape, None, low.graded, layer.out_frac)
 
 
 def lower_fixed(graph: nir.NIRGraph, *, dt: float | None = None, sparse: bool | str = "auto",
                 quant: QuantSpec = None, stock_lif: bool = True
-                ) -> tuple[_FixedLowerer, QuantizedGraph]:
-    """Quantize ``graph`` (see :func:`quantized_graph`) and lower it for ``fixed_pt``.
+                ) -> tuple[FixedLowerer, QuantizedGraph]:
+    """Quantize ``graph`` and lower it for ``fixed_pt``.
+
+    ``quant``: ``None`` (the shipped ``loihi2`` profile, its own input format), a
+    :class:`QuantConfig`, a profile (its name, a path to a ``.toml`` file, or a parsed
+    dict), or a :class:`QuantizedGraph` of this very graph (used as is), as
+    :func:`nirbridge.backends.fixed.quantized_for` takes it (the ``fixed`` backend's
+    choice, so both compute the same integers).
 
     ``stock_lif=False`` runs every neuron, stock-compatible LIF layers included, on the
     nirbridge integer Processes (to cross-check them against Lava's LIF). Returns the
     lowerer (its processes, connections and streams) and the quantized graph.
     """
-    qgraph = quantized_graph(graph, quant, dt=dt)
-    low = _FixedLowerer(graph, qgraph, sparse, {"stock_lif": bool(stock_lif)})
+    qgraph = quantized_for(graph, None, quant=quant, dt=dt)
+    low = FixedLowerer(graph, qgraph, sparse, {"stock_lif": bool(stock_lif)})
     low.lower()
     return low, qgraph
 
 
-__all__ = [
-    "FIXED_NEURON",
-    "stock_lava",
-    "dense_weights",
-    "lower_fixed",
-    "neuron_mapping",
-    "quantized_graph",
-    "stock_lif_issues",
-]
+__all__ = ["LAVA_WEIGHT_BITS", "FixedLowerer", "QuantSpec", "dense_weights", "lower_fixed",
+           "neuron_mapping", "stock_lava", "stock_lif_issues"]

@@ -5,8 +5,8 @@ Its model runs the integer step of the neuron's registry entry (its
 parameter object the quantizer built for the node, so a Lava run computes the golden
 model's integers by construction: same arithmetic, same rounding, same saturation, same
 comparison. One generic Process (not a class per model) for the reason given in
-:mod:`nirbridge.lava_procs.neurons`: only the state's shape differs, and it is one stacked
-Var.
+:mod:`nirbridge.backends.lava.procs.neurons`: only the state's shape differs, and it is
+one stacked Var.
 
 - Ports: ``a_in`` (int64; the summed, aligned synaptic input, ``in_frac`` fractional
   bits), ``s_out`` (int32: spikes 0/1, or the membrane ``v`` of a non-spiking model).
@@ -38,8 +38,8 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from nirbridge import fixed_point as fx
-from nirbridge.lava_procs.neurons import _node_shape
-from nirbridge.lava_procs.probe import Probe
+from nirbridge.backends.lava.procs.neurons import _node_shape
+from nirbridge.backends.lava.procs.probe import Probe
 from nirbridge.neurons import NEURONS
 
 _QUIET = LogConfig(level_console=60)

@@ -1,0 +1,440 @@
+"""The run's own process: the plan it builds, the watchdog, and the cleanup after it.
+
+:func:`run_in_child` runs one :class:`RunPlan` in a child process (``fork``) that
+becomes the leader of its own process group, builds the Lava Processes from their
+``"module:Class"`` recipes (importing Lava there, after :mod:`nirbridge._lava_compat` is
+installed), compiles once, runs all steps and stops the runtime. Lava only logs an
+exception of a process model and then hangs, so a watchdog thread in the child reports
+it with that model's own traceback; on any failure or on the parent's time limit
+everything in the process group is killed, the shared-memory segments it mapped are
+unlinked, and :class:`~nirbridge.errors.SimulationError` /
+:class:`~nirbridge.errors.SimulationTimeout` is raised. No process and no ``/dev/shm``
+segment is left.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nirbridge.backends.lava.network import PROCS
+from nirbridge.errors import SimulationError, SimulationTimeout
+
+log = logging.getLogger(__name__)
+
+_LAVA_RUNTIME_MODULE = "lava.magma.runtime.message_infrastructure.multiprocessing"
+
+
+# ---------------------------------------------------------------------- the plan
+@dataclass
+class Observed:
+    """One probe of a run: a process that probes itself, or a Monitor."""
+
+    key: str
+    offset: int
+    record: bool
+    states: bool
+    nodes: list[str]
+    path: str = ""
+
+
+@dataclass
+class RunPlan:
+    """One Lava run, as the child builds it: ``(key, "module:Class", kwargs)`` per
+    process, ``(src, port, dst, port)`` connections and ``(monitor, ref port, process,
+    Var)`` references; the probes and which one observes each node; samples' length
+    ``period``, ``samples`` and ``total`` steps."""
+
+    procs: list[tuple[str, str, dict[str, Any]]]
+    connections: list[tuple[str, str, str, str]]
+    observed: dict[str, Observed]
+    node_probe: dict[str, str]
+    period: int
+    samples: int
+    total: int
+    var_refs: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+
+# ----------------------------------------------------- process groups and /dev/shm
+def process_group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of process group ``pgid`` (Linux ``/proc``)."""
+    pids = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return pids
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            pids.append(int(entry))
+    return pids
+
+
+def _shm_mapped_by(pids: Iterable[int]) -> set[str]:
+    """Names of the ``/dev/shm`` files that ``pids`` map or hold open."""
+    names: set[str] = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/maps") as fh:
+                for line in fh:
+                    parts = line.split(None, 5)
+                    if len(parts) == 6 and parts[5].startswith("/dev/shm/"):
+                        path = parts[5].strip()
+                        if not path.endswith("(deleted)"):
+                            names.add(os.path.basename(path))
+        except OSError:
+            pass
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if target.startswith("/dev/shm/") and not target.endswith("(deleted)"):
+                    names.add(os.path.basename(target))
+        except OSError:
+            pass
+    return {n for n in names if not n.startswith("sem.")}
+
+
+def _unlink_shm(names: Iterable[str]) -> None:
+    for name in names:
+        try:
+            os.unlink(os.path.join("/dev/shm", name))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # pragma: no cover - permissions
+            log.warning("could not remove /dev/shm/%s: %s", name, exc)
+
+
+def _kill_pids(pids: list[int]) -> set[str]:
+    """Freeze ``pids``, note the shared memory they use, kill them; returns the names."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            pass
+    shm = _shm_mapped_by(pids)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return shm
+
+
+# ------------------------------------------------------------------ the run's process
+class _Watchdog(threading.Thread):
+    """In the run's process: reports a dead Lava process (with its model's traceback)
+    and obeys the parent's ``terminate`` (time limit)."""
+
+    def __init__(self, holder: dict[str, Any], cmd: Any, die: Callable[[str, str, int], None]
+                 ) -> None:
+        super().__init__(name="nirbridge-lava-watchdog", daemon=True)
+        self.holder, self.cmd, self.die = holder, cmd, die
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.first = ""  # the first model exception's own line, once reported
+
+    def actors(self) -> list[Any]:
+        root = self.holder.get("root")
+        runtime = getattr(root, "_runtime", None)
+        infra = getattr(runtime, "_messaging_infrastructure", None)
+        try:
+            return list(getattr(infra, "actors", None) or [])
+        except TypeError:
+            return []
+
+    @staticmethod
+    def _exited(actor: Any) -> bool:
+        try:
+            return bool(multiprocessing.connection.wait([actor.sentinel], timeout=0))
+        except (ValueError, OSError, AttributeError):
+            return False
+
+    def labels(self) -> list[str]:
+        """Names of the actors, in Lava's order: one per process model, then services."""
+        root = self.holder.get("root")
+        executable = getattr(getattr(root, "_runtime", None), "_executable", None)
+        builders = getattr(executable, "proc_builders", None) or {}
+        out = []
+        for proc, builder in builders.items():
+            model = getattr(getattr(builder, "proc_model", None), "__name__", "?")
+            out.append(f"{model} (process '{getattr(proc, 'name', '?')}')")
+        return out
+
+    def report(self, dead: Iterable[Any] = ()) -> str:
+        """Tracebacks of every Lava process that raised, and notes on silent deaths."""
+        texts = []
+        dead = list(dead)
+        labels = self.labels()
+        for i, actor in enumerate(self.actors()):
+            exc = getattr(actor, "_exception", None)
+            if exc is None and not getattr(actor, "_is_done", True):
+                try:
+                    if actor._pconn.poll():
+                        exc = actor._pconn.recv()
+                        actor._exception = exc
+                except (OSError, EOFError, ValueError):
+                    exc = None
+            who = labels[i] if i < len(labels) else "runtime service"
+            if exc:
+                self.first = self.first or _last_line(exc[1])
+                texts.append(f"--- exception in Lava process {who} ---\n{exc[1].rstrip()}")
+            elif actor in dead:
+                texts.append(f"--- Lava process {who} ended without a Python exception ---")
+        return "\n".join(texts)
+
+    def run(self) -> None:
+        while True:
+            try:
+                if self.cmd.poll(0.05):
+                    if self.cmd.recv() == "terminate":
+                        self.die("timeout", self.report(), 2)
+            except (EOFError, OSError):
+                self.die("orphaned", "the parent process went away", 3)
+            with self.lock:
+                if self.stopping:
+                    return
+                dead = [a for a in self.actors() if self._exited(a)]
+            if dead:
+                time.sleep(0.3)  # let Lava's own join read what it will
+                self.die("model", self.report(dead), 1)
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopping = True
+        self.join(timeout=5)
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def _prepare_lava_import() -> None:
+    """Lava sets the start method to 'fork' at import and fails if one is set: make its
+    import possible here (the run's own process), whatever the parent had chosen."""
+    if _LAVA_RUNTIME_MODULE not in sys.modules:
+        multiprocessing.set_start_method(None, force=True)
+    else:
+        multiprocessing.set_start_method("fork", force=True)
+    from nirbridge import _lava_compat
+
+    _lava_compat.install()
+
+
+def _resolve(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _make(path: str, key: str, kwargs: dict[str, Any]) -> Any:
+    """Instantiate Process ``path`` with ``kwargs``, named ``key`` where it takes a name."""
+    cls = _resolve(path)
+    params = inspect.signature(cls.__init__).parameters
+    if "name" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        kwargs = dict(kwargs, name=key)
+    return cls(**kwargs)
+
+
+def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call: int) -> None:
+    """Body of the run's process (forked); never returns (``os._exit``)."""
+    os.setsid()  # own process group: everything Lava starts can be found and ended
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    send_lock, dying = threading.Lock(), threading.Lock()
+
+    def send(msg: Any) -> None:
+        with send_lock:
+            result.send(msg)
+
+    def die(kind: str, text: str, code: int, summary: str = "") -> None:
+        if not dying.acquire(blocking=False):
+            while True:  # the other thread is ending this process
+                time.sleep(1)
+        me = os.getpid()
+        members = [p for p in process_group_members(os.getpgrp()) if p != me]
+        shm = _kill_pids(members) | _shm_mapped_by([me])
+        for pid in members:  # Lava's processes are this process's children: reap them
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        _unlink_shm(shm)
+        try:
+            send(("error", {"kind": kind, "text": text, "shm": sorted(shm),
+                            "summary": summary or watchdog.first or _last_line(text)}))
+        except Exception:  # noqa: BLE001 - the parent may be gone
+            pass
+        os._exit(code)
+
+    holder: dict[str, Any] = {}
+    watchdog = _Watchdog(holder, cmd, die)
+    try:
+        _prepare_lava_import()
+        from lava.magma.core.run_conditions import RunSteps
+        from lava.magma.core.run_configs import Loihi2SimCfg
+
+        procs = {key: _make(cls, key, kw) for key, cls, kw in plan.procs}
+        for a, pa, z, pz in plan.connections:
+            getattr(procs[a], pa).connect(getattr(procs[z], pz))
+        for a, ref, z, var in plan.var_refs:
+            getattr(procs[a], ref).connect_var(getattr(procs[z], var))
+        root = procs[plan.procs[0][0]]
+        holder["root"] = root
+        watchdog.start()
+        t0 = time.perf_counter()
+        root.create_runtime(run_cfg=Loihi2SimCfg(select_tag=mode))
+        t1 = time.perf_counter()
+        done = 0
+        while done < plan.total:
+            n = min(steps_per_call, plan.total - done)
+            root.run(condition=RunSteps(num_steps=n))
+            done += n
+            send(("progress", done))
+        t2 = time.perf_counter()
+        watchdog.stop()
+        root.stop()
+        t3 = time.perf_counter()
+        send(("ok", {"compile": t1 - t0, "run": t2 - t1, "stop": t3 - t2}))
+        os._exit(0)
+    except BaseException:  # noqa: BLE001 - everything goes to the parent
+        text = traceback.format_exc()
+        models = watchdog.report() if holder.get("root") is not None else ""
+        die("runtime", f"{models}\n--- in the run's main thread ---\n{text}".strip(), 1,
+            summary=watchdog.first or _last_line(text))
+
+
+def preload_lava() -> None:
+    """Import Lava here once so forked runs need not, when that has no side effect
+    beyond Lava's own (it sets the multiprocessing start method to 'fork')."""
+    if _LAVA_RUNTIME_MODULE in sys.modules:
+        return
+    if multiprocessing.get_start_method(allow_none=True) not in (None, "fork"):
+        return  # Lava's import would fail here; the run's process imports it instead
+    try:
+        for mod in ("lava.magma.core.run_configs", "lava.magma.core.run_conditions",
+                    "lava.proc.io.source", "lava.proc.dense.process",
+                    "lava.proc.sparse.process", "lava.proc.lif.process", f"{PROCS}.neurons",
+                    f"{PROCS}.plumbing", f"{PROCS}.fixed"):
+            importlib.import_module(mod)
+    except Exception as exc:  # noqa: BLE001 - the run will report it properly
+        log.debug("could not preload Lava: %s", exc)
+
+
+def run_in_child(plan: RunPlan, mode: str, timeout_s: float | None,
+                  on_progress: Callable[[int], None]) -> dict[str, float]:
+    ctx = multiprocessing.get_context("fork")
+    res_recv, res_send = ctx.Pipe(duplex=False)
+    cmd_recv, cmd_send = ctx.Pipe(duplex=False)
+    steps_per_call = max(200, plan.total // 50)
+    proc = ctx.Process(target=_child_main, name="nirbridge-lava-run",
+                       args=(plan, mode, res_send, cmd_recv, steps_per_call))
+    deadline = None if timeout_s is None else time.monotonic() + float(timeout_s)
+    outcome: tuple[str, Any] | None = None
+    last = 0
+    shm: set[str] = set()
+    proc.start()
+    res_send.close()
+    cmd_recv.close()
+
+    def take(msg: Any) -> tuple[str, Any] | None:
+        nonlocal last
+        kind, payload = msg
+        if kind == "progress":
+            on_progress(payload - last)
+            last = payload
+            return None
+        if kind == "error":
+            shm.update(payload.get("shm", ()))
+        return kind, payload
+
+    try:
+        while outcome is None:
+            wait = 0.25 if deadline is None else max(0.0, min(0.25, deadline - time.monotonic()))
+            if res_recv.poll(wait):
+                try:
+                    outcome = take(res_recv.recv())
+                except EOFError:
+                    outcome = ("died", None)
+            elif not proc.is_alive() and not res_recv.poll(0):
+                outcome = ("died", None)
+            elif deadline is not None and time.monotonic() >= deadline:
+                outcome = ("timeout", None)
+    except BaseException:
+        outcome = ("interrupted", None)
+        raise
+    finally:
+        if outcome is None or outcome[0] != "ok":
+            try:
+                cmd_send.send("terminate")
+            except OSError:
+                pass
+            grace = time.monotonic() + 3.0
+            while proc.is_alive() and time.monotonic() < grace:
+                try:
+                    if res_recv.poll(0.05):
+                        msg = take(res_recv.recv())
+                        if outcome and outcome[0] == "timeout" and msg and msg[0] == "error":
+                            outcome = ("timeout", msg[1])
+                except (EOFError, OSError):
+                    time.sleep(0.05)
+        proc.join(timeout=5.0 if outcome and outcome[0] == "ok" else 0.5)
+        # the leader is gone or stuck: end every process still in the run's group
+        if proc.is_alive():
+            leftover = process_group_members(proc.pid) or [proc.pid]
+        else:
+            leftover = process_group_members(proc.pid)
+        if leftover and os.getpgid(0) != proc.pid:
+            shm |= _kill_pids(leftover)
+        proc.join(timeout=5.0)
+        _unlink_shm(shm)
+        for conn in (res_recv, cmd_send):
+            conn.close()
+        pid, exitcode = proc.pid, proc.exitcode
+        if exitcode is not None:
+            proc.close()
+    kind, payload = outcome
+    if kind == "ok":
+        return dict(payload, pid=pid)
+    if kind == "timeout":
+        err: SimulationError = SimulationTimeout(
+            f"the Lava run exceeded its time limit of {timeout_s:g} s ({last} of "
+            f"{plan.total} steps done); it was stopped and its processes ended"
+            + (f"\n{payload['text']}" if payload and payload.get("text") else ""))
+    elif kind == "died":
+        err = SimulationError(f"the Lava run's process ended unexpectedly (exit code "
+                              f"{exitcode}; {last} of {plan.total} steps done)")
+    elif kind == "interrupted":  # pragma: no cover - re-raised above
+        err = SimulationError("the Lava run was interrupted")
+    else:
+        text = payload.get("text", "")
+        what = ("a Lava process model raised" if "--- exception in Lava process" in text
+                else "the Lava run failed:")
+        err = SimulationError(f"{what} {payload.get('summary', '')} ({mode}; {last} of "
+                              f"{plan.total} steps done)\n{text}")
+    err.child_pid = pid  # type: ignore[attr-defined]
+    err.shm_segments = sorted(shm)  # type: ignore[attr-defined]
+    raise err
+
+
+__all__ = ["Observed", "RunPlan", "preload_lava", "process_group_members", "run_in_child"]
