@@ -69,27 +69,8 @@ def lossy_graph(graph: nir.NIRGraph) -> tuple[nir.NIRGraph, list[str]]:
     elsewhere is clamped to ``1 − 1e-12``. The firing convention goes to the node's
     ``metadata["compare"]``.
 
-    ============== ================================================ ===================
-    custom node    standard node                                    lost
-    ============== ================================================ ===================
-    SubtractiveLIF LIF(tau, r, v_leak, v_threshold, v_reset = 0)    subtractive reset
-    DALIF          LIF(τ = dt/(1−β), r = α/(1−β), v_leak = 0,       soft reset (hard:
-                   v_threshold, v_reset = 0); β = 1: IF(r = α)      exact)
-    KLIF           state f = k·h: LIF(τ = dt/(1−k(1−1/τ)),          relu floor, v(0) =
-                   r = k·g/(1−k(1−1/τ)), v_leak = k·v_r/τ/(1−…),   v_r, soft reset
-                   v_threshold, v_reset = v_r (soft: 0)); g = 1/τ
-                   (decay_input) or 1; scale_reset: state h, same
-                   with k = 1 and v_threshold/k
-    ARLIF          LIF(τ = dt/(1−decay), r = 1/(1−decay),           input-dependent
-                   v_leak = 0, v_threshold, v_reset = 0)            threshold, m reset
-    CLIF           LIF(τ = τ·dt, r = τ, v_leak = 0, v_threshold,    m, soft reset
-                   v_reset = 0)
-    ALIF           LIF(τ = dt/(1−α), r = 1, v_leak = 0,             adaptation b,
-                   v_threshold, v_reset = 0)                        delayed reset
-    ============== ================================================ ===================
-
-    (ALIF's ``α = exp(−dt/τ_m)``: the Euler-exact ``τ = dt/(1−α)`` is used rather than the
-    continuous ``τ_m = −dt/ln α``, because NIR consumers step LIF with forward Euler.)
+    Each custom neuron gives its own approximation (its ``NeuronSpec.lossy``, documented
+    in its file under ``nirbridge/neurons/``), which says what is lost.
     Each replaced node's metadata holds ``nirbridge_lossy`` (its original type) and
     ``nirbridge_original`` (its original fields), and the graph's metadata holds
     ``nirbridge_lossy`` = ``{node name: original type}``; :func:`restore_custom_nodes`

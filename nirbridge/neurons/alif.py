@@ -140,6 +140,9 @@ class ALIF(NeuronModule):
 
 
 def lossy(node: ALIFNode, dt: float, meta: dict) -> tuple[nir.NIRNode, str]:
+    """``LIF(τ = dt/(1−α), r = 1, v_leak = 0, v_reset = 0)``: the adaptation ``b`` and the
+    delayed reset are lost. (``α = exp(−dt/τ_m)``: the Euler-exact ``τ = dt/(1−α)`` is used
+    rather than ``τ_m = −dt/ln α``, because NIR consumers step LIF with forward Euler.)"""
     new, note = leaky_standard_node(node.alpha, 1.0 - node.alpha, 0.0, node.v_threshold, 0.0,
                                     dt, meta)
     return new, ("the adaptive threshold b (rho, beta) and the reset by subtraction of A on "
@@ -203,7 +206,7 @@ ALIF_MODEL = IntegerModel("alif", alif_int_step, ALIFParams, ("v", "b", "z"))
 
 def quantize(name: str, node: ALIFNode, dt: float, shape: tuple[int, ...],
              cfg: Any) -> QuantPlan:
-    """The quantizer plan of a ALIF node (see :mod:`nirbridge.quantize`)."""
+    """The quantizer plan of an ALIF node (see :mod:`nirbridge.quantize`)."""
     def p(f: str) -> np.ndarray:
         return np.array(np.broadcast_to(np.asarray(getattr(node, f), np.float64), shape))
 

@@ -153,6 +153,8 @@ class ARLIF(NeuronModule):
 
 
 def lossy(node: ARLIFNode, dt: float, meta: dict) -> tuple[nir.NIRNode, str]:
+    """``LIF(τ = dt/(1−decay), r = 1/(1−decay), v_leak = 0, v_reset = 0)``: the input-dependent
+    threshold and the adaptive reset through ``m`` are lost."""
     new, note = leaky_standard_node(node.decay, 1.0, 0.0, node.v_threshold, 0.0, dt, meta)
     return new, ("the input-dependent threshold (tanh_a·tanh(x)) and the adaptive soft "
                  "reset through m become a fixed threshold and a hard reset to 0" + note)
@@ -220,7 +222,7 @@ ARLIF_MODEL = IntegerModel("arlif", arlif_int_step, ARLIFParams, ("v", "m"))
 
 def quantize(name: str, node: ARLIFNode, dt: float, shape: tuple[int, ...],
              cfg: Any) -> QuantPlan:
-    """The quantizer plan of a ARLIF node (see :mod:`nirbridge.quantize`)."""
+    """The quantizer plan of an AR-LIF node (see :mod:`nirbridge.quantize`)."""
     def p(f: str) -> np.ndarray:
         return np.array(np.broadcast_to(np.asarray(getattr(node, f), np.float64), shape))
 
@@ -242,7 +244,7 @@ def quantize(name: str, node: ARLIFNode, dt: float, shape: tuple[int, ...],
 
     tmax = float(np.max(np.abs(theta)) + np.max(np.abs(tanh_a)) + 1.0)
     return QuantPlan(ARLIF_MODEL, "arlif", False, True, np.ones(shape), zeros, tmax, 0.0,
-                 build_arlif)
+                     build_arlif)
 
 
 SPEC = register(NeuronSpec(

@@ -107,6 +107,7 @@ class CLIF(NeuronModule):
 
 
 def lossy(node: CLIFNode, dt: float, meta: dict) -> tuple[nir.NIRNode, str]:
+    """``LIF(τ = τ·dt, r = τ, v_leak = 0, v_reset = 0)``: ``m`` and the soft reset are lost."""
     new, note = leaky_standard_node(1.0 - 1.0 / node.tau, 1.0, 0.0, node.v_threshold, 0.0, dt, meta)
     return new, ("the complementary state m and the soft reset v ← v − v_th − σ(m) become "
                  "a hard reset to 0" + note)
@@ -176,7 +177,7 @@ def quantize(name: str, node: CLIFNode, dt: float, shape: tuple[int, ...],
             theta=fq.fixed("v_threshold", theta, S), sigmoid=fx.luts_of(cfg, S)[1])
 
     return QuantPlan(CLIF_MODEL, "clif", False, True, np.ones(shape), zeros,
-                 float(np.max(np.abs(theta)) + 1.0), 0.0, build_clif)
+                     float(np.max(np.abs(theta)) + 1.0), 0.0, build_clif)
 
 
 SPEC = register(NeuronSpec(

@@ -148,6 +148,8 @@ class DALIF(NeuronModule):
 
 
 def lossy(node: DALIFNode, dt: float, meta: dict) -> tuple[nir.NIRNode, str]:
+    """``LIF(τ = dt/(1−β), r = α/(1−β), v_leak = 0, v_reset = 0)`` (``β = 1``: ``IF(r = α)``):
+    exact with hard reset; the soft reset is lost."""
     new, note = leaky_standard_node(node.beta, node.alpha, 0.0, node.v_threshold, 0.0, dt, meta)
     lost = ("exact (hard reset to 0)" if node.reset == "hard"
             else "soft reset v ← v − v_th becomes a hard reset to 0")

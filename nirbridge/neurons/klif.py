@@ -158,16 +158,21 @@ class KLIF(NeuronModule):
 
 
 def lossy(node: KLIFNode, dt: float, meta: dict) -> tuple[nir.NIRNode, str]:
+    """State ``f = k·h``: ``LIF(τ = dt/(1−k(1−1/τ)), r = k·g/(1−k(1−1/τ)), v_leak = k·v_r/τ/(1−…),
+    v_reset = v_r`` (soft: 0), ``g = 1/τ`` (decay_input) or 1; with scale_reset the state is
+    ``h`` (``k = 1``, threshold ``v_th/k``). Lost: the relu floor, ``v(0) = v_r``, soft reset."""
     inv_tau = 1.0 / node.tau
     gain = inv_tau if node.decay_input else np.ones_like(node.tau)
     v_reset = np.zeros(node.shape) if node.soft_reset else node.v_reset
     if node.scale_reset:  # the state is h (before k): threshold v_th/k
         new, note = leaky_standard_node(1.0 - inv_tau, gain, node.v_reset * inv_tau,
-                           node.v_threshold / np.maximum(node.k, LOSSY_EPS), v_reset, dt, meta)
+                                        node.v_threshold / np.maximum(node.k, LOSSY_EPS),
+                                        v_reset, dt, meta)
     else:  # the state is f = k·h
         k = node.k
-        new, note = leaky_standard_node(k * (1.0 - inv_tau), k * gain, k * node.v_reset * inv_tau,
-                           node.v_threshold, v_reset, dt, meta)
+        new, note = leaky_standard_node(k * (1.0 - inv_tau), k * gain,
+                                        k * node.v_reset * inv_tau, node.v_threshold, v_reset,
+                                        dt, meta)
     lost = "the relu floor of f = relu(k·h) and the initial state v = v_r are lost"
     if node.soft_reset:
         lost += "; soft reset becomes a hard reset to 0"

@@ -47,6 +47,7 @@ class SubtractiveLIFNode(CustomNeuron):
 
 
 def lossy(node: SubtractiveLIFNode, dt: float, meta: dict) -> tuple[nir.NIRNode, str]:
+    """``LIF(tau, r, v_leak, v_threshold, v_reset = 0)``: the subtractive reset is lost."""
     lif = nir.LIF(tau=node.tau, r=node.r, v_leak=node.v_leak, v_threshold=node.v_threshold,
                   v_reset=np.zeros(node.shape), metadata=meta)
     return lif, "subtractive reset v ← v − v_th becomes a hard reset to 0"
