@@ -22,17 +22,21 @@ import numpy as np
 import torch
 
 from nirbridge import fixed_point as fx
-from nirbridge.neurons import IntegerModel, NeuronModule, NeuronSpec, QuantPlan, register
-from nirbridge.neurons._base import (
+from nirbridge.neurons import (
     CustomNeuron,
+    IntegerModel,
+    NeuronModule,
+    NeuronSpec,
+    QuantPlan,
     as_str,
     check_compare,
     example_value,
     full,
     leaky_standard_node,
+    node_kwargs,
+    register,
     spike,
 )
-from nirbridge.neurons._registry import node_kwargs
 from nirbridge.neurons.standard import LIFState
 from nirbridge.neurons.sublif import IntLIFState
 

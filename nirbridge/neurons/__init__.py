@@ -8,14 +8,28 @@ CubaLI) share :mod:`~nirbridge.neurons.standard`. Importing this package registe
 built-in neuron; see the README's "Adding a neuron".
 
 Every module is a :class:`NeuronModule`: ``forward(x, state=None) -> (out, new_state)``,
-``initial_state(x)`` and ``to_nir_node(shape, dt)``.
+``initial_state(x)`` and ``to_nir_node(shape, dt)``. The building blocks a neuron file uses
+(``spike``, ``CustomNeuron``, ``node_kwargs``, ``leaky_standard_node``, ...) are exported
+here too.
 """
 
 # Registration order is the order of the [quantization.frac_bits] defaults: keep it.
 from nirbridge.neurons import lava_lif, standard, sublif  # noqa: I001 - others build on these
 from nirbridge.neurons import dalif, klif, arlif, clif, alif, plif  # noqa: I001
 from nirbridge.neurons import functional  # noqa: I001 - after the neuron files it gathers
-from nirbridge.neurons._base import CustomNeuron, NeuronModule, StatefulSequential, run_steps
+from nirbridge.neurons._base import (
+    CustomNeuron,
+    NeuronModule,
+    StatefulSequential,
+    as_bool,
+    as_str,
+    check_compare,
+    example_value,
+    full,
+    leaky_standard_node,
+    run_steps,
+    spike,
+)
 from nirbridge.neurons._registry import (
     NEURONS,
     IntegerModel,
@@ -26,6 +40,7 @@ from nirbridge.neurons._registry import (
     custom_nodes,
     default_frac_bits,
     is_neuron,
+    node_kwargs,
     register,
     spec_of,
 )
@@ -38,6 +53,14 @@ from nirbridge.neurons.plif import PLIF
 from nirbridge.neurons.standard import IF, LI, LIF, CubaLI, CubaLIF, I
 
 __all__ = [
+    "as_bool",
+    "as_str",
+    "check_compare",
+    "example_value",
+    "full",
+    "leaky_standard_node",
+    "node_kwargs",
+    "spike",
     "ALIF",
     "ARLIF",
     "CLIF",
