@@ -70,7 +70,8 @@ def _select_signal_output(traced: TracedModel) -> None:
             f"forward returns {type(value).__name__} as its output; return a tensor "
             "(out) or (out, state)"
         )
-    if value.op == "call_module" and isinstance(traced.module(value), NeuronModule):
+    if value.op == "call_module" and isinstance(traced.module(value), NeuronModule) \
+            and getattr(traced.module(value), "returns_state", True):
         with g.inserting_after(value):
             value = g.call_function(operator.getitem, (value, 0))
     out.args = (value,)

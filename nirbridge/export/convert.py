@@ -184,7 +184,8 @@ def convert(traced: TracedModel, in_shape: Shape, dt: float) -> nir.NIRGraph:
         return node
 
     module_map = {type(m): convert_one for m in root.children()}
-    stateful = {type(m) for m in root.children() if isinstance(m, NeuronModule)}
+    stateful = {type(m) for m in root.children() if isinstance(m, NeuronModule)
+                and getattr(m, "returns_state", True)}
     try:
         raw = torch_to_nir(flat, module_map, default_dict=None, type_check=False,
                            stateful_modules=stateful)

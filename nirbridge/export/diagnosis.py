@@ -166,6 +166,8 @@ def _check_module(traced: TracedModel, n: Node, problems: Problems) -> None:
     mod = traced.module(n)
     label = traced.label(n)
     if isinstance(mod, NeuronModule):
+        if not getattr(mod, "returns_state", True):  # a stand-in keeping its state inside
+            return
         for user in n.users:
             if not (user.op == "call_function" and user.target is operator.getitem):
                 problems.add(label, "its (spikes, state) output is used as a whole; "

@@ -15,6 +15,7 @@ from nirbridge.errors import ExportError, InputError, InvalidParameterError
 from nirbridge.export.clean import clean, fold_batchnorms
 from nirbridge.export.convert import convert
 from nirbridge.export.diagnosis import check_graph, check_layer_settings
+from nirbridge.export.frontends import adapt_model
 from nirbridge.export.trace import record_shapes, trace
 
 
@@ -46,7 +47,8 @@ def to_nir(model: nn.Module, sample_input: torch.Tensor, dt: float = 1.0) -> nir
     Args:
         model: the trained network; ``model(x)`` or ``model(x, state)`` runs one time step
             and returns ``out`` or ``(out, state)`` (state ``None`` at the first step).
-            Neurons are :class:`nirbridge.neurons.NeuronModule` instances; synapses are
+            Neurons are :class:`nirbridge.neurons.NeuronModule` instances, or the neurons of
+            a framework with a front-end (:mod:`nirbridge.export.frontends`); synapses are
             ``nn.Linear``, ``nn.Conv1d``, ``nn.Conv2d``; also ``nn.AvgPool2d``,
             :class:`nirbridge.layers.SumPool2d`, ``nn.Flatten``, batch-norm right after a
             synapse (folded), dropout and identity (removed), and sums of tensors. The model
@@ -82,7 +84,7 @@ def to_nir(model: nn.Module, sample_input: torch.Tensor, dt: float = 1.0) -> nir
     if dtype is not None and sample_input.is_floating_point():
         sample_input = sample_input.to(dtype)
     dt = _check_dt(dt)
-    traced = trace(_eval_copy(model))
+    traced = trace(adapt_model(_eval_copy(model)))
     clean(traced)
     check_graph(traced)
     record_shapes(traced, sample_input)
