@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 VPY=.venv/bin/python
-if "$VPY" -c "import nirbridge, lava.magma, lava.lib.dl.netx, norse, snntorch, onnxruntime" 2>/dev/null \
+if "$VPY" -c "import nirbridge, lava.magma, lava.lib.dl.netx, norse, snntorch, onnxruntime, spikingjelly.activation_based.neuron, sinabs.layers" 2>/dev/null \
     && [ "${NIRBRIDGE_REINSTALL:-0}" != 1 ]; then
     echo "[setup] environment in .venv is complete"
     exit 0
@@ -27,4 +27,10 @@ fi
 # needs none of that, so install it without dependencies, plus what it imports.
 "$VPY" -m pip install -q --no-deps "neurobench==2.3.0"
 "$VPY" -m pip install -q "numba>=0.59" "llvmlite>=0.42"
-"$VPY" -c "import nirbridge, lava.magma, lava.lib.dl.netx, norse, snntorch, onnxruntime; print('[setup] environment ready')"
+# SpikingJelly 2.0.0 declares torchaudio (and tensorboard, SciencePlots) and Sinabs 3.1.3
+# declares nir<=1.0.4 and samna (Speck's driver): none of them is needed to build and run
+# their models, and pip would downgrade nir/nirtorch or pull a torchaudio built for another
+# torch. Install both without dependencies, plus what they import.
+"$VPY" -m pip install -q --no-deps "spikingjelly==2.0.0" "sinabs==3.1.3"
+"$VPY" -m pip install -q "loguru==0.7.3" "pbr==7.1.3"
+"$VPY" -c "import nirbridge, lava.magma, lava.lib.dl.netx, norse, snntorch, onnxruntime, spikingjelly.activation_based.neuron, sinabs.layers; print('[setup] environment ready')"

@@ -32,9 +32,18 @@ from torch import nn
 from nirbridge.errors import UnsupportedLayerError
 from nirbridge.neurons import NeuronModule
 
-#: Top-level package of a framework → the nirbridge module holding its front-end (a
-#: module with ``FRAMEWORK: str``, ``ROUTE: str`` and ``adapt(module, name)``).
-FRONTENDS: dict[str, str] = {}
+#: Top-level package of a framework → the nirbridge module holding its front-end: a module
+#: with ``FRAMEWORK`` (its name), ``ROUTE`` (what works for a module it cannot export),
+#: ``DT`` (the dt its own NIR exporter writes with, or None), ``adapt(module, name)`` (the
+#: direct route, see the module docstring) and ``from_file(graph)`` (the file route: the
+#: graph its own exporter wrote → the exact nirbridge form of the framework's reading of
+#: it, with a list of notes saying what was changed).
+FRONTENDS: dict[str, str] = {
+    "snntorch": "nirbridge.export.frontends.snntorch",
+    "norse": "nirbridge.export.frontends.norse",
+    "spikingjelly": "nirbridge.export.frontends.spikingjelly",
+    "sinabs": "nirbridge.export.frontends.sinabs",
+}
 
 #: ``adapt(module, name) -> replacement | None`` of one front-end module.
 Adapter = Callable[[nn.Module, str], nn.Module | None]
@@ -70,7 +79,11 @@ def framework_of(module: nn.Module) -> str | None:
     return top if top in FRONTENDS else None
 
 
-def _frontend(framework: str) -> Any:
+def frontend(framework: str) -> Any:
+    """The front-end module of ``framework`` (a key of :data:`FRONTENDS`)."""
+    if framework not in FRONTENDS:
+        raise UnsupportedLayerError(f"no front-end for framework {framework!r}; known: "
+                                    f"{', '.join(sorted(FRONTENDS))}")
     return importlib.import_module(FRONTENDS[framework])
 
 
@@ -78,7 +91,7 @@ def _adapt(module: nn.Module, name: str) -> nn.Module | None:
     framework = framework_of(module)
     if framework is None or isinstance(module, NeuronModule):
         return None
-    fe = _frontend(framework)
+    fe = frontend(framework)
     return fe.adapt(module, name)
 
 
@@ -113,4 +126,4 @@ def unsupported(module: nn.Module, name: str, framework: str, route: str,
         f"{route}")
 
 
-__all__ = ["FRONTENDS", "HiddenState", "adapt_model", "framework_of", "unsupported"]
+__all__ = ["FRONTENDS", "HiddenState", "adapt_model", "framework_of", "frontend", "unsupported"]
