@@ -35,9 +35,10 @@ from typing import Any
 
 import nir
 import numpy as np
-from nir.ir.utils import calc_flatten_output, calculate_conv_output
+from nir.ir.utils import calc_flatten_output
 
 from nirbridge.errors import GraphError, InvalidParameterError, ShapeMismatchError
+from nirbridge.geometry import conv_geometry_of, pool_geometry_of
 from nirbridge.neurons import is_neuron
 
 log = logging.getLogger(__name__)
@@ -331,9 +332,7 @@ def topological_order(graph: nir.NIRGraph, *, strict: bool = True) -> list[str]:
 
 
 def _pool_output(node: Any, inp: Shape) -> Shape:
-    spatial = calculate_conv_output(np.array(inp[1:]), node.padding, 1, node.kernel_size,
-                                    node.stride)
-    return (inp[0], *(int(d) for d in spatial))
+    return (inp[0], *pool_geometry_of(node).output_shape(inp[1:]))
 
 
 def _infer_node(node: nir.NIRNode, inp: Shape, from_input: bool = False) -> None:
@@ -346,9 +345,7 @@ def _infer_node(node: nir.NIRNode, inp: Shape, from_input: bool = False) -> None
             return
         node.input_shape = int(inp[1]) if isinstance(node, nir.Conv1d) else tuple(inp[1:])
         node.input_type = {"input": np.array(inp)}
-        spatial = calculate_conv_output(node.input_shape, node.padding, node.dilation,
-                                        node.weight.shape[2:] if isinstance(node, nir.Conv2d)
-                                        else node.weight.shape[2], node.stride)
+        spatial = conv_geometry_of(node).output_shape(node.input_shape)
         node.output_type = {"output": np.array([node.weight.shape[0], *spatial])}
     elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
         if from_input and len(inp) == 4:

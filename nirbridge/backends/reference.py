@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as tF
 
 from nirbridge.errors import GraphError, InputError, UnknownNodeError
+from nirbridge.geometry import conv_geometry_of, pool_geometry_of
 from nirbridge.neurons import spec_of
 from nirbridge.passes import graph_dt, predecessors, topological_order
 
@@ -34,13 +35,6 @@ log = logging.getLogger(__name__)
 
 #: Time step conventions of the frameworks whose NIR exports carry no dt.
 FRAMEWORK_DT: dict[str, float] = {"norse": 1e-3, "snntorch": 1e-4, "nirbridge": 1.0}
-
-
-def _pair(v: Any) -> tuple[int, ...] | str:
-    if isinstance(v, (str, bytes)):
-        return v.decode() if isinstance(v, bytes) else v
-    arr = np.atleast_1d(np.asarray(v)).astype(int)
-    return tuple(int(a) for a in arr)
 
 
 def _fold(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -69,25 +63,17 @@ def apply_synapse(node: nir.NIRNode, x: torch.Tensor) -> torch.Tensor:
     if isinstance(node, (nir.Conv1d, nir.Conv2d)):
         xf, tb = _fold(x)
         conv = tF.conv1d if isinstance(node, nir.Conv1d) else tF.conv2d
-        pad = _pair(node.padding)
-        if isinstance(pad, tuple) and len(pad) == 1:
-            pad = pad[0] if isinstance(node, nir.Conv1d) else (pad[0], pad[0])
-        stride = _pair(node.stride)
-        dil = _pair(node.dilation)
-        y = conv(xf, t(node.weight), t(node.bias), stride=stride, padding=pad, dilation=dil,
-                 groups=int(np.asarray(node.groups).item()))
+        g = conv_geometry_of(node)
+        y = conv(xf, t(node.weight), t(node.bias), stride=g.stride, padding=g.padding,
+                 dilation=g.dilation, groups=g.groups)
         return _unfold(y, tb)
     if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
         xf, tb = _fold(x)
-        k = _pair(node.kernel_size)
-        k = k * 2 if len(k) == 1 else k
-        s = _pair(node.stride)
-        s = s * 2 if len(s) == 1 else s
-        p = _pair(node.padding)
-        p = p * 2 if len(p) == 1 else p
-        y = tF.avg_pool2d(xf, k, s, p, count_include_pad=True)
+        pool = pool_geometry_of(node)
+        y = tF.avg_pool2d(xf, pool.kernel_size, pool.stride, pool.padding,
+                          count_include_pad=True)
         if isinstance(node, nir.SumPool2d):
-            y = y * (k[0] * k[1])
+            y = y * pool.area
         return _unfold(y, tb)
     if isinstance(node, nir.Flatten):
         ndim = x.dim() - 2

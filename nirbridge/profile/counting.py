@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as tF
 
 from nirbridge.errors import InputError
+from nirbridge.geometry import conv_geometry_of, pool_geometry_of
 from nirbridge.neurons import is_neuron
 from nirbridge.passes import predecessors
 from nirbridge.profile.spiking import (
@@ -29,13 +30,6 @@ from nirbridge.profile.spiking import (
     payload_tags,
     synapse_kind,
 )
-
-
-def _ints(v: Any, n: int) -> tuple[int, ...] | str:
-    if isinstance(v, (str, bytes)):
-        return v.decode() if isinstance(v, bytes) else v
-    arr = tuple(int(a) for a in np.atleast_1d(np.asarray(v)).astype(int).ravel())
-    return arr * n if len(arr) == 1 else arr
 
 
 def _connect(node: nir.NIRNode, x: torch.Tensor, ones: bool) -> torch.Tensor:
@@ -51,18 +45,15 @@ def _connect(node: nir.NIRNode, x: torch.Tensor, ones: bool) -> torch.Tensor:
     if isinstance(node, nir.Scale):
         return x * w(node.scale)
     if isinstance(node, (nir.Conv1d, nir.Conv2d)):
-        nd = 1 if isinstance(node, nir.Conv1d) else 2
-        conv = tF.conv1d if nd == 1 else tF.conv2d
-        pad = _ints(node.padding, nd)
-        return conv(x, w(node.weight), None, stride=_ints(node.stride, nd), padding=pad,
-                    dilation=_ints(node.dilation, nd),
-                    groups=int(np.asarray(node.groups).item()))
+        conv = tF.conv1d if isinstance(node, nir.Conv1d) else tF.conv2d
+        g = conv_geometry_of(node)
+        return conv(x, w(node.weight), None, stride=g.stride, padding=g.padding,
+                    dilation=g.dilation, groups=g.groups)
     if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-        k = _ints(node.kernel_size, 2)
-        s = _ints(node.stride, 2)
-        p = _ints(node.padding, 2)
+        pool = pool_geometry_of(node)
         # every weight of a pooling window is non-zero (1 or 1/k²): a window sum of ones
-        return tF.avg_pool2d(x, k, s, p, count_include_pad=True) * (k[0] * k[1])
+        return tF.avg_pool2d(x, pool.kernel_size, pool.stride, pool.padding,
+                             count_include_pad=True) * pool.area
     raise InputError(f"node type {type(node).__name__} is not a synapse node")
 
 

@@ -16,6 +16,7 @@ import torch
 
 from nirbridge import fixed_point as fx
 from nirbridge.errors import GraphError, InputError, QuantizationError
+from nirbridge.geometry import pool_geometry_of
 from nirbridge.quantize.graph import (
     QuantizedGraph,
     QuantizedInput,
@@ -23,7 +24,7 @@ from nirbridge.quantize.graph import (
     QuantizedOutput,
     QuantizedSynapse,
 )
-from nirbridge.quantize.quantizer import _ints, _tname
+from nirbridge.quantize.quantizer import _tname
 
 
 @dataclass
@@ -92,9 +93,7 @@ def _int_conv(x: np.ndarray, syn: QuantizedSynapse) -> np.ndarray:
 
 
 def _int_sumpool(x: np.ndarray, node: nir.NIRNode) -> np.ndarray:
-    k = _ints(node.kernel_size, 2)
-    s = _ints(node.stride, 2)
-    p = _ints(node.padding, 2)
+    k, s, p = pool_geometry_of(node)
     xp = np.pad(x, [(0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])])
     win = np.lib.stride_tricks.sliding_window_view(xp, k, axis=(2, 3))
     return win[:, :, ::s[0], ::s[1]].sum(axis=(-2, -1))

@@ -17,6 +17,7 @@ import torch
 from nirbridge import fixed_point as fx
 from nirbridge.backends.reference import apply_synapse
 from nirbridge.errors import GraphError, QuantizationError
+from nirbridge.geometry import conv_geometry_of, pool_geometry_of
 from nirbridge.neurons import QuantPlan, is_neuron, spec_of
 from nirbridge.neurons._base import CustomNeuron
 from nirbridge.passes import graph_dt, predecessors, successors, topological_order
@@ -36,14 +37,6 @@ PASSTHROUGH = (nir.Flatten, nir.SumPool2d, nir.AvgPool2d)
 
 def _tname(node: Any) -> str:
     return type(node).__name__
-
-
-def _ints(v: Any, n: int | None = None) -> tuple[int, ...]:
-    arr = np.atleast_1d(np.asarray(v)).astype(np.int64).ravel()
-    out = tuple(int(a) for a in arr)
-    if n is not None and len(out) == 1:
-        out = out * n
-    return out
 
 
 def _check_finite(name: str, node: nir.NIRNode) -> None:
@@ -161,8 +154,7 @@ def _avg_factor(g: nir.NIRGraph, names: list[str]) -> float:
     for n in names:
         node = g.nodes[n]
         if isinstance(node, nir.AvgPool2d):
-            k = _ints(node.kernel_size, 2)
-            f /= k[0] * k[1]
+            f /= pool_geometry_of(node).area
     return f
 
 
@@ -293,24 +285,13 @@ def _make_synapse(graph: nir.NIRGraph, ch: _Chain, sink: str, w_eff: np.ndarray,
     if not np.any(mant) and np.any(w):
         rep.notes.append("all weights round to zero")
     if isinstance(node, (nir.Conv1d, nir.Conv2d)):
-        nd = 1 if isinstance(node, nir.Conv1d) else 2
-        pad = node.padding
-        if isinstance(pad, (str, bytes)):
-            pad_s = pad.decode() if isinstance(pad, bytes) else pad
-            ks = w.shape[2:]
-            dil = _ints(node.dilation, nd)
-            if pad_s == "same":
-                padding = tuple(d * (k - 1) // 2 for d, k in zip(dil, ks, strict=True))
-                if any(d * (k - 1) % 2 for d, k in zip(dil, ks, strict=True)):
-                    raise QuantizationError(f"node '{name}': asymmetric 'same' padding is not "
-                                            "supported in fixed point")
-            else:
-                padding = (0,) * nd
-        else:
-            padding = _ints(pad, nd)
+        geo = conv_geometry_of(node)
+        padding = geo.explicit_padding()
+        if padding is None:
+            raise QuantizationError(f"node '{name}': asymmetric 'same' padding is not "
+                                    "supported in fixed point")
         syn = QuantizedSynapse(name, _tname(node), mant, w_exp, P, in_frac, out_frac, sink,
-                               gain_rows, _ints(node.stride, nd), padding,
-                               _ints(node.dilation, nd), int(np.asarray(node.groups).item()))
+                               gain_rows, geo.stride, padding, geo.dilation, geo.groups)
     else:
         syn = QuantizedSynapse(name, _tname(node), mant, w_exp, P, in_frac, out_frac, sink,
                                gain_rows)

@@ -21,6 +21,7 @@ import torch
 
 from nirbridge.backends.reference import apply_synapse
 from nirbridge.errors import InvalidParameterError
+from nirbridge.geometry import pool_geometry_of
 
 #: Linear maps with more entries than this become ``Sparse`` when ``sparse="auto"``.
 SPARSE_ABOVE = 1 << 20
@@ -75,14 +76,6 @@ def _basis_matrix(fn: Callable[[torch.Tensor], torch.Tensor], in_shape: tuple[in
                       shape=(n_out, n_in))
 
 
-def _pool_geometry(node: Any) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-    def pair(v: Any) -> tuple[int, int]:
-        a = np.atleast_1d(np.asarray(v)).astype(int)
-        return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
-
-    return pair(node.kernel_size), pair(node.stride), pair(node.padding)
-
-
 def linear_map(node: nir.NIRNode, in_shape: tuple[int, ...]) -> LinearMap:
     """The matrix, output shape, bias and post-ops of a linear NIR node on ``in_shape``.
 
@@ -98,7 +91,8 @@ def linear_map(node: nir.NIRNode, in_shape: tuple[int, ...]) -> LinearMap:
     if isinstance(node, (nir.Affine, nir.Linear)) and len(in_shape) == 1:
         matrix = np.asarray(node.weight, dtype=np.float64).reshape(n_out, in_shape[0])
     elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-        k, s, p = _pool_geometry(node)
+        pool = pool_geometry_of(node)
+        k, s, p = pool
 
         def window(x: torch.Tensor) -> torch.Tensor:
             xf = x.reshape(-1, *in_shape)
@@ -107,7 +101,7 @@ def linear_map(node: nir.NIRNode, in_shape: tuple[int, ...]) -> LinearMap:
             return y.reshape(1, x.shape[1], *y.shape[1:])
 
         matrix = _basis_matrix(window, in_shape, n_out)
-        area = np.full(n_out, float(k[0] * k[1]))
+        area = np.full(n_out, float(pool.area))
         # reference: avg_pool2d (sum / area), times the area for SumPool2d
         post = (("div", area),) + ((("mul", area),) if isinstance(node, nir.SumPool2d) else ())
     else:
