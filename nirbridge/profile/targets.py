@@ -193,8 +193,9 @@ def _resolve(name_or_path: str | Path) -> Path:
         return p
     shipped = PROFILES_DIR / f"{name_or_path}.toml"
     if not shipped.is_file():
-        raise ProfileError(f"no profile named '{name_or_path}'; shipped profiles: "
-                           f"{', '.join(list_profiles())} (or give a path to a .toml file)")
+        raise ProfileError(f"no profile named '{name_or_path}': {shipped.name} not found; "
+                           f"shipped profiles: {', '.join(list_profiles())} (or give a path "
+                           "to a .toml file)")
     return shipped
 
 
@@ -232,7 +233,13 @@ def _limit(limits: Table, key: str) -> Limit:
     return Limit(value, source, bool(assumption))
 
 
-def _quantization(q: Table) -> Quantization:
+def quantization_from_table(q: Table) -> Quantization:
+    """The ``[quantization]`` table ``q`` of a profile, schema-checked: the one parser of
+    that table (:func:`load_profile` and
+    :meth:`nirbridge.quantize.QuantConfig.from_profile` both use it). Every field is
+    required, none other is allowed; ``frac_bits`` is a table of integers by neuron type.
+    Range checks beyond these (bit widths, the frac_bits bounds) are
+    :class:`~nirbridge.quantize.QuantConfig`'s."""
     q.reject_unknown((*QUANT_INT_KEYS, *QUANT_FLOAT_KEYS, "frac_bits"))
     ints = {k: q.integer(k) for k in QUANT_INT_KEYS}
     floats = {k: float(q.typed(k, (int, float))) for k in QUANT_FLOAT_KEYS}
@@ -282,7 +289,7 @@ def load_profile(name_or_path: str | Path | Profile) -> Profile:
                 limits[k] = _limit(limits_t, k)
     quant = None
     if "quantization" in data:
-        quant = _quantization(data.table("quantization"))
+        quant = quantization_from_table(data.table("quantization"))
     return Profile(name=name, description=description, kind=kind, scope=scope,
                    prices=prices, time_step_s=None if ts is None else float(ts),
                    energy=energy, limits=limits, neuron_updates=nu, mapper=mapper,
@@ -293,5 +300,6 @@ __all__ = [
     "ENERGY_KEYS", "EVIDENCE", "KINDS", "LIMIT_KEYS", "MAPPERS", "NU_BASES",
     "OPTIONAL_ENERGY_KEYS", "PRICES", "PROFILES_DIR", "QUANT_FLOAT_KEYS", "QUANT_INT_KEYS",
     "REQUIRED_LIMITS", "SCOPES", "Constant", "Limit", "Profile", "Quantization",
-    "energy_label", "list_profiles", "load_profile", "weakest_evidence",
+    "energy_label", "list_profiles", "load_profile", "quantization_from_table",
+    "weakest_evidence",
 ]

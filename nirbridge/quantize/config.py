@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nirbridge.config import Table
 from nirbridge.errors import ProfileError
 from nirbridge.neurons import default_frac_bits
+from nirbridge.profile.targets import Profile, Quantization, load_profile, quantization_from_table
 
 #: Fractional bits of the state per neuron format key (the ``[quantization.frac_bits]``
 #: table), as the registered neurons declare them.
@@ -19,8 +20,6 @@ REQUIRED_KEYS: tuple[str, ...] = (
     "weight_bits", "weight_exp_min", "weight_exp_max", "state_bits", "decay_bits",
     "frac_bits", "lut_step_log2", "lut_min", "lut_max",
 )
-
-_PROFILE_DIR = Path(__file__).parent.parent / "profiles"
 
 
 @dataclass(frozen=True)
@@ -87,66 +86,66 @@ class QuantConfig:
                                f"'{node_name}'); add it to the profile") from None
 
     @classmethod
-    def from_profile(cls, profile: Mapping[str, Any] | str | Path,
+    def from_profile(cls, profile: Profile | Quantization | Mapping[str, Any] | str | Path,
                      **options: Any) -> QuantConfig:
         """Read the ``[quantization]`` table of a target profile.
 
-        ``profile`` is the parsed profile (a dict with a ``quantization`` table, or that
-        table itself), a path to a ``.toml`` file, or the name of a shipped profile
-        (``"loihi2"``). ``options`` set the fields that are not in the profile
-        (``input_frac_bits`` …). A missing or mistyped key raises :class:`ProfileError`
-        naming it.
+        ``profile`` is the name of a shipped profile (``"loihi2"``) or a path to a
+        ``.toml`` file (loaded and schema-checked by
+        :func:`nirbridge.profile.load_profile`), a loaded :class:`~nirbridge.profile.Profile`
+        or its :class:`~nirbridge.profile.Quantization`, or a parsed profile (a dict with a
+        ``quantization`` table, or that table itself). A dict may also hold the options
+        below, and give ``frac_bits`` as one integer for every neuron type. ``options`` set
+        the fields that are not in the profile (``input_frac_bits`` …). A missing or
+        mistyped field raises :class:`ProfileError` naming it (``field
+        'quantization.weight_bits': …``), as does a neuron type missing from ``frac_bits``.
         """
         if isinstance(profile, (str, Path)):
-            profile = _load_profile(profile)
-        table = profile.get("quantization", profile) if isinstance(profile, Mapping) else None
-        if not isinstance(table, Mapping):
+            profile = load_profile(profile)
+        source: Path | None = None
+        if isinstance(profile, Profile):
+            if profile.quantization is None:
+                raise ProfileError(f"{profile.path or profile.name}: profile has no "
+                                   "[quantization] table")
+            source, quant = profile.path, profile.quantization
+        elif isinstance(profile, Quantization):
+            quant = profile
+        elif isinstance(profile, Mapping):
+            quant = _quantization_of(profile.get("quantization", profile), options)
+        else:
             raise ProfileError("profile has no [quantization] table")
-        kw: dict[str, Any] = {}
-        for key in REQUIRED_KEYS:
-            if key not in table:
-                raise ProfileError(f"profile field 'quantization.{key}' is missing; add it to "
-                                   "the [quantization] table")
-            val = table[key]
-            if key == "frac_bits":
-                if isinstance(val, Mapping):
-                    missing = [k for k in DEFAULT_FRAC_BITS if k not in val]
-                    if missing:
-                        raise ProfileError(f"profile field 'quantization.frac_bits.{missing[0]}'"
-                                           " is missing; add it to [quantization.frac_bits]")
-                    val = {str(k): v for k, v in val.items()}
-                elif isinstance(val, int) and not isinstance(val, bool):
-                    val = dict.fromkeys(DEFAULT_FRAC_BITS, val)
-                else:
-                    raise ProfileError(f"profile field 'quantization.frac_bits' = {val!r}: "
-                                       "expected a table of integers by neuron type")
-            elif key in ("lut_min", "lut_max"):
-                if isinstance(val, bool) or not isinstance(val, (int, float)):
-                    raise ProfileError(f"profile field 'quantization.{key}' = {val!r}: "
-                                       "expected a number")
-                val = float(val)
-            elif isinstance(val, bool) or not isinstance(val, int):
-                raise ProfileError(f"profile field 'quantization.{key}' = {val!r}: expected "
-                                   "an integer")
-            kw[key] = val
-        for key in ("input_frac_bits", "input_bits", "input_max", "headroom",
-                    "conv_weight_exp"):
-            if key in table and key not in options:
-                options[key] = table[key]
+        missing = [k for k in DEFAULT_FRAC_BITS if k not in quant.frac_bits]
+        if missing:
+            frac = Table(quant.frac_bits, source=source, error=ProfileError,
+                         name="quantization.frac_bits")
+            raise frac.fail(missing[0], "missing; give an integer (add it to "
+                                        "[quantization.frac_bits])")
         unknown = set(options) - set(cls.__dataclass_fields__)
         if unknown:
             raise ProfileError(f"unknown quantization option(s) {sorted(unknown)}")
-        return cls(**kw, **options)
+        return cls(**asdict(quant), **options)
 
 
-def _load_profile(where: str | Path) -> dict[str, Any]:
-    path = Path(where)
-    if not path.suffix and not path.exists():
-        path = _PROFILE_DIR / f"{where}.toml"
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ProfileError(f"profile '{where}' not found ({path})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"profile {path} is not valid TOML: {exc}") from exc
+#: Fields of :class:`QuantConfig` that a parsed ``[quantization]`` dict may hold besides
+#: the profile schema's (a shipped profile holds none of them).
+OPTION_KEYS: tuple[str, ...] = ("input_frac_bits", "input_bits", "input_max", "headroom",
+                                "conv_weight_exp")
+
+
+def _quantization_of(data: Any, options: dict[str, Any]) -> Quantization:
+    """The profile schema's :class:`Quantization` of a parsed ``[quantization]`` dict; its
+    option fields go into ``options`` unless already there."""
+    if not isinstance(data, Mapping) or not any(k in data for k in REQUIRED_KEYS):
+        raise ProfileError("profile has no [quantization] table")
+    fields = dict(data)
+    for key in OPTION_KEYS:
+        if key in fields:
+            options.setdefault(key, fields.pop(key))
+    fb = fields.get("frac_bits")
+    if isinstance(fb, int) and not isinstance(fb, bool):
+        fields["frac_bits"] = dict.fromkeys(DEFAULT_FRAC_BITS, fb)
+    return quantization_from_table(Table(fields, source=None, error=ProfileError,
+                                         name="quantization"))
+
+
+__all__ = ["DEFAULT_FRAC_BITS", "OPTION_KEYS", "REQUIRED_KEYS", "QuantConfig"]
