@@ -33,6 +33,7 @@ import numpy as np
 from nirbridge._files import write_bytes
 from nirbridge.errors import NirbridgeError
 from nirbridge.profile import Counts, EnergyReport, Mapping
+from nirbridge.textfmt import markdown_table, text_table
 from nirbridge.units import format_energy
 
 SCHEMA_VERSION = "1"
@@ -485,13 +486,7 @@ def format_table(doc: MappingABC[str, Any]) -> str:
     """The report as plain-text tables for a terminal."""
     lines: list[str] = []
     for title, rows, notes in _sections(doc):
-        lines.append(title)
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        for j, r in enumerate(rows):
-            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths,
-                                                                     strict=True)).rstrip())
-            if j == 0:
-                lines.append("  " + "  ".join("-" * w for w in widths))
+        lines += [title, text_table(rows, indent="  ")]
         lines.extend(f"  * {n}" for n in notes)
         lines.append("")
     return "\n".join(lines)
@@ -517,11 +512,7 @@ def render_markdown(doc: MappingABC[str, Any], plot_files: MappingABC[str, str] 
              "with its profile and evidence; raw counts are given beside them.", ""]
     for sec_title, rows, notes in [*sections, *_sections(doc)]:
         lines += [f"## {sec_title}", ""]
-        esc = [[c.replace("|", "\\|") for c in r] for r in rows]
-        lines.append("| " + " | ".join(esc[0]) + " |")
-        lines.append("|" + "---|" * len(esc[0]))
-        lines += ["| " + " | ".join(r) + " |" for r in esc[1:]]
-        lines.append("")
+        lines += [markdown_table([[c.replace("|", "\\|") for c in r] for r in rows]), ""]
         lines += [f"- {n}" for n in notes]
         if notes:
             lines.append("")

@@ -339,6 +339,26 @@ class CustomNeuron(nir.NIRNode):
         return data
 
 
+#: Dataclass fields of a NIR node that are not parameters.
+_NOT_PARAMS = ("input_type", "output_type", "metadata")
+
+
+def numeric_fields(node: nir.NIRNode) -> list[tuple[str, Any]]:
+    """``(name, value)`` of each parameter of a neuron node that may hold numbers: a
+    :class:`CustomNeuron`'s ``PARAMS``, else the node's dataclass fields but its types and
+    metadata; values that are None, text or a bool (a flag) are left out. Values are
+    returned as stored: callers convert and check them with their own errors."""
+    names = list(type(node).PARAMS) if isinstance(node, CustomNeuron) else [
+        f for f in getattr(node, "__dataclass_fields__", {}) if f not in _NOT_PARAMS]
+    out = []
+    for f in names:
+        value = getattr(node, f, None)
+        if value is None or isinstance(value, (str, bytes, bool)):
+            continue
+        out.append((f, value))
+    return out
+
+
 # ----------------------------------------------------------------- lossy approximation
 #: Smallest 1 − β a lossy leaky node may have (β ≥ 1 cannot leak in NIR's LIF).
 LOSSY_EPS = 1e-12
@@ -394,6 +414,7 @@ __all__ = [
     "full",
     "leaky_standard_node",
     "node_param",
+    "numeric_fields",
     "run_steps",
     "spike",
     "to_tensor",

@@ -19,7 +19,7 @@ from nirbridge.backends.reference import apply_synapse
 from nirbridge.errors import GraphError, QuantizationError
 from nirbridge.geometry import conv_geometry_of, pool_geometry_of
 from nirbridge.neurons import QuantPlan, is_neuron, spec_of
-from nirbridge.neurons._base import CustomNeuron
+from nirbridge.neurons._base import numeric_fields
 from nirbridge.passes import graph_dt, predecessors, successors, topological_order
 from nirbridge.quantize.config import QuantConfig
 from nirbridge.quantize.graph import (
@@ -40,13 +40,7 @@ def _tname(node: Any) -> str:
 
 
 def _check_finite(name: str, node: nir.NIRNode) -> None:
-    names = list(type(node).PARAMS) if isinstance(node, CustomNeuron) else [
-        f for f in getattr(node, "__dataclass_fields__", {})
-        if f not in ("input_type", "output_type", "metadata")]
-    for f in names:
-        val = getattr(node, f, None)
-        if val is None or isinstance(val, (str, bytes, bool)):
-            continue
+    for f, val in numeric_fields(node):
         try:
             arr = np.asarray(val, dtype=np.float64)
         except (TypeError, ValueError):

@@ -60,21 +60,15 @@ from nirbridge.errors import (
     LoweringError,
     ShapeMismatchError,
 )
-from nirbridge.neurons import NEURONS, CustomNeuron, is_neuron, spec_of
-from nirbridge.neurons._base import compare_of
+from nirbridge.neurons import NEURONS, is_neuron, spec_of
+from nirbridge.neurons._base import compare_of, numeric_fields
 
 
 # ----------------------------------------------------------------- neuron lowerings
 def check_neuron_params(name: str, node: nir.NIRNode, shape: tuple[int, ...]) -> None:
     """Every numeric parameter of a neuron node finite and of the neuron's shape, else an
     error naming the node and the parameter."""
-    fields = node.PARAMS if isinstance(node, CustomNeuron) else [
-        f for f in getattr(node, "__dataclass_fields__", {})
-        if f not in ("input_type", "output_type", "metadata")]
-    for f in fields:
-        value = getattr(node, f, None)
-        if value is None or isinstance(value, (str, bytes, bool)):
-            continue
+    for f, value in numeric_fields(node):
         try:
             arr = np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError) as exc:

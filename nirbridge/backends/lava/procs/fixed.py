@@ -39,7 +39,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from nirbridge import fixed_point as fx
 from nirbridge.backends.lava.procs.neurons import _node_shape
-from nirbridge.backends.lava.procs.probe import Probe
+from nirbridge.backends.lava.procs.probe import ProbedStateModel
 from nirbridge.neurons import NEURONS
 
 _QUIET = LogConfig(level_console=60)
@@ -71,7 +71,7 @@ class FixedNeuron(AbstractProcess):
 @implements(proc=FixedNeuron, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyFixedNeuronModel(PyLoihiProcessModel):
+class PyFixedNeuronModel(ProbedStateModel, PyLoihiProcessModel):
     """fixed_pt model: reset at sample boundaries, the integer step, send, probe."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64, precision=32)
@@ -85,23 +85,12 @@ class PyFixedNeuronModel(PyLoihiProcessModel):
         self._model = model
         self._params = proc_params["params"]
         self._batch_shape = (1, *proc_params["node_shape"])
-        self._fields: tuple[str, ...] = tuple(model.state_fields)
         self._state_type = type(self._params.initial_state(1, tuple(proc_params["node_shape"])))
-        self._period = int(proc_params["period"])
-        self._offset = int(proc_params["offset"])
-        self._probe_cfg = proc_params.get("probe")
-        self._probe: Probe | None = None
-        self._initial: np.ndarray | None = None
+        self._setup_probe(proc_params, tuple(model.state_fields))
 
     def run_spk(self) -> None:
-        k = self.time_step - 1
         a = np.asarray(self.a_in.recv(), dtype=np.int64)
-        if self._initial is None:  # Vars are filled in after __init__
-            self._initial = np.array(self.state, copy=True)
-            if self._probe_cfg:
-                self._probe = Probe(self._probe_cfg, a.shape[0], self._fields)
-        if self._period > 0 and k >= self._offset and (k - self._offset) % self._period == 0:
-            self.state[:] = self._initial
+        k = self._begin_step(a.shape[0])
         state = self._state_type(*(np.asarray(self.state[i], dtype=np.int64)
                                    .reshape(self._batch_shape) for i in range(len(self._fields))))
         sat = fx.SaturationCounter() if self._probe is not None else None
@@ -110,6 +99,4 @@ class PyFixedNeuronModel(PyLoihiProcessModel):
             self.state[i] = np.asarray(getattr(new, f)).reshape(-1)
         out = np.asarray(out, dtype=np.int64).reshape(-1)
         self.s_out.send(out)
-        if self._probe is not None:
-            self._probe.observe(k, out, a, {f: self.state[i] for i, f in enumerate(self._fields)},
-                                sat.counts if sat is not None else None)
+        self._observe(k, out, a, sat.counts if sat is not None else None)

@@ -32,7 +32,7 @@ from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from nirbridge.backends.lava.procs.probe import Probe
+from nirbridge.backends.lava.procs.probe import ProbedStateModel
 from nirbridge.neurons import NEURONS
 
 _QUIET = LogConfig(level_console=60)  # Lava adds a root-logger handler per Process
@@ -70,7 +70,7 @@ class FloatNeuron(AbstractProcess):
 @implements(proc=FloatNeuron, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
-class PyFloatNeuronModel(PyLoihiProcessModel):
+class PyFloatNeuronModel(ProbedStateModel, PyLoihiProcessModel):
     """floating_pt model: reset at sample boundaries, the neuron's torch step, send, probe."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
@@ -85,24 +85,13 @@ class PyFloatNeuronModel(PyLoihiProcessModel):
         torch.set_num_threads(1)
         spec = NEURONS[proc_params["neuron"]]
         self._state_type = spec.state
-        self._fields = spec.state_fields
         _, self._step = spec.runner(proc_params["node"], proc_params["dt"])
         self._batch_shape = (1, *proc_params["node_shape"])
-        self._period = int(proc_params["period"])
-        self._offset = int(proc_params["offset"])
-        self._probe_cfg = proc_params.get("probe")
-        self._probe: Probe | None = None
-        self._initial: np.ndarray | None = None
+        self._setup_probe(proc_params, tuple(spec.state_fields))
 
     def run_spk(self) -> None:
-        k = self.time_step - 1
         x = self.a_in.recv() + self.bias
-        if self._initial is None:  # Vars are filled in after __init__
-            self._initial = np.array(self.state, copy=True)
-            if self._probe_cfg:
-                self._probe = Probe(self._probe_cfg, x.shape[0], self._fields)
-        if self._period > 0 and k >= self._offset and (k - self._offset) % self._period == 0:
-            self.state[:] = self._initial
+        k = self._begin_step(x.shape[0])
         state = self._state_type(*(torch.from_numpy(self.state[i].reshape(self._batch_shape))
                                    for i in range(len(self._fields))))
         with torch.no_grad():
@@ -111,5 +100,4 @@ class PyFloatNeuronModel(PyLoihiProcessModel):
             self.state[i] = value.reshape(-1).numpy()
         out = out.reshape(-1).numpy()
         self.s_out.send(out)
-        if self._probe is not None:
-            self._probe.observe(k, out, x, {f: self.state[i] for i, f in enumerate(self._fields)})
+        self._observe(k, out, x)

@@ -18,6 +18,10 @@ At 0-based step ``k``, the stream holds step ``t`` of sample ``b`` where
 accumulated per sample and neuron (``[B, n]``) whether or not the stream is recorded, and
 so are saturation events (fixed_pt neurons report them per state field each step), over
 the steps that belong to a sample.
+
+:class:`ProbedStateModel` is what the two neuron ProcessModels (floating_pt and fixed_pt)
+share around their step: the reset of the stacked state at sample boundaries and this
+probe.
 """
 
 from __future__ import annotations
@@ -87,3 +91,50 @@ class Probe:
         np.savez(tmp, **arrays)
         os.replace(tmp, self.path)
         self.done = True
+
+
+class ProbedStateModel:
+    """Mixin of a neuron ProcessModel with a stacked ``state`` Var (``[n_fields, size]``):
+    the state goes back to its initial value at every sample boundary (every ``period``
+    steps from ``offset``), and a :class:`Probe` records the stream and the states.
+
+    Plain Python, no Lava: the concrete model subclasses this and ``PyLoihiProcessModel``
+    and declares its own ports and Vars (Lava's model discovery reads their
+    ``LavaPyType`` from the model class). The model calls :meth:`_setup_probe` in its
+    ``__init__``, :meth:`_begin_step` in ``run_spk`` once it has the step's input, and
+    :meth:`_observe` after it has sent the step's output.
+    """
+
+    state: np.ndarray  # the model's stacked state Var, set by Lava
+    time_step: int  # Lava's 1-based step counter
+
+    def _setup_probe(self, proc_params: Mapping[str, Any], fields: tuple[str, ...]) -> None:
+        """Read ``period``/``offset``/``probe`` of the Process; ``fields`` names the
+        state's rows."""
+        self._fields = fields
+        self._period = int(proc_params["period"])
+        self._offset = int(proc_params["offset"])
+        self._probe_cfg = proc_params.get("probe")
+        self._probe: Probe | None = None
+        self._initial: np.ndarray | None = None
+
+    def _begin_step(self, size: int) -> int:
+        """The 0-based step ``k``; on the first step, keep the initial state (Lava fills
+        Vars in after ``__init__``) and start the probe for ``size`` values; at a sample
+        boundary, reset the state."""
+        k = self.time_step - 1
+        if self._initial is None:
+            self._initial = np.array(self.state, copy=True)
+            if self._probe_cfg:
+                self._probe = Probe(self._probe_cfg, size, self._fields)
+        if self._period > 0 and k >= self._offset and (k - self._offset) % self._period == 0:
+            self.state[:] = self._initial
+        return k
+
+    def _observe(self, k: int, out: np.ndarray, x: np.ndarray,
+                 saturations: Mapping[str, int] | None = None) -> None:
+        """Hand step ``k``'s output, input, states (and saturation events) to the probe."""
+        if self._probe is not None:
+            self._probe.observe(k, out, x,
+                                {f: self.state[i] for i, f in enumerate(self._fields)},
+                                saturations)
