@@ -243,6 +243,14 @@ def test_layout_wrappers_export_as_one_step(tmp_path):
     _assert_equal_runs(graph, model, x.transpose(0, 1), out, _btn_to_tbn)
 
 
+def test_a_sinabs_network_exports_its_spiking_model():
+    network = pytest.importorskip("sinabs.network")
+    net = network.Network(spiking_model=nn.Sequential(nn.Linear(3, 4), sl.IAF()))
+    graph = nirbridge.to_nir(net, torch.zeros(1, 3))
+    assert [type(graph.nodes[n]).__name__ for n in topological_order(graph)] == \
+        ["Input", "Affine", "SinabsIAF", "Output"]
+
+
 # ---------------------------------------------------------------------- file route
 def _sinabs_file_model() -> nn.Module:
     torch.manual_seed(2)
