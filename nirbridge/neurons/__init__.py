@@ -21,6 +21,7 @@ from nirbridge.neurons import snntorch_synaptic  # noqa: F401, I001
 from nirbridge.neurons import sinabs_iaf, sinabs_lif  # noqa: F401, I001
 from nirbridge.neurons import sinabs_expleak, sinabs_synlif  # noqa: F401, I001
 from nirbridge.neurons import norse_lif, norse_li  # noqa: F401, I001
+from nirbridge.neurons import sjlif, sjplif  # noqa: F401, I001
 from nirbridge.neurons import functional  # noqa: I001 - after the neuron files it gathers
 from nirbridge.neurons._base import (
     CustomNeuron,
