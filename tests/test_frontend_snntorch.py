@@ -1,8 +1,8 @@
 """snnTorch models through ``nirbridge.to_nir`` and snnTorch's own files through the
 front-end's ``from_file`` (issue 9), against snnTorch's own forward in float64.
 
-Direct route: every variant (Leaky, Synaptic, Lapicque; init_hidden on and off, output=True;
-reset subtract/zero/none; reset_delay on and off; scalar, per-neuron and learnable
+Direct route: every variant (Leaky, Synaptic, Lapicque, Alpha; init_hidden on and off,
+output=True; reset subtract/zero/none; reset_delay on and off; scalar, per-neuron and learnable
 parameters; graded spikes; surrogates) is exported, written, read back and run by the
 reference over T = 24 steps: spikes identical to snnTorch's, membranes (and synaptic
 currents) within 1e-9 of the states snnTorch holds. File route: a file written by
@@ -56,9 +56,12 @@ def _float64(model: nn.Module) -> nn.Module:
 
 
 def _states(m: nn.Module) -> dict[str, torch.Tensor]:
+    """The states an snnTorch neuron holds, by the nirbridge node's state names."""
     out = {"v": m.mem.clone()}
     if hasattr(m, "syn"):
         out["syn"] = m.syn.clone()
+    if hasattr(m, "syn_exc"):
+        out.update(exc=m.syn_exc.clone(), inh=m.syn_inh.clone())
     return out
 
 
@@ -240,6 +243,44 @@ def test_lapicque_equals_snntorch(reset, how, tmp_path):
     assert want.sum() > 0
 
 
+@pytest.mark.parametrize("reset", RESETS)
+def test_alpha_equals_snntorch(reset, tmp_path):
+    torch.manual_seed(23)
+    model = nn.Sequential(
+        _lin(N_IN, 8),
+        snn.Alpha(alpha=torch.linspace(0.8, 0.95, 8), beta=0.5, threshold=0.25,
+                  init_hidden=True, reset_mechanism=reset),
+        _lin(8, 4),
+        snn.Alpha(alpha=0.875, beta=0.75, threshold=0.5, init_hidden=True, output=True,
+                  reset_mechanism=reset))
+    x = _inputs(12)
+    graph = _export(model, x, tmp_path)
+    assert {type(graph.nodes[n]).__name__ for n in _neuron_nodes(graph)} == {"SnnTorchAlpha"}
+    want, states = _run_snntorch(_float64(model), x)
+    _assert_equal_runs(graph, x, want, states, check_rates=False)
+    assert 0 < float(want.mean()) < 1
+
+
+class _ExplicitAlpha(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = _lin(N_IN, 4)
+        self.lif = snn.Alpha(alpha=0.875, beta=0.5, threshold=0.5, reset_mechanism="subtract")
+
+    def forward(self, x, exc=None, inh=None, mem=None):
+        spk, exc, inh, mem = self.lif(self.fc(x), exc, inh, mem)
+        return spk, exc, inh, mem
+
+
+def test_alpha_without_init_hidden_equals_snntorch(tmp_path):
+    torch.manual_seed(29)
+    model = _ExplicitAlpha()
+    x = _inputs(13)
+    graph = _export(model, x, tmp_path)
+    want, states = _run_snntorch(_float64(model), x, _explicit_step)
+    _assert_equal_runs(graph, x, want, states)
+
+
 @pytest.mark.parametrize("spike_grad", ["fast_sigmoid", "disabled", "STE.apply"])
 def test_graded_spikes_and_surrogates(spike_grad, tmp_path):
     grad = {"fast_sigmoid": dict(spike_grad=surrogate.fast_sigmoid(slope=10)),
@@ -333,11 +374,11 @@ def test_conv_layers_with_per_channel_parameters(tmp_path):
     (lambda: snn.RLeaky(beta=0.5, linear_features=4), "recurren"),
     (lambda: snn.RSynaptic(alpha=0.5, beta=0.5, linear_features=4), "recurren"),
     (lambda: snn.SConv2dLSTM(in_channels=1, out_channels=2, kernel_size=3), "LSTM"),
-    (lambda: snn.Alpha(alpha=0.9, beta=0.8, init_hidden=True), "no exact node"),
+    (lambda: snn.LeakyParallel(input_size=4, hidden_size=4), "every time step at once"),
     (lambda: snn.Leaky(beta=0.5, inhibition=True), "inhibition"),
     (lambda: snn.Leaky(beta=0.5, state_quant=lambda m: m), "state_quant"),
     (lambda: snn.Leaky(beta=0.5, spike_grad=lambda z: torch.sigmoid(z)), "spike_grad"),
-], ids=["RLeaky", "RSynaptic", "SConv2dLSTM", "Alpha", "inhibition", "state_quant",
+], ids=["RLeaky", "RSynaptic", "SConv2dLSTM", "LeakyParallel", "inhibition", "state_quant",
         "custom_spike_grad"])
 def test_unsupported_modules_name_module_framework_and_route(make, why):
     with pytest.warns(UserWarning) if "inhibition" in why else _no_warning():
@@ -347,7 +388,7 @@ def test_unsupported_modules_name_module_framework_and_route(make, why):
         nirbridge.to_nir(model, torch.zeros(1, 4))
     msg = str(err.value)
     assert f"1 ({type(module).__name__})" in msg and "snnTorch" in msg, msg
-    assert why in msg and "Leaky, Synaptic or Lapicque" in msg, msg
+    assert why in msg and "Leaky, Synaptic, Lapicque or Alpha" in msg, msg
 
 
 class _no_warning:
@@ -483,7 +524,10 @@ def test_lava_floating_pt_equals_the_reference_on_snntorch_neurons():
         nn.Linear(6, 5),
         snn.Synaptic(alpha=0.5, beta=0.75, threshold=0.5, init_hidden=True),
         nn.Linear(5, 4),
-        snn.Lapicque(beta=0.8, threshold=0.25, init_hidden=True, reset_mechanism="zero"))
+        snn.Lapicque(beta=0.8, threshold=0.25, init_hidden=True, reset_mechanism="zero"),
+        nn.Linear(4, 4),
+        snn.Alpha(alpha=0.9, beta=0.75, threshold=0.25, init_hidden=True,
+                  reset_mechanism="subtract"))
     x = _inputs(10)
     graph = nirbridge.to_nir(model, x[0], dt=1e-3)
     want, records = nirbridge.run(graph, x, record=True)

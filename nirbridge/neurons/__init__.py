@@ -18,6 +18,7 @@ from nirbridge.neurons import lava_lif, standard, sublif  # noqa: I001 - others 
 from nirbridge.neurons import dalif, klif, arlif, clif, alif, plif  # noqa: I001
 from nirbridge.neurons import snntorch_leaky  # noqa: F401, I001
 from nirbridge.neurons import snntorch_synaptic  # noqa: F401, I001
+from nirbridge.neurons import snntorch_alpha  # noqa: F401, I001
 from nirbridge.neurons import sinabs_iaf, sinabs_lif  # noqa: F401, I001
 from nirbridge.neurons import sinabs_expleak, sinabs_synlif  # noqa: F401, I001
 from nirbridge.neurons import norse_lif, norse_li  # noqa: F401, I001

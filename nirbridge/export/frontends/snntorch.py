@@ -1,23 +1,24 @@
 """The snnTorch front-end: snnTorch models through :func:`nirbridge.to_nir`, and the
 files snnTorch's own ``export_to_nir`` writes, read as snnTorch itself reads them.
 
-**Direct route** (:func:`adapt`). ``Leaky``, ``Synaptic`` and ``Lapicque`` become the
-custom neurons ``SnnTorchLeaky`` / ``SnnTorchSynaptic`` (:mod:`nirbridge.neurons.snntorch_leaky`,
-:mod:`nirbridge.neurons.snntorch_synaptic`): snnTorch's step to the last operation, its
-reset at the next step from the previous membrane (``reset_mechanism`` "subtract", "zero",
-"none"; ``reset_delay`` on or off), its ``graded_spikes_factor``, scalar, per-neuron and
-learnable ``beta``/``alpha``/``threshold`` (their effective values; ``beta`` clamped as
-snnTorch's forward does). The surrogate only shapes gradients: the forward is
-``H(mem − θ) = (mem − θ > 0)``, NIR's ``>``. snnTorch is a per-step model (β, not τ), so
-the graph's dt changes no parameter. With ``init_hidden=True`` (and ``output=False``) the
-stand-in returns the spikes only; otherwise it returns snnTorch's tuple, ``(spk, mem)`` or
-``(spk, syn, mem)``, so ``spk, mem = lif(x, mem)`` traces as written.
+**Direct route** (:func:`adapt`). ``Leaky`` and ``Lapicque`` become the custom neuron
+``SnnTorchLeaky``, ``Synaptic`` ``SnnTorchSynaptic``, ``Alpha`` ``SnnTorchAlpha``
+(:mod:`nirbridge.neurons.snntorch_leaky`, ``snntorch_synaptic``, ``snntorch_alpha``):
+snnTorch's step to the last operation, its reset at the next step from the previous
+membrane (``reset_mechanism`` "subtract", "zero", "none"; ``reset_delay`` on or off), its
+``graded_spikes_factor``, scalar, per-neuron and learnable ``beta``/``alpha``/``threshold``
+(their effective values, clamped as snnTorch's forward clamps them). No standard NIR node
+is exact: NIR's LIF and CubaLIF reset at once and hold the membrane after the reset. The
+surrogate only shapes gradients: the forward is ``H(mem − θ) = (mem − θ > 0)``, NIR's
+``>``. snnTorch is a per-step model (β, not τ), so the graph's dt changes no parameter.
+With ``init_hidden=True`` (and ``output=False``) the stand-in returns the spikes only;
+otherwise snnTorch's tuple, ``(spk, mem)``, ``(spk, syn, mem)`` or ``(spk, syn_exc,
+syn_inh, mem)``, so ``spk, mem = lif(x, mem)`` traces as written.
 
-Refused, with the reason: ``Alpha`` (no exact node: its membrane is a weighted sum of two
-currents whose subtractive reset adds the previous inhibitory current back), recurrent
-``RLeaky``/``RSynaptic`` (recurrence is not exported yet), ``SLSTM``/``SConv2dLSTM``,
-``LeakyParallel`` and every other snnTorch module; ``inhibition``, ``state_quant`` and a
-``spike_grad`` from outside ``snntorch.surrogate`` (its forward may not be the step).
+Refused, with the reason: recurrent ``RLeaky``/``RSynaptic`` (recurrence is not exported
+yet), ``SLSTM``/``SConv2dLSTM``, ``LeakyParallel`` and every other snnTorch module;
+``inhibition``, ``state_quant`` and a ``spike_grad`` from outside ``snntorch.surrogate``
+(its forward may not be the step).
 
 **File route** (:func:`from_file`). snnTorch's exporter writes ``Leaky`` as ``nir.LIF``
 (``τ = dt/(1−β)``, ``r = τ/dt``) and ``Synaptic`` as ``nir.CubaLIF`` at ``dt = 1e-4``
@@ -39,28 +40,28 @@ from torch import nn
 
 from nirbridge.export.frontends import HiddenState, unsupported
 from nirbridge.neurons import NeuronModule
+from nirbridge.neurons.snntorch_alpha import SnnTorchAlpha
 from nirbridge.neurons.snntorch_leaky import SnnTorchLeaky, SnnTorchLeakyNode
 from nirbridge.neurons.snntorch_synaptic import SnnTorchSynaptic, SnnTorchSynapticNode
 
 #: The framework's name in messages.
 FRAMEWORK = "snnTorch"
 #: What works for a module this front-end cannot export.
-ROUTE = ("build the layer with snnTorch's Leaky, Synaptic or Lapicque (init_hidden on or "
-         "off) or with a nirbridge neuron (nirbridge.neurons), then call nirbridge.to_nir")
+ROUTE = ("build the layer with snnTorch's Leaky, Synaptic, Lapicque or Alpha (init_hidden "
+         "on or off) or with a nirbridge neuron (nirbridge.neurons), then call "
+         "nirbridge.to_nir")
 #: The dt snnTorch's ``export_to_nir`` and ``import_from_nir`` assume (it writes none).
 DT = 1e-4
 
 #: ``state_function`` of an snnTorch neuron → the reset it computes, per class.
 _LEAKY_RESETS = {"_base_sub": "subtract", "_base_zero": "zero_previous", "_base_int": "none"}
 _UPDATED_RESETS = {"_base_sub": "subtract", "_base_zero": "zero_updated", "_base_int": "none"}
+_ALPHA_RESETS = {"_base_sub": "subtract", "_base_zero": "zero", "_base_int": "none"}
 #: snnTorch's ``reset_mechanism_val`` (used by its immediate reset) → its name.
 _MECHANISMS = ("subtract", "zero", "none")
 
 #: Why snnTorch modules without an exact form are refused (by class name).
 _WHY = {
-    "Alpha": "no exact node: its membrane τ_α·(I_exc + I_inh) of two currents, whose "
-             "subtractive reset adds the previous inhibitory current back, is neither a NIR "
-             "node nor a nirbridge neuron",
     "RLeaky": "a recurrent neuron (its spikes feed back through its own weights); "
               "nirbridge.to_nir does not export recurrence yet",
     "RSynaptic": "a recurrent neuron (its spikes feed back through its own weights); "
@@ -97,7 +98,7 @@ class CalledNeuron(NeuronModule):
     def reset_mem(self) -> None:
         return None
 
-    init_leaky = init_synaptic = init_lapicque = reset_mem
+    init_leaky = init_synaptic = init_lapicque = init_alpha = reset_mem
 
     def extra_repr(self) -> str:
         return "called as snnTorch's spk, *state = neuron(x, *state)"
@@ -173,13 +174,21 @@ def _synaptic(module: nn.Module, name: str) -> SnnTorchSynaptic:
         reset_delay=bool(getattr(module, "reset_delay", True)))
 
 
+def _alpha(module: nn.Module, name: str) -> SnnTorchAlpha:
+    return SnnTorchAlpha(
+        alpha=_detached(module.alpha), beta=_detached(module.beta),
+        threshold=_detached(module.threshold),
+        graded=_detached(module.graded_spikes_factor),
+        reset=_reset_of(module, name, _ALPHA_RESETS))
+
+
 def adapt(module: nn.Module, name: str) -> nn.Module | None:
     """The stand-in of an snnTorch module (see the module docstring), or an error naming
     the module, snnTorch and the route that works."""
     import snntorch
 
     makers = {snntorch.Leaky: _leaky, snntorch.Synaptic: _synaptic,
-              snntorch.Lapicque: _lapicque}
+              snntorch.Lapicque: _lapicque, snntorch.Alpha: _alpha}
     make = makers.get(type(module))
     if make is None:
         raise unsupported(module, name, FRAMEWORK, ROUTE,
