@@ -425,6 +425,7 @@ def test_every_neuron_module_exports_through_its_interface(cls, tmp_path):
 
 # ----------------------------------------------------------------------------- errors
 def test_maxpool_is_rejected_with_name_and_alternative():
+    # max pooling of graded values (of spikes it is exported: tests/test_maxpool.py)
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
@@ -434,16 +435,18 @@ def test_maxpool_is_rejected_with_name_and_alternative():
         def forward(self, x):
             y = self.features[0](x)
             s, _ = self.features[1](y)
-            return self.features[3](s)
+            return self.features[3](y + s)
 
     with pytest.raises(UnsupportedLayerError) as info:
         to_nir(Net(), torch.randn(1, 1, 8, 8))
     msg = str(info.value)
     assert "features.3 (MaxPool2d)" in msg
     assert "AvgPool2d" in msg and "SumPool2d" in msg
+    assert "not binary spikes" in msg
 
-    net = StatefulSequential(nn.Conv2d(1, 2, 3), LIF())
+    net = StatefulSequential(nn.Conv2d(1, 2, 3))
     net.add_module("pool", nn.MaxPool2d(2))
+    net.add_module("lif", LIF())
     with pytest.raises(UnsupportedLayerError, match=r"pool \(MaxPool2d\)"):
         to_nir(net, torch.randn(1, 1, 8, 8))
 

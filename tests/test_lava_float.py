@@ -205,7 +205,7 @@ def test_linear_maps_equal_the_reference_layers():
 
 def test_unsupported_node_is_a_lowering_error():
     g = _branch_graph("lif>")
-    g.nodes["neuron"] = nir.Threshold(threshold=np.zeros(N))
+    g.nodes["neuron"] = nir.Delay(delay=np.ones(N))  # (Threshold lowers: test_maxpool.py)
     with pytest.raises(LoweringError, match="neuron"):
         lava_backend.lower(g)
 

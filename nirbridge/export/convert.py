@@ -4,6 +4,16 @@ becomes a ``nir.NIRGraph`` (through ``nirtorch.torch_to_nir`` with nirbridge's m
 Neurons convert themselves (:meth:`NeuronModule.to_nir_node`); every other mapped torch
 layer has one converter in :data:`CONVERTERS`, found through the layer's class hierarchy
 (a subclass that keeps its base's ``forward`` converts as its base).
+
+Max pooling of spikes is the one layer that becomes two NIR nodes. Before nirtorch runs,
+a :class:`WindowOr` layer is inserted in the traced graph after every ``nn.MaxPool2d``
+(whose input the diagnosis found to be a neuron's output); the MaxPool2d converts to
+``nir.SumPool2d`` (its window count) and the WindowOr to ``nir.Threshold(0.5)``, so that
+nirtorch still makes one node per module and the naming and edges need nothing special:
+``pool`` and ``pool_threshold``. Once the neurons are converted, the neuron feeding each
+max pooling must be a spiking one (its node's registry entry): max of 0/1 values = (count
+> 0.5), padding included (torch pads max pooling with −inf, NIR's SumPool2d with 0: both
+leave the max of a window holding at least one real 0/1 value unchanged).
 """
 
 from __future__ import annotations
@@ -27,11 +37,12 @@ from nirbridge.errors import (
     NirbridgeError,
     UnsupportedLayerError,
 )
-from nirbridge.export.diagnosis import module_hint
+from nirbridge.export.diagnosis import Problems, graded_maxpool_reason, module_hint, spike_source
+from nirbridge.export.tables import SPIKE_POOLS
 from nirbridge.export.trace import Shape, TracedModel
 from nirbridge.geometry import conv_geometry_of, pool_geometry_of
 from nirbridge.layers import SumPool2d
-from nirbridge.neurons import NeuronModule
+from nirbridge.neurons import NeuronModule, spec_of
 
 
 @dataclass
@@ -90,6 +101,21 @@ def _pool(cls: type[nir.AvgPool2d] | type[nir.SumPool2d]
     return convert
 
 
+class WindowOr(nn.Module):
+    """``x > 0.5``: 1 where a window count of 0/1 spikes holds a spike (the second half of
+    a max pooling of spikes; inserted by the exporter, see the module docstring)."""
+
+    #: Counts are whole numbers: any threshold in [0, 1) gives count >= 1; 0.5 is exact.
+    threshold = 0.5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x > self.threshold).to(x.dtype)
+
+
+def _threshold(mod: WindowOr, layer: Layer) -> nir.NIRNode:
+    return nir.Threshold(threshold=np.full(layer.out_shape, mod.threshold, dtype=np.float64))
+
+
 def _flatten(mod: nn.Flatten, layer: Layer) -> nir.NIRNode:
     # torch's dims count the batch, NIR's do not
     shape = layer.in_shape
@@ -107,6 +133,7 @@ CONVERTERS: dict[type[nn.Module], Converter] = {
     nn.Conv2d: _conv,
     nn.AvgPool2d: _pool(nir.AvgPool2d),
     SumPool2d: _pool(nir.SumPool2d),
+    nn.MaxPool2d: _pool(nir.SumPool2d),  # the window count; WindowOr follows it
     nn.Flatten: _flatten,
 }
 
@@ -115,7 +142,9 @@ def layer_to_node(mod: nn.Module, layer: Layer, dt: float) -> nir.NIRNode:
     """The NIR node of one layer, with its input and output types set."""
     if isinstance(mod, NeuronModule):
         return mod.to_nir_node(tuple(layer.in_shape), dt)
-    converter = next((CONVERTERS[c] for c in type(mod).__mro__ if c in CONVERTERS), None)
+    # not a model's layer (the exporter inserts it), so not in CONVERTERS
+    converter = _threshold if isinstance(mod, WindowOr) else next(
+        (CONVERTERS[c] for c in type(mod).__mro__ if c in CONVERTERS), None)
     if converter is None:  # pragma: no cover - excluded by check_graph
         raise UnsupportedLayerError(f"{layer.label}: {module_hint(mod)}")
     node = converter(mod, layer)
@@ -135,14 +164,49 @@ def _readable(traced: TracedModel, n: Node) -> str:
     return base
 
 
+@dataclass
+class _SpikePool:
+    """A max pooling of spikes, split in two: its label, the neuron call feeding it and
+    that call's label."""
+
+    label: str
+    source: Node
+    source_label: str
+
+
+def _split_spike_pools(traced: TracedModel) -> list[_SpikePool]:
+    """Insert a :class:`WindowOr` after every max pooling (the diagnosis admitted only
+    those fed by a neuron), named after the pooling with ``_threshold``."""
+    g, gm = traced.graph, traced.gm
+    pools = [n for n in g.nodes
+             if n.op == "call_module" and isinstance(traced.module(n), SPIKE_POOLS)]
+    found = []
+    for n in pools:
+        source = spike_source(traced, n)
+        assert source is not None  # check_graph refuses max pooling of anything else
+        found.append(_SpikePool(traced.label(n), source, traced.label(source)))
+    for k, n in enumerate(pools):
+        target = f"_nirbridge_window_or_{k}"
+        gm.add_submodule(target, WindowOr())
+        with g.inserting_after(n):
+            new = g.call_module(target, (n,))
+        n.replace_all_uses_with(new, delete_user_cb=lambda user, new=new: user is not new)
+        new.meta = dict(n.meta)
+        traced.shapes[new] = traced.shapes[n]
+        traced.names[new] = f"{_readable(traced, n)}_threshold"
+        traced.labels[new] = f"{traced.label(n)}, its Threshold"
+    return found
+
+
 def _one_module_per_call(traced: TracedModel) -> tuple[nn.Module, dict[int, Layer],
-                                                       dict[str, int]]:
+                                                       dict[str, int], dict[Node, str]]:
     """Re-root the graph on a module holding one submodule per call (``m0``, ``m1``...),
-    so that nirtorch makes one node per call; the layers by ``id`` of their module and the
-    position of each NIR name in the traced graph."""
+    so that nirtorch makes one node per call; the layers by ``id`` of their module, the
+    position of each NIR name in the traced graph, and the NIR name of each call."""
     root = nn.Module()
     layers: dict[int, Layer] = {}
     order: dict[str, int] = {}
+    names: dict[Node, str] = {}
     used = {"input", "output"}
     calls = [n for n in traced.graph.nodes if n.op == "call_module"]
     for i, n in enumerate(calls):
@@ -156,19 +220,36 @@ def _one_module_per_call(traced: TracedModel) -> tuple[nn.Module, dict[int, Laye
             name = f"{base}_{k}"
         used.add(name)
         order[name] = i
+        names[n] = name
         layers[id(mod)] = Layer(name, traced.label(n), traced.in_shape(n), traced.out_shape(n))
         root.add_module(f"m{i}", mod)
         n.target = f"m{i}"
     traced.overrides.clear()  # the folded synapses now live in root
-    return root, layers, order
+    return root, layers, order, names
+
+
+def _check_spike_pools(pools: list[_SpikePool], names: dict[Node, str],
+                       nodes: dict[str, nir.NIRNode]) -> None:
+    """Raise listing every max pooling whose neuron does not emit spikes."""
+    problems = Problems()
+    for pool in pools:
+        node = nodes[names[pool.source]]
+        spec = spec_of(node)
+        if spec is None or not spec.spiking:
+            problems.add(pool.label, graded_maxpool_reason(
+                f"{pool.source_label}, whose NIR node {type(node).__name__} emits graded "
+                "values"))
+    problems.raise_if_any()
 
 
 def convert(traced: TracedModel, in_shape: Shape, dt: float) -> nir.NIRGraph:
     """The NIR graph of the traced model (``in_shape``: the input's shape without batch)."""
     out_shape = traced.shapes[traced.output_node().args[0]][1:]
-    root, layers, order = _one_module_per_call(traced)
+    pools = _split_spike_pools(traced)
+    root, layers, order, call_names = _one_module_per_call(traced)
     flat = torch.fx.GraphModule(root, traced.graph)
     made: dict[int, str] = {}
+    by_name: dict[str, nir.NIRNode] = {}
 
     def convert_one(mod: nn.Module) -> nir.NIRNode:
         layer = layers[id(mod)]
@@ -181,6 +262,7 @@ def convert(traced: TracedModel, in_shape: Shape, dt: float) -> nir.NIRGraph:
                 f"{layer.label}: conversion to NIR failed: {type(exc).__name__}: {exc}"
             ) from exc
         made[id(node)] = layer.name
+        by_name[layer.name] = node
         return node
 
     module_map = {type(m): convert_one for m in root.children()}
@@ -197,6 +279,7 @@ def convert(traced: TracedModel, in_shape: Shape, dt: float) -> nir.NIRGraph:
             f"nirtorch could not convert the traced graph of [{names}]: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
+    _check_spike_pools(pools, call_names, by_name)
     return _finish(raw, made, order, in_shape, out_shape, dt)
 
 
@@ -250,4 +333,4 @@ def _finish(raw: nir.NIRGraph, made: dict[int, str], order: dict[str, int], in_s
     return graph
 
 
-__all__ = ["CONVERTERS", "Converter", "Layer", "convert", "layer_to_node"]
+__all__ = ["CONVERTERS", "Converter", "Layer", "WindowOr", "convert", "layer_to_node"]

@@ -13,17 +13,18 @@ from torch import nn
 from torch.fx import Node
 
 from nirbridge.errors import ExportError, UnsupportedLayerError
-from nirbridge.export.tables import BATCHNORMS, MAPPED_MODULES
+from nirbridge.export.tables import BATCHNORMS, MAPPED_MODULES, SPIKE_POOLS
 from nirbridge.export.trace import TracedModel, op_label, op_name, where
-from nirbridge.geometry import conv_geometry_of
+from nirbridge.geometry import as_ints, conv_geometry_of
 from nirbridge.layers import SumPool2d
 from nirbridge.neurons import NeuronModule
 
 # ------------------------------------------------------------------------------ hints
 _SUPPORTED = (
     "supported layers are Linear, Conv1d, Conv2d, AvgPool2d, nirbridge.layers.SumPool2d, "
-    "Flatten, BatchNorm1d/2d right after a Linear/Conv (folded), Dropout and Identity "
-    "(removed) and nirbridge neuron modules, joined by additions (x + y)"
+    "MaxPool2d of a spiking neuron's spikes, Flatten, BatchNorm1d/2d right after a "
+    "Linear/Conv (folded), Dropout and Identity (removed) and nirbridge neuron modules, "
+    "joined by additions (x + y)"
 )
 _ACTIVATION_HINT = (
     "NIR layers pass spikes or currents, not activations: replace it with a spiking neuron "
@@ -31,8 +32,9 @@ _ACTIVATION_HINT = (
     "the model"
 )
 _MAXPOOL_HINT = (
-    "NIR has no max pooling: replace it with nn.AvgPool2d or nirbridge.layers.SumPool2d "
-    "(same kernel_size and stride) and fine-tune"
+    "NIR has no max pooling; nirbridge exports nn.MaxPool2d of a spiking neuron's spikes "
+    "only (as SumPool2d then Threshold): otherwise replace it with nn.AvgPool2d or "
+    "nirbridge.layers.SumPool2d (same kernel_size and stride) and fine-tune"
 )
 _ADD_ONLY_HINT = (
     "the only operation between layers that NIR expresses is the sum of tensors "
@@ -184,6 +186,63 @@ def _check_module(traced: TracedModel, n: Node, problems: Problems) -> None:
         reason = _fold_blocker(traced, n, mod)
         if reason:
             problems.add(label, reason)
+    elif isinstance(mod, SPIKE_POOLS):
+        for reason in _maxpool_blockers(traced, n, mod):
+            problems.add(label, reason)
+
+
+# ------------------------------------------------------------------- max pooling
+def spike_source(traced: TracedModel, n: Node) -> Node | None:
+    """The neuron call whose spikes are the input of the layer at ``n``, through layers
+    that keep values 0/1 (Flatten, max pooling of spikes); None when the input is anything
+    else (the network input, a synapse, a sum...). Whether that neuron spikes is its NIR
+    node's to say (:func:`nirbridge.neurons.spec_of`), known once it is converted."""
+    cur = n.args[0] if n.args else None
+    while isinstance(cur, Node):
+        if cur.op == "call_function" and cur.target is operator.getitem:
+            src = cur.args[0]
+            if (cur.args[1] == 0 and isinstance(src, Node) and src.op == "call_module"
+                    and isinstance(traced.module(src), NeuronModule)
+                    and getattr(traced.module(src), "returns_state", True)):
+                return src
+            return None
+        if cur.op != "call_module" or len(cur.args) != 1:
+            return None
+        mod = traced.module(cur)
+        if isinstance(mod, NeuronModule):  # a stand-in returning its output only
+            return None if getattr(mod, "returns_state", True) else cur
+        if _own_forward(mod, (nn.Flatten, *SPIKE_POOLS)) is None:
+            return None
+        cur = cur.args[0]
+    return None
+
+
+def graded_maxpool_reason(source: str) -> str:
+    """Why a MaxPool2d whose input is ``source`` (e.g. 'features.0 (Conv2d)') is refused."""
+    return (f"its input ({source}) is not binary spikes, and the max of graded values has "
+            "no NIR node: nirbridge exports MaxPool2d only on a spiking neuron's 0/1 spikes "
+            "(as SumPool2d then Threshold, the OR of each window). Pool after the neuron "
+            "(e.g. Conv2d -> LIF -> MaxPool2d), or use nn.AvgPool2d or "
+            "nirbridge.layers.SumPool2d (same kernel_size and stride) and fine-tune")
+
+
+def _maxpool_blockers(traced: TracedModel, n: Node, mod: nn.Module) -> list[str]:
+    """Why the max pooling at ``n`` cannot be exported exactly (empty: it can)."""
+    reasons = []
+    if as_ints(mod.dilation, 2, "dilation") != (1, 1):
+        reasons.append(f"dilation={mod.dilation}; NIR's SumPool2d has no dilation: use "
+                       "dilation=1")
+    if mod.ceil_mode:
+        reasons.append("ceil_mode=True adds windows past the input's edge, which NIR's "
+                       "SumPool2d (floor) does not have: use ceil_mode=False")
+    if mod.return_indices:
+        reasons.append("return_indices=True returns the positions of the maxima, which "
+                       "have no NIR node: use return_indices=False")
+    if spike_source(traced, n) is None:
+        arg = n.args[0]
+        source = "the network input" if arg.op == "placeholder" else traced.label(arg)
+        reasons.append(graded_maxpool_reason(source))
+    return reasons
 
 
 def _fold_blocker(traced: TracedModel, n: Node, bn: nn.Module) -> str | None:
@@ -251,7 +310,7 @@ def check_layer_settings(traced: TracedModel, batch: int) -> None:
                              "divisor_override: set those (or use SumPool2d)")
             if len(shape) != 3:
                 problems.add(label, f"its input has shape {shape}; NIR pools [C, H, W]")
-        elif isinstance(mod, SumPool2d) and len(shape) != 3:
+        elif isinstance(mod, (SumPool2d, *SPIKE_POOLS)) and len(shape) != 3:
             problems.add(label, f"its input has shape {shape}; NIR pools [C, H, W]")
         elif isinstance(mod, nn.Flatten):
             nd = len(shape) + 1
@@ -266,4 +325,5 @@ def check_layer_settings(traced: TracedModel, batch: int) -> None:
             )
 
 
-__all__ = ["Problems", "check_graph", "check_layer_settings", "module_hint"]
+__all__ = ["Problems", "check_graph", "check_layer_settings", "graded_maxpool_reason",
+           "module_hint", "spike_source"]

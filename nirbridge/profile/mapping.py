@@ -21,8 +21,19 @@ from nirbridge.errors import ProfileError
 from nirbridge.neurons import is_neuron
 from nirbridge.passes import predecessors, successors
 from nirbridge.profile.counting import Counts, fanout_map
-from nirbridge.profile.spiking import NEUROBENCH_TYPES, PASS_THROUGH, SYNAPSE_TYPES
+from nirbridge.profile.spiking import (
+    NEUROBENCH_TYPES,
+    PASS_THROUGH,
+    SPIKING_STATELESS,
+    SYNAPSE_TYPES,
+)
 from nirbridge.profile.targets import Profile, list_profiles, load_profile
+
+#: Nodes the grouping into layers walks through: pass-through nodes, and the stateless
+#: spiking stages (a Threshold after a SumPool2d of spikes, the OR of a max pooling
+#: window), which re-emit events on the way from one neuron layer to the next, so that
+#: their pooling joins the synapses of the layer they feed.
+_WALK_THROUGH: tuple[type, ...] = (*PASS_THROUGH, *SPIKING_STATELESS)
 
 
 @dataclass
@@ -112,7 +123,7 @@ class _Layers:
             if isinstance(node, SYNAPSE_TYPES):
                 out.append(p)
                 stack.extend(self.preds[p])
-            elif isinstance(node, PASS_THROUGH):
+            elif isinstance(node, _WALK_THROUGH):
                 stack.extend(self.preds[p])
         return sorted(out, key=list(self.graph.nodes).index)
 
@@ -328,7 +339,7 @@ def _dest_cores(lay: _Layers, neuron: str, layers: list[LayerMapping]) -> int:
                 if p == neuron:
                     hit = True
                     break
-                if isinstance(lay.graph.nodes[p], PASS_THROUGH):
+                if isinstance(lay.graph.nodes[p], _WALK_THROUGH):
                     stack.extend(lay.preds[p])
             if not hit:
                 continue

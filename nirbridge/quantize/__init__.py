@@ -39,7 +39,10 @@ To run it on Lava's Dense (8-bit mixed-sign weights lose their LSB): pass ``2·m
 
 Integer semantics of the stateless nodes: Affine/Linear/Conv as above (bias moved to the
 neuron or the Output); SumPool2d sums; AvgPool2d sums and its ``1/k²`` is folded; Flatten
-reshapes. Several edges into a node sum, after aligning their fractional bits.
+reshapes; Threshold compares the integer sum of its inputs with ``floor(θ·2^frac)`` (θ
+times the window of an average pool before it) and emits spikes, so it starts chains as a
+spiking neuron does (a max pooling of spikes, SumPool2d then Threshold, runs exactly).
+Several edges into a node sum, after aligning their fractional bits.
 """
 
 from nirbridge.fixed_point import FieldReport
@@ -57,8 +60,15 @@ from nirbridge.quantize.graph import (
     QuantizedNeuron,
     QuantizedOutput,
     QuantizedSynapse,
+    QuantizedThreshold,
 )
-from nirbridge.quantize.quantizer import PASSTHROUGH, WEIGHTED, quantize, without_bias
+from nirbridge.quantize.quantizer import (
+    PASSTHROUGH,
+    SPIKE_STAGES,
+    WEIGHTED,
+    quantize,
+    without_bias,
+)
 
 __all__ = [
     "DEFAULT_FRAC_BITS",
@@ -72,7 +82,9 @@ __all__ = [
     "QuantizedNeuron",
     "QuantizedOutput",
     "QuantizedSynapse",
+    "QuantizedThreshold",
     "REQUIRED_KEYS",
+    "SPIKE_STAGES",
     "WEIGHTED",
     "quantize",
     "quantize_input",

@@ -23,6 +23,7 @@ from nirbridge.quantize.graph import (
     QuantizedNeuron,
     QuantizedOutput,
     QuantizedSynapse,
+    QuantizedThreshold,
 )
 from nirbridge.quantize.quantizer import _tname
 
@@ -178,6 +179,13 @@ def run_fixed_point(qgraph: QuantizedGraph, inputs: Any, *,
                 rec.input, rec.output, rec.states = a_in, y, states
                 rec.frac_bits = {"input": layer.in_frac, "output": layer.out_frac,
                                  **{f: layer.params.state_frac(f) for f in states}}
+        elif isinstance(layer, QuantizedThreshold):
+            x = _sum_inputs(name, qgraph, values, layer.in_frac)
+            y = (x > layer.threshold).astype(np.int64)
+            values[name] = (y, layer.out_frac)
+            if rec is not None:
+                rec.input, rec.output = x, y
+                rec.frac_bits = {"input": layer.in_frac, "output": layer.out_frac}
         elif isinstance(layer, QuantizedOutput):
             x = _sum_inputs(name, qgraph, values, layer.frac_bits)
             if layer.bias is not None:

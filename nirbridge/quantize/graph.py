@@ -119,6 +119,25 @@ class QuantizedNeuron:
 
 
 @dataclass
+class QuantizedThreshold:
+    """A ``nir.Threshold`` in integers: ``out = (x > threshold)``, 0/1 spikes (0 fractional
+    bits), where ``x`` is the sum of its inputs aligned to ``in_frac`` fractional bits.
+
+    ``threshold`` (int64, the node's shape) is ``floor(θ·2^in_frac)``, with ``θ`` divided
+    by the window of any average pooling on its inputs (the integer pools sum): for an
+    integer ``x``, ``x > floor(θ·2^f)`` exactly when ``x·2^-f > θ``. After a SumPool2d of
+    spikes (a max pooling of spikes, as nirbridge exports it) ``x`` is the spike count of
+    the window and the threshold 0: the integer run is exact.
+    """
+
+    name: str
+    threshold: np.ndarray
+    in_frac: int
+    shape: tuple[int, ...]
+    out_frac: int = 0
+
+
+@dataclass
 class QuantizedOutput:
     """An Output node: the sum of its inputs aligned to ``frac_bits``, plus ``bias``."""
 

@@ -29,10 +29,15 @@ from nirbridge.quantize.graph import (
     QuantizedNeuron,
     QuantizedOutput,
     QuantizedSynapse,
+    QuantizedThreshold,
 )
 
 WEIGHTED = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d)
 PASSTHROUGH = (nir.Flatten, nir.SumPool2d, nir.AvgPool2d)
+#: Stateless nodes that emit spikes: each ends the chains feeding it (a sink, like a
+#: neuron) and starts the chains it feeds (a source of 0/1 values). A Threshold after a
+#: SumPool2d of spikes is how a max pooling of spikes is exported.
+SPIKE_STAGES = (nir.Threshold,)
 
 
 def _tname(node: Any) -> str:
@@ -72,8 +77,8 @@ def _shapes(graph: nir.NIRGraph, order: list[str], preds: dict[str, list[str]]
 
 @dataclass
 class _Chain:
-    """A path from a source (Input or neuron) to a sink (neuron or Output): passthrough
-    nodes, at most one weighted layer, passthrough nodes."""
+    """A path from a source (Input, neuron or spike stage) to a sink (neuron, spike stage
+    or Output): passthrough nodes, at most one weighted layer, passthrough nodes."""
 
     source: str
     pre: list[str]
@@ -116,7 +121,7 @@ def _chain(g: nir.NIRGraph, sink: str, pred: str, preds: dict[str, list[str]],
         if isinstance(node, WEIGHTED):
             raise QuantizationError(f"weighted layers '{cur}' and '{weighted}' follow each "
                                     "other without a neuron; merge them before quantizing")
-    if not (isinstance(node, nir.Input) or is_neuron(node)):
+    if not (isinstance(node, (nir.Input, *SPIKE_STAGES)) or is_neuron(node)):
         raise QuantizationError(f"node '{cur}' ({_tname(node)}) has no fixed-point "
                                 "semantics here")
     return _Chain(cur, pre[::-1], weighted, post[::-1])
@@ -233,20 +238,23 @@ def quantize(graph: nir.NIRGraph, config: QuantConfig | None = None, *,
             layers[name] = QuantizedInput(name, cfg.input_frac_bits, cfg.input_bits)
             out_frac[name] = cfg.input_frac_bits
             in_max[name] = cfg.input_max
-        elif isinstance(node, nir.Output) or is_neuron(node):
+        elif isinstance(node, (nir.Output, *SPIKE_STAGES)) or is_neuron(node):
             chains = [_chain(graph, name, p, preds, succs) for p in preds[name]]
             if not chains:
                 raise GraphError(f"node '{name}' has no incoming edge; connect it or remove it")
             if isinstance(node, nir.Output):
                 _quantize_output(graph, name, chains, cfg, shapes, out_frac, layers, report)
+            elif isinstance(node, SPIKE_STAGES):
+                _quantize_threshold(graph, name, node, chains, shapes, out_frac, in_max,
+                                    layers, report)
             else:
                 _quantize_neuron(graph, name, node, chains, cfg, dt_, shapes, out_frac, in_max,
                                  layers, report)
         elif not isinstance(node, (*WEIGHTED, *PASSTHROUGH)):
             raise QuantizationError(f"node '{name}' ({_tname(node)}) has no fixed-point "
                                     "semantics; supported: Input, Output, Affine, Linear, "
-                                    "Conv1d, Conv2d, SumPool2d, AvgPool2d, Flatten and the "
-                                    "neurons")
+                                    "Conv1d, Conv2d, SumPool2d, AvgPool2d, Flatten, "
+                                    "Threshold and the neurons")
     for name, node in graph.nodes.items():
         if isinstance(node, WEIGHTED) and name not in layers:
             raise QuantizationError(f"weighted layer '{name}' reaches no neuron or output")
@@ -427,6 +435,43 @@ def _quantize_neuron(graph: nir.NIRGraph, name: str, node: nir.NIRNode, chains: 
     report[name] = rep
     out_frac[name] = qn.out_frac
     in_max[name] = 1.0 if plan.spiking else R / cfg.headroom
+
+
+def _quantize_threshold(graph: nir.NIRGraph, name: str, node: nir.Threshold,
+                        chains: list[_Chain], shapes: dict[str, tuple[int, ...]],
+                        out_frac: dict[str, int], in_max: dict[str, float],
+                        layers: dict[str, Any], report: dict[str, LayerReport]) -> None:
+    """An integer compare of the aligned sum of its inputs (see
+    :class:`QuantizedThreshold`); it then emits spikes like a spiking neuron."""
+    for ch in chains:
+        if ch.weighted is not None:
+            raise QuantizationError(
+                f"threshold '{name}' is fed through weighted layer '{ch.weighted}'; in fixed "
+                "point a Threshold compares the spikes or integers it receives without "
+                "weights (as after a SumPool2d of spikes): put a neuron between them")
+    facs = {_avg_factor(graph, c.nodes) for c in chains}
+    if len(facs) > 1:
+        raise QuantizationError(f"threshold '{name}': inputs average-pooled differently "
+                                "cannot share one integer threshold")
+    frac = max(out_frac[c.source] for c in chains)
+    shape = shapes[name]
+    try:
+        theta = np.broadcast_to(np.asarray(node.threshold, dtype=np.float64), shape)
+    except ValueError:
+        raise QuantizationError(f"threshold '{name}': threshold of shape "
+                                f"{np.shape(node.threshold)} does not fit its input {shape}"
+                                ) from None
+    # the integer pools sum: compare the sum with θ times the window of an average pool
+    scaled = np.floor(theta / facs.pop() * 2.0 ** frac)
+    if not np.all(np.abs(scaled) < 2.0 ** 62):
+        raise QuantizationError(f"threshold '{name}': threshold up to "
+                                f"{float(np.max(np.abs(theta))):g} does not fit 63-bit "
+                                f"integers at {frac} fractional bits")
+    layers[name] = QuantizedThreshold(name, scaled.astype(np.int64), frac, shape)
+    report[name] = LayerReport(name, _tname(node), "threshold",
+                               scale=dict(in_frac_bits=frac, frac_bits=0))
+    out_frac[name] = 0
+    in_max[name] = 1.0
 
 
 def _graph_pred(ch: _Chain) -> str:

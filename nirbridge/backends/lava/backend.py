@@ -95,7 +95,7 @@ class LavaBackend:
             unmapped = []
             for name, node in graph.nodes.items():
                 if isinstance(node, (nir.Input, nir.Output, nir.Flatten, nir.Scale,
-                                     *LINEAR_NODES)):
+                                     nir.Threshold, *LINEAR_NODES)):
                     continue
                 if not is_neuron(node):  # every registered neuron lowers (FloatNeuron)
                     unmapped.append(f"node '{name}' ({type(node).__name__}) has no Lava "

@@ -26,6 +26,10 @@ Node by node
   quantized graph both are integer window sums (the ``1/k²`` of average pooling is folded
   into the adjacent weights or into the neuron's input gain by the quantizer).
 - ``Flatten`` → nothing (ports are flat, in C order).
+- ``Threshold`` → a zero-delay integer ``PassThrough`` comparing its aligned input with
+  the quantized threshold (``gt``); it sends spikes (``num_message_bits = 0`` on the
+  synapse it feeds), like a spiking neuron. A max pooling of spikes (SumPool2d then
+  Threshold) is a 0/1 window-count Dense and that compare: integer-exact.
 - Where a neuron or an Output sums several inputs, each input is first aligned to the
   sink's fractional bits by a zero-delay integer ``PassThrough`` (``shl``, or
   ``shr_round`` for round half up) when its format differs (a spike train feeding a
@@ -82,6 +86,7 @@ from nirbridge.quantize import (
     QuantizedNeuron,
     QuantizedOutput,
     QuantizedSynapse,
+    QuantizedThreshold,
     without_bias,
 )
 
@@ -191,6 +196,8 @@ class FixedLowerer(Lowerer):
                                                      shape=tuple(self.q.shapes[name]))
         elif isinstance(layer, QuantizedOutput):
             self._lower_output(name, layer)
+        elif isinstance(layer, QuantizedThreshold):
+            self._lower_threshold(name, layer)
         elif isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
             self._lower_dense(name, node, None, 0)
         elif isinstance(layer, QuantizedSynapse):
@@ -279,6 +286,18 @@ class FixedLowerer(Lowerer):
         for k in keys:
             self.connect(k, key)
         self.streams[name] = Stream(key, latency, shape, None, True, layer.frac_bits)
+
+    def _lower_threshold(self, name: str, layer: QuantizedThreshold) -> None:
+        """The integer compare of the aligned sum of the Threshold's inputs: spikes."""
+        keys, latency, shape, _ = self._aligned(name, layer.in_frac)
+        size = int(np.prod(shape, dtype=np.int64))
+        theta = np.broadcast_to(layer.threshold, shape).ravel().astype(np.int64)
+        key = self.add(ProcSpec(f"{name}/threshold", PASS,
+                                dict(shape=(size,), ops=(("gt", theta),)), size,
+                                latency=latency, probe=True))
+        for k in keys:
+            self.connect(k, key)
+        self.streams[name] = Stream(key, latency, shape, None, False, layer.out_frac)
 
     def _lower_neuron(self, name: str, node: nir.NIRNode) -> None:
         """The neuron's fixed_pt Process, fed its aligned inputs."""

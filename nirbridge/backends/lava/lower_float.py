@@ -18,9 +18,11 @@ All Lava ports are flat (1-D), in C order of the NIR node's per-sample shape, so
   ``PassThrough`` when another synapse follows (``Affine → Affine``: the intermediate
   value is materialised, not composed into one matrix, so the arithmetic is the
   reference's).
-- ``Scale`` → ``PassThrough`` (multiply). Several edges into one node sum (Lava in-ports
-  add all their connections; an ``Output``/``Flatten`` with several inputs gets a summing
-  ``PassThrough``).
+- ``Scale`` → ``PassThrough`` (multiply); ``Threshold`` → ``PassThrough`` comparing
+  ``x > θ`` (its output is spikes, as the reference's; a max pooling of spikes is a
+  SumPool2d followed by a Threshold, spike-exact). Several edges into one node sum (Lava
+  in-ports add all their connections; an ``Output``/``Flatten`` with several inputs gets a
+  summing ``PassThrough``).
 - Neurons → the one generic Process (:mod:`nirbridge.backends.lava.procs.neurons`) running
   the neuron's own torch step from its registry entry (:data:`nirbridge.neurons.NEURONS`):
   the reference's operations, in the same order, in float64.
@@ -177,13 +179,19 @@ class FloatLowerer(Lowerer):
             key = self.materialize(name, m, ops=[("mul", scale)], suffix="scale")
             self.streams[name] = Stream(key, m.latency, m.shape, None, True)
             return
+        if isinstance(node, nir.Threshold):
+            m = self.merge(name)
+            theta = np.broadcast_to(np.asarray(node.threshold, float), m.shape).ravel().copy()
+            key = self.materialize(name, m, ops=[("gt", theta)], suffix="threshold")
+            self.streams[name] = Stream(key, m.latency, m.shape, None, False)
+            return
         if is_neuron(node):
             self._lower_neuron(name, node)
             return
         raise LoweringError(
             f"node '{name}' of type {type(node).__name__} cannot be lowered to Lava; "
             "supported: Input, Output, Affine, Linear, Conv1d, Conv2d, SumPool2d, "
-            "AvgPool2d, Flatten, Scale and the registered neurons "
+            "AvgPool2d, Flatten, Scale, Threshold and the registered neurons "
             f"{sorted(NEURONS)}")
 
     def _lower_linear(self, name: str, node: nir.NIRNode) -> None:

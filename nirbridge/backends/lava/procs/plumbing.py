@@ -2,9 +2,10 @@
 
 - :class:`Delay`: sends its input ``delay`` steps later (balances the latencies of paths
   that meet at a node: every Dense/Sparse adds one step).
-- :class:`PassThrough`: elementwise ``add``/``mul``/``div`` ops in a given order, with no
-  delay. It materialises the pending bias of an Affine/Conv feeding another synapse
-  (Affine → Affine), implements ``nir.Scale``, the divisor of the pooling layers, and
+- :class:`PassThrough`: elementwise ``add``/``mul``/``div``/``gt`` ops in a given order,
+  with no delay. It materialises the pending bias of an Affine/Conv feeding another
+  synapse (Affine → Affine), implements ``nir.Scale``, the divisor of the pooling layers
+  and ``nir.Threshold`` (``gt``: 1 where the value exceeds the operand, else 0), and
   sums several aligned streams (its in-port adds all its connections).
 - :class:`Monitor`: a probe on any stream (``a_in + bias``), for Output nodes fed by a
   synapse and for records of non-neuron nodes.
@@ -13,8 +14,9 @@
 
 Every process has a ``floating_pt`` model on flat float64 ports ``a_in``/``s_out`` (the
 monitors have no out-port) and a ``fixed_pt`` model on int64 ports, whose integer
-PassThrough ops are ``add``, ``mul``, ``shl`` (exact left shift) and ``shr_round``
-(``(x + 2^(n−1)) >> n``: round half up, as :func:`nirbridge.fixed_point.shift_round`).
+PassThrough ops are ``add``, ``mul``, ``shl`` (exact left shift), ``shr_round``
+(``(x + 2^(n−1)) >> n``: round half up, as :func:`nirbridge.fixed_point.shift_round`) and
+``gt`` (the integer compare of a quantized ``nir.Threshold``).
 """
 
 from __future__ import annotations
@@ -92,11 +94,12 @@ class PyDelayModelFixed(PyLoihiProcessModel):
 
 class PassThrough(AbstractProcess):
     """Zero-delay elementwise ops on the (summed) input, in order: ``ops`` is a sequence
-    of ``(op, values)`` with ``op`` in ``"add"``, ``"mul"``, ``"div"`` (floating_pt) or
-    ``"add"``, ``"mul"``, ``"shl"``, ``"shr_round"`` (fixed_pt, integer values);
+    of ``(op, values)`` with ``op`` in ``"add"``, ``"mul"``, ``"div"``, ``"gt"``
+    (floating_pt) or ``"add"``, ``"mul"``, ``"shl"``, ``"shr_round"``, ``"gt"`` (fixed_pt,
+    integer values); ``gt`` gives 1 where the value is greater than the operand, else 0;
     probe-able."""
 
-    OPS = ("add", "mul", "div", "shl", "shr_round")
+    OPS = ("add", "mul", "div", "gt", "shl", "shr_round")
 
     def __init__(self, *, shape: tuple[int, ...], ops: Any = (),
                  probe: dict[str, Any] | None = None, name: str | None = None,
@@ -130,6 +133,8 @@ class PyPassThroughModelFloat(PyLoihiProcessModel):
                 y = y + val
             elif op == "mul":
                 y = y * val
+            elif op == "gt":
+                y = (y > val).astype(np.float64)
             else:
                 y = y / val
         self.s_out.send(y)
@@ -150,7 +155,8 @@ class PyPassThroughModelFixed(PyLoihiProcessModel):
         super().__init__(proc_params)
         self._ops = tuple(proc_params["ops"])
         for op, val in self._ops:
-            if op not in ("add", "mul", "shl", "shr_round") or np.asarray(val).dtype.kind != "i":
+            if op not in ("add", "mul", "shl", "shr_round", "gt") \
+                    or np.asarray(val).dtype.kind != "i":
                 raise ValueError(f"PassThrough (fixed_pt): op {op!r} with {np.asarray(val).dtype}"
                                  " values has no integer form")
         self._probe_cfg = proc_params.get("probe")
@@ -165,6 +171,8 @@ class PyPassThroughModelFixed(PyLoihiProcessModel):
                 y = y * val
             elif op == "shl":
                 y = y << val
+            elif op == "gt":
+                y = (y > val).astype(np.int64)
             else:
                 y = _shift_round(y, val)
         self.s_out.send(y)
