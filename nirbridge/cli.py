@@ -3,6 +3,11 @@
 Every sub-command turns a :class:`nirbridge.errors.NirbridgeError` (and any other failure)
 into one line on stderr and a non-zero exit code (``--debug`` shows the traceback), and
 writes its output files atomically, so a failed command never leaves a partial file.
+
+The commands that run or lower a file take ``--dt`` and ``--from FRAMEWORK`` (the dt rules
+are :func:`nirbridge.passes.resolve_dt`'s), print the dt they use in one line and record
+it in every output; they warn about the sanity findings of :mod:`nirbridge.sanity`
+(``--strict``: refuse a forward-Euler step with dt/τ > 1).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 from nirbridge._files import atomic_path
 from nirbridge._version import __version__
 from nirbridge.describe import describe as describe  # moved; importable from here as before
-from nirbridge.errors import ExportError, InputError, NirbridgeError
+from nirbridge.errors import CheckFailed, ExportError, InputError, NirbridgeError
 from nirbridge.factory import load_factory, load_weights
 from nirbridge.textfmt import text_table
 
@@ -50,6 +55,50 @@ def load_array(path: str, what: str = "--input") -> Any:
     return arr
 
 
+def warn(args: argparse.Namespace, message: str) -> None:
+    """One warning line on stderr, named like the command's errors."""
+    print(f"nirbridge {args.command}: warning: {message}", file=sys.stderr)
+
+
+def load_graph(args: argparse.Namespace, *, require_dt: bool, warn_findings: bool = True
+               ) -> tuple[Any, Any, list[Any]]:
+    """``args.file`` read, with ``--from``'s reading applied (its notes printed), the dt
+    resolved (``--dt``, else the file's; ``require_dt``: refuse a file without one) and
+    printed, and the time-step sanity findings warned about (``--strict``: refused).
+    Returns ``(graph, TimeStep, findings)``."""
+    from nirbridge.api import read
+    from nirbridge.io.read import from_framework
+    from nirbridge.passes import resolve_dt
+    from nirbridge.sanity import check_time_step, refuse
+
+    graph = read(args.file)
+    try:
+        if getattr(args, "framework", None):
+            graph, notes = from_framework(graph, args.framework, dt=args.dt)
+            for note in notes:
+                print(f"--from {args.framework}: {note}")
+        step = resolve_dt(graph, args.dt, require=require_dt, option="--dt")
+    except NirbridgeError as exc:
+        raise type(exc)(f"{args.file}: {exc}") from exc
+    print(step.line)
+    findings = check_time_step(graph, step.dt)
+    if getattr(args, "strict", False):
+        refuse(findings)
+    if warn_findings:
+        for f in findings:
+            warn(args, f.message)
+    return graph, step, findings
+
+
+def run_section(backend: str, step: Any, findings: list[Any]) -> tuple[str, list[list[str]],
+                                                                      list[str]]:
+    """The report section of a run: backend, dt and where it came from, findings."""
+    rows = [["backend", "dt", "dt from", "sanity"],
+            [backend, f"{step.dt:g}", step.source,
+             "ok" if not findings else f"{len(findings)} finding(s)"]]
+    return "Run", rows, [f.message for f in findings]
+
+
 # ---------------------------------------------------------------------------- commands
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
@@ -76,8 +125,27 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from nirbridge.api import read
+    from nirbridge.io.read import from_framework
+    from nirbridge.passes import dt_conventions, resolve_dt
+    from nirbridge.sanity import check_time_step
 
-    info = describe(read(args.file))
+    graph = read(args.file)
+    notes: list[str] = []
+    if args.framework:
+        graph, notes = from_framework(graph, args.framework, dt=args.dt)
+    if args.dt is not None:
+        graph.metadata = {**(graph.metadata or {}), "dt": resolve_dt(graph, args.dt,
+                                                                     option="--dt").dt}
+    info = describe(graph)
+    findings = []
+    if info["dt"] is not None:
+        step = resolve_dt(graph, args.dt, option="--dt")
+        info["dt_source"] = step.source
+        findings = check_time_step(graph, step.dt)
+    info["notes"] = notes
+    info["sanity"] = [f.to_dict() for f in findings]
+    for f in findings:
+        warn(args, f.message)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -88,8 +156,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                      "x".join(map(str, n["output_shape"] or [])) or "?",
                      str(n["parameters"]), n.get("compare", "")))
     print(text_table(rows))
+    dt = info["dt"] if info["dt"] is not None else (
+        f"none in the file (run, deploy, profile and export-netx need --dt or --from "
+        f"FRAMEWORK: {dt_conventions() or 'no front-end available'})")
     print(f"\n{len(info['nodes'])} nodes, {len(info['edges'])} edges, "
-          f"{info['parameters']} parameters, dt = {info['dt']}")
+          f"{info['parameters']} parameters, dt = {dt}")
+    for note in notes:
+        print(f"--from {args.framework}: {note}")
     if info["custom_nodes"]:
         print(f"custom nodes (*): {', '.join(info['custom_nodes'])}")
     return 0
@@ -98,36 +171,46 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from nirbridge.api import read
     from nirbridge.backends import get
+    from nirbridge.sanity import check_run, neuron_names
 
-    graph = read(args.file)
+    graph, step, _ = load_graph(args, require_dt=False)
     x = load_array(args.input)
     if x.ndim < 3:
         raise InputError(f"--input '{args.input}' has shape {x.shape}; expected [T, B, ...]")
-    out = get(args.backend).run(graph, np.asarray(x, dtype=np.float64), dt=args.dt).outputs
+    backend = get(args.backend)
+    record = neuron_names(graph) if backend.name == "reference" else False
+    res = backend.run(graph, np.asarray(x, dtype=np.float64), dt=step.dt, record=record)
+    for f in check_run(graph, res.records) if record else []:
+        warn(args, f.message)
+    out = res.outputs
     arrays = {f"output_{k}": v for k, v in out.items()} if isinstance(out, dict) else {
         "output": out}
+    shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())
+    arrays["dt"] = np.asarray(step.dt)
     with atomic_path(args.output) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-    shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())
-    print(f"wrote {args.output}: {shapes}")
+    print(f"wrote {args.output}: {shapes}, dt")
     return 0
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from nirbridge.api import read
     from nirbridge.backends import get
     from nirbridge.profile import count_events, estimate_energy, load_profile, map_to_chip
     from nirbridge.report import build_report, format_table, raster_from_records, write_report
+    from nirbridge.sanity import check_run
 
     profiles = [load_profile(t) for t in (args.target or ["loihi2", "cmos45-fp32"])]
-    graph = read(args.file)
+    graph, step, findings = load_graph(args, require_dt=True)
     x = np.asarray(load_array(args.input), dtype=np.float64)
-    records = get(args.backend).run(graph, x, record=True, dt=args.dt).records
+    records = get(args.backend).run(graph, x, record=True, dt=step.dt).records
+    ran = check_run(graph, records, where=f"{args.backend} run")
+    for f in ran:
+        warn(args, f.message)
+    findings = findings + ran
     counts = count_events(graph, records, spike_inputs=args.spike_inputs)
     energies = [estimate_energy(counts, p) for p in profiles]
     mappings = []
@@ -135,7 +218,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
         if p.mapper is not None:
             mappings.append(map_to_chip(graph, p, counts))
     doc = build_report(counts, energies, mappings, model=str(args.file),
-                       meta={"backend": args.backend, "input": str(args.input)})
+                       meta={"backend": args.backend, "input": str(args.input),
+                             "dt": step.dt, "dt_source": step.source,
+                             "sanity": [f.to_dict() for f in findings]})
     print(format_table(doc))
     if args.json:
         write_report(doc, args.json)
@@ -143,7 +228,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if args.report:
         node = args.raster or next((n for n, c in counts.neurons.items() if c.spiking), None)
         raster = raster_from_records(records, node) if node else None
-        write_report(doc, args.report, raster=raster, raster_node=node)
+        write_report(doc, args.report, raster=raster, raster_node=node,
+                     sections=[run_section(args.backend, step, findings)])
         print(f"wrote {args.report}")
     return 0
 
@@ -151,14 +237,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
 def cmd_deploy(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from nirbridge.api import read
     from nirbridge.deploy import deploy_graph, format_deploy
 
     if str(args.file).endswith(".toml"):
         from nirbridge.recipes import run_recipe
 
         return run_recipe(args.file, echo=print, json_path=args.json, report_path=args.report,
-                          samples=args.samples)
+                          samples=args.samples, dt=args.dt, framework=args.framework,
+                          strict=args.strict)
     if args.input is None:
         raise InputError("deploy FILE.nir needs --input IN.npy ([T, B, ...])")
     from nirbridge.profile import load_profile
@@ -167,22 +253,27 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if profile.quantization is None:
         raise InputError(f"--target {args.target!r} has no [quantization] table: Lava "
                          "simulates Loihi 2; use loihi2 or a profile derived from it")
-    graph = read(args.file)
+    graph, step, _ = load_graph(args, require_dt=True, warn_findings=False)
     x = load_array(args.input)
     labels = load_array(args.labels, "--labels") if args.labels else None
     result = deploy_graph(graph, x, mode="fixed_pt" if args.fixed_point else "floating_pt",
                           target=args.target, labels=labels, steps=args.steps,
-                          timeout_s=args.timeout)
+                          timeout_s=args.timeout, dt=step.dt)
+    result.dt_source = step.source
     print(format_deploy(result))
     if args.output:
         with atomic_path(args.output) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, output=result.outputs_lava, reference=result.outputs_reference)
+                np.savez(fh, output=result.outputs_lava, reference=result.outputs_reference,
+                         dt=np.asarray(step.dt))
         print(f"wrote {args.output}")
     if args.json:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(result.to_dict(), indent=2, default=float))
         print(f"wrote {args.json}")
+    if not result.sound:
+        raise CheckFailed(f"not a sound deployment: {len(result.findings)} sanity "
+                          f"finding(s); first: {result.findings[0]['message']}")
     return 0
 
 
@@ -202,14 +293,38 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 
 def cmd_export_netx(args: argparse.Namespace) -> int:
-    from nirbridge.api import read
     from nirbridge.netx import netx_latency, netx_layers, quantize_for_netx, write_netx
 
-    qgraph = quantize_for_netx(read(args.file), args.target)
+    graph, step, _ = load_graph(args, require_dt=True)
+    qgraph = quantize_for_netx(graph, args.target, dt=step.dt)
     n_layers = len(netx_layers(qgraph)) - 1
     write_netx(qgraph, args.output)  # atomic: a failure leaves no file
     print(f"wrote {args.output}: {n_layers} netx layers after the input, latency "
-          f"{netx_latency(qgraph)} steps (target {args.target})")
+          f"{netx_latency(qgraph)} steps (target {args.target}, dt = {step.dt:g})")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from nirbridge.api import write
+    from nirbridge.io.read import import_graph
+    from nirbridge.passes import resolve_dt
+    from nirbridge.sanity import check_time_step, refuse
+
+    if args.framework is None and args.dt is None:
+        raise InputError("import needs --from FRAMEWORK (its reading of its own files) "
+                         "and/or --dt DT (the time step to record)")
+    graph, notes = import_graph(args.file, args.framework, dt=args.dt)
+    for note in notes:
+        print(f"--from {args.framework}: {note}" if args.framework else note)
+    step = resolve_dt(graph, require=True, option="--dt")
+    findings = check_time_step(graph, step.dt)
+    if args.strict:
+        refuse(findings)
+    for f in findings:
+        warn(args, f.message)
+    write(args.output, graph)
+    print(f"wrote {args.output}: {len(graph.nodes)} nodes, {step.line}; later commands "
+          "need neither --dt nor --from")
     return 0
 
 
@@ -240,6 +355,25 @@ def _backend_help(what: str) -> str:
             "; default reference")
 
 
+def _frameworks() -> str:
+    from nirbridge.export.frontends import FRONTENDS
+
+    return "|".join(FRONTENDS)
+
+
+def _dt_options(p: argparse.ArgumentParser, *, strict: bool = True,
+                dt_help: str = "time step (default: the file's metadata['dt'])") -> None:
+    """``--dt``, ``--from FRAMEWORK`` and (``strict``) ``--strict``. ``--from`` stays free
+    text so that an unknown name gets the one-line error listing the known ones."""
+    p.add_argument("--dt", type=float, help=dt_help)
+    p.add_argument("--from", dest="framework", metavar="FRAMEWORK",
+                   help=f"read the file as {_frameworks()} wrote it: that framework's dt "
+                        "convention and its known semantic differences (notes printed)")
+    if strict:
+        p.add_argument("--strict", action="store_true",
+                       help="refuse a forward-Euler neuron with dt/τ > 1 instead of warning")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="nirbridge",
@@ -264,14 +398,17 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="show a .nir file's nodes, shapes and parameters")
     i.add_argument("file")
     i.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _dt_options(i, strict=False, dt_help="the time step to show and check the graph at")
     i.set_defaults(func=cmd_inspect)
 
     r = sub.add_parser("run", help="run a .nir graph on inputs [T, B, ...]")
     r.add_argument("file")
     r.add_argument("--input", required=True, help=".npy array shaped [T, B, ...]")
     r.add_argument("--backend", default="reference", help=_backend_help("backend"))
-    r.add_argument("--dt", type=float, help="override the graph's dt")
-    r.add_argument("-o", "--output", required=True, help="output .npz (holds 'output')")
+    _dt_options(r, dt_help="time step (default: the file's metadata['dt']; a file without "
+                           "one runs at dt = 1 with a warning)")
+    r.add_argument("-o", "--output", required=True,
+                   help="output .npz (holds 'output' and 'dt')")
     r.set_defaults(func=cmd_run)
 
     pr = sub.add_parser("profile", help="count SOPs, neuron updates, spikes; price energy")
@@ -284,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "cmos45-fp32); see `nirbridge targets`")
     pr.add_argument("--spike-inputs", action="store_true",
                     help="the input carries binary events: first layer counts as AC")
-    pr.add_argument("--dt", type=float, help="override the graph's dt")
+    _dt_options(pr, dt_help="time step (default: the file's metadata['dt']; a file "
+                            "without one is refused)")
     pr.add_argument("--json", help="write the JSON report here")
     pr.add_argument("--report", help="write an HTML (.html) or Markdown (.md) report with plots")
     pr.add_argument("--raster", help="node whose spike raster the report plots")
@@ -306,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("-o", "--output", help="write Lava and reference outputs to this .npz")
     dp.add_argument("--json", help="write the deployment report as JSON")
     dp.add_argument("--report", help="recipes: write the HTML report here")
+    _dt_options(dp, dt_help="time step (default: the file's metadata['dt'], or the recipe's "
+                            "model.dt; a file without one is refused)")
     dp.set_defaults(func=cmd_deploy)
 
     tg = sub.add_parser("targets", help="list the target profiles and their evidence")
@@ -318,7 +458,16 @@ def build_parser() -> argparse.ArgumentParser:
     nx.add_argument("-o", "--output", required=True, help="output netx file (e.g. model.net)")
     nx.add_argument("--target", default="loihi2",
                     help="target profile name or TOML path for quantization (default loihi2)")
+    _dt_options(nx, dt_help="time step the decays are quantized for (default: the file's "
+                            "metadata['dt']; a file without one is refused)")
     nx.set_defaults(func=cmd_export_netx)
+
+    im = sub.add_parser("import", help="write another tool's .nir file in the exact "
+                        "nirbridge form, with its dt and provenance in the metadata")
+    im.add_argument("file")
+    _dt_options(im, dt_help="time step to record (default: the framework's convention)")
+    im.add_argument("-o", "--output", required=True, help="output .nir file")
+    im.set_defaults(func=cmd_import)
 
     t = sub.add_parser("train", help="train a recipe's model (BPTT, surrogate gradient) "
                        "and write its checkpoint")

@@ -8,6 +8,13 @@ run. With labels it also reports the task accuracy of both. Classification reads
 graph's output summed over time (spike counts or integrated read-out), arg-max over the
 last axis. This module keeps the deployment's own report (:class:`DeployResult`, its
 JSON fields and :func:`format_deploy`'s table) and the CLI's input handling.
+
+A deployment needs a dt: the graph's ``metadata["dt"]`` or ``dt=`` (a file without one is
+refused, naming the frameworks' conventions: :func:`nirbridge.passes.resolve_dt`). The
+result records it, and the sanity findings of the graph at that dt and of the reference
+run (:mod:`nirbridge.sanity`): a deployment with findings is not :attr:`~DeployResult.sound`
+and the CLI exits with code 3 instead of reporting agreement with a diverged or silent
+reference as a success.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import numpy as np
 from nirbridge.backends import RunResult
 from nirbridge.backends.fixed import GRADED_INPUT_FRAC_BITS, input_quant_config
 from nirbridge.errors import InputError
+from nirbridge.passes import resolve_dt
+from nirbridge.sanity import check_time_step, refuse
 from nirbridge.textfmt import text_table
 from nirbridge.verify import Comparison, LayerComparison, compare, predictions
 from nirbridge.verify import compare_layers as _compare_layers
@@ -65,6 +74,15 @@ class DeployResult:
     quantization: list[dict[str, Any]] | None = None
     outputs_reference: np.ndarray | None = None
     outputs_lava: np.ndarray | None = None
+    dt: float | None = None  #: the time step of both runs
+    dt_source: str | None = None  #: where it came from (``dt=``, the file's metadata ...)
+    findings: list[dict[str, Any]] = field(default_factory=list)  #: :mod:`nirbridge.sanity`
+
+    @property
+    def sound(self) -> bool:
+        """No sanity finding: the reference neither diverged nor left a spiking layer
+        silent, and no forward-Euler step has dt/τ > 1."""
+        return not self.findings
 
     @property
     def accuracy_drop(self) -> float | None:
@@ -85,6 +103,7 @@ class DeployResult:
         d.pop("outputs_lava")
         d["accuracy_drop"] = self.accuracy_drop
         d["spike_agreement"] = self.spike_agreement
+        d["sound"] = self.sound
         return d
 
     @classmethod
@@ -99,7 +118,8 @@ class DeployResult:
             reference_accuracy=cmp.accuracy_a, lava_accuracy=cmp.accuracy_b,
             lava_seconds=dict(cmp.result_b.info.get("seconds", {})) if cmp.result_b else {},
             quantization=cmp.result_b.info.get("quantization") if cmp.result_b else None,
-            outputs_reference=cmp.outputs_a, outputs_lava=cmp.outputs_b,
+            outputs_reference=cmp.outputs_a, outputs_lava=cmp.outputs_b, dt=cmp.dt,
+            findings=[f.to_dict() for f in cmp.findings],
         )
 
 
@@ -141,15 +161,22 @@ def deploy_graph(graph: nir.NIRGraph, inputs: np.ndarray, *, mode: str = "floati
                  target: str = "loihi2", labels: np.ndarray | None = None,
                  steps: int | None = None, timeout_s: float = 600.0,
                  progress: bool | None = None,
-                 reference: RunResult | None = None) -> DeployResult:
+                 reference: RunResult | None = None, dt: float | None = None,
+                 strict: bool = False) -> DeployResult:
     """Run ``graph`` in the reference and in Lava (``mode``) and compare them.
 
     In fixed_pt the ``target``'s quantization is used with the input format fitted to
     the inputs (:func:`~nirbridge.backends.fixed.input_quant_config`). ``reference``: a
     reference run of these inputs (after ``steps``) with every node recorded, to reuse.
+    ``dt``: the time step (default the graph's ``metadata["dt"]``; a graph without one is
+    refused with :class:`InputError`). ``strict``: refuse a forward-Euler step with
+    dt/τ > 1 (:func:`nirbridge.sanity.refuse`) instead of reporting it.
     """
     if mode not in MODES:
         raise InputError(f"mode {mode!r} is unknown; use one of {MODES}")
+    step = resolve_dt(graph, dt, require=True)
+    if strict:
+        refuse(check_time_step(graph, step.dt), "strict=True")
     x = prepare_inputs(inputs, steps)
     if sum(isinstance(n, nir.Output) for n in graph.nodes.values()) > 1:
         raise InputError("deploy compares graphs with one Output node")
@@ -157,8 +184,10 @@ def deploy_graph(graph: nir.NIRGraph, inputs: np.ndarray, *, mode: str = "floati
     if mode == "fixed_pt":
         options["target"] = target
     cmp = compare(graph, x, "reference", BACKEND_OF_MODE[mode], labels=labels,
-                  options_b=options, result_a=reference)
-    return DeployResult.from_comparison(cmp, mode, target)
+                  options_b=options, result_a=reference, dt=step.dt)
+    result = DeployResult.from_comparison(cmp, mode, target)
+    result.dt_source = step.source
+    return result
 
 
 def format_deploy(result: DeployResult) -> str:
@@ -172,8 +201,9 @@ def format_deploy(result: DeployResult) -> str:
                      "-" if la.first_divergent_step is None else str(la.first_divergent_step),
                      "-" if la.clipped is None else str(la.clipped),
                      "-" if la.saturated is None else str(la.saturated)))
+    dt = "" if result.dt is None else f", dt = {result.dt:g}"
     lines = [f"Lava {result.mode} on {result.target} simulation: {result.samples} samples, "
-             f"T = {result.steps} (spikes per sample)", text_table(rows)]
+             f"T = {result.steps}{dt} (spikes per sample)", text_table(rows)]
     lines.append(f"output: {100 * result.output_identical:.3f}% identical values, max |Δ| "
                  f"{result.output_max_abs_diff:.3g}; same prediction for "
                  f"{100 * result.prediction_agreement:.2f}% of samples")
@@ -181,6 +211,11 @@ def format_deploy(result: DeployResult) -> str:
         lines.append(f"accuracy: reference {100 * result.reference_accuracy:.2f}%, Lava "
                      f"{100 * result.lava_accuracy:.2f}% (drop "
                      f"{100 * result.accuracy_drop:.2f} points)")
+    lines += [f"warning: {f['message']}" for f in result.findings]
+    if not result.sound:
+        lines.append(f"NOT a sound deployment: {len(result.findings)} sanity finding(s) "
+                     "above; agreement with an unstable, diverged or silent reference "
+                     "proves nothing")
     return "\n".join(lines)
 
 

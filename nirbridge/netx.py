@@ -66,7 +66,8 @@ HDF5 layout written (what ``netx.hdf5.Network`` reads)
   ``gradedSpike = False``.
 - ``type`` strings are fixed-length ASCII arrays of one element (as lava-dl's own export
   writes them). Attributes (ignored by netx): the file's ``generator``, ``latency``,
-  ``input_frac_bits``, ``has_bias``, ``reset_offset``; each layer's ``nir_nodes``.
+  ``input_frac_bits``, ``has_bias``, ``reset_offset``, ``dt`` (the time step the decays
+  were quantized for); each layer's ``nir_nodes``.
 
 Data layout, latency and reset
 ------------------------------
@@ -113,7 +114,7 @@ from nirbridge.errors import GraphError, InputError, LoweringError
 from nirbridge.fixed_point import as_int
 from nirbridge.neurons import CustomNeuron, is_neuron
 from nirbridge.neurons.lava_lif import LavaLIFParams
-from nirbridge.passes import predecessors, successors, topological_order
+from nirbridge.passes import predecessors, resolve_dt, successors, topological_order
 from nirbridge.quantize import (
     QuantConfig,
     QuantizedGraph,
@@ -171,15 +172,18 @@ def netx_config(config: QuantConfig | str | Path | None = None) -> QuantConfig:
                    decay_bits=12, frac_bits=frac)
 
 
-def quantize_for_netx(graph: nir.NIRGraph, config: QuantConfig | str | Path | None = None
-                      ) -> QuantizedGraph:
+def quantize_for_netx(graph: nir.NIRGraph, config: QuantConfig | str | Path | None = None,
+                      *, dt: float | None = None) -> QuantizedGraph:
     """Check that ``graph`` has netx's structure, then quantize it with
-    :func:`netx_config`. Run :func:`~nirbridge.quantize.run_fixed_point` on the result
-    for the golden model of the file :func:`write_netx` writes from it."""
+    :func:`netx_config` at time step ``dt`` (default the graph's ``metadata["dt"]``; a
+    graph without one is refused: the decays written depend on it). Run
+    :func:`~nirbridge.quantize.run_fixed_point` on the result for the golden model of
+    the file :func:`write_netx` writes from it."""
     if not isinstance(graph, nir.NIRGraph):
         raise GraphError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
+    step = resolve_dt(graph, dt, require=True)
     check_netx_structure(graph)
-    return quantize(graph, netx_config(config))
+    return quantize(graph, netx_config(config), dt=step.dt)
 
 
 # ---------------------------------------------------------------------- structure
@@ -564,23 +568,25 @@ def _write_layer(grp: h5py.Group, layer: NetxLayer) -> None:
 
 
 def write_netx(graph: nir.NIRGraph | QuantizedGraph, path: str | os.PathLike[str],
-               config: QuantConfig | str | Path | None = None) -> Path:
+               config: QuantConfig | str | Path | None = None, *,
+               dt: float | None = None) -> Path:
     """Write ``graph`` as a lava-dl netx HDF5 network at ``path`` (atomically: a temporary
     file beside it, then ``os.replace``; nothing is left behind on failure).
 
     ``graph``: a NIR graph, quantized here with :func:`quantize_for_netx` (``config``: a
     :class:`QuantConfig` or profile name, default ``"loihi2"``, adjusted by
     :func:`netx_config`), or a :class:`QuantizedGraph` already made that way (then
-    ``config`` must be None). Raises :class:`LoweringError` naming the first node netx
-    cannot run exactly (see the module docstring). Returns the path written.
+    ``config`` and ``dt`` must be None). ``dt``: as :func:`quantize_for_netx`; the file
+    records it (attribute ``dt``). Raises :class:`LoweringError` naming the first node
+    netx cannot run exactly (see the module docstring). Returns the path written.
     """
     if isinstance(graph, QuantizedGraph):
-        if config is not None:
-            raise InputError("write_netx: pass config only with a NIR graph; a "
+        if config is not None or dt is not None:
+            raise InputError("write_netx: pass config and dt only with a NIR graph; a "
                              "QuantizedGraph is already quantized")
         qgraph = graph
     else:
-        qgraph = quantize_for_netx(graph, config)
+        qgraph = quantize_for_netx(graph, config, dt=dt)
     layers = netx_layers(qgraph)
     target = Path(path)
     with atomic_path(target) as tmp, h5py.File(tmp, "w") as f:
@@ -589,6 +595,7 @@ def write_netx(graph: nir.NIRGraph | QuantizedGraph, path: str | os.PathLike[str
         f.attrs["input_frac_bits"] = qgraph.layers[qgraph.inputs[0]].frac_bits
         f.attrs["has_bias"] = any("bias" in layer.data for layer in layers)
         f.attrs["reset_offset"] = NETX_RESET_OFFSET
+        f.attrs["dt"] = float(qgraph.dt)
         root = f.create_group("layer")
         for i, layer in enumerate(layers):
             _write_layer(root.create_group(str(i)), layer)

@@ -13,6 +13,8 @@ exception or returning the (possibly transformed) graph:
   (pooling, Conv without ``input_shape``, Flatten without ``input_type``), and
   :func:`strip_batch_dims`, which removes the batch dimension some exporters leave on Input
   and Output nodes.
+- **Time step** (:func:`resolve_dt`, :func:`graph_dt`): the one place of the dt rules
+  (explicit dt, else ``metadata["dt"]``, else refuse or fall back with a warning).
 - Transformations (batch-norm folding, quantization for a target profile) go in their own
   sections below these.
 
@@ -30,14 +32,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import nir
 import numpy as np
 from nir.ir.utils import calc_flatten_output
 
-from nirbridge.errors import GraphError, InvalidParameterError, ShapeMismatchError
+from nirbridge.errors import GraphError, InputError, InvalidParameterError, ShapeMismatchError
 from nirbridge.geometry import conv_geometry_of, pool_geometry_of
 from nirbridge.neurons import is_neuron
 
@@ -255,23 +257,138 @@ def validate(graph: nir.NIRGraph) -> None:
             check(sub, prefix)
 
 
-# --------------------------------------------------------------------- shape inference
+# --------------------------------------------------------------------------- time step
+# The dt rules, in one place: an explicit dt (``--dt``/``dt=``) wins; else the graph's
+# ``metadata["dt"]`` (which ``--from FRAMEWORK`` / ``nirbridge import`` set from the
+# framework's convention); else commands that lower or deploy refuse the graph
+# (:func:`resolve_dt` with ``require=True``), and running it falls back to
+# :data:`DT_FALLBACK` with a warning. Every output records the dt used.
+
+#: The dt a graph without ``metadata["dt"]`` runs with where a fallback is allowed.
+DT_FALLBACK = 1.0
+#: The metadata entry ``nirbridge import`` / ``--from`` write: ``{"from": framework,
+#: "notes": [...], "dt_source": ...}``.
+IMPORT_KEY = "nirbridge_import"
+
+
+def _positive_dt(value: Any, what: str) -> float:
+    try:
+        dt = float(np.asarray(value).item())
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameterError(f"{what} = {value!r} is not a number") from exc
+    if not np.isfinite(dt) or dt <= 0:
+        raise InvalidParameterError(f"{what} = {dt!r}: the time step must be finite and > 0")
+    return dt
+
+
+def metadata_dt(graph: nir.NIRGraph) -> float | None:
+    """``metadata["dt"]`` as a float; None when the graph has none (raises
+    :class:`InvalidParameterError` for a value that is not a positive number)."""
+    meta = graph.metadata if isinstance(graph.metadata, dict) else {}
+    if meta.get("dt") is None:
+        return None
+    return _positive_dt(meta["dt"], "graph metadata field 'dt'")
+
+
+@dataclasses.dataclass(frozen=True)
+class TimeStep:
+    """The dt a command runs a graph with, and where it came from (``source``)."""
+
+    dt: float
+    source: str
+
+    @property
+    def line(self) -> str:
+        """The one line the commands print: ``dt = 0.0001 (--dt)``."""
+        return f"dt = {self.dt:g} ({self.source})"
+
+
+def _metadata_source(graph: nir.NIRGraph) -> str:
+    meta = graph.metadata if isinstance(graph.metadata, dict) else {}
+    imported = meta.get(IMPORT_KEY)
+    if isinstance(imported, dict) and imported.get("dt_source"):
+        return str(imported["dt_source"])
+    return "the file's metadata"
+
+
+def dt_conventions() -> str:
+    """What each framework's own NIR exporter writes its files with (its front-end's
+    ``DT``, or its ``DT_RULE`` when the dt is read from the file), for messages."""
+    from nirbridge.export.frontends import FRONTENDS, frontend
+
+    parts = []
+    for name in FRONTENDS:
+        try:
+            fe = frontend(name)
+        except Exception:  # a front-end that does not import says nothing here
+            continue
+        label = getattr(fe, "FRAMEWORK", name)
+        if getattr(fe, "DT", None) is not None:
+            parts.append(f"{label} writes dt = {float(fe.DT):g} (--from {name})")
+        elif getattr(fe, "DT_RULE", None):
+            parts.append(f"{label}: {fe.DT_RULE} (--from {name})")
+    return "; ".join(parts)
+
+
+def resolve_dt(graph: nir.NIRGraph, dt: float | None = None, *, require: bool = False,
+               option: str = "dt=", hint: str | None = None) -> TimeStep:
+    """The time step to run or lower ``graph`` with (see the rules above).
+
+    ``dt`` (given as ``option``, e.g. ``--dt``) wins; else ``metadata["dt"]``. Without
+    either, ``require`` raises :class:`InputError` saying how to give one (``hint``, by
+    default worded for ``option``) and naming the frameworks' conventions (exit code 2);
+    otherwise :data:`DT_FALLBACK` is used and a warning logged.
+    """
+    if dt is not None:
+        return TimeStep(_positive_dt(dt, option.rstrip("=")), option.rstrip("="))
+    meta = metadata_dt(graph)
+    if meta is not None:
+        return TimeStep(meta, _metadata_source(graph))
+    cli = option.startswith("--")
+    how = hint or ("give --dt DT, or --from FRAMEWORK for the dt its exporter uses" if cli
+                   else "pass dt=, or read it with nirbridge.io.read.import_graph(path, "
+                        "framework)")
+    if require:
+        conventions = dt_conventions()
+        raise InputError(f"the graph has no dt (metadata['dt']) and NIR files carry none by "
+                         f"default; {how}" + (f" ({conventions})" if conventions else ""))
+    log.warning("graph has no 'dt' in its metadata; using dt = %g (%s)", DT_FALLBACK, how)
+    return TimeStep(DT_FALLBACK, "fallback: the file has no dt")
 
 
 def graph_dt(graph: nir.NIRGraph, dt: float | None = None) -> float:
     """The time step to run ``graph`` with: ``dt`` if given, else ``metadata["dt"]``, else
-    1.0 (logged: a foreign file without dt needs its framework's convention or ``--dt``)."""
-    if dt is not None:
-        return float(dt)
-    meta = graph.metadata if isinstance(graph.metadata, dict) else {}
-    if "dt" not in meta:
-        log.warning("graph has no 'dt' in its metadata; using dt = 1.0 (pass dt= to override)")
-        return 1.0
-    try:
-        return float(np.asarray(meta["dt"]).item())
-    except (TypeError, ValueError) as exc:
-        raise InvalidParameterError(
-            f"graph metadata field 'dt' = {meta['dt']!r} is not a number") from exc
+    :data:`DT_FALLBACK` (logged): :func:`resolve_dt` without ``require``."""
+    return resolve_dt(graph, dt).dt
+
+
+class _FrameworkDt(Mapping[str, "float | None"]):
+    """Framework → the dt its own NIR exporter writes with: its front-end's ``DT`` (read
+    when asked, so that no front-end is imported before it is needed)."""
+
+    def __getitem__(self, name: str) -> float | None:
+        from nirbridge.export.frontends import FRONTENDS, frontend
+
+        if name not in FRONTENDS:
+            raise KeyError(name)
+        return frontend(name).DT
+
+    def __iter__(self) -> Iterator[str]:
+        from nirbridge.export.frontends import FRONTENDS
+
+        return iter(FRONTENDS)
+
+    def __len__(self) -> int:
+        from nirbridge.export.frontends import FRONTENDS
+
+        return len(FRONTENDS)
+
+
+#: Framework → the dt of its NIR exports (each front-end's ``DT``; read-only view).
+FRAMEWORK_DT: Mapping[str, float | None] = _FrameworkDt()
+
+
+# --------------------------------------------------------------------- shape inference
 
 
 def predecessors(graph: nir.NIRGraph) -> dict[str, list[str]]:
@@ -440,15 +557,23 @@ def infer_shapes(graph: nir.NIRGraph) -> nir.NIRGraph:
 
 __all__ = [
     "CHECKS",
+    "DT_FALLBACK",
+    "FRAMEWORK_DT",
+    "IMPORT_KEY",
+    "TimeStep",
     "check_edges",
     "check_finite",
     "check_io_nodes",
     "check_shapes",
+    "dt_conventions",
     "find_node",
+    "graph_dt",
     "infer_shapes",
     "input_shape",
     "iter_nodes",
+    "metadata_dt",
     "output_shape",
+    "resolve_dt",
     "strip_batch_dims",
     "subgraphs",
     "validate",

@@ -6,8 +6,11 @@
 of identical spikes and the first step where they diverge; for fixed-point runs also what
 the quantization clipped and what saturated; for the output, the fraction of identical
 values, the largest difference and how often both predict the same class; with labels,
-the accuracy of both. Classification reads the graph's output summed over time (spike
-counts or integrated read-out), arg-max over the last axis (:func:`predictions`).
+the accuracy of both. It also records the dt both ran with and the sanity findings
+(:mod:`nirbridge.sanity`) of the graph at that dt and of run ``a`` (the ground truth): a
+diverged or silent reference makes every agreement meaningless. Classification reads the
+graph's output summed over time (spike counts or integrated read-out), arg-max over the
+last axis (:func:`predictions`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import torch
 from nirbridge.backends import RunResult, get
 from nirbridge.errors import InputError
 from nirbridge.neurons import is_neuron
+from nirbridge.passes import graph_dt
 from nirbridge.profile.spiking import is_spiking
+from nirbridge.sanity import Finding, check
 
 #: Output values closer than this count as identical.
 OUTPUT_TOLERANCE = 1e-9
@@ -59,6 +64,14 @@ class Comparison:
     accuracy_b: float | None = None
     result_a: RunResult | None = field(default=None, repr=False)
     result_b: RunResult | None = field(default=None, repr=False)
+    dt: float | None = None  #: the time step both backends ran with
+    findings: list[Finding] = field(default_factory=list)  #: sanity of the graph and of ``a``
+
+    @property
+    def sound(self) -> bool:
+        """No sanity finding: run ``a`` neither diverged nor left a spiking layer silent,
+        and no forward-Euler step has dt/τ > 1."""
+        return not self.findings
 
     @property
     def outputs_a(self) -> np.ndarray:
@@ -95,6 +108,7 @@ class Comparison:
         d = {k: v for k, v in asdict(self).items() if k not in ("result_a", "result_b")}
         d["accuracy_drop"] = self.accuracy_drop
         d["spike_agreement"] = self.spike_agreement
+        d["sound"] = self.sound
         return d
 
 
@@ -155,7 +169,8 @@ def compare(graph: nir.NIRGraph, inputs: Any, a: str = "reference", b: str = "la
     ``options_a``/``options_b``: each backend's options (``timeout_s`` for Lava,
     ``target`` for the fixed-point ones ...). ``result_a``: a run of ``a`` already made
     on these inputs with every node recorded (it is not run again). ``labels``: one
-    class per sample, for the accuracies. The graph must have one Output node.
+    class per sample, for the accuracies. ``dt``: the time step (default: the graph's,
+    :func:`nirbridge.passes.graph_dt`). The graph must have one Output node.
     """
     backend_a, backend_b = get(a), get(b)
     outputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Output)]
@@ -169,8 +184,11 @@ def compare(graph: nir.NIRGraph, inputs: Any, a: str = "reference", b: str = "la
         labels = np.asarray(labels).reshape(-1)
         if labels.shape[0] != x.shape[1]:
             raise InputError(f"{labels.shape[0]} labels for {x.shape[1]} samples")
+    dt = graph_dt(graph, dt)
     if result_a is None:
         result_a = backend_a.run(graph, x, record=True, dt=dt, **dict(options_a or {}))
+    elif result_a.info.get("dt") is not None and float(result_a.info["dt"]) != dt:
+        raise InputError(f"result_a ran with dt = {result_a.info['dt']}, not dt = {dt}")
     result_b = backend_b.run(graph, x, record=True, dt=dt, **dict(options_b or {}))
     out_a, out_b = result_a.output(), result_b.output()
     layers = compare_layers(graph, result_a.records, result_b.records)
@@ -179,7 +197,8 @@ def compare(graph: nir.NIRGraph, inputs: Any, a: str = "reference", b: str = "la
         output_identical=float((np.abs(out_a - out_b) <= OUTPUT_TOLERANCE).mean()),
         output_max_abs_diff=float(np.abs(out_a - out_b).max()) if out_a.size else 0.0,
         prediction_agreement=float((predictions(out_a) == predictions(out_b)).mean()),
-        result_a=result_a, result_b=result_b,
+        result_a=result_a, result_b=result_b, dt=dt,
+        findings=check(graph, dt, result_a.records, where=f"{a} run"),
     )
     _add_quantization(layers, cmp.quantization)
     if labels is not None:

@@ -77,6 +77,8 @@ def test_export_inspect_run_round_trip(model_file, tmp_path, capsys):
     expected = nirbridge.run(nirbridge.read(out), torch.from_numpy(x)).numpy()
     assert got.shape == (12, 2, 3)
     np.testing.assert_array_equal(got, expected)
+    assert float(np.load(res)["dt"]) == 1.0  # the dt used is recorded
+    assert "dt = 1 (the file's metadata)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -284,7 +286,7 @@ def tiny_run(tmp_path_factory):
             assert main(["run", str(tmp / "tiny.nir"), "--input", str(tmp / "x.npy"),
                          "--backend", name, "-o", str(res)]) == 0
             with np.load(res) as z:
-                assert list(z) == ["output"]
+                assert list(z) == ["output", "dt"] and float(z["dt"]) == 1.0  # dt recorded
                 outputs[name] = z["output"]
         return outputs[name]
 
@@ -321,6 +323,20 @@ def test_backend_help_lists_every_backend_and_alias(command, capsys, monkeypatch
                 if ln.strip().startswith("--backend"))
     for name in [*BACKENDS, *ALIASES]:
         assert name in line, (name, line)
+
+
+@pytest.mark.parametrize("command", ["run", "profile", "deploy", "export-netx", "inspect",
+                                     "import"])
+def test_dt_and_from_options_on_every_command_that_runs_or_lowers(command, capsys,
+                                                                  monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "--dt DT" in text and "--from FRAMEWORK" in text
+    for name in ("snntorch", "norse", "spikingjelly", "sinabs", "rockpool"):
+        assert name in text
+    assert ("--strict" in text) == (command != "inspect")
 
 
 def test_top_level_api_lists_and_runs_the_table_s_backends():

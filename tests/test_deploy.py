@@ -73,6 +73,32 @@ def test_cli_deploy_writes_reports(tmp_path, capsys):
     assert doc["mode"] == "floating_pt" and doc["layers"][0]["identical"] == 1.0
     saved = np.load(npz)
     np.testing.assert_array_equal(saved["output"], saved["reference"])
+    assert "dt = 1 (the file's metadata)" in out and "NOT a sound" not in out
+    assert doc["dt"] == 1.0 and doc["sound"] is True and doc["findings"] == []
+    assert float(saved["dt"]) == 1.0
+
+
+def test_cli_deploy_of_a_file_without_dt_refuses_then_deploys_with_dt(tmp_path, capsys):
+    graph = _graph(_lif())
+    graph.metadata = {}
+    path = tmp_path / "g.nir"
+    nirbridge.write(path, graph)
+    np.save(tmp_path / "x.npy", np.random.default_rng(2).random((5, 2, 4)) * 2)
+    js, npz = tmp_path / "r.json", tmp_path / "o.npz"
+    argv = ["deploy", str(path), "--input", str(tmp_path / "x.npy"), "--json", str(js),
+            "-o", str(npz)]
+    rc = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "no dt" in err and "--dt" in err and "\n" not in err
+    assert not js.exists() and not npz.exists()
+    assert main([*argv, "--dt", "0.5"]) == 0
+    assert "dt = 0.5 (--dt)" in capsys.readouterr().out
+    doc = json.loads(js.read_text())
+    assert doc["dt"] == 0.5 and doc["dt_source"] == "--dt" and doc["sound"] is True
+    assert doc["layers"][0]["identical"] == 1.0 and doc["layers"][0]["reference_spikes"] > 0
+    assert float(np.load(npz)["dt"]) == 0.5
+    res = deploy_graph(graph, np.load(tmp_path / "x.npy"), dt=0.5)
+    assert res.dt == 0.5 and res.dt_source == "dt" and res.sound
 
 
 def _fails_cleanly(argv, capsys, needle, *outputs):

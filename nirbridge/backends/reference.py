@@ -29,12 +29,14 @@ import torch.nn.functional as tF
 from nirbridge.errors import GraphError, InputError, UnknownNodeError
 from nirbridge.geometry import conv_geometry_of, pool_geometry_of
 from nirbridge.neurons import spec_of
-from nirbridge.passes import graph_dt, predecessors, topological_order
+from nirbridge.passes import (  # FRAMEWORK_DT: importable here as before
+    FRAMEWORK_DT,  # noqa: F401
+    graph_dt,
+    predecessors,
+    topological_order,
+)
 
 log = logging.getLogger(__name__)
-
-#: Time step conventions of the frameworks whose NIR exports carry no dt.
-FRAMEWORK_DT: dict[str, float] = {"norse": 1e-3, "snntorch": 1e-4, "nirbridge": 1.0}
 
 
 def _fold(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -1,8 +1,22 @@
-"""Reading ``.nir`` files: NIR's HDF5 layout back to graphs (see :mod:`nirbridge.io`)."""
+"""Reading ``.nir`` files: NIR's HDF5 layout back to graphs (see :mod:`nirbridge.io`).
+
+Old files (NIR 0.x: Rockpool's, the NIR paper's) read too: their missing fields take NIR's
+defaults (no ``v_reset``: 0; no ``metadata``; Conv without ``input_shape``), NIR 0.0's
+field names are renamed (``weights`` → ``weight``; a ``Linear`` with a bias is an
+``Affine``), and Input/Output nodes declared with the sample's leading batch and time
+dimensions (Rockpool's Output ``[1, 1, 1]`` fed by a layer of shape ``[1]``) are
+normalised to the layer's shape. An Input/Output declaration that disagrees with its
+layer otherwise is reported with both shapes and the likely cause.
+
+:func:`from_framework` and :func:`import_graph` apply a framework's reading of the files
+its own exporter writes (its front-end's ``from_file``, its dt convention) and record the
+dt and the provenance in the metadata (``nirbridge import``, ``--from``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -16,15 +30,25 @@ import numpy as np
 from nirbridge.errors import (
     FileFormatError,
     GraphError,
+    InputError,
     InvalidParameterError,
     MissingParameterError,
     NirbridgeError,
+    ShapeMismatchError,
     UnknownNodeError,
 )
 from nirbridge.io.lossy import restore_custom_nodes
 from nirbridge.io.write import TYPE_ATTR
 from nirbridge.neurons import custom_node_class, custom_nodes
-from nirbridge.passes import infer_shapes, strip_batch_dims, validate
+from nirbridge.passes import (
+    IMPORT_KEY,
+    infer_shapes,
+    input_shape,
+    metadata_dt,
+    output_shape,
+    strip_batch_dims,
+    validate,
+)
 
 log = logging.getLogger("nirbridge.io")
 
@@ -96,6 +120,8 @@ _FILE_NAMES: dict[type, dict[str, str]] = {
     nir.Input: {"input_type": "shape"},
     nir.Output: {"output_type": "shape"},
 }
+#: Field names of NIR 0.0 files → today's.
+_OLD_FIELDS: dict[str, str] = {"weights": "weight"}
 #: Required dataclass fields that NIR files may omit (their value is then unknown/None).
 _OPTIONAL: dict[type, set[str]] = {
     nir.Conv1d: {"input_shape"},
@@ -143,6 +169,11 @@ def _custom_node(qname: str, typ: str, data: dict[str, Any]) -> nir.NIRNode:
 
 
 def _standard_node(qname: str, typ: str, data: dict[str, Any]) -> nir.NIRNode:
+    for old, new in _OLD_FIELDS.items():
+        if old in data and new not in data:
+            data = {(new if k == old else k): v for k, v in data.items()}
+    if typ == "Linear" and "bias" in data:  # NIR 0.0's Linear had a bias: today's Affine
+        typ = "Affine"
     cls = _STANDARD[typ]
     required, accepted = _file_fields(cls)
     for field in required:
@@ -222,6 +253,91 @@ def _graph_from_dict(data: dict[str, Any], prefix: str = "") -> nir.NIRGraph:
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)
 
 
+# ============================================================ old Input/Output shapes
+
+
+def _version(f: h5py.File) -> str | None:
+    raw = f.get("version")
+    if not isinstance(raw, h5py.Dataset):
+        return None
+    value = raw[()]
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _io_neighbours(graph: nir.NIRGraph, name: str, node: nir.NIRNode
+                   ) -> list[tuple[str, tuple[int, ...] | None]]:
+    """(neighbour, the shape it gives or takes) of an Input (its successors) or an
+    Output (its predecessors)."""
+    if isinstance(node, nir.Input):
+        return [(d, input_shape(graph.nodes[d])) for s, d in graph.edges
+                if s == name and d in graph.nodes]
+    return [(s, output_shape(graph.nodes[s])) for s, d in graph.edges
+            if d == name and s in graph.nodes]
+
+
+def _set_io_shape(node: nir.NIRNode, shape: tuple[int, ...]) -> None:
+    node.input_type = {"input": np.array(shape, dtype=np.int64)}
+    node.output_type = {"output": np.array(shape, dtype=np.int64)}
+
+
+def normalise_io_shapes(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """Drop the leading batch *and* time dimensions of an Input/Output node declared with
+    the sample's full shape ``[B, T, *s]`` (Rockpool and other nirtorch-era exporters,
+    e.g. an Output ``[1, 1, 1]`` fed a layer of shape ``[1]``), where every known
+    neighbour gives or takes ``s``; a single leading batch dimension is
+    :func:`~nirbridge.passes.strip_batch_dims`'s. In place, subgraphs too; returns
+    ``graph``."""
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.NIRGraph):
+            normalise_io_shapes(node)
+            continue
+        if not isinstance(node, (nir.Input, nir.Output)):
+            continue
+        own = output_shape(node) if isinstance(node, nir.Input) else input_shape(node)
+        known = [shape for _, shape in _io_neighbours(graph, name, node) if shape is not None]
+        if own is None or len(own) < 3 or not known:
+            continue
+        if all(shape == own[2:] for shape in known):
+            _set_io_shape(node, own[2:])
+    if hasattr(graph, "_update_input_output_types"):
+        graph._update_input_output_types()
+    return graph
+
+
+def check_io_shapes(graph: nir.NIRGraph, version: str | None = None, prefix: str = ""
+                    ) -> None:
+    """An Input/Output declaration that disagrees with its neighbouring layer (after the
+    leading batch/time dimensions are normalised) raises :class:`ShapeMismatchError`
+    naming both shapes and the likely cause; :func:`~nirbridge.passes.validate` reports
+    disagreements between layers."""
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.NIRGraph):
+            check_io_shapes(node, version, f"{prefix}{name}.")
+            continue
+        if not isinstance(node, (nir.Input, nir.Output)):
+            continue
+        own = output_shape(node) if isinstance(node, nir.Input) else input_shape(node)
+        if own is None:
+            continue
+        for other, shape in _io_neighbours(graph, name, node):
+            if shape is None or shape == own or (len(own) == len(shape) + 1
+                                                 and own[1:] == shape):
+                continue  # equal, or a leading batch dimension the checks accept
+            kind = type(node).__name__
+            layer = f"node '{prefix}{other}' ({type(graph.nodes[other]).__name__})"
+            io = f"the {kind} node '{prefix}{name}'"
+            edge = (f"edge ('{prefix}{name}' → '{prefix}{other}'): {io} declares shape "
+                    f"{list(own)} but {layer} takes {list(shape)}"
+                    if kind == "Input" else
+                    f"edge ('{prefix}{other}' → '{prefix}{name}'): {layer} outputs shape "
+                    f"{list(shape)} but {io} declares {list(own)}")
+            old = f" (a NIR {version} file)" if version and version.startswith("0.") else ""
+            raise ShapeMismatchError(
+                f"{edge}; the likely cause is the {kind}'s declaration, not the layer: "
+                f"the exporter{old} recorded another sample shape than the layers take; "
+                f"re-export the file, or declare the {kind} as {list(shape)}")
+
+
 # =============================================================================== read
 
 
@@ -260,14 +376,17 @@ def read(path: str | os.PathLike[str], *, restore_lossy: bool = False) -> nir.NI
                     f"is an HDF5 file but not a NIR graph: it has no 'node' group (top-level "
                     f"entries: {', '.join(f.keys()) or 'none'})")
             data = _read_item(f["node"])
+            version = _version(f)
         typ = data.get("type")
         if typ != "NIRGraph":
             raise FileFormatError(
                 f"holds a single {typ!r} node, not a NIRGraph (field 'node/type')"
                 if typ is not None else "the 'node' group has no field 'type'")
         graph = _graph_from_dict(data)
+        normalise_io_shapes(graph)
         strip_batch_dims(graph)
         infer_shapes(graph)
+        check_io_shapes(graph, version)
         validate(graph)
         if restore_lossy:
             graph = restore_custom_nodes(graph)
@@ -280,4 +399,85 @@ def read(path: str | os.PathLike[str], *, restore_lossy: bool = False) -> nir.NI
     return graph
 
 
-__all__ = ["read"]
+# ======================================================= a framework's reading of its file
+
+
+def _frontend(framework: str) -> Any:
+    from nirbridge.export.frontends import frontend
+
+    try:
+        return frontend(framework)  # an unknown name: one line listing the known ones
+    except ImportError as exc:
+        raise InputError(f"the {framework} front-end is not available ({exc})") from exc
+
+
+def _stamp(graph: nir.NIRGraph, dt: float, source: str, provenance: dict[str, Any]
+           ) -> nir.NIRGraph:
+    meta = dict(graph.metadata) if isinstance(graph.metadata, Mapping) else {}
+    meta["dt"] = float(dt)
+    meta[IMPORT_KEY] = {**provenance, "dt_source": source}
+    graph.metadata = meta
+    return graph
+
+
+def from_framework(graph: nir.NIRGraph, framework: str, *, dt: float | None = None
+                   ) -> tuple[nir.NIRGraph, list[str]]:
+    """``framework``'s reading of ``graph``, a file its own exporter wrote: its
+    front-end's ``from_file`` (the exact nirbridge form, e.g. Sinabs' multi-spike IAF)
+    and its dt convention (the front-end's ``DT``), with the notes saying what changed.
+
+    ``dt`` (given by the user) replaces the convention. The result carries
+    ``metadata["dt"]`` (when any dt is known) and ``metadata["nirbridge_import"]`` =
+    ``{"from", "notes", "dt_source"}``, so that later commands need nothing else. An
+    unknown framework raises :class:`~nirbridge.errors.UnsupportedLayerError` listing the
+    known ones.
+    """
+    fe = _frontend(framework)
+    label = str(getattr(fe, "FRAMEWORK", framework))
+    before = metadata_dt(graph)
+    takes_dt = "dt" in inspect.signature(fe.from_file).parameters
+    if dt is not None and takes_dt:  # the reading itself depends on the dt (Norse's)
+        graph, notes = fe.from_file(graph, dt=float(dt))
+    else:
+        graph, notes = fe.from_file(graph)
+    notes = [str(n) for n in notes]
+    infer_shapes(graph)
+    validate(graph)
+    after = metadata_dt(graph)
+    convention = getattr(fe, "DT", None)
+    if dt is not None:
+        if after is not None and after != float(dt):
+            notes.append(f"dt = {float(dt):g} as given, instead of {after:g}")
+        value, source = float(dt), f"given with --from {framework}"
+    elif after is not None:
+        value = after
+        source = ("the file's metadata" if after == before else
+                  f"{label}'s convention, --from {framework}" if after == convention else
+                  f"{label}'s reading, --from {framework}")
+    elif convention is not None:
+        value, source = float(convention), f"{label}'s convention, --from {framework}"
+        notes.append(f"dt = {value:g}: the dt {label}'s exporter writes with (the file "
+                     "has none)")
+    else:
+        return graph, notes  # no dt known: the commands that need one ask for --dt
+    return _stamp(graph, value, source, {"from": framework, "notes": notes}), notes
+
+
+def import_graph(path: str | os.PathLike[str], framework: str | None = None, *,
+                 dt: float | None = None) -> tuple[nir.NIRGraph, list[str]]:
+    """Read ``path`` and apply ``framework``'s reading of it (:func:`from_framework`);
+    without a framework only ``dt`` is recorded (an old file that carries none). What
+    ``nirbridge import`` writes."""
+    graph = read(path)
+    if framework is not None:
+        try:
+            return from_framework(graph, framework, dt=dt)
+        except NirbridgeError as exc:
+            raise type(exc)(f"{path}: {exc}") from exc
+    if dt is None:
+        raise InputError("import_graph: give a framework or a dt (nothing to import)")
+    notes = [f"dt = {float(dt):g} as given"]
+    return _stamp(graph, float(dt), "given at import", {"from": None, "notes": notes}), notes
+
+
+__all__ = ["check_io_shapes", "from_framework", "import_graph", "normalise_io_shapes", "read"]

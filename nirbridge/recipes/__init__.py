@@ -14,7 +14,10 @@
 8. profile: event counts of the reference run, energy per target, chip mapping;
 
 then prints one summary table, writes the JSON and HTML reports, and fails with
-:class:`~nirbridge.errors.CheckFailed` (exit code 3) when a check is not met.
+:class:`~nirbridge.errors.CheckFailed` (exit code 3) when a check is not met or the
+reference run is not sane (:mod:`nirbridge.sanity`: a forward-Euler step with dt/τ > 1,
+a diverged state, a spiking layer that never spikes). The dt used is printed with the
+reference stage and recorded in the reports.
 
 Recipe schema (every error names the file and the field)::
 
@@ -26,7 +29,11 @@ Recipe schema (every error names the file and the field)::
     kwargs = {neuron = "lif"}                    # optional: the factory's arguments
     checkpoint = "checkpoints/digits_lif.pt"     # state_dict, relative to the recipe
     # nir = "model.nir"                          # instead of factory: a NIR file
-    dt = 1.0                                     # optional: the graph's time step
+    # from = "snntorch"                          # with nir: read it as that framework's
+                                                 # exporter wrote it (its dt convention)
+    dt = 1.0                                     # optional: the time step (default 1.0
+                                                 # for a factory, the file's own for nir;
+                                                 # a file without one needs it or from)
 
     [data]
     dataset = "digits"                           # see nirbridge.data.DATASETS

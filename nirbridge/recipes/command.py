@@ -15,15 +15,20 @@ from nirbridge.recipes.tables import format_run
 
 def run_recipe(path: str | Path, echo: Echo = print, *, json_path: str | Path | None = None,
                report_path: str | Path | None = None, samples: int | None = None,
-               progress: bool | None = None) -> int:
+               progress: bool | None = None, dt: float | None = None,
+               framework: str | None = None, strict: bool = False) -> int:
     """``nirbridge deploy RECIPE.toml``: run every stage, print the summary, write the
-    reports (default ``<output.dir>/report.json`` and ``report.html``).
+    reports (default ``<output.dir>/report.json`` and ``report.html``). ``dt``,
+    ``framework``, ``strict``: ``--dt``, ``--from``, ``--strict`` (see
+    :func:`~nirbridge.recipes.execute.execute_recipe`).
 
     Returns 0 when every check passed; raises :class:`CheckFailed` (exit code 3) naming
-    the failed checks *after* printing the table and writing the reports.
+    the failed checks and sanity findings *after* printing the table and writing the
+    reports.
     """
     recipe = load_recipe(path)
-    run = execute_recipe(recipe, echo=echo, samples=samples, progress=progress)
+    run = execute_recipe(recipe, echo=echo, samples=samples, progress=progress, dt=dt,
+                         framework=framework, strict=strict)
     echo("")
     echo(format_run(run))
     out = recipe.output_dir

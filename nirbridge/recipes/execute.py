@@ -47,13 +47,17 @@ class RecipeRun:
     nir_path: Path | None = None
     raster: np.ndarray | None = None
     raster_node: str | None = None
+    dt: float | None = None  #: the time step of every stage
+    dt_source: str | None = None  #: where it came from
+    findings: list[Any] = field(default_factory=list)  #: :mod:`nirbridge.sanity` findings
 
     @property
     def failed(self) -> list[str]:
-        """The failed checks and failed stages, as text."""
+        """The failed checks, failed stages and sanity findings, as text."""
         out = [f"{c.key} ({c.text}; measured {format_value(c.value, c.key)})"
                for c in self.checks if not c.passed]
         out += [f"stage {s} failed: {e}" for s, e in self.errors.items()]
+        out += [f"sanity: {f.message}" for f in self.findings]
         return out
 
     @property
@@ -81,7 +85,7 @@ class RecipeRun:
             "steps": self.recipe.simulation.steps, **self.metrics,
             "sops_per_sample": self.sops,
             "energy_j_per_sample": {e.profile: e.total_j for e in self.energies},
-            "seconds": dict(self.seconds),
+            "seconds": dict(self.seconds), "dt": self.dt,
         }
 
 
@@ -126,29 +130,51 @@ def _predict(out: np.ndarray) -> np.ndarray:
     return predictions(out)
 
 
+def _resolve_dt(recipe: Recipe, graph: Any, dt: float | None, option: str) -> Any:
+    from nirbridge.passes import resolve_dt
+
+    try:
+        return resolve_dt(graph, dt, require=True, option=option,
+                          hint="give model.dt in the recipe or --dt, or model.from / --from "
+                               "FRAMEWORK")
+    except NirbridgeError as exc:
+        raise RecipeError(f"{recipe.path}: field 'model.dt': {recipe.model.nir}: "
+                          f"{exc}") from exc
+
+
 def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
                    samples: int | None = None, out_dir: Path | None = None,
-                   progress: bool | None = None) -> RecipeRun:
+                   progress: bool | None = None, dt: float | None = None,
+                   framework: str | None = None, strict: bool = False) -> RecipeRun:
     """Run every stage of ``recipe`` and evaluate its checks; never raises for a failed
     check or a failed Lava stage (they are recorded in the returned :class:`RecipeRun`).
 
     ``samples`` overrides the recipe's number of samples; ``out_dir`` its output
     directory (where ``model.nir`` is written). ``echo`` receives one line per stage;
-    ``progress`` shows tqdm bars of the Lava runs (None: only on a terminal).
+    ``progress`` shows tqdm bars of the Lava runs (None: only on a terminal). ``dt`` and
+    ``framework`` override the recipe's ``model.dt`` and ``model.from``; the sanity
+    findings of the reference run (:mod:`nirbridge.sanity`) count as failed checks, and
+    ``strict`` refuses a forward-Euler step with dt/τ > 1 before anything runs.
     """
     import torch
 
     from nirbridge.api import read, to_nir, write
     from nirbridge.backends import get
     from nirbridge.deploy import deploy_graph
+    from nirbridge.io.read import from_framework
     from nirbridge.neurons import run_steps
+    from nirbridge.passes import TimeStep
     from nirbridge.profile import count_events, estimate_energy, load_profile, map_to_chip
+    from nirbridge.sanity import check, check_time_step, refuse
 
     sim = recipe.simulation
     out_dir = Path(out_dir or recipe.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if samples is not None and samples < 1:
         raise RecipeError(f"--samples {samples}: give a positive number")
+    if framework is not None and recipe.model.factory is not None:
+        raise RecipeError(f"{recipe.path}: --from {framework} applies to a recipe of a .nir "
+                          "file (model.nir); this one exports model.factory")
     x, labels = recipe_inputs(recipe, samples)
     n = int(x.shape[1])
     run = RecipeRun(recipe=recipe, samples=n)
@@ -179,20 +205,36 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
         run.metrics["torch_accuracy"] = _pct((_predict(torch_out) == labels).mean())
         done("torch", t0, f"torch accuracy {run.metrics['torch_accuracy']:.2f}%")
         t0 = step("export to NIR, write, read back")
-        graph = to_nir(model, torch.from_numpy(x[0, :1]).float(), dt=recipe.model.dt)
+        export_dt = dt if dt is not None else recipe.model.dt
+        graph = to_nir(model, torch.from_numpy(x[0, :1]).float(),
+                       dt=1.0 if export_dt is None else export_dt)
         run.nir_path = out_dir / "model.nir"
         write(run.nir_path, graph)
         graph = read(run.nir_path)
+        timestep = TimeStep(_resolve_dt(recipe, graph, None, "model.dt").dt,
+                            "--dt" if dt is not None else "model.dt"
+                            if recipe.model.dt is not None else "the export's default")
         done("export", t0, f"wrote {run.nir_path}: {len(graph.nodes)} nodes")
     else:
         t0 = step(f"read {recipe.model.nir}")
         graph = read(recipe.model.nir)
         run.nir_path = recipe.model.nir
-        done("export", t0, f"{len(graph.nodes)} nodes")
+        notes: list[str] = []
+        if framework or recipe.model.framework:
+            try:
+                graph, notes = from_framework(graph, framework or recipe.model.framework)
+            except NirbridgeError as exc:
+                raise RecipeError(f"{recipe.path}: field 'model.from': {exc}") from exc
+        given = dt if dt is not None else recipe.model.dt
+        timestep = _resolve_dt(recipe, graph, given, "--dt" if dt is not None else "model.dt")
+        done("export", t0, f"{len(graph.nodes)} nodes" + "".join(f"; {n}" for n in notes))
+    run.dt, run.dt_source = timestep.dt, timestep.source
+    if strict:
+        refuse(check_time_step(graph, run.dt))
 
     # --- reference
-    t0 = step("float64 reference executor")
-    ref = get("reference").run(graph, x, record=True)  # reused by every Lava stage
+    t0 = step(f"float64 reference executor, {timestep.line}")
+    ref = get("reference").run(graph, x, record=True, dt=run.dt)  # reused by every stage
     ref_out, records = ref.outputs, ref.records
     run.metrics["reference_accuracy"] = _pct((_predict(ref_out) == labels).mean())
     text = f"reference accuracy {run.metrics['reference_accuracy']:.2f}%"
@@ -201,6 +243,9 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
         run.metrics["reference_torch_diff"] = diff
         text += f", max |Δ| vs torch {diff:.2g}"
     done("reference", t0, text)
+    run.findings = check(graph, run.dt, records)
+    for f in run.findings:
+        echo(f"      warning: {f.message}")
 
     # --- Lava
     for mode in sim.modes:
@@ -208,7 +253,8 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
         t0 = step(f"Lava {mode} ({sim.target} simulation), {n} samples × {sim.steps} steps")
         try:
             res = deploy_graph(graph, x, mode=mode, target=sim.target, labels=labels,
-                               timeout_s=sim.timeout_s, progress=progress, reference=ref)
+                               timeout_s=sim.timeout_s, progress=progress, reference=ref,
+                               dt=run.dt)
         except NirbridgeError as exc:
             run.errors[f"lava_{short}"] = str(exc).splitlines()[0]
             done(f"lava_{short}", t0, f"FAILED: {run.errors[f'lava_{short}']}")

@@ -95,13 +95,16 @@ def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
     description = root.string("description", required=False, default="")
 
     # --- model
-    m = root.table("model", known=("factory", "kwargs", "checkpoint", "nir", "dt"))
+    m = root.table("model", known=("factory", "kwargs", "checkpoint", "nir", "dt", "from"))
     if ("factory" in m) == ("nir" in m):
         raise root.fail("model.factory", "give either model.factory (with model.checkpoint) "
                                          "or model.nir, not both" if "nir" in m else
                         "missing; give a string MODULE_OR_FILE:FACTORY (or model.nir)")
-    dt = m.number("dt", required=False, default=1.0, above=0)
+    dt = m.number("dt", required=False, default=None, above=0)
     if "factory" in m:
+        if "from" in m:
+            raise m.fail("from", "only with model.nir: it names the framework whose exporter "
+                                 "wrote the file")
         factory = m.string("factory")
         kwargs = m.typed("kwargs", (dict,), required=False, default={})
         checkpoint = _file(root, m.string("checkpoint"), "model.checkpoint",
@@ -113,7 +116,14 @@ def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
             raise m.fail("checkpoint" if "checkpoint" in m else "kwargs",
                          "only with model.factory; a .nir file holds its own weights")
         nir_path = _file(root, m.string("nir"), "model.nir", True)
-        model = ModelSpec(None, {}, None, nir_path, dt)
+        framework = m.string("from", required=False, default=None)
+        if framework is not None:
+            from nirbridge.export.frontends import FRONTENDS
+
+            if framework not in FRONTENDS:
+                raise m.fail("from", f"unknown framework {framework!r}; known: "
+                                     f"{', '.join(sorted(FRONTENDS))}")
+        model = ModelSpec(None, {}, None, nir_path, dt, framework)
 
     # --- data
     d = root.table("data", known=("dataset", "split", "encoding", "seed"))

@@ -29,6 +29,8 @@ def build_recipe_report(run: RecipeRun) -> dict[str, Any]:
         "checks": [c.to_dict() for c in run.checks],
         "passed": not run.failed,
         "nir": None if run.nir_path is None else str(run.nir_path),
+        "dt": run.dt, "dt_source": run.dt_source,
+        "sanity": [f.to_dict() for f in run.findings],
     }
     return build_report(run.counts, run.energies, run.mappings, model=run.recipe.name,
                         meta=meta)
@@ -41,9 +43,11 @@ def _report_sections(run: RecipeRun) -> list[tuple[str, list[list[str]], list[st
         f"{r.data.dataset} {r.data.split} split, {run.samples} samples, T = "
         f"{r.simulation.steps}, {r.data.encoding} encoding; Lava simulates "
         f"{r.simulation.target}",
+        f"dt = {run.dt:g} ({run.dt_source})" if run.dt is not None else "dt unknown",
         "spikes identical: fraction of (step, sample, neuron) entries of every spiking "
         "layer equal to the reference's", *[f"stage failed: {s}: {e}"
-                                            for s, e in run.errors.items()]]))
+                                            for s, e in run.errors.items()],
+        *[f"sanity: {f.message}" for f in run.findings]]))
     if run.checks:
         sections.append(("Checks", [["check", "condition", "measured", "result"], *[
             [c.key, c.text, format_value(c.value, c.key), "pass" if c.passed else "FAIL"]

@@ -37,13 +37,16 @@ METRICS: dict[str, tuple[str, str, str | None]] = {
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What to deploy: ``factory(**kwargs)`` + ``checkpoint``, or a ``.nir`` file."""
+    """What to deploy: ``factory(**kwargs)`` + ``checkpoint``, or a ``.nir`` file (read as
+    ``framework``'s exporter wrote it, when given). ``dt``: the time step (None: 1.0 for
+    a factory's export, the file's own for a ``.nir``)."""
 
     factory: str | None
     kwargs: dict[str, Any]
     checkpoint: Path | None
     nir: Path | None
-    dt: float = 1.0
+    dt: float | None = None
+    framework: str | None = None
 
     @property
     def neuron(self) -> str | None:
@@ -125,7 +128,8 @@ class Recipe:
             "path": str(self.path), "name": self.name, "description": self.description,
             "model": {"factory": m.factory, "kwargs": dict(m.kwargs),
                       "checkpoint": None if m.checkpoint is None else str(m.checkpoint),
-                      "nir": None if m.nir is None else str(m.nir), "dt": m.dt},
+                      "nir": None if m.nir is None else str(m.nir), "dt": m.dt,
+                      "from": m.framework},
             "data": {"dataset": d.dataset, "split": d.split, "encoding": d.encoding,
                      "seed": d.seed},
             "simulation": {"steps": s.steps, "samples": s.samples, "modes": list(s.modes),

@@ -59,10 +59,11 @@ def stage_rows(run: RecipeRun) -> list[list[str]]:
 def format_run(run: RecipeRun) -> str:
     """One recipe's summary: the stage table, SOPs and energy, and the checks."""
     r = run.recipe
+    dt = "" if run.dt is None else f", dt = {run.dt:g}"
     lines = [f"{r.name}: {r.model.factory or r.model.nir}"
              f"{' (' + kwargs_text(r.model.kwargs) + ')' if r.model.kwargs else ''}, "
              f"{r.data.dataset} {r.data.split} split, {run.samples} samples, "
-             f"T = {r.simulation.steps}, {r.data.encoding} encoding",
+             f"T = {r.simulation.steps}{dt}, {r.data.encoding} encoding",
              _grid(stage_rows(run))]
     if run.counts is not None:
         c = run.counts
@@ -77,6 +78,8 @@ def format_run(run: RecipeRun) -> str:
                      f"(measured {format_value(cr.value, cr.key)})")
     for s, e in run.errors.items():
         lines.append(f"stage FAILED: {s}: {e}")
+    for f in run.findings:
+        lines.append(f"sanity FAILED: {f.message}")
     return "\n".join(lines)
 
 

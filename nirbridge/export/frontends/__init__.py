@@ -43,6 +43,7 @@ FRONTENDS: dict[str, str] = {
     "norse": "nirbridge.export.frontends.norse",
     "spikingjelly": "nirbridge.export.frontends.spikingjelly",
     "sinabs": "nirbridge.export.frontends.sinabs",
+    "rockpool": "nirbridge.export.frontends.rockpool",
 }
 
 #: ``adapt(module, name) -> replacement | None`` of one front-end module.
