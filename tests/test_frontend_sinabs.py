@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 import nirbridge
+import nirbridge.passes
 from nirbridge.errors import UnsupportedLayerError
 from nirbridge.export.frontends import frontend
 from nirbridge.neurons import NEURONS
@@ -416,8 +417,6 @@ def test_integer_model_gives_the_same_spike_counts():
     np.testing.assert_array_equal(got, want.numpy())
 
 
-@pytest.mark.xfail(strict=True, reason="the profiler counts a neuron's events as x != 0 "
-                   "(binary spikes): a step with n > 1 Sinabs spikes counts as one")
 def test_profiler_counts_every_spike_of_a_multi_spike_step():
     from nirbridge.profile import count_events
 
@@ -426,6 +425,15 @@ def test_profiler_counts_every_spike_of_a_multi_spike_step():
     counts = count_events(graph, records)
     node = _neuron_nodes(graph)[-1]
     assert counts.neurons[node].spikes == float(out.sum()) / B
+    first = _neuron_nodes(graph)[0]
+    spikes_in = records[first].output
+    assert float(spikes_in.max()) >= 2, "no multi-spike counts"
+    # the synapse after a multi-spike layer does one event per spike, not per active neuron
+    (syn,) = [n for n, p in nirbridge.passes.predecessors(graph).items()
+              if p == [first] and n in counts.synapses]
+    fanout = np.asarray(graph.nodes[syn].weight).shape[0]
+    assert counts.synapses[syn].kind == "AC"
+    assert counts.synapses[syn].effective == float(spikes_in.sum()) * fanout / B
 
 
 # -------------------------------------------------------------------------- Lava
@@ -473,9 +481,6 @@ def test_lava_floating_pt_passes_spike_counts_through(lava_run):
 
 
 @pytest.mark.lava
-@pytest.mark.xfail(strict=True, reason="the Lava lowerings give a spiking neuron's synapse "
-                   "num_message_bits=0, and Lava's Dense reads such input as bool: counts "
-                   "> 1 reach the next layer as 1")
 def test_lava_floating_pt_carries_counts_through_a_synapse(lava_run):
     want, got = lava_run
     np.testing.assert_array_equal(got["output"], want["output"].numpy())

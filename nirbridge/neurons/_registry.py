@@ -124,7 +124,10 @@ class NeuronSpec:
     nodes); ``integer`` and ``quantize``: the fixed-point model and quantizer plan
     (``None``: no fixed point); ``frac_bits``: the ``[quantization.frac_bits]`` entries
     this neuron introduces, with their default fractional bits (a neuron may instead reuse
-    an existing entry as its plan's ``key``); ``example(shape, per_channel)``: a trainable
+    an existing entry as its plan's ``key``); ``events(node)``: for a spiking output that is
+    an event *count* ≥ 0 rather than a 0/1 spike (Sinabs' multi-spike IAF), the most events
+    per neuron and step (``None``: unbounded); unset: binary spikes;
+    ``example(shape, per_channel)``: a trainable
     module with non-trivial parameters that exports to this node type; ``description``:
     one line.
     """
@@ -140,6 +143,7 @@ class NeuronSpec:
     integer: IntegerModel | None = None
     quantize: Quantize | None = None
     frac_bits: Mapping[str, int] = field(default_factory=dict)
+    events: Callable[[Any], int | None] | None = None
     description: str = ""
 
     @property
@@ -155,6 +159,15 @@ class NeuronSpec:
     @property
     def state_fields(self) -> tuple[str, ...]:
         return tuple(self.state._fields)
+
+    def event_bound(self, node: nir.NIRNode) -> int | None:
+        """Events per neuron and step ``node`` can emit: 1 for binary spikes, ``None`` for
+        an unbounded count."""
+        return 1 if self.events is None else self.events(node)
+
+    def binary(self, node: nir.NIRNode) -> bool:
+        """Whether ``node``'s output is binary spikes (0/1)."""
+        return self.spiking and self.event_bound(node) == 1
 
     def initial_state(self, node: nir.NIRNode, x0: torch.Tensor) -> Any:
         """The state before the first step for a batch like ``x0`` (``[B, *shape]``)."""

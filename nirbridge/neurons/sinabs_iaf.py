@@ -395,9 +395,18 @@ def example(shape: tuple[int, ...], per_channel: bool) -> SinabsIAF:
                      min_v_mem=example_value(shape, per_channel, -0.5, -0.3))
 
 
+def event_bound(node: Any) -> int | None:
+    """Spikes per neuron and step of a Sinabs firing node: 1 (SingleSpike), its MaxSpike
+    bound, or None (MultiSpike: unbounded)."""
+    if node.spike == "single":
+        return 1
+    return int(node.max_spikes) or None
+
+
 SPEC = register(NeuronSpec(
     node=SinabsIAFNode, step=sinabs_iaf_step, state=LIFState, kwargs=_iaf_kwargs,
     example=example, lossy=lossy, integer=SINABS_MODEL, quantize=quantize,
+    events=event_bound,
     description="Sinabs IAF: spike counts floor(v/θ), subtractive reset, floor min_v_mem"))
 
 __all__ = [

@@ -36,6 +36,7 @@ from nirbridge.neurons.sinabs_iaf import (
     SINABS_MODEL,
     SinabsFire,
     check_fire_node,
+    event_bound,
     fire_kwargs,
     fire_losses,
     lossy_reset,
@@ -154,6 +155,7 @@ def example(shape: tuple[int, ...], per_channel: bool) -> SinabsLIF:
 SPEC = register(NeuronSpec(
     node=SinabsLIFNode, step=sinabs_lif_step, state=LIFState, kwargs=_kwargs,
     example=example, lossy=lossy, integer=SINABS_MODEL, quantize=quantize,
+    events=event_bound,
     description="Sinabs LIF: v ← α·v + (1−α)·x, spike counts, Sinabs' reset and floor"))
 
 __all__ = ["SinabsLIF", "SinabsLIFNode", "input_gain", "sinabs_charge", "sinabs_lif_step"]

@@ -43,6 +43,7 @@ from nirbridge.neurons.sinabs_iaf import (
     SinabsFire,
     SinabsParams,
     check_fire_node,
+    event_bound,
     fire_kwargs,
     fire_losses,
     int_fire,
@@ -218,6 +219,7 @@ def example(shape: tuple[int, ...], per_channel: bool) -> SinabsSynLIF:
 SPEC = register(NeuronSpec(
     node=SinabsSynLIFNode, step=sinabs_synlif_step, state=CubaLIFState, kwargs=_kwargs,
     example=example, lossy=lossy, integer=SINABS_SYN_MODEL, quantize=quantize,
+    events=event_bound,
     description="Sinabs IAF/LIF with tau_syn: i ← α_syn·(i + x), then Sinabs' LIF"))
 
 __all__ = ["IntSynState", "SINABS_SYN_MODEL", "SinabsSynLIF", "SinabsSynLIFNode",

@@ -336,7 +336,9 @@ def count_events(graph: nir.NIRGraph, records: MappingABC[str, Any], *,
             shape = tuple(int(s) for s in x.shape[2:])
             fmap = fanout_map(node, shape)
             fones = fanout_map(node, shape, ones=True)
-            nz = (x != 0).to(torch.float64)
+            # one event per non-zero input (NeuroBench), n events for a count of n
+            counts = any(tags[p] == "count" for p in preds[name])
+            nz = x.to(torch.float64) if counts else (x != 0).to(torch.float64)
             step_sums = (nz * fmap).reshape(t, -1).sum(1)  # exact integers
             per_step = step_sums / b
             dense_step = float(fones.sum().item())
@@ -354,7 +356,8 @@ def count_events(graph: nir.NIRGraph, records: MappingABC[str, Any], *,
             n = int(np.prod(x.shape[2:], dtype=np.int64))
             driven = (x != 0).reshape(t, -1).sum(1)  # exact integers per step
             spiking = is_spiking(node)
-            spk = (y != 0).reshape(t, -1).sum(1) if spiking else None
+            events = y if tags[name] == "count" else (y != 0)
+            spk = events.reshape(t, -1).sum(1) if spiking else None
             neurons[name] = NeuronCount(
                 node=name, op=type(node).__name__, spiking=spiking, neurons=n,
                 updates_dense=float(n * t), updates_driven=int(driven.sum().item()) / b,

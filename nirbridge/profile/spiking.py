@@ -50,11 +50,14 @@ def is_spiking(node: nir.NIRNode) -> bool:
 
 def payload_tags(graph: nir.NIRGraph,
                  spike_inputs: bool | Iterable[str] = False) -> dict[str, str]:
-    """``"spike"`` or ``"graded"`` for the output of every node, from the graph only.
+    """``"spike"``, ``"count"`` or ``"graded"`` for the output of every node, from the
+    graph only.
 
-    ``spike_inputs``: Input nodes declared to carry binary events (e.g. DVS data);
-    ``True`` declares all. Pass-through nodes (Flatten, Delay) carry spikes only when
-    every predecessor does.
+    ``"count"``: event counts ≥ 0 per neuron and step (a neuron whose registry entry says
+    so, e.g. Sinabs' multi-spike IAF); a value ``n`` is ``n`` events. ``spike_inputs``:
+    Input nodes declared to carry binary events (e.g. DVS data); ``True`` declares all.
+    Pass-through nodes (Flatten, Delay) carry events only when every predecessor does
+    (counts when any of them does).
     """
     preds = predecessors(graph)
     if spike_inputs is True:
@@ -70,10 +73,11 @@ def payload_tags(graph: nir.NIRGraph,
         if isinstance(node, nir.Input):
             t = "spike" if name in declared else "graded"
         elif is_spiking(node):
-            t = "spike"
+            spec = spec_of(node)
+            t = "spike" if spec is None or spec.binary(node) else "count"
         elif isinstance(node, PASS_THROUGH) and preds[name] and name not in seen:
-            t = "spike" if all(tag(p, seen | {name}) == "spike" for p in preds[name]) \
-                else "graded"
+            tags = {tag(p, seen | {name}) for p in preds[name]}
+            t = "graded" if "graded" in tags else "count" if "count" in tags else "spike"
         else:
             t = "graded"
         memo[name] = t
@@ -84,10 +88,11 @@ def payload_tags(graph: nir.NIRGraph,
 
 def synapse_kind(graph: nir.NIRGraph, name: str,
                  tags: MappingABC[str, str] | None = None) -> str:
-    """``"AC"`` if every predecessor of synapse node ``name`` emits spikes, else ``"MAC"``."""
+    """``"AC"`` if every predecessor of synapse node ``name`` emits events (spikes or
+    counts), else ``"MAC"``."""
     tags = payload_tags(graph) if tags is None else tags
     preds = predecessors(graph)[name]
-    return "AC" if preds and all(tags[p] == "spike" for p in preds) else "MAC"
+    return "AC" if preds and all(tags[p] in ("spike", "count") for p in preds) else "MAC"
 
 
 __all__ = ["NEUROBENCH_TYPES", "PASS_THROUGH", "SPIKING_STANDARD", "SPIKING_STATELESS",

@@ -434,7 +434,20 @@ def _quantize_neuron(graph: nir.NIRGraph, name: str, node: nir.NIRNode, chains: 
     layers[name] = qn
     report[name] = rep
     out_frac[name] = qn.out_frac
-    in_max[name] = 1.0 if plan.spiking else R / cfg.headroom
+    in_max[name] = _output_bound(node, plan, R / cfg.headroom)
+
+
+def _output_bound(node: nir.NIRNode, plan: QuantPlan, range_estimate: float) -> float:
+    """The magnitude bound of a neuron's output for the layers it feeds: 1 for spikes, the
+    count bound for event counts (an unbounded count: the state range over the smallest
+    threshold-like magnitude the plan knows), the state range for graded outputs."""
+    if not plan.spiking:
+        return range_estimate
+    spec = spec_of(node)
+    bound = 1 if spec is None else spec.event_bound(node)
+    if bound is None:
+        return max(1.0, range_estimate / max(plan.theta_max, 2.0 ** -16))
+    return float(bound)
 
 
 def _quantize_threshold(graph: nir.NIRGraph, name: str, node: nir.Threshold,

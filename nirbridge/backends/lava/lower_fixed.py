@@ -79,7 +79,7 @@ from nirbridge.backends.lava.network import (
     process_label,
 )
 from nirbridge.errors import LoweringError
-from nirbridge.neurons import StockLava
+from nirbridge.neurons import StockLava, spec_of
 from nirbridge.quantize import (
     QuantConfig,
     QuantizedGraph,
@@ -124,7 +124,7 @@ def _lower_fixed_neuron(node: nir.NIRNode, ctx: NeuronContext) -> NeuronLowering
                               state_vars=stock.state_vars)
     return NeuronLowering(FIXED_NEURON, dict(neuron=layer.node_type, params=layer.params,
                                              node_shape=tuple(layer.shape)),
-                          graded=not layer.spiking)
+                          graded=not (layer.spiking and spec_of(node).binary(node)))
 
 
 def neuron_mapping(net: LavaNetwork) -> dict[str, str]:

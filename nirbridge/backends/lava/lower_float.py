@@ -104,7 +104,7 @@ def lower_float_neuron(node: nir.NIRNode, ctx: NeuronContext) -> NeuronLowering:
     check_neuron_params(ctx.name, node, ctx.shape)
     return NeuronLowering(FLOAT_NEURON, dict(neuron=spec.name, node=node, dt=ctx.dt,
                                              node_shape=tuple(ctx.shape)),
-                          graded=not spec.spiking)
+                          graded=not spec.binary(node))  # counts travel as graded values
 
 
 # ----------------------------------------------------------------------- lowering
