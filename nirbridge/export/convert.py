@@ -160,7 +160,9 @@ def _readable(traced: TracedModel, n: Node) -> str:
         return traced.names[n]
     base = str(n.target).replace(".", "_")
     if not base or base[0].isdigit():
-        base = f"{type(traced.module(n)).__name__.lower()}_{base}".rstrip("_")
+        mod = traced.module(n)
+        stem = getattr(mod, "export_name", None) or type(mod).__name__
+        base = f"{stem.lower()}_{base}".rstrip("_")
     return base
 
 

@@ -57,9 +57,11 @@ class HiddenState(NeuronModule):
 
     returns_state = False
 
-    def __init__(self, neuron: NeuronModule) -> None:
+    def __init__(self, neuron: NeuronModule, name: str | None = None) -> None:
         super().__init__()
         self.neuron = neuron
+        #: The node name's stem in the exported graph (the framework class, e.g. ``IAF``).
+        self.export_name = name or type(neuron).__name__
 
     def forward(self, x: torch.Tensor, state: Any = None) -> torch.Tensor:  # type: ignore[override]
         return self.neuron(x, state)[0]

@@ -93,7 +93,7 @@ def adapt(module: nn.Module, name: str) -> nn.Module | None:
     if isinstance(module, sl.SumPool2d):
         return _sum_pool(module, name)
     if isinstance(module, sl.LIF) and not isinstance(module, sl.LIFRecurrent):
-        return HiddenState(_neuron(module, name))
+        return HiddenState(_neuron(module, name), type(module).__name__)
     raise unsupported(module, name, FRAMEWORK, ROUTE, "no front-end mapping for it")
 
 

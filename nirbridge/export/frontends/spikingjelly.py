@@ -195,7 +195,7 @@ def adapt(module: nn.Module, name: str) -> nn.Module | None:
 
     stand_in = _neuron(module, name)
     if stand_in is not None:
-        return HiddenState(stand_in)
+        return HiddenState(stand_in, type(module).__name__)
     kind = type(module)
     if kind in _containers():
         _as_plain(module, nn.Sequential)
