@@ -34,6 +34,7 @@ from nirbridge.neurons import (
     full,
     leaky_standard_node,
     node_kwargs,
+    param_reader,
     register,
     spike,
 )
@@ -118,8 +119,7 @@ FLOORLIF_MODEL = IntegerModel("floorlif", floorlif_int_step, FloorLIFParams)
 # 6. the quantizer plan: v' = βv + x is homogeneous (scaling x, v, θ, v_min keeps spikes)
 def quantize(name: str, node: FloorLIFNode, dt: float, shape: tuple[int, ...],
              cfg: Any) -> QuantPlan:
-    def p(f: str) -> np.ndarray:
-        return np.array(np.broadcast_to(np.asarray(getattr(node, f), np.float64), shape))
+    p = param_reader(node, shape)
 
     theta, v_min = p("v_threshold"), p("v_min")
 

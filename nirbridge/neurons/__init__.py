@@ -34,6 +34,7 @@ from nirbridge.neurons._base import (
     example_value,
     full,
     leaky_standard_node,
+    param_reader,
     run_steps,
     spike,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "full",
     "leaky_standard_node",
     "node_kwargs",
+    "param_reader",
     "spike",
     "ALIF",
     "ARLIF",

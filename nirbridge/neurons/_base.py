@@ -142,6 +142,15 @@ def node_param(node: nir.NIRNode, name: str, dtype: torch.dtype, device: Any = N
     return torch.as_tensor(np.asarray(value), dtype=dtype, device=device)
 
 
+def param_reader(node: nir.NIRNode, shape: tuple[int, ...]) -> Callable[[str], np.ndarray]:
+    """``p(name)``: parameter ``name`` of ``node`` as a float64 array of the neuron
+    ``shape`` (what a quantizer plan rounds)."""
+    def p(name: str) -> np.ndarray:
+        return np.array(np.broadcast_to(np.asarray(getattr(node, name), np.float64), shape))
+
+    return p
+
+
 def compare_of(node: nir.NIRNode) -> str:
     """The firing convention of a neuron node: its field, else metadata, else NIR's ``>``."""
     if isinstance(node, CustomNeuron):
@@ -414,6 +423,7 @@ __all__ = [
     "full",
     "leaky_standard_node",
     "node_param",
+    "param_reader",
     "numeric_fields",
     "run_steps",
     "spike",

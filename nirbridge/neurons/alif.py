@@ -25,6 +25,7 @@ from nirbridge.neurons._base import (
     example_value,
     full,
     leaky_standard_node,
+    param_reader,
     spike,
     to_tensor,
 )
@@ -207,8 +208,7 @@ ALIF_MODEL = IntegerModel("alif", alif_int_step, ALIFParams, ("v", "b", "z"))
 def quantize(name: str, node: ALIFNode, dt: float, shape: tuple[int, ...],
              cfg: Any) -> QuantPlan:
     """The quantizer plan of an ALIF node (see :mod:`nirbridge.quantize`)."""
-    def p(f: str) -> np.ndarray:
-        return np.array(np.broadcast_to(np.asarray(getattr(node, f), np.float64), shape))
+    p = param_reader(node, shape)
 
     cmp = node.compare
     zeros = np.zeros(shape)

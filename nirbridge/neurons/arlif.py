@@ -25,6 +25,7 @@ from nirbridge.neurons._base import (
     example_value,
     full,
     leaky_standard_node,
+    param_reader,
     spike,
 )
 from nirbridge.neurons._registry import (
@@ -223,8 +224,7 @@ ARLIF_MODEL = IntegerModel("arlif", arlif_int_step, ARLIFParams, ("v", "m"))
 def quantize(name: str, node: ARLIFNode, dt: float, shape: tuple[int, ...],
              cfg: Any) -> QuantPlan:
     """The quantizer plan of an AR-LIF node (see :mod:`nirbridge.quantize`)."""
-    def p(f: str) -> np.ndarray:
-        return np.array(np.broadcast_to(np.asarray(getattr(node, f), np.float64), shape))
+    p = param_reader(node, shape)
 
     cmp = node.compare
     zeros = np.zeros(shape)

@@ -24,6 +24,7 @@ from nirbridge.neurons._base import (
     example_value,
     full,
     leaky_standard_node,
+    param_reader,
     spike,
 )
 from nirbridge.neurons._registry import (
@@ -159,8 +160,7 @@ CLIF_MODEL = IntegerModel("clif", clif_int_step, CLIFParams, ("v", "m"))
 def quantize(name: str, node: CLIFNode, dt: float, shape: tuple[int, ...],
              cfg: Any) -> QuantPlan:
     """The quantizer plan of a CLIF node (see :mod:`nirbridge.quantize`)."""
-    def p(f: str) -> np.ndarray:
-        return np.array(np.broadcast_to(np.asarray(getattr(node, f), np.float64), shape))
+    p = param_reader(node, shape)
 
     cmp = node.compare
     zeros = np.zeros(shape)

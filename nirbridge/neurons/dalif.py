@@ -27,6 +27,7 @@ from nirbridge.neurons._base import (
     example_value,
     full,
     leaky_standard_node,
+    param_reader,
     spike,
 )
 from nirbridge.neurons._registry import (
@@ -159,8 +160,7 @@ def lossy(node: DALIFNode, dt: float, meta: dict) -> tuple[nir.NIRNode, str]:
 def quantize(name: str, node: DALIFNode, dt: float, shape: tuple[int, ...],
              cfg: Any) -> QuantPlan:
     """The quantizer plan: the linear-reset model with gain ``α`` and decay ``β``."""
-    def p(f: str) -> np.ndarray:
-        return np.array(np.broadcast_to(np.asarray(getattr(node, f), np.float64), shape))
+    p = param_reader(node, shape)
 
     return linear_plan("dalif", node.compare, cfg, p("alpha"), np.zeros(shape), p("beta"),
                        p("v_threshold"), node.reset)

@@ -27,6 +27,7 @@ from nirbridge.neurons._base import (
     example_value,
     full,
     leaky_standard_node,
+    param_reader,
     spike,
 )
 from nirbridge.neurons._registry import (
@@ -232,8 +233,7 @@ KLIF_MODEL = IntegerModel("klif", klif_int_step, KLIFParams)
 def quantize(name: str, node: KLIFNode, dt: float, shape: tuple[int, ...],
              cfg: Any) -> QuantPlan:
     """The quantizer plan of a KLIF node (see :mod:`nirbridge.quantize`)."""
-    def p(f: str) -> np.ndarray:
-        return np.array(np.broadcast_to(np.asarray(getattr(node, f), np.float64), shape))
+    p = param_reader(node, shape)
 
     cmp = node.compare
     zeros = np.zeros(shape)

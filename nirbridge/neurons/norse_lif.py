@@ -44,6 +44,7 @@ from nirbridge.neurons._base import (
     check_compare,
     example_value,
     full,
+    param_reader,
     spike,
 )
 from nirbridge.neurons._registry import NeuronSpec, QuantPlan, node_kwargs, register
@@ -215,8 +216,7 @@ def lava_plan(node: Any, dt: float, shape: tuple[int, ...], cfg: Any,
     """Lava-LIF form of NorseLIF (``spiking``) or NorseLI: ``u = dt·τ_mem⁻¹·j`` decays by
     ``dt·τ_syn⁻¹`` and takes the input with gain ``dt·τ_mem⁻¹``; ``v`` relative to
     ``v_reset`` decays by ``dt·τ_mem⁻¹`` with bias ``dt·τ_mem⁻¹·(v_leak − v_reset)``."""
-    def p(f: str) -> np.ndarray:
-        return np.array(np.broadcast_to(np.asarray(getattr(node, f), np.float64), shape))
+    p = param_reader(node, shape)
 
     gm, gs = dt * p("tau_mem_inv"), dt * p("tau_syn_inv")
     v_r = p("v_reset") if spiking else np.zeros(shape)

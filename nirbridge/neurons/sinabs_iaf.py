@@ -43,6 +43,7 @@ from nirbridge.neurons._base import (
     example_value,
     full,
     node_param,
+    param_reader,
     spike,
 )
 from nirbridge.neurons._registry import IntegerModel, NeuronSpec, QuantPlan, register
@@ -341,10 +342,6 @@ def sinabs_int_step(a_in: np.ndarray, state: IntLIFState, p: SinabsParams,
 SINABS_MODEL = IntegerModel("sinabs", sinabs_int_step, SinabsParams)
 
 
-def _field(node: Any, f: str, shape: tuple[int, ...]) -> np.ndarray:
-    return np.array(np.broadcast_to(np.asarray(getattr(node, f), np.float64), shape))
-
-
 def sinabs_plan(node: Any, shape: tuple[int, ...], cfg: Any, decay: np.ndarray | None,
                 gain: np.ndarray, spiking: bool = True, model: IntegerModel = SINABS_MODEL,
                 params: type = SinabsParams,
@@ -355,10 +352,11 @@ def sinabs_plan(node: Any, shape: tuple[int, ...], cfg: Any, decay: np.ndarray |
     ``floor(v/θ)`` and every comparison unchanged."""
     q = cfg.decay_bits
     floor = bool(node.floor)
-    v_min = _field(node, "v_min", shape)
+    p = param_reader(node, shape)
+    v_min = p("v_min")
     if spiking:
-        theta = _field(node, "v_threshold", shape)
-        reset_value = _field(node, "reset_value", shape)
+        theta = p("v_threshold")
+        reset_value = p("reset_value")
     else:
         theta = reset_value = np.zeros(shape)
 

@@ -41,6 +41,7 @@ from nirbridge.neurons._base import (
     example_value,
     full,
     leaky_standard_node,
+    param_reader,
 )
 from nirbridge.neurons._registry import NEURONS, NeuronSpec, QuantPlan, node_kwargs, register
 from nirbridge.neurons.standard import LIFState, fire_and_reset
@@ -176,10 +177,6 @@ def sj_init(node: Any, x0: torch.Tensor) -> LIFState:
                     .expand_as(x0).clone())
 
 
-def _arr(node: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    return np.array(np.broadcast_to(np.asarray(getattr(node, name), np.float64), shape))
-
-
 def sj_lossy(node: Any, rate: np.ndarray, dt: float, meta: dict) -> tuple[nir.NIRNode, str]:
     """The lossy form of a SpikingJelly LIF whose per-step rate is ``rate`` (``1/τ`` or
     ``σ(w)``): ``v ← (1 − rate)·v + g·x + rate·v_r`` (``g = rate`` with ``decay_input``,
@@ -204,8 +201,9 @@ def sj_quantize(node: Any, rate: np.ndarray, shape: tuple[int, ...], cfg: Any) -
     q = cfg.decay_bits
     rate = np.array(np.broadcast_to(rate, shape))
     soft = bool(node.soft_reset)
-    v_r = np.zeros(shape) if soft else _arr(node, "v_reset", shape)
-    theta = _arr(node, "v_threshold", shape)
+    p = param_reader(node, shape)
+    v_r = np.zeros(shape) if soft else p("v_reset")
+    theta = p("v_threshold")
     gain = rate if node.decay_input else np.ones(shape)
     own = rate * v_r
 
@@ -230,7 +228,7 @@ def _lossy(node: SJLIFNode, dt: float, meta: dict) -> tuple[nir.NIRNode, str]:
 
 def _quantize(name: str, node: SJLIFNode, dt: float, shape: tuple[int, ...],
               cfg: Any) -> QuantPlan:
-    return sj_quantize(node, 1.0 / _arr(node, "tau", shape), shape, cfg)
+    return sj_quantize(node, 1.0 / param_reader(node, shape)("tau"), shape, cfg)
 
 
 def _example(shape: tuple[int, ...], per_channel: bool) -> SJLIF:

@@ -48,6 +48,7 @@ from nirbridge.neurons._base import (
     example_value,
     full,
     leaky_standard_node,
+    param_reader,
     spike,
 )
 from nirbridge.neurons._registry import (
@@ -268,8 +269,7 @@ def quantize(name: str, node: SnnTorchLeakyNode, dt: float, shape: tuple[int, ..
     """The plan: input gain ``g`` (folded into the weights), decay ``β``; homogeneous."""
     check_binary(name, node)
 
-    def p(f: str) -> np.ndarray:
-        return np.array(np.broadcast_to(np.asarray(getattr(node, f), np.float64), shape))
+    p = param_reader(node, shape)
 
     theta = p("v_threshold")
     q = cfg.decay_bits

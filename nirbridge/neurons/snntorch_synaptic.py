@@ -41,6 +41,7 @@ from nirbridge.neurons._base import (
     check_compare,
     example_value,
     full,
+    param_reader,
     spike,
 )
 from nirbridge.neurons._registry import (
@@ -232,8 +233,7 @@ def quantize(name: str, node: SnnTorchSynapticNode, dt: float, shape: tuple[int,
     """The plan: unit input gain into ``syn``, decays ``α``, ``β``; homogeneous."""
     check_binary(name, node)
 
-    def p(f: str) -> np.ndarray:
-        return np.array(np.broadcast_to(np.asarray(getattr(node, f), np.float64), shape))
+    p = param_reader(node, shape)
 
     theta = p("v_threshold")
     q = cfg.decay_bits

@@ -18,7 +18,7 @@ import numpy as np
 
 from nirbridge import fixed_point as fx
 from nirbridge.errors import InvalidParameterError
-from nirbridge.neurons._base import CustomNeuron, as_str, example_value
+from nirbridge.neurons._base import CustomNeuron, as_str, example_value, param_reader
 from nirbridge.neurons._registry import (
     IntegerModel,
     NeuronSpec,
@@ -116,8 +116,7 @@ def linear_plan(key: str, cmp: str, cfg: Any, gain: np.ndarray, own: np.ndarray,
 
 def quantize(name: str, node: SubtractiveLIFNode, dt: float, shape: tuple[int, ...],
              cfg: Any) -> QuantPlan:
-    def p(f: str) -> np.ndarray:
-        return np.array(np.broadcast_to(np.asarray(getattr(node, f), np.float64), shape))
+    p = param_reader(node, shape)
 
     g_dt = dt / p("tau")
     return linear_plan("sublif", node.compare, cfg, p("r") * g_dt, g_dt * p("v_leak"),
