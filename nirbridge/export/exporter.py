@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import copy
+import types
+from typing import Any
 
 import nir
 import numpy as np
@@ -29,13 +31,54 @@ def _check_dt(dt: float) -> float:
     return value
 
 
+def _graph_tensors(root: object) -> dict[int, torch.Tensor]:
+    """Every tensor reachable from ``root`` that is part of an autograd graph (not a leaf),
+    by ``id``: the states a framework neuron keeps after a forward with gradients (snnTorch's
+    hidden ``mem``, SpikingJelly's ``v``), which ``copy.deepcopy`` refuses to copy.
+
+    Walks what ``deepcopy`` would reach in a model: modules, the builtin containers and
+    the ``__dict__`` of plain objects (classes, functions and modules are copied by
+    reference, so they are not entered)."""
+    found: dict[int, torch.Tensor] = {}
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if torch.is_tensor(obj):
+            if not obj.is_leaf:
+                found[id(obj)] = obj
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            stack.extend(obj)
+        elif not isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType,
+                                  types.MethodType, types.ModuleType, str, bytes)):
+            try:
+                attrs = vars(obj)
+            except TypeError:  # no __dict__ (a number, a slotted object): nothing inside
+                continue
+            stack.extend(attrs.values())
+    return found
+
+
 def _eval_copy(model: nn.Module) -> nn.Module:
+    # A state left by a forward with gradients is copied as its value, detached from the
+    # autograd graph (deepcopy refuses such tensors): the export needs values only, and
+    # the user's model, graph included, stays as it was. Leaves (parameters, buffers that
+    # are leaves) are left to deepcopy, which copies them exactly.
+    memo: dict[int, Any] = {i: t.detach().clone() for i, t in _graph_tensors(model).items()}
     try:
-        copied = copy.deepcopy(model)
+        copied = copy.deepcopy(model, memo)
     except Exception as exc:
+        hint = ("; a state held from a forward with gradients is in the way: reset the "
+                "model's states first (snnTorch: snntorch.utils.reset(net); SpikingJelly: "
+                "functional.reset_net(net))" if "graph leaves" in str(exc) else "")
         raise ExportError(
             f"cannot copy the model to export it ({type(exc).__name__}: {exc}); "
-            "to_nir never changes the model it is given, so it must be deep-copyable"
+            f"to_nir never changes the model it is given, so it must be deep-copyable{hint}"
         ) from exc
     copied.eval()
     return copied
@@ -52,7 +95,8 @@ def to_nir(model: nn.Module, sample_input: torch.Tensor, dt: float = 1.0) -> nir
             ``nn.Linear``, ``nn.Conv1d``, ``nn.Conv2d``; also ``nn.AvgPool2d``,
             :class:`nirbridge.layers.SumPool2d`, ``nn.Flatten``, batch-norm right after a
             synapse (folded), dropout and identity (removed), and sums of tensors. The model
-            is deep-copied and never changed.
+            is deep-copied and never changed; states it holds from a forward with
+            gradients (snnTorch's ``init_hidden`` ``mem``) are copied as their values.
         sample_input: one step's input batch ``[B, ...]``; the model runs once on it to
             measure every layer's shape.
         dt: the graph's time step (stored in ``graph.metadata["dt"]``, passed to each

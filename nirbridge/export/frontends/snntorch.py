@@ -197,7 +197,9 @@ def adapt(module: nn.Module, name: str) -> nn.Module | None:
     _check_forward(module, name)
     neuron = make(module, name)
     hidden = getattr(module, "init_hidden", False) and not getattr(module, "output", False)
-    return _named(HiddenState if hidden else CalledNeuron, type(module).__name__)(neuron)
+    if hidden:  # HiddenState names its node itself (export_name)
+        return HiddenState(neuron, type(module).__name__)
+    return _named(CalledNeuron, type(module).__name__)(neuron)
 
 
 _NAMED: dict[tuple[type, str], type] = {}
@@ -205,7 +207,7 @@ _NAMED: dict[tuple[type, str], type] = {}
 
 def _named(base: type, name: str) -> type:
     """``base`` under the snnTorch class's name, so that graph nodes are named after it
-    (``leaky_1``, not ``hiddenstate_1``)."""
+    (``leaky_3``, not ``calledneuron_3``)."""
     key = (base, name)
     if key not in _NAMED:
         _NAMED[key] = type(name, (base,), {"__module__": __name__,
