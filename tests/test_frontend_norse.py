@@ -264,7 +264,7 @@ def test_unsupported_norse_modules_name_module_framework_and_route(module):
     with pytest.raises(UnsupportedLayerError) as err:
         nirbridge.to_nir(model, torch.zeros(1, N_IN))
     text = str(err.value)
-    assert f"1 ({module})" in text and "a norse module" in text, text
+    assert f"1 ({module})" in text and "a Norse module" in text, text
     assert "LIFCell, LIFBoxCell, LICell, LIBoxCell and IAFCell" in text, text
     why = {"LIFAdExCell": "exp((v − v_th)/Δ_T)", "LIFRecurrentCell": "issue 10",
            "LSNNRecurrentCell": "issue 10", "LIF": "LIFCell(p, dt=...)",

@@ -46,7 +46,7 @@ from nirbridge.neurons.norse_lif import NorseLIF, factor_inverse, factor_tau
 from nirbridge.neurons.standard import LIFState
 from nirbridge.neurons.sublif import SubtractiveLIFNode
 
-FRAMEWORK = "norse"
+FRAMEWORK = "Norse"
 #: The dt Norse's ``to_nir`` writes with and ``from_nir`` reads with (its defaults).
 DT = 1e-3
 ROUTE = ("nirbridge.to_nir exports Norse's single-step cells LIFCell, LIFBoxCell, LICell, "
