@@ -112,6 +112,7 @@ import numpy as np
 from nirbridge._files import atomic_path
 from nirbridge.errors import GraphError, InputError, LoweringError
 from nirbridge.fixed_point import as_int
+from nirbridge.graph import refuse_recurrent
 from nirbridge.neurons import CustomNeuron, is_neuron
 from nirbridge.neurons.lava_lif import LavaLIFParams
 from nirbridge.passes import predecessors, resolve_dt, successors, topological_order
@@ -213,7 +214,9 @@ def _why_not_netx(node: nir.NIRNode) -> str | None:
 
 def check_netx_structure(graph: nir.NIRGraph) -> None:
     """Raise :class:`LoweringError` naming the first node (topological order) whose type
-    or position netx cannot express: see the module docstring."""
+    or position netx cannot express: see the module docstring. A recurrent graph raises
+    :class:`~nirbridge.errors.GraphError` naming a cycle."""
+    refuse_recurrent(graph, "netx export")
     order = topological_order(graph)
     preds, succs = predecessors(graph), successors(graph)
     n_in = sum(isinstance(n, nir.Input) for n in graph.nodes.values())

@@ -18,6 +18,11 @@ exception or returning the (possibly transformed) graph:
 - Transformations (batch-norm folding, quantization for a target profile) go in their own
   sections below these.
 
+The graph's structure (predecessors, orders, feedback edges, strongly connected
+components, algebraic loops, subgraph flattening) is :mod:`nirbridge.graph`'s;
+:func:`predecessors`, :func:`successors` and :func:`topological_order` are importable
+from here as before.
+
 Shapes are NIR's: without the batch dimension; an Affine/Linear weight is ``[out, in]``;
 Conv input is ``[C, H, W]`` (``[C, N]`` in 1-d). A shape that is ``None`` is *unknown* and
 never causes an error; a neuron whose parameters are scalars (shape ``()``) broadcasts to
@@ -41,11 +46,14 @@ from nir.ir.utils import calc_flatten_output
 
 from nirbridge.errors import GraphError, InputError, InvalidParameterError, ShapeMismatchError
 from nirbridge.geometry import conv_geometry_of, pool_geometry_of
+from nirbridge.graph import predecessors, successors, topological_order
 from nirbridge.neurons import is_neuron
 
 log = logging.getLogger(__name__)
 
 Shape = tuple[int, ...]
+#: Stateless or delaying nodes whose parameters apply element by element.
+_ELEMENTWISE = (nir.Delay, nir.Scale, nir.Threshold)
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -80,7 +88,8 @@ def _single_shape(types: Any) -> Shape | None:
 
 
 def _broadcasting(node: nir.NIRNode, shape: Shape | None) -> Shape | None:
-    if shape == () and is_neuron(node):
+    # scalar parameters broadcast: a neuron, delay, scale or threshold of shape ()
+    if shape == () and (is_neuron(node) or isinstance(node, _ELEMENTWISE)):
         return None
     return shape
 
@@ -391,63 +400,6 @@ FRAMEWORK_DT: Mapping[str, float | None] = _FrameworkDt()
 # --------------------------------------------------------------------- shape inference
 
 
-def predecessors(graph: nir.NIRGraph) -> dict[str, list[str]]:
-    """Each node's sources, in edge order (edges naming unknown nodes are skipped here;
-    :func:`topological_order` and :func:`validate` report them)."""
-    preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for src, dst in graph.edges:
-        if dst in preds and src in preds:
-            preds[dst].append(src)
-    return preds
-
-
-def successors(graph: nir.NIRGraph) -> dict[str, list[str]]:
-    """Each node's targets, in edge order (edges naming unknown nodes are skipped)."""
-    succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for src, dst in graph.edges:
-        if dst in succ and src in succ:
-            succ[src].append(dst)
-    return succ
-
-
-def topological_order(graph: nir.NIRGraph, *, strict: bool = True) -> list[str]:
-    """Node names in an order where every node follows all its predecessors.
-
-    ``strict``: an edge naming a missing node or a cycle raises :class:`GraphError`.
-    Otherwise such edges are skipped and nodes on cycles come last in their given order
-    (for passes that must never raise, such as shape inference).
-    """
-    names = list(graph.nodes)
-    indeg = dict.fromkeys(names, 0)
-    succ: dict[str, list[str]] = {n: [] for n in names}
-    for src, dst in graph.edges:
-        missing = [end for end in (src, dst) if end not in indeg]
-        if missing:
-            if strict:
-                raise GraphError(f"edge ({src!r} → {dst!r}) names node {missing[0]!r}, which "
-                                 "is not in the graph; remove the edge or add the node")
-            continue
-        indeg[dst] += 1
-        succ[src].append(dst)
-    ready = [n for n in names if indeg[n] == 0]
-    order: list[str] = []
-    while ready:
-        n = ready.pop(0)
-        order.append(n)
-        for m in succ[n]:
-            indeg[m] -= 1
-            if indeg[m] == 0:
-                ready.append(m)
-    if len(order) != len(names):
-        seen = set(order)
-        rest = [n for n in names if n not in seen]
-        if strict:
-            raise GraphError(f"graph has a cycle through nodes {sorted(rest)}; recurrent "
-                             "graphs are not supported yet")
-        order += rest
-    return order
-
-
 def _pool_output(node: Any, inp: Shape) -> Shape:
     return (inp[0], *pool_geometry_of(node).output_shape(inp[1:]))
 
@@ -573,8 +525,11 @@ __all__ = [
     "iter_nodes",
     "metadata_dt",
     "output_shape",
+    "predecessors",
     "resolve_dt",
     "strip_batch_dims",
     "subgraphs",
+    "successors",
+    "topological_order",
     "validate",
 ]

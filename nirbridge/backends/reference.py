@@ -1,10 +1,30 @@
 """The float64 reference executor: the ground truth every backend is judged against.
 
-Any acyclic NIR graph of standard and nirbridge custom nodes becomes a torch module that
-runs inputs shaped ``[T, B, ...]`` in one call. Because the graph has no feedback edges,
-each node is evaluated over the whole time axis at once in topological order: synapses
-(Affine, Conv, pooling) act on all ``T·B`` samples in one batched call and only neurons
-loop over time. Several edges into one node sum (NIR's convention).
+Any NIR graph of standard and nirbridge custom nodes becomes a torch module that runs
+inputs shaped ``[T, B, ...]`` in one call. Nested subgraphs are flattened first
+(:func:`nirbridge.graph.flatten_subgraphs`: node ``sub.x``). The graph is cut into its
+strongly connected components (:func:`nirbridge.graph.schedule`):
+
+- A node on no cycle is evaluated over the whole time axis at once: synapses (Affine,
+  Conv, pooling, Scale, Threshold) act on all ``T·B`` samples in one batched call, a
+  ``nir.Delay`` shifts the time axis, and only neurons loop over time. A feed-forward
+  graph runs exactly as it did before recurrence was supported.
+- A component with a cycle runs step by step: at each time step its nodes in
+  :func:`nirbridge.graph.execution_order`, each from this step's values of its
+  predecessors, except over a **feedback edge** (:func:`nirbridge.graph.feedback_edges`:
+  the edges a depth-first search from the Input nodes finds going back to an open
+  node), which carries the *previous* step's value of its source, and nothing at
+  t = 0 (zero). So a recurrent ``Affine`` feeding a neuron back contributes zero at
+  t = 0 and ``W·s[t-1] + b`` from t = 1 on: its bias does not count at t = 0. That is
+  nirtorch's reading (``nir_to_torch``, and ``nirtorch.load`` under Norse's
+  ``from_nir``); snnTorch's ``RLeaky``/``RSynaptic`` compute ``recurrent(spk)`` from
+  ``spk = 0`` at t = 0 and so add the recurrent bias at t = 0 too (the one place they
+  differ; ``docs/recurrence.md`` has the details). A cycle with no neuron and no Delay
+  on it (an algebraic loop) is refused naming its nodes.
+
+Several edges into one node sum (NIR's convention), in edge order. A ``nir.Delay`` of
+``d`` time units delays by ``d / dt`` steps (a whole number ≥ 1, per element; zero before
+its first input arrives); on a cycle it adds to the feedback edge's one step.
 
 nirtorch's own interpreter (``nirtorch.nir_to_torch``) runs one step at a time and
 exposes neither the input nor the state of every node, which the verification and the
@@ -26,14 +46,24 @@ import numpy as np
 import torch
 import torch.nn.functional as tF
 
-from nirbridge.errors import GraphError, InputError, UnknownNodeError
+from nirbridge.errors import GraphError, InputError, NirbridgeError, UnknownNodeError
 from nirbridge.geometry import conv_geometry_of, pool_geometry_of
+from nirbridge.graph import (
+    Unit,
+    check_algebraic_loops,
+    check_edge_names,
+    delay_steps,
+    feedback_edges,
+    flatten_subgraphs,
+    predecessors,
+    schedule,
+)
 from nirbridge.neurons import spec_of
 from nirbridge.passes import (  # FRAMEWORK_DT: importable here as before
     FRAMEWORK_DT,  # noqa: F401
     graph_dt,
-    predecessors,
-    topological_order,
+    input_shape,
+    metadata_dt,
 )
 
 log = logging.getLogger(__name__)
@@ -93,6 +123,31 @@ def neuron_runner(node: nir.NIRNode, dt: float):
     return None if spec is None else spec.runner(node, dt)
 
 
+def _delay_masks(steps: np.ndarray, like: torch.Tensor) -> list[tuple[int, torch.Tensor | None]]:
+    """``(d, mask)`` per distinct delay ``d`` of ``steps``; mask None when it is the only
+    one (the whole tensor shifts)."""
+    values = [int(d) for d in np.unique(steps)]
+    if len(values) == 1:
+        return [(values[0], None)]
+    return [(d, torch.as_tensor(steps == d, device=like.device)) for d in values]
+
+
+def apply_delay(x: torch.Tensor, steps: np.ndarray) -> torch.Tensor:
+    """``y[t] = x[t - d]`` (zero for ``t < d``) over a whole ``[T, B, ...]`` tensor;
+    ``steps`` (from :func:`nirbridge.graph.delay_steps`) broadcasts to the per-sample
+    shape, one delay per element."""
+    y = torch.zeros_like(x)
+    n = x.shape[0]
+    for d, mask in _delay_masks(steps, x):
+        if d >= n:
+            continue
+        if mask is None:
+            y[d:] = x[:n - d]
+        else:
+            y[d:] = torch.where(mask, x[:n - d], y[d:])
+    return y
+
+
 @dataclass
 class RunRecord:
     """What the reference run saw at one node: its summed input, output and states."""
@@ -107,17 +162,26 @@ class ReferenceExecutor(torch.nn.Module):
 
     ``forward(inputs, record=False)``: ``inputs`` is a tensor (one Input node) or a dict
     by Input node name. Returns the output tensor (one Output node) or a dict; with
-    ``record`` true (or a set of node names) also a dict of :class:`RunRecord` per node.
+    ``record`` true (or a set of node names) also a dict of :class:`RunRecord` per node
+    (nodes of recurrent components included; a subgraph's nodes as ``sub.x``).
+    Recurrence and delays: see the module docstring.
     """
 
     def __init__(self, graph: nir.NIRGraph, *, dtype: torch.dtype = torch.float64,
                  dt: float | None = None) -> None:
         super().__init__()
+        graph = flatten_subgraphs(graph)
         self.graph = graph
         self.dtype = dtype
         self.dt = graph_dt(graph, dt)
-        self.order = topological_order(graph)
+        check_edge_names(graph)
+        check_algebraic_loops(graph)
+        self.units: list[Unit] = schedule(graph)
+        self.order = [n for u in self.units for n in u.nodes]
         self.preds = predecessors(graph)
+        self.feedback = set(feedback_edges(graph))
+        self.delays = {n: delay_steps(node, self.dt, n) for n, node in graph.nodes.items()
+                       if isinstance(node, nir.Delay)}
         self.inputs = [n for n in self.order if isinstance(graph.nodes[n], nir.Input)]
         self.outputs = [n for n in self.order if isinstance(graph.nodes[n], nir.Output)]
         if not self.inputs or not self.outputs:
@@ -147,7 +211,11 @@ class ReferenceExecutor(torch.nn.Module):
         want = set(self.graph.nodes) if record is True else set(record or ())
         values: dict[str, torch.Tensor] = {}
         records: dict[str, RunRecord] = {}
-        for name in self.order:
+        for unit in self.units:
+            if unit.cyclic:
+                self._run_cyclic(unit.nodes, values, records, want)
+                continue
+            (name,) = unit.nodes
             node = self.graph.nodes[name]
             if isinstance(node, nir.Input):
                 if name not in inputs:
@@ -162,10 +230,7 @@ class ReferenceExecutor(torch.nn.Module):
                 raise GraphError(f"node '{name}' has no incoming edge; connect it or remove it")
             x = values[preds[0]]
             for q in preds[1:]:
-                if values[q].shape != x.shape:
-                    raise GraphError(f"node '{name}' sums inputs of shapes {tuple(x.shape)} "
-                                     f"('{preds[0]}') and {tuple(values[q].shape)} ('{q}')")
-                x = x + values[q]
+                x = self._add(name, x, preds[0], values[q], q)
             rec = RunRecord(input=x) if name in want else None
             y = self._run_node(name, node, x, rec)
             values[name] = y
@@ -176,21 +241,33 @@ class ReferenceExecutor(torch.nn.Module):
         out: Any = outs[self.outputs[0]] if len(outs) == 1 else outs
         return (out, records) if want else out
 
+    @staticmethod
+    def _add(name: str, x: torch.Tensor, first: str, v: torch.Tensor, q: str) -> torch.Tensor:
+        if v.shape != x.shape:
+            raise GraphError(f"node '{name}' sums inputs of shapes {tuple(x.shape)} "
+                             f"('{first}') and {tuple(v.shape)} ('{q}')")
+        return x + v
+
+    def _synapse(self, name: str, node: nir.NIRNode, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return apply_synapse(node, x)
+        except UnknownNodeError:
+            raise UnknownNodeError(
+                f"node '{name}' of type {type(node).__name__} has no reference semantics"
+            ) from None
+        except RuntimeError as exc:
+            raise GraphError(f"node '{name}' ({type(node).__name__}) failed on input of "
+                             f"shape {tuple(x.shape)}: {exc}") from exc
+
     def _run_node(self, name: str, node: nir.NIRNode, x: torch.Tensor,
                   rec: RunRecord | None) -> torch.Tensor:
         if isinstance(node, nir.Output):
             return x
+        if isinstance(node, nir.Delay):
+            return apply_delay(x, self.delays[name])
         runner = neuron_runner(node, self.dt)
         if runner is None:
-            try:
-                return apply_synapse(node, x)
-            except UnknownNodeError:
-                raise UnknownNodeError(
-                    f"node '{name}' of type {type(node).__name__} has no reference semantics"
-                ) from None
-            except RuntimeError as exc:
-                raise GraphError(f"node '{name}' ({type(node).__name__}) failed on input of "
-                                 f"shape {tuple(x.shape)}: {exc}") from exc
+            return self._synapse(name, node, x)
         init, step = runner
         state = init(x[0])
         outs = []
@@ -204,6 +281,112 @@ class ReferenceExecutor(torch.nn.Module):
         if rec is not None:
             rec.states = {f: torch.stack(v) for f, v in trace.items()}
         return torch.stack(outs)
+
+    # ------------------------------------------------------------ recurrent components
+    def _run_cyclic(self, nodes: tuple[str, ...], values: dict[str, torch.Tensor],
+                    records: dict[str, RunRecord], want: set[str]) -> None:
+        """Run one strongly connected component with a cycle step by step (see the
+        module docstring); its outputs go into ``values`` as ``[T, B, ...]``."""
+        members = set(nodes)
+        outside = [values[p] for n in nodes for p in self.preds[n] if p not in members]
+        ref = outside[0] if outside else values[self.inputs[0]]
+        steps, batch = ref.shape[0], ref.shape[1]
+        stepper = {n: self._stepper(n, self.graph.nodes[n]) for n in nodes}
+        outs: dict[str, list[torch.Tensor]] = {n: [] for n in nodes}
+        ins: dict[str, list[torch.Tensor]] = {n: [] for n in nodes if n in want}
+        traces: dict[str, dict[str, list[torch.Tensor]]] = {n: {} for n in nodes if n in want}
+        for t in range(steps):
+            for n in nodes:
+                x, first = None, ""
+                for p in self.preds[n]:
+                    if (p, n) in self.feedback:
+                        if t == 0:
+                            continue  # nothing has run yet: the feedback edge carries zero
+                        v = outs[p][t - 1]
+                    elif p in members:
+                        v = outs[p][t]
+                    else:
+                        v = values[p][t]
+                    x, first = (v, p) if x is None else (self._add(n, x, first, v, p), first)
+                if x is None:
+                    x = self._zero_input(n, batch, ref)
+                if n in ins:
+                    ins[n].append(x)
+                y, state = stepper[n](x, t)
+                outs[n].append(y)
+                if n in traces and state is not None:
+                    for f in type(state)._fields:
+                        traces[n].setdefault(f, []).append(getattr(state, f))
+        for n in nodes:
+            values[n] = torch.stack(outs[n])
+            if n in want:
+                records[n] = RunRecord(input=torch.stack(ins[n]), output=values[n],
+                                       states={f: torch.stack(v)
+                                               for f, v in traces[n].items()})
+
+    def _zero_input(self, name: str, batch: int, like: torch.Tensor) -> torch.Tensor:
+        """t = 0 for a node fed only over feedback edges: zero of its input shape."""
+        shape = input_shape(self.graph.nodes[name])
+        if shape is None:
+            raise GraphError(f"node '{name}' is fed only over feedback edges and has no "
+                             "known input shape for its zero input at t = 0; give it an "
+                             "input_type or an input from outside its cycle")
+        return torch.zeros((batch, *shape), dtype=like.dtype, device=like.device)
+
+    def _stepper(self, name: str, node: nir.NIRNode):
+        """``step(x_t, t) -> (y_t, state or None)`` of one node inside a cyclic
+        component: the same operations as the batched path, one time step at a time."""
+        if isinstance(node, nir.Output):
+            return lambda x, t: (x, None)
+        if isinstance(node, nir.Delay):
+            return self._delay_stepper(self.delays[name])
+        runner = neuron_runner(node, self.dt)
+        if runner is not None:
+            init, step = runner
+            held: list[Any] = []
+
+            def neuron(x: torch.Tensor, t: int):
+                if not held:
+                    held.append(init(x))
+                y, held[0] = step(x, held[0])
+                return y, held[0]
+
+            return neuron
+        if isinstance(node, (nir.Affine, nir.Linear)):
+            cache: dict[str, torch.Tensor | None] = {}
+
+            def linear(x: torch.Tensor, t: int):
+                if not cache:  # the parameters once, in the input's dtype and device
+                    cache["w"] = torch.as_tensor(np.asarray(node.weight), dtype=x.dtype,
+                                                 device=x.device)
+                    cache["b"] = (torch.as_tensor(np.asarray(node.bias), dtype=x.dtype,
+                                                  device=x.device)
+                                  if isinstance(node, nir.Affine) else None)
+                try:
+                    return tF.linear(x, cache["w"], cache["b"]), None
+                except RuntimeError as exc:
+                    raise GraphError(f"node '{name}' ({type(node).__name__}) failed on "
+                                     f"input of shape {tuple(x.shape)}: {exc}") from exc
+
+            return linear
+        return lambda x, t: (self._synapse(name, node, x.unsqueeze(0))[0], None)
+
+    @staticmethod
+    def _delay_stepper(steps: np.ndarray):
+        history: list[torch.Tensor] = []
+        masks: list[tuple[int, torch.Tensor | None]] = []
+
+        def delay(x: torch.Tensor, t: int):
+            history.append(x)
+            if not masks:
+                masks.extend(_delay_masks(steps, x))
+            y = torch.zeros_like(x)
+            for d, mask in masks:
+                if t >= d:
+                    y = history[t - d] if mask is None else torch.where(mask, history[t - d], y)
+            return y, None
+
+        return delay
 
 
 def run_reference(graph: nir.NIRGraph, inputs: Any, *, dtype: torch.dtype = torch.float64,
@@ -230,6 +413,28 @@ _SYNAPSES = (nir.Affine, nir.Linear, nir.Scale, nir.Conv1d, nir.Conv2d, nir.SumP
              nir.AvgPool2d, nir.Flatten, nir.Threshold)
 
 
+def structure_issues(graph: nir.NIRGraph) -> list[str]:
+    """Why the reference cannot run ``graph``'s structure (cycles are fine): an edge to a
+    missing node, an algebraic loop, no Input or Output node, a Delay that is no whole
+    number of steps at the graph's ``metadata["dt"]`` (unchecked without one)."""
+    try:
+        graph = flatten_subgraphs(graph)
+        check_edge_names(graph)
+        check_algebraic_loops(graph)
+        dt = metadata_dt(graph)
+        for name, node in graph.nodes.items():
+            if isinstance(node, nir.Delay) and dt is not None:
+                delay_steps(node, dt, name)
+    except NirbridgeError as exc:
+        return [str(exc)]
+    reasons = []
+    if not any(isinstance(n, nir.Input) for n in graph.nodes.values()):
+        reasons.append("graph has no Input node")
+    if not any(isinstance(n, nir.Output) for n in graph.nodes.values()):
+        reasons.append("graph has no Output node")
+    return reasons
+
+
 class ReferenceBackend:
     """The ``reference`` backend (:class:`~nirbridge.backends.Backend`): this
     executor, float64 by default (option ``dtype``)."""
@@ -238,14 +443,18 @@ class ReferenceBackend:
     description = "float64 reference executor (torch): the ground truth"
 
     def check(self, graph: nir.NIRGraph, **options: Any) -> list[str]:
-        """Why the reference cannot run ``graph``: its structure, or node types it has no
-        semantics for."""
-        from nirbridge.backends._base import check_options, graph_issues
+        """Why the reference cannot run ``graph``: its structure
+        (:func:`structure_issues`), or node types it has no semantics for."""
+        from nirbridge.backends._base import check_options
 
         check_options(self.name, options, ("dtype",))
-        reasons = graph_issues(graph)
+        try:
+            graph = flatten_subgraphs(graph)
+        except NirbridgeError as exc:
+            return [str(exc)]
+        reasons = structure_issues(graph)
         for name, node in graph.nodes.items():
-            if isinstance(node, (nir.Input, nir.Output, *_SYNAPSES)):
+            if isinstance(node, (nir.Input, nir.Output, nir.Delay, *_SYNAPSES)):
                 continue
             if neuron_runner(node, 1.0) is None:  # dt only enters the step closures
                 reasons.append(f"node '{name}' ({type(node).__name__}) has no reference "

@@ -21,6 +21,7 @@ import torch.nn.functional as tF
 
 from nirbridge.errors import InputError
 from nirbridge.geometry import conv_geometry_of, pool_geometry_of
+from nirbridge.graph import refuse_recurrent
 from nirbridge.neurons import is_neuron
 from nirbridge.passes import predecessors
 from nirbridge.profile.spiking import (
@@ -300,6 +301,7 @@ def count_events(graph: nir.NIRGraph, records: MappingABC[str, Any], *,
     is excluded from SOPs. ``spike_inputs`` declares Input nodes that carry binary
     events (their first layer is then AC, as NeuroBench would find on such data).
     """
+    refuse_recurrent(graph, "the profiler's event counts")
     tags = payload_tags(graph, spike_inputs)
     preds = predecessors(graph)
     synapses: dict[str, SynapseCount] = {}
@@ -376,6 +378,7 @@ def count_run(graph: nir.NIRGraph, inputs: Any, *, dt: float | None = None,
     """
     from nirbridge.backends.reference import run_reference
 
+    refuse_recurrent(graph, "the profiler's event counts")  # before the run, not after
     out, records = run_reference(graph, inputs, dt=dt, record=True)
     return out, count_events(graph, records, spike_inputs=spike_inputs)
 

@@ -18,6 +18,7 @@ import nir
 import numpy as np
 
 from nirbridge.errors import ProfileError
+from nirbridge.graph import refuse_recurrent
 from nirbridge.neurons import is_neuron
 from nirbridge.passes import predecessors, successors
 from nirbridge.profile.counting import Counts, fanout_map
@@ -531,6 +532,7 @@ def map_to_chip(graph: nir.NIRGraph, profile: Profile | str | Path,
     (from a run) supplies shapes the graph does not record.
     """
     prof = load_profile(profile)
+    refuse_recurrent(graph, "the chip mapping")
     if prof.mapper is None:
         mappable = [n for n in list_profiles() if load_profile(n).mapper]
         raise ProfileError(f"profile '{prof.name}' describes no chip to map onto; mapping "

@@ -18,6 +18,7 @@ from nirbridge import fixed_point as fx
 from nirbridge.backends.reference import apply_synapse
 from nirbridge.errors import GraphError, QuantizationError
 from nirbridge.geometry import conv_geometry_of, pool_geometry_of
+from nirbridge.graph import refuse_recurrent
 from nirbridge.neurons import QuantPlan, is_neuron, spec_of
 from nirbridge.neurons._base import numeric_fields
 from nirbridge.passes import graph_dt, predecessors, successors, topological_order
@@ -223,6 +224,7 @@ def quantize(graph: nir.NIRGraph, config: QuantConfig | None = None, *,
             raise QuantizationError(f"node '{name}' is a subgraph; flatten the graph before "
                                     "quantizing")
         _check_finite(name, node)
+    refuse_recurrent(graph, "the quantizer")
     dt_ = graph_dt(graph, dt)
     order = topological_order(graph)
     preds, succs = predecessors(graph), successors(graph)

@@ -79,6 +79,7 @@ from nirbridge.backends.lava.network import (
     process_label,
 )
 from nirbridge.errors import LoweringError
+from nirbridge.graph import refuse_recurrent
 from nirbridge.neurons import StockLava, spec_of
 from nirbridge.quantize import (
     QuantConfig,
@@ -177,6 +178,7 @@ class FixedLowerer(Lowerer):
 
     def __init__(self, graph: nir.NIRGraph, qgraph: QuantizedGraph, sparse: bool | str,
                  options: Mapping[str, Any]) -> None:
+        refuse_recurrent(graph, "the lava-fixed backend")
         super().__init__(graph, "fixed_pt", qgraph.dt, sparse)
         self.q = qgraph
         self.options = dict(options)
@@ -330,6 +332,7 @@ def lower_fixed(graph: nir.NIRGraph, *, dt: float | None = None, sparse: bool | 
     nirbridge integer Processes (to cross-check them against Lava's LIF). Returns the
     lowerer (its processes, connections and streams) and the quantized graph.
     """
+    refuse_recurrent(graph, "the lava-fixed backend")  # before quantizing: name this backend
     qgraph = quantized_for(graph, None, quant=quant, dt=dt)
     low = FixedLowerer(graph, qgraph, sparse, {"stock_lif": bool(stock_lif)})
     low.lower()

@@ -62,6 +62,7 @@ from nirbridge.errors import (
     LoweringError,
     ShapeMismatchError,
 )
+from nirbridge.graph import refuse_recurrent
 from nirbridge.neurons import NEURONS, is_neuron, spec_of
 from nirbridge.neurons._base import compare_of, numeric_fields
 
@@ -121,6 +122,7 @@ class FloatLowerer(Lowerer):
     """Lowers a graph for floating_pt (see the module docstring)."""
 
     def __init__(self, graph: nir.NIRGraph, dt: float, sparse: bool | str) -> None:
+        refuse_recurrent(graph, "the lava-float backend")
         super().__init__(graph, "floating_pt", dt, sparse)
 
     def merge(self, name: str) -> _Merged:
