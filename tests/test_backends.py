@@ -70,11 +70,18 @@ def test_check_gives_reasons_without_running():
     assert get("reference").check(graph) == [] and get("fixed").check(graph) == []
     for name in BACKENDS:
         reasons = get(name).check(_unsupported())
+        if name == "reference":  # the reference runs nir.Delay (issue 10)
+            assert reasons == [], reasons
+            continue
         assert reasons and any("'d'" in r and "Delay" in r for r in reasons), (name, reasons)
     cyclic = _tiny()
     cyclic.edges.append(("lif", "fc"))
     for name in BACKENDS:
-        assert any("cycle" in r for r in get(name).check(cyclic)), name
+        reasons = get(name).check(cyclic)
+        if name == "reference":  # the reference runs recurrent graphs (issue 10)
+            assert reasons == [], reasons
+            continue
+        assert any("cycle" in r for r in reasons), (name, reasons)
     with pytest.raises(InputError, match="no option 'bogus'"):
         get("fixed").check(graph, bogus=1)
 
