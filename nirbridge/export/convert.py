@@ -41,6 +41,7 @@ from nirbridge.export.diagnosis import Problems, graded_maxpool_reason, module_h
 from nirbridge.export.tables import SPIKE_POOLS
 from nirbridge.export.trace import Shape, TracedModel
 from nirbridge.geometry import conv_geometry_of, pool_geometry_of
+from nirbridge.graph import flatten_subgraphs, has_subgraphs, predecessors, successors
 from nirbridge.layers import SumPool2d
 from nirbridge.neurons import NeuronModule, spec_of
 
@@ -230,12 +231,19 @@ def _one_module_per_call(traced: TracedModel) -> tuple[nn.Module, dict[int, Laye
     return root, layers, order, names
 
 
+def _neuron_node(node: nir.NIRNode) -> nir.NIRNode:
+    """The neuron of a recurrent layer's subgraph (``neuron``), else the node itself."""
+    if isinstance(node, nir.NIRGraph) and "neuron" in node.nodes:
+        return node.nodes["neuron"]
+    return node
+
+
 def _check_spike_pools(pools: list[_SpikePool], names: dict[Node, str],
                        nodes: dict[str, nir.NIRNode]) -> None:
     """Raise listing every max pooling whose neuron does not emit spikes."""
     problems = Problems()
     for pool in pools:
-        node = nodes[names[pool.source]]
+        node = _neuron_node(nodes[names[pool.source]])
         spec = spec_of(node)
         if spec is None or not spec.spiking:
             problems.add(pool.label, graded_maxpool_reason(
@@ -285,6 +293,38 @@ def convert(traced: TracedModel, in_shape: Shape, dt: float) -> nir.NIRGraph:
     return _finish(raw, made, order, in_shape, out_shape, dt)
 
 
+def fold_start_biases(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """``graph`` with every recurrent layer's feed-forward bias node (``<rec>.bias``,
+    ``nir.Affine(I, b)``: a :class:`~nirbridge.layers.Recurrent` with ``bias_at_start``)
+    added to the bias of the ``Linear``/``Affine`` feeding it, when that node feeds
+    nothing else; such a node is removed and its edges go straight to the neuron.
+
+    The neuron then sees ``W·x + (b_ff + b)`` instead of ``(W·x + b_ff) + b``: the same
+    sum associated differently (equal to rounding, ~1e-16 relative in float64)."""
+    pred, succ = predecessors(graph), successors(graph)
+    nodes = dict(graph.nodes)
+    edges = list(graph.edges)
+    for name, node in graph.nodes.items():
+        if not (name.endswith(".bias") and f"{name[:-5]}.neuron" in nodes
+                and isinstance(node, nir.Affine) and len(pred[name]) == 1):
+            continue
+        src = pred[name][0]
+        before = nodes[src]
+        if len(succ[src]) != 1 or not isinstance(before, (nir.Affine, nir.Linear)) \
+                or np.shape(before.weight)[0] != np.shape(node.bias)[0]:
+            continue
+        old = np.zeros(np.shape(before.weight)[0]) if isinstance(before, nir.Linear) \
+            else np.asarray(before.bias, dtype=np.float64)
+        merged = nir.Affine(weight=np.asarray(before.weight, dtype=np.float64).copy(),
+                            bias=old + np.asarray(node.bias, dtype=np.float64))
+        merged.input_type, merged.output_type = before.input_type, before.output_type
+        nodes[src] = merged
+        del nodes[name]
+        edges = [(a, b) for a, b in edges if (a, b) != (src, name)]
+        edges = [(src, b) if a == name else (a, b) for a, b in edges]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=graph.metadata, type_check=False)
+
+
 def _finish(raw: nir.NIRGraph, made: dict[int, str], order: dict[str, int], in_shape: Shape,
             out_shape: Shape, dt: float) -> nir.NIRGraph:
     """nirtorch's graph with nirbridge's node names, sorted edges and metadata."""
@@ -328,6 +368,12 @@ def _finish(raw: nir.NIRGraph, made: dict[int, str], order: dict[str, int], in_s
         "time_unit": "step",
     }
     graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=False)
+    if has_subgraphs(graph):  # recurrent layers: their neuron and synapse nodes, in place
+        graph = fold_start_biases(flatten_subgraphs(graph))
+        # flattening appends the outer edges after the inner ones: back in layer order
+        # (a stable sort, so the edges into one node keep the order they are summed in)
+        graph.edges = sorted(graph.edges, key=lambda e: (position[e[0].split(".")[0]],
+                                                         position[e[1].split(".")[0]]))
     try:
         graph.check_types()
     except ValueError as exc:
@@ -335,4 +381,5 @@ def _finish(raw: nir.NIRGraph, made: dict[int, str], order: dict[str, int], in_s
     return graph
 
 
-__all__ = ["CONVERTERS", "Converter", "Layer", "WindowOr", "convert", "layer_to_node"]
+__all__ = ["CONVERTERS", "Converter", "Layer", "WindowOr", "convert", "fold_start_biases",
+           "layer_to_node"]
