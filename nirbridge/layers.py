@@ -172,6 +172,14 @@ class Recurrent(NeuronModule):
     def to_nir_node(self, shape: tuple[int, ...], dt: float) -> nir.NIRGraph:
         """The subgraph ``input → neuron ⇄ w_rec``, ``neuron → output`` (see the class
         docstring); the exporter flattens it into the graph."""
+        return self.subgraph(shape, dt)
+
+    def subgraph(self, shape: tuple[int, ...], dt: float,
+                 input_synapse: nir.NIRNode | None = None) -> nir.NIRGraph:
+        """The layer's NIR subgraph for neurons of ``shape`` at ``dt``; ``input_synapse``
+        (a synapse node with its types set, output of ``shape``), when given, is node
+        ``w_in`` between the subgraph's Input and the neuron (a framework cell that holds
+        its input weights, as Norse's ``LIFRecurrentCell``)."""
         shape = tuple(int(d) for d in shape)
         neuron = self.neuron.to_nir_node(shape, dt)
         io = np.array(shape, dtype=np.int64)
@@ -195,17 +203,27 @@ class Recurrent(NeuronModule):
                 bias_node = nir.Affine(weight=np.eye(n), bias=bias)
             else:
                 w_rec = nir.Affine(weight=weight, bias=bias)
-        nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type=io)}
-        edges = [("input", "neuron")]
-        if bias_node is not None:
-            nodes["bias"] = bias_node
-            edges = [("input", "bias"), ("bias", "neuron")]
         for node in (w_rec, bias_node):
             if node is not None:
                 node.input_type = {"input": io.copy()}
                 node.output_type = {"output": io.copy()}
+        chain: list[tuple[str, nir.NIRNode]] = []
+        in_type = io
+        if input_synapse is not None:
+            chain.append(("w_in", input_synapse))
+            in_type = np.asarray(input_synapse.input_type["input"], dtype=np.int64)
+        if bias_node is not None:
+            chain.append(("bias", bias_node))
+        nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type=in_type)}
+        edges: list[tuple[str, str]] = []
+        last = "input"
+        for name, node in chain:
+            nodes[name] = node
+            edges.append((last, name))
+            last = name
         nodes.update(neuron=neuron, w_rec=w_rec, output=nir.Output(output_type=io))
-        edges += [("neuron", "w_rec"), ("w_rec", "neuron"), ("neuron", "output")]
+        edges += [(last, "neuron"), ("neuron", "w_rec"), ("w_rec", "neuron"),
+                  ("neuron", "output")]
         return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
 
     def extra_repr(self) -> str:

@@ -248,7 +248,6 @@ def test_lava_floating_pt_equals_the_reference_on_every_norse_cell(tmp_path):
 # ------------------------------------------------------------------------ refusals
 def _refused():
     return {
-        "LIFRecurrentCell": lambda: norse.LIFRecurrentCell(N, N),
         "LSNNRecurrentCell": lambda: norse.LSNNRecurrentCell(N, N),
         "LSNNCell": lambda: norse.LSNNCell(),
         "LIFAdExCell": lambda: norse.LIFAdExCell(),
@@ -265,9 +264,9 @@ def test_unsupported_norse_modules_name_module_framework_and_route(module):
         nirbridge.to_nir(model, torch.zeros(1, N_IN))
     text = str(err.value)
     assert f"1 ({module})" in text and "a Norse module" in text, text
-    assert "LIFCell, LIFBoxCell, LICell, LIBoxCell and IAFCell" in text, text
-    why = {"LIFAdExCell": "exp((v − v_th)/Δ_T)", "LIFRecurrentCell": "issue 10",
-           "LSNNRecurrentCell": "issue 10", "LIF": "LIFCell(p, dt=...)",
+    assert "LIFCell, LIFBoxCell, LICell, LIBoxCell, IAFCell and LIFRecurrentCell" in text, text
+    why = {"LIFAdExCell": "exp((v − v_th)/Δ_T)",
+           "LSNNRecurrentCell": "its recurrence would export", "LIF": "LIFCell(p, dt=...)",
            "Lift": "whole sequence"}.get(module, "no exact NIR node")
     assert why in text, text
 

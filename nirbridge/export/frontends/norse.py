@@ -12,7 +12,14 @@ alone, in ``SequentialState`` or in the user's own forward, export exactly:
   ``v = v_leak``) or ``SubtractiveLIF`` (``reset_subtract``, ``v_leak = 0``);
 - ``LIBoxCell`` → ``nir.LI`` (``v_leak = 0``), else ``NorseLI`` with a current that decays
   fully every step (NIR's LI starts at 0, Norse at ``v_leak``);
-- ``IAFCell`` → ``nir.IF`` (starting at ``v_reset``, as Norse does).
+- ``IAFCell`` → ``nir.IF`` (starting at ``v_reset``, as Norse does);
+- ``LIFRecurrentCell`` → its input weights (``nir.Linear``, node ``<cell>.w_in``) and a
+  :class:`nirbridge.layers.Recurrent` ``NorseLIF`` (``<cell>.neuron``) with the recurrent
+  weights (``nir.Linear``, ``<cell>.w_rec``, the feedback edge into the neuron). Norse adds
+  ``z[t-1] @ W_recᵀ`` to the current jump, ``i + W_in·x + W_rec·z``, with ``z`` zero at the
+  first step: the reading of a feedback edge (docs/recurrence.md), no bias. The sum is
+  associated as ``i + (W_in·x + W_rec·z)`` (equal to rounding, ~1e-16). The weights are
+  exported as they are (``autapses=False`` zeroed their diagonal when the cell was built).
 
 Every cell keeps Norse's per-step factors ``dt·τ⁻¹``, computed as Norse computes them (in
 the parameters' dtype), at the graph's dt. Norse fires on ``v − v_th > 0`` for every
@@ -40,6 +47,7 @@ from torch import nn
 
 from nirbridge.errors import InvalidParameterError, UnsupportedLayerError
 from nirbridge.export.frontends import unsupported
+from nirbridge.layers import Recurrent, RecurrentState
 from nirbridge.neurons import NeuronModule, as_str, full, spike
 from nirbridge.neurons.norse_li import NorseLI, NorseLINode
 from nirbridge.neurons.norse_lif import NorseLIF, factor_inverse, factor_tau
@@ -50,8 +58,9 @@ FRAMEWORK = "Norse"
 #: The dt Norse's ``to_nir`` writes with and ``from_nir`` reads with (its defaults).
 DT = 1e-3
 ROUTE = ("nirbridge.to_nir exports Norse's single-step cells LIFCell, LIFBoxCell, LICell, "
-         "LIBoxCell and IAFCell (z, s = cell(x, s), alone, in SequentialState or in your "
-         "own forward) between torch layers; build the exported part from those")
+         "LIBoxCell, IAFCell and LIFRecurrentCell (z, s = cell(x, s), alone, in "
+         "SequentialState or in your own forward) between torch layers; build the exported "
+         "part from those")
 
 #: Norse's surrogate methods (``norse.torch.functional.threshold``): all are the Heaviside
 #: step ``x > 0`` in the forward pass.
@@ -121,6 +130,48 @@ class NorseBoxCell(NeuronModule):
         return f"kind={self.kind!r}, reset={self.reset!r}, dt={self.dt}"
 
 
+class NorseRecurrentLIF(NeuronModule):
+    """Norse's ``LIFRecurrentCell``: its input weights, then a
+    :class:`~nirbridge.layers.Recurrent` Norse LIF with its recurrent weights (no bias).
+
+    ``forward(x, state)``: ``x`` is the cell's input ``[B, input_size]``; the state is the
+    recurrent layer's (:class:`~nirbridge.layers.RecurrentState`: the neuron's ``(v, i)``
+    and the previous spikes). Exported as nodes ``w_in``, ``neuron``, ``w_rec``."""
+
+    #: The node name's stem in the exported graph (the Norse class).
+    export_name = "LIFRecurrentCell"
+
+    def __init__(self, input_weights: torch.Tensor, recurrent_weights: torch.Tensor,
+                 neuron: NorseLIF) -> None:
+        super().__init__()
+        hidden = int(input_weights.shape[0])
+        self.add_param("input_weights", input_weights)
+        rec = nn.Linear(hidden, hidden, bias=False, dtype=torch.float64)
+        with torch.no_grad():
+            rec.weight.copy_(torch.as_tensor(recurrent_weights).detach().double())
+        self.cell = Recurrent(neuron, rec)
+
+    def _current(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(x, self.p("input_weights", x))
+
+    def initial_state(self, x: torch.Tensor) -> RecurrentState:
+        return self.cell.initial_state(self._current(x))
+
+    def forward(self, x: torch.Tensor, state: RecurrentState | None = None):  # type: ignore[override]
+        return self.cell(self._current(x), state)
+
+    def to_nir_node(self, shape: tuple[int, ...], dt: float) -> nir.NIRGraph:
+        weight = self.input_weights.detach().cpu().double().numpy().copy()
+        w_in = nir.Linear(weight=weight)
+        w_in.input_type = {"input": np.array(shape, dtype=np.int64)}
+        w_in.output_type = {"output": np.array(weight.shape[:1], dtype=np.int64)}
+        return self.cell.subgraph(weight.shape[:1], dt, input_synapse=w_in)
+
+    def extra_repr(self) -> str:
+        hidden, n_in = self.input_weights.shape
+        return f"input_size={n_in}, hidden_size={hidden}"
+
+
 def _start_meta(v0: np.ndarray) -> dict[str, Any]:
     meta: dict[str, Any] = {"compare": ">"}
     if np.any(v0 != 0):
@@ -167,6 +218,22 @@ def _lif_cell(cell: nn.Module, name: str) -> NeuronModule:
     return NorseLIF(tau_syn_inv=_inverse(dt, p.tau_syn_inv),
                     tau_mem_inv=_inverse(dt, p.tau_mem_inv), v_threshold=_value(p.v_th),
                     v_leak=_value(p.v_leak), v_reset=_value(p.v_reset), dt=dt)
+
+
+def _lif_recurrent_cell(cell: nn.Module, name: str) -> NeuronModule:
+    v_leak = torch.as_tensor(cell.p.v_leak).detach()
+    # Norse starts v at v_leak in float32 (LIFRecurrentCell.initial_state), the neuron
+    # uses v_leak as given: the same value only if it is a float32 number
+    if not torch.equal(v_leak.double(), v_leak.float().double()):
+        raise unsupported(cell, name, FRAMEWORK, ROUTE,
+                          "its v_leak is not a float32 value, and Norse starts the membrane "
+                          "at v_leak rounded to float32 but leaks towards v_leak itself")
+    for field in ("input_weights", "recurrent_weights"):
+        w = getattr(cell, field)
+        if not bool(torch.isfinite(w).all()):
+            raise unsupported(cell, name, FRAMEWORK, ROUTE, f"its {field} hold NaN or inf")
+    return NorseRecurrentLIF(cell.input_weights.detach(), cell.recurrent_weights.detach(),
+                             _lif_cell(cell, name))
 
 
 def _li_cell(cell: nn.Module, name: str) -> NeuronModule:
@@ -222,9 +289,14 @@ def _refusal(module: nn.Module) -> str:
         return ("its exponential term Δ_T·exp((v − v_th)/Δ_T) and adaptation current have no "
                 "NIR node, and no exact integer form for a nirbridge custom node; it is "
                 "refused rather than approximated")
-    if isinstance(module, (SNNRecurrentCell, SNNRecurrent)):
-        return ("the cell holds its own recurrent weights (a feedback edge); nirbridge does "
-                "not export recurrence yet (issue 10)")
+    if isinstance(module, SNNRecurrent):
+        cell = f"norse.torch.{type(module).__name__}Cell"
+        return ("it runs a whole sequence [T, B, ...] per call, and nirbridge.to_nir exports "
+                f"a single-step network; step its cell ({cell} with the same weights, p "
+                "and dt) once per time step instead")
+    if isinstance(module, SNNRecurrentCell):
+        return ("its recurrence would export, but its neuron model has no exact NIR node "
+                "nor nirbridge custom node")
     if isinstance(module, (SNN, Lift)):
         cell = f"norse.torch.{type(module).__name__}Cell(p, dt=...)"
         return ("it runs a whole sequence [T, B, ...] per call, and nirbridge.to_nir exports "
@@ -248,7 +320,8 @@ def adapt(module: nn.Module, name: str) -> nn.Module | None:
         return None
     # exact types: a subclass may change the step
     makers = {norse.LIFCell: _lif_cell, norse.LICell: _li_cell,
-              norse.LIFBoxCell: _lif_box, norse.LIBoxCell: _li_box, norse.IAFCell: _iaf}
+              norse.LIFBoxCell: _lif_box, norse.LIBoxCell: _li_box, norse.IAFCell: _iaf,
+              norse.LIFRecurrentCell: _lif_recurrent_cell}
     maker = makers.get(type(module))
     if maker is None:
         raise unsupported(module, name, FRAMEWORK, ROUTE, _refusal(module))

@@ -15,10 +15,22 @@ With ``init_hidden=True`` (and ``output=False``) the stand-in returns the spikes
 otherwise snnTorch's tuple, ``(spk, mem)``, ``(spk, syn, mem)`` or ``(spk, syn_exc,
 syn_inh, mem)``, so ``spk, mem = lif(x, mem)`` traces as written.
 
-Refused, with the reason: recurrent ``RLeaky``/``RSynaptic`` (recurrence is not exported
-yet), ``SLSTM``/``SConv2dLSTM``, ``LeakyParallel`` and every other snnTorch module;
-``inhibition``, ``state_quant`` and a ``spike_grad`` from outside ``snntorch.surrogate``
-(its forward may not be the step).
+Recurrent ``RLeaky``/``RSynaptic`` become a :class:`nirbridge.layers.Recurrent` around the
+same stand-in: snnTorch computes ``β·mem + x + V(spk)`` (``RSynaptic``: ``α·syn + x +
+V(spk)``) with ``spk`` the previous step's output, zero before the first. All-to-all
+(``linear_features``: an ``nn.Linear`` *with* bias) adds the recurrent bias at t = 0 too,
+which NIR's reading of a feedback edge does not (docs/recurrence.md), so it exports as a
+recurrent ``nir.Linear(W)`` and the bias moves into the feed-forward path (added to the
+bias of the ``Linear`` before the layer): snnTorch's forward at every step, t = 0 included,
+the sum associated differently (equal to rounding, ~1e-16). One-to-one (``all_to_all=False``,
+``V``) exports as a recurrent ``nir.Scale(V)``. ``RSynaptic``'s ``reset_delay=False`` has no
+effect in snnTorch 1.0 (its immediate reset assigns a local variable that is then dropped),
+so it exports the delayed reset its forward computes. A convolutional recurrence
+(``conv2d_channels``/``kernel_size``) is refused.
+
+Refused, with the reason: ``SLSTM``/``SConv2dLSTM``, ``LeakyParallel``, a convolutional
+``RLeaky``/``RSynaptic``, and every other snnTorch module; ``inhibition``, ``state_quant``
+and a ``spike_grad`` from outside ``snntorch.surrogate`` (its forward may not be the step).
 
 **File route** (:func:`from_file`). snnTorch's exporter writes ``Leaky`` as ``nir.LIF``
 (``τ = dt/(1−β)``, ``r = τ/dt``) and ``Synaptic`` as ``nir.CubaLIF`` at ``dt = 1e-4``
@@ -27,10 +39,18 @@ whatever their reset; its reader (``snntorch.import_from_nir``) turns them back 
 the threshold divided by the input scale, every parameter in float32. :func:`from_file`
 returns the nirbridge graph of that reading, to the bit, and notes where it departs from
 the file (and so from the original model).
+
+A recurrent file (``RLeaky``/``RSynaptic``, written as a neuron and its recurrent
+``Affine``/``Linear`` with a feedback edge) has no snnTorch reading: snnTorch 1.0's
+``import_from_nir`` crashes on it (``AttributeError: 'GraphModule' object has no attribute
+'items'``, after regrouping the cycle into a subgraph). :func:`from_file` then reads the
+whole file as NIR defines it — the reading of nirbridge's reference, nirtorch and Norse's
+``from_nir`` (docs/recurrence.md) — at snnTorch's dt 1e-4, and says so in a note.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import nir
@@ -39,6 +59,8 @@ import torch
 from torch import nn
 
 from nirbridge.export.frontends import HiddenState, unsupported
+from nirbridge.graph import flatten_subgraphs, is_recurrent
+from nirbridge.layers import Recurrent
 from nirbridge.neurons import NeuronModule
 from nirbridge.neurons.snntorch_alpha import SnnTorchAlpha
 from nirbridge.neurons.snntorch_leaky import SnnTorchLeaky, SnnTorchLeakyNode
@@ -47,9 +69,10 @@ from nirbridge.neurons.snntorch_synaptic import SnnTorchSynaptic, SnnTorchSynapt
 #: The framework's name in messages.
 FRAMEWORK = "snnTorch"
 #: What works for a module this front-end cannot export.
-ROUTE = ("build the layer with snnTorch's Leaky, Synaptic, Lapicque or Alpha (init_hidden "
-         "on or off) or with a nirbridge neuron (nirbridge.neurons), then call "
-         "nirbridge.to_nir")
+ROUTE = ("build the layer with snnTorch's Leaky, Synaptic, Lapicque, Alpha, RLeaky or "
+         "RSynaptic (init_hidden on or off; RLeaky/RSynaptic with linear_features or "
+         "all_to_all=False) or with a nirbridge neuron (nirbridge.neurons, "
+         "nirbridge.layers.Recurrent), then call nirbridge.to_nir")
 #: The dt snnTorch's ``export_to_nir`` and ``import_from_nir`` assume (it writes none).
 DT = 1e-4
 
@@ -62,10 +85,6 @@ _MECHANISMS = ("subtract", "zero", "none")
 
 #: Why snnTorch modules without an exact form are refused (by class name).
 _WHY = {
-    "RLeaky": "a recurrent neuron (its spikes feed back through its own weights); "
-              "nirbridge.to_nir does not export recurrence yet",
-    "RSynaptic": "a recurrent neuron (its spikes feed back through its own weights); "
-                 "nirbridge.to_nir does not export recurrence yet",
     "SLSTM": "a spiking LSTM: its gates have no NIR node",
     "SConv2dLSTM": "a spiking convolutional LSTM: its gates have no NIR node",
     "LeakyParallel": "it runs every time step at once (an nn.RNN inside), not one step",
@@ -102,6 +121,29 @@ class CalledNeuron(NeuronModule):
 
     def extra_repr(self) -> str:
         return "called as snnTorch's spk, *state = neuron(x, *state)"
+
+
+class CalledRecurrent(CalledNeuron):
+    """The stand-in of an ``RLeaky``/``RSynaptic`` called as ``spk, mem = lif(x, spk, mem)``
+    (``spk, syn, mem = ...``): a :class:`~nirbridge.layers.Recurrent` returning snnTorch's
+    tuple. ``reset_mem()``/``init_rleaky()``/``init_rsynaptic()`` return one ``None`` per
+    value of that tuple (the initial state)."""
+
+    def __init__(self, neuron: Recurrent, n_states: int) -> None:
+        super().__init__(neuron)
+        self.n_states = int(n_states)
+
+    def forward(self, x: torch.Tensor, *state: Any) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+        out, new = self.neuron(x, None)
+        return (out, *new.neuron)
+
+    def reset_mem(self) -> tuple[None, ...]:  # type: ignore[override]
+        return (None,) * self.n_states
+
+    init_rleaky = init_rsynaptic = reset_mem
+
+    def extra_repr(self) -> str:
+        return "called as snnTorch's spk, *state = neuron(x, spk, *state)"
 
 
 def _detached(t: Any) -> Any:
@@ -182,13 +224,50 @@ def _alpha(module: nn.Module, name: str) -> SnnTorchAlpha:
         reset=_reset_of(module, name, _ALPHA_RESETS))
 
 
+def _rleaky(module: nn.Module, name: str) -> SnnTorchLeaky:
+    return SnnTorchLeaky(
+        beta=_detached(module.beta), threshold=_detached(module.threshold),
+        graded=_detached(module.graded_spikes_factor),
+        reset=_reset_of(module, name, _UPDATED_RESETS),
+        reset_delay=bool(getattr(module, "reset_delay", True)))
+
+
+def _rsynaptic(module: nn.Module, name: str) -> SnnTorchSynaptic:
+    # snnTorch 1.0's RSynaptic.forward computes its immediate reset into a local variable
+    # and returns self.mem: whatever reset_delay says, the reset is the delayed one
+    return SnnTorchSynaptic(
+        alpha=_detached(module.alpha), beta=_detached(module.beta),
+        threshold=_detached(module.threshold),
+        graded=_detached(module.graded_spikes_factor),
+        reset=_reset_of(module, name, _UPDATED_RESETS), reset_delay=True)
+
+
+def _recurrent(module: nn.Module, name: str, neuron: NeuronModule) -> Recurrent:
+    """``neuron`` inside the recurrence of an ``RLeaky``/``RSynaptic``."""
+    rec = getattr(module, "recurrent", None)
+    if getattr(module, "all_to_all", True):
+        if not isinstance(rec, nn.Linear):
+            raise unsupported(module, name, FRAMEWORK, ROUTE,
+                              f"its recurrence is a {type(rec).__name__} (conv2d_channels/"
+                              "kernel_size); nirbridge exports a linear (linear_features) or "
+                              "one-to-one (all_to_all=False) recurrence")
+        # the bias counts at t = 0 too in snnTorch: see the module docstring
+        return Recurrent(neuron, copy.deepcopy(rec), bias_at_start=True)
+    v = getattr(rec, "V", getattr(module, "V", None))
+    if v is None:
+        raise unsupported(module, name, FRAMEWORK, ROUTE,
+                          "its one-to-one recurrence holds no V")
+    return Recurrent(neuron, _detached(torch.as_tensor(v)), learn=False)
+
+
 def adapt(module: nn.Module, name: str) -> nn.Module | None:
     """The stand-in of an snnTorch module (see the module docstring), or an error naming
     the module, snnTorch and the route that works."""
     import snntorch
 
     makers = {snntorch.Leaky: _leaky, snntorch.Synaptic: _synaptic,
-              snntorch.Lapicque: _lapicque, snntorch.Alpha: _alpha}
+              snntorch.Lapicque: _lapicque, snntorch.Alpha: _alpha,
+              snntorch.RLeaky: _rleaky, snntorch.RSynaptic: _rsynaptic}
     make = makers.get(type(module))
     if make is None:
         raise unsupported(module, name, FRAMEWORK, ROUTE,
@@ -197,9 +276,15 @@ def adapt(module: nn.Module, name: str) -> nn.Module | None:
     _check_forward(module, name)
     neuron = make(module, name)
     hidden = getattr(module, "init_hidden", False) and not getattr(module, "output", False)
+    cls = type(module).__name__
+    if isinstance(module, (snntorch.RLeaky, snntorch.RSynaptic)):
+        rec = _recurrent(module, name, neuron)
+        if hidden:
+            return HiddenState(rec, cls)
+        return _named(CalledRecurrent, cls)(rec, 3 if cls == "RSynaptic" else 2)
     if hidden:  # HiddenState names its node itself (export_name)
-        return HiddenState(neuron, type(module).__name__)
-    return _named(CalledNeuron, type(module).__name__)(neuron)
+        return HiddenState(neuron, cls)
+    return _named(CalledNeuron, cls)(neuron)
 
 
 _NAMED: dict[tuple[type, str], type] = {}
@@ -337,40 +422,7 @@ _KEPT = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d, 
          nir.AvgPool2d)
 
 
-def _on_cycles(graph: nir.NIRGraph) -> list[str]:
-    """The nodes Kahn's algorithm cannot order: those on or after a cycle."""
-    edges = [(a, b) for a, b in graph.edges if a in graph.nodes and b in graph.nodes]
-    indeg = dict.fromkeys(graph.nodes, 0)
-    for _, b in edges:
-        indeg[b] += 1
-    ready = [n for n, d in indeg.items() if d == 0]
-    while ready:
-        n = ready.pop()
-        for a, b in edges:
-            if a == n:
-                indeg[b] -= 1
-                if indeg[b] == 0:
-                    ready.append(b)
-    return sorted(n for n, d in indeg.items() if d > 0)
-
-
-def _check_acyclic(graph: nir.NIRGraph, prefix: str) -> None:
-    from nirbridge.errors import UnsupportedLayerError
-
-    if not _on_cycles(graph):
-        return
-    edges = set(graph.edges)
-    loops = sorted({" ↔ ".join(sorted((f"{prefix}{a}", f"{prefix}{b}")))
-                    for a, b in edges if (b, a) in edges and a != b})
-    where = ", ".join(loops) or "through " + ", ".join(
-        f"{prefix}{n}" for n in _on_cycles(graph))
-    raise UnsupportedLayerError(
-        f"the graph is recurrent ({where}: snnTorch's RLeaky/RSynaptic export); nirbridge "
-        "does not run recurrence yet")
-
-
 def _read_graph(graph: nir.NIRGraph, prefix: str, notes: list[str]) -> nir.NIRGraph:
-    _check_acyclic(graph, prefix)
     into_output = {a for a, b in graph.edges if isinstance(graph.nodes.get(b), nir.Output)}
     nodes: dict[str, nir.NIRNode] = {}
     for key, node in graph.nodes.items():
@@ -403,11 +455,23 @@ def from_file(graph: nir.NIRGraph) -> tuple[nir.NIRGraph, list[str]]:
     ``snntorch.export_nir.export_to_nir``, as ``snntorch.import_from_nir`` reads it), with
     ``metadata["dt"] = DT``, and notes saying what the reading changes.
 
+    A recurrent file, on which snnTorch's reader crashes, is read as NIR defines it (the
+    reference's reading, Norse's ``from_nir``'s), subgraphs flattened, at ``dt = DT``.
+
     Raises :class:`~nirbridge.errors.UnsupportedLayerError` where snnTorch's reader fails
-    or refuses the file (``v_leak ≠ 0``, a threshold that differs between neurons, a
-    recurrent layer, a node type it has no module for), naming the node and the reason.
+    or refuses a feed-forward file (``v_leak ≠ 0``, a threshold that differs between
+    neurons, a node type it has no module for), naming the node and the reason.
     """
     notes: list[str] = []
+    flat = flatten_subgraphs(graph)
+    if is_recurrent(flat):
+        notes.append(
+            "the graph is recurrent (snnTorch's RLeaky/RSynaptic export), and snnTorch 1.0's "
+            "import_from_nir crashes on recurrent files (AttributeError: 'GraphModule' "
+            "object has no attribute 'items'): read as NIR defines it, as Norse's from_nir "
+            "and nirtorch read it (a feedback edge carries the previous step, the recurrent "
+            f"bias from t = 1; docs/recurrence.md), at snnTorch's dt = {DT:g}")
+        return _at_dt(graph, flat, notes)
     out = _read_graph(graph, "", notes)
     neurons = [n for n, v in out.nodes.items()
                if isinstance(v, (SnnTorchLeakyNode, SnnTorchSynapticNode))]
@@ -416,12 +480,21 @@ def from_file(graph: nir.NIRGraph) -> tuple[nir.NIRGraph, list[str]]:
                         "dt/τ (α = 1 − dt/τ_syn) at dt = 1e-4, reset to zero at the spike "
                         "(reset_delay=False) whatever the original reset, parameters and "
                         f"weights in float32 ({', '.join(neurons)})")
+    return _at_dt(graph, out, notes)
+
+
+def _at_dt(graph: nir.NIRGraph, out: nir.NIRGraph, notes: list[str]
+           ) -> tuple[nir.NIRGraph, list[str]]:
+    """``out`` (a new graph, not the file's) with ``metadata["dt"] = DT``, noting a file dt
+    that differs."""
     old = (graph.metadata or {}).get("dt")
     if old is not None and not np.isclose(float(np.asarray(old)), DT):
         notes.append(f"the file's dt = {float(np.asarray(old)):g} is not used: snnTorch's "
                      f"reader assumes dt = {DT:g}")
-    out.metadata["dt"] = DT
-    return out, notes
+    meta = dict(out.metadata or {})
+    meta["dt"] = DT
+    return nir.NIRGraph(nodes=dict(out.nodes), edges=list(out.edges), metadata=meta,
+                        type_check=False), notes
 
 
 __all__ = ["DT", "FRAMEWORK", "ROUTE", "CalledNeuron", "adapt", "from_file"]
