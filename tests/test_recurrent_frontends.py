@@ -405,32 +405,43 @@ def test_norse_recurrent_cells_without_an_exact_neuron_are_refused():
 
 
 # =============================================================================== Lava
-def _lava_graph() -> tuple[nir.NIRGraph, torch.Tensor]:
-    """One graph with every recurrent front-end: nirbridge's Recurrent (one-to-one) and
-    snnTorch's RLeaky (all-to-all, its bias moved forward) in a row."""
-    from nirbridge.layers import Recurrent
-    from nirbridge.neurons import NEURONS
+class _TwoRecurrentLayers(nn.Module):
+    """nirbridge's Recurrent (one-to-one ALIF) and snnTorch's RLeaky (all-to-all, its bias
+    moved forward) in a row."""
 
+    def __init__(self) -> None:
+        from nirbridge.layers import Recurrent
+        from nirbridge.neurons import NEURONS
+
+        super().__init__()
+        self.fc1 = nn.Linear(N_IN, H)
+        self.rec = Recurrent(NEURONS["ALIF"].example((H,), False),
+                             torch.linspace(-0.3, 0.4, H))
+        self.fc2 = nn.Linear(H, H)
+        self.rleaky = snn.RLeaky(beta=0.8, threshold=0.5, linear_features=H,
+                                 init_hidden=True)
+        self.fc3 = nn.Linear(H, N_OUT)
+
+    def forward(self, x: torch.Tensor, state: Any = None):
+        s, state = self.rec(self.fc1(x), state)
+        return self.fc3(self.rleaky(self.fc2(s))), state
+
+
+def _lava_graph() -> tuple[nir.NIRGraph, torch.Tensor]:
     torch.manual_seed(21)
-    rleaky = snn.RLeaky(beta=0.8, threshold=0.5, linear_features=H, init_hidden=True)
-    model = nn.Sequential(
-        nn.Linear(N_IN, H),
-        Recurrent(NEURONS["ALIF"].example((H,), False), torch.linspace(-0.3, 0.4, H)),
-        nn.Linear(H, H), rleaky, nn.Linear(H, N_OUT)).double()
     x = _inputs(9)[:32]
-    return nirbridge.to_nir(model, x[0], dt=1e-3), x
+    return nirbridge.to_nir(_TwoRecurrentLayers().double(), x[0], dt=1e-3), x
 
 
 def _lava_refuses_recurrence() -> str:
-    """The Lava floating_pt backend's reason not to run the test graph, '' when none."""
+    """The Lava floating_pt backend's reasons not to run the test graph ('' when none)."""
     from nirbridge.backends import get
 
+    graph = _lava_graph()[0]
     try:
-        graph, _ = _lava_graph()
-        reasons = get("lava-float").check(graph)
-    except Exception as exc:  # the backend or a framework is missing
-        return f"{type(exc).__name__}: {exc}"
-    return "; ".join(reasons)
+        return "; ".join(get("lava-float").check(graph))
+    except ImportError as exc:
+        return f"Lava is not installed ({exc})"
 
 
 @pytest.mark.lava
@@ -441,7 +452,7 @@ def test_lava_floating_pt_equals_the_reference_on_recurrent_front_ends():
 
     graph, x = _lava_graph()
     want, records = nirbridge.run(graph, x, record=True)
-    for name in ("recurrent_1.neuron", "rleaky_3.neuron"):
+    for name in ("rec.neuron", "rleaky.neuron"):
         assert 0 < float(records[name].output.mean()) < 1, name
     res = run_lava(graph, x.numpy(), "floating_pt", timeout_s=300)
     np.testing.assert_array_equal(res.outputs, want.numpy())
