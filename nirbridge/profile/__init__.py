@@ -5,7 +5,9 @@ Three steps, kept apart on purpose (specs/energy.md), one submodule each:
 1. :func:`count_events` (:mod:`~nirbridge.profile.counting`) counts what a run did,
    *exactly and independently of any target*: synaptic operations, neuron updates,
    spikes, the parameter footprint, per sample and summed over time steps as NeuroBench
-   does; :meth:`Counts.neurobench` gives NeuroBench's three numbers.
+   does; :meth:`Counts.neurobench` gives NeuroBench's three numbers. Recurrent graphs
+   count as the reference runs them: a recurrent synapse's events at step t are the
+   spikes of step t − 1 × its fan-out.
 2. :func:`estimate_energy` (:mod:`~nirbridge.profile.energy`) prices the counts with a
    :class:`Profile` (one TOML file in ``nirbridge/profiles/``, loaded and schema-checked
    by :func:`load_profile` in :mod:`~nirbridge.profile.targets`, which documents the
@@ -18,7 +20,8 @@ Three steps, kept apart on purpose (specs/energy.md), one submodule each:
    ``"model estimate (profile X, evidence Y)"``.
 3. :func:`map_to_chip` (:mod:`~nirbridge.profile.mapping`) estimates the cores a graph
    needs on a chip (Loihi, Loihi 2, TrueNorth, Speck, Xylo Audio 2), which limit binds
-   and whether it fits; limits that no source publishes are flagged as assumptions.
+   and whether it fits; limits that no source publishes are flagged as assumptions. A
+   recurrent synapse's weights sit on the cores of the neurons it feeds.
 
 :mod:`~nirbridge.profile.spiking` says which node types spike (:func:`is_spiking`) and
 tags every node's output as spikes or graded values (:func:`payload_tags`), from which a
@@ -35,6 +38,7 @@ from nirbridge.profile.counting import (
     count_events,
     count_run,
     fanout_map,
+    recurrent_synapses,
 )
 from nirbridge.profile.energy import EnergyReport, EnergyTerm, estimate_energy
 from nirbridge.profile.mapping import LayerMapping, Mapping, map_to_chip
@@ -111,6 +115,7 @@ __all__ = [
     "load_profile",
     "map_to_chip",
     "payload_tags",
+    "recurrent_synapses",
     "synapse_kind",
     "weakest_evidence",
 ]

@@ -5,6 +5,18 @@ MAC from the graph), neuron updates (dense and driven), spikes, the parameter fo
 Counts are summed over time steps and averaged per sample, as NeuroBench does (Yik et
 al., Nat. Commun. 16:1545, 2025), and :meth:`Counts.neurobench` gives NeuroBench's three
 numbers. :func:`fanout_map` gives the exact connectivity of a synapse node.
+
+Recurrent graphs are counted as the reference runs them (``docs/recurrence.md``): a
+feedback edge carries its source's previous step, zero at t = 0. A node's input is its
+recorded input, or, for backends that record only outputs (Lava), the sum of its
+predecessors' outputs with those over feedback edges taken one step late. A *recurrent
+synapse* — a synapse node whose output reaches the graph only over feedback edges
+(directly, or through further synapse and pass-through nodes that do), such as ``w_rec``
+in ``lif → w_rec → lif`` — is counted at the step its output is used: its events at step
+t are the spikes of step t − 1 × its fan-out, none at t = 0 (the last step's spikes feed
+no step of the run and are not counted; a ``nir.Delay`` on the loop does not move the
+count further). A synapse *fed* over a feedback edge needs no shift: its input is already
+the previous step's value. Feed-forward graphs count exactly as before.
 """
 
 from __future__ import annotations
@@ -21,11 +33,11 @@ import torch.nn.functional as tF
 
 from nirbridge.errors import InputError
 from nirbridge.geometry import conv_geometry_of, pool_geometry_of
-from nirbridge.graph import refuse_recurrent
+from nirbridge.graph import Edge, feedback_edges, flatten_subgraphs, predecessors, successors
 from nirbridge.neurons import is_neuron
-from nirbridge.passes import predecessors
 from nirbridge.profile.spiking import (
     NEUROBENCH_TYPES,
+    PASS_THROUGH,
     SYNAPSE_TYPES,
     is_spiking,
     payload_tags,
@@ -277,18 +289,54 @@ def _record(records: MappingABC[str, Any], name: str, what: str) -> torch.Tensor
     return torch.as_tensor(t)
 
 
-def _node_input(records: MappingABC[str, Any], name: str, preds: list[str]) -> torch.Tensor:
+def _previous_step(x: torch.Tensor) -> torch.Tensor:
+    """``y[t] = x[t - 1]``, zero at t = 0: what a feedback edge carries."""
+    y = torch.zeros_like(x)
+    y[1:] = x[:-1]
+    return y
+
+
+def _node_input(records: MappingABC[str, Any], name: str, preds: list[str],
+                feedback: set[Edge]) -> torch.Tensor:
     """A node's summed input: recorded, or (for backends that record only outputs, such as
-    Lava) the sum of its predecessors' recorded outputs, which is what NIR defines it as."""
+    Lava) the sum of its predecessors' recorded outputs, which is what NIR defines it as;
+    over a feedback edge the source's previous step (zero at t = 0), as the reference
+    reads it."""
     rec = records.get(name)
     if rec is not None and getattr(rec, "input", None) is not None:
         return torch.as_tensor(rec.input)
     if not preds:
         return _record(records, name, "input")
-    total = _record(records, preds[0], "output")
-    for p in preds[1:]:
-        total = total + _record(records, p, "output")
+    total = None
+    for p in preds:
+        v = _record(records, p, "output")
+        if (p, name) in feedback:
+            v = _previous_step(v)
+        total = v if total is None else total + v
     return total
+
+
+def recurrent_synapses(graph: nir.NIRGraph) -> set[str]:
+    """The synapse nodes whose output reaches the rest of ``graph`` only over feedback
+    edges, directly or through synapse and pass-through nodes that do (see the module
+    docstring): the recurrent weights of recurrent layers. Empty for an acyclic graph."""
+    feedback = set(feedback_edges(graph))
+    if not feedback:
+        return set()
+    succ = successors(graph)
+    late: dict[str, bool] = {}
+
+    def is_late(name: str) -> bool:
+        if name not in late:
+            late[name] = False  # on a cycle of such nodes (through a Delay): not late
+            late[name] = bool(succ[name]) and all(
+                (name, m) in feedback
+                or isinstance(graph.nodes[m], (*SYNAPSE_TYPES, *PASS_THROUGH)) and is_late(m)
+                for m in succ[name])
+        return late[name]
+
+    return {n for n, node in graph.nodes.items()
+            if isinstance(node, SYNAPSE_TYPES) and is_late(n)}
 
 
 def count_events(graph: nir.NIRGraph, records: MappingABC[str, Any], *,
@@ -300,10 +348,15 @@ def count_events(graph: nir.NIRGraph, records: MappingABC[str, Any], *,
     are summed over time steps and averaged per sample (NeuroBench's convention); bias
     is excluded from SOPs. ``spike_inputs`` declares Input nodes that carry binary
     events (their first layer is then AC, as NeuroBench would find on such data).
+    Recurrent graphs: see the module docstring (a recurrent synapse's events at step t
+    are the spikes of step t − 1 × fan-out). Nested subgraphs are flattened first, as
+    the reference does (records keyed ``sub.x``).
     """
-    refuse_recurrent(graph, "the profiler's event counts")
+    graph = flatten_subgraphs(graph)
     tags = payload_tags(graph, spike_inputs)
     preds = predecessors(graph)
+    feedback = set(feedback_edges(graph))
+    late = recurrent_synapses(graph)
     synapses: dict[str, SynapseCount] = {}
     neurons: dict[str, NeuronCount] = {}
     params: dict[str, ParamCount] = {}
@@ -333,8 +386,10 @@ def count_events(graph: nir.NIRGraph, records: MappingABC[str, Any], *,
                 _, b = tb(x, name)
                 inputs[name] = float((x != 0).sum().item()) / b
         elif isinstance(node, SYNAPSE_TYPES):
-            x = _node_input(records, name, preds[name])
+            x = _node_input(records, name, preds[name], feedback)
             t, b = tb(x, name)
+            if name in late:
+                x = _previous_step(x)
             shape = tuple(int(s) for s in x.shape[2:])
             fmap = fanout_map(node, shape)
             fones = fanout_map(node, shape, ones=True)
@@ -352,7 +407,7 @@ def count_events(graph: nir.NIRGraph, records: MappingABC[str, Any], *,
                 dense_per_step=dense_step, synapses=int(round(float(fmap.sum().item()))),
                 connections=int(round(dense_step)))
         elif is_neuron(node):
-            x = _node_input(records, name, preds[name])
+            x = _node_input(records, name, preds[name], feedback)
             y = _record(records, name, "output")
             t, b = tb(x, name)
             n = int(np.prod(x.shape[2:], dtype=np.int64))
@@ -378,10 +433,9 @@ def count_run(graph: nir.NIRGraph, inputs: Any, *, dt: float | None = None,
     """
     from nirbridge.backends.reference import run_reference
 
-    refuse_recurrent(graph, "the profiler's event counts")  # before the run, not after
     out, records = run_reference(graph, inputs, dt=dt, record=True)
     return out, count_events(graph, records, spike_inputs=spike_inputs)
 
 
 __all__ = ["Counts", "NeuronCount", "ParamCount", "SynapseCount", "count_events",
-           "count_run", "fanout_map"]
+           "count_run", "fanout_map", "recurrent_synapses"]

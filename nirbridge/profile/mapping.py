@@ -5,6 +5,13 @@ mapper sizes the layers against the limits of its chip family: Loihi-style cores
 (neurons, synaptic memory and axons per core: Loihi, Loihi 2, TrueNorth), Speck /
 DYNAP-CNN (one convolution per core, sinabs' memory rules) and Xylo (one core, dense
 recurrent weights). Limits that no source publishes are flagged as assumptions.
+
+Recurrent layers: a synapse on a cycle with the layer's neuron node (``w_rec`` in
+``lif → w_rec → lif``, or a feedback path through other layers) belongs to the layer it
+feeds, like any synapse: its weights are stored on that layer's cores, its presynaptic
+neurons count toward the layer's fan-in (input axons), and the neurons it comes from
+send axons to that layer's cores (output axons), the layer's own cores included for a
+layer feeding itself.
 """
 
 from __future__ import annotations
@@ -18,9 +25,13 @@ import nir
 import numpy as np
 
 from nirbridge.errors import ProfileError
-from nirbridge.graph import refuse_recurrent
+from nirbridge.graph import (
+    flatten_subgraphs,
+    predecessors,
+    strongly_connected_components,
+    successors,
+)
 from nirbridge.neurons import is_neuron
-from nirbridge.passes import predecessors, successors
 from nirbridge.profile.counting import Counts, fanout_map
 from nirbridge.profile.spiking import (
     NEUROBENCH_TYPES,
@@ -90,6 +101,14 @@ class _Layers:
         self.counts = counts
         self.preds = predecessors(graph)
         self.succ = successors(graph)
+        self.component = {n: i for i, comp in enumerate(strongly_connected_components(graph))
+                          for n in comp}
+
+    def recurrent(self, neuron: str | None, syn: list[str]) -> list[str]:
+        """The synapse nodes of ``syn`` on a cycle through the layer's ``neuron``."""
+        if neuron is None:
+            return []
+        return [s for s in syn if self.component[s] == self.component[neuron]]
 
     def in_shape(self, name: str) -> tuple[int, ...] | None:
         if self.counts is not None and name in self.counts.synapses:
@@ -227,6 +246,11 @@ def _map_cores(graph: nir.NIRGraph, prof: Profile, counts: Counts | None) -> Map
         if len(syn) > 1 and any(p in syn for s in syn for p in lay.preds[s]):
             lm_notes.append(f"chain of synapse nodes {syn}: on chip these fold into one "
                             "connection; the estimate stores each")
+        rec = lay.recurrent(neuron, syn)
+        if rec:
+            lm_notes.append(f"recurrent synapse{'s' if len(rec) > 1 else ''} {rec}: stored "
+                            "on this layer's cores; the neurons feeding back count toward "
+                            "its fan-in and send output axons to it")
         fits = True
         by_limit: dict[str, int] = {}
         if isinstance(npc, (int, float)) and n:
@@ -324,11 +348,12 @@ def _dest_cores(lay: _Layers, neuron: str, layers: list[LayerMapping]) -> int:
 
     A dense synapse reaches every core of its layer. A convolution or pooling layer is
     tiled spatially, so one input reaches only the cores holding its largest fan-out
-    (plus one for a tile boundary), at most all the layer's cores.
+    (plus one for a tile boundary), at most all the layer's cores. A recurrent layer
+    sends to its own cores too (a feed-forward layer never reaches its own synapses).
     """
     total = 0
     for lm in layers:
-        if lm.neuron_node == neuron or not lm.cores:
+        if not lm.cores:
             continue
         for s in lm.synapse_nodes:
             stack, seen, hit = list(lay.preds[s]), set(), False
@@ -422,6 +447,12 @@ def _map_speck(graph: nir.NIRGraph, prof: Profile, counts: Counts | None) -> Map
             lm_notes.append(f"{len(weighted)} weighted synapse nodes; a Speck core holds "
                             "exactly one convolution")
             fits = fits and len(weighted) == 1
+        rec = lay.recurrent(neuron, syn)
+        if rec:
+            lm_notes.append(f"recurrent synapse{'s' if len(rec) > 1 else ''} {rec}: a Speck "
+                            "core applies its one convolution to everything it receives, so "
+                            "a layer cannot hold separate recurrent weights")
+            fits = False
         kmem = nmem = 0
         if weighted:
             s = weighted[-1]
@@ -500,6 +531,12 @@ def _map_xylo(graph: nir.NIRGraph, prof: Profile, counts: Counts | None) -> Mapp
             lm_notes.append("output neurons")
         else:
             hidden += n
+        rec = lay.recurrent(neuron, syn)
+        if rec:
+            where = ("Xylo's recurrent weights join hidden neurons only (rockpool's "
+                     "xylo_mapper): these would map as hidden neurons with a readout; not "
+                     "checked") if is_out else "in Xylo's recurrent weight matrix"
+            lm_notes.append(f"recurrent synapse{'s' if len(rec) > 1 else ''} {rec}: {where}")
         layers.append(LayerMapping(name=lname, neuron_node=neuron, synapse_nodes=syn,
                                    neurons=n, synapses=syn_total, fan_in=fan_in, cores=1,
                                    usage={}, binding=None, fits=fits, notes=lm_notes))
@@ -529,10 +566,11 @@ def map_to_chip(graph: nir.NIRGraph, profile: Profile | str | Path,
     fan-in, cores, the usage of each limit and which binds; for the chip: cores used
     against those available, chips needed, whether it fits. Limits that no source
     publishes are listed in ``assumptions``; unknown ones in ``unchecked``. ``counts``
-    (from a run) supplies shapes the graph does not record.
+    (from a run) supplies shapes the graph does not record. Recurrent layers map like
+    the others (module docstring); nested subgraphs are flattened first (``sub.x``).
     """
     prof = load_profile(profile)
-    refuse_recurrent(graph, "the chip mapping")
+    graph = flatten_subgraphs(graph)
     if prof.mapper is None:
         mappable = [n for n in list_profiles() if load_profile(n).mapper]
         raise ProfileError(f"profile '{prof.name}' describes no chip to map onto; mapping "

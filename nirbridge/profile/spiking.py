@@ -16,8 +16,8 @@ from collections.abc import Mapping as MappingABC
 
 import nir
 
+from nirbridge.graph import execution_order, predecessors
 from nirbridge.neurons import NEURONS, spec_of
-from nirbridge.passes import predecessors
 
 #: Synapse node types (NIR stateless nodes that multiply inputs by weights).
 SYNAPSE_TYPES: tuple[type, ...] = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d,
@@ -33,6 +33,8 @@ SPIKING_STANDARD: tuple[type, ...] = tuple(
     s.node for s in NEURONS.values() if s.spiking and not s.custom) + SPIKING_STATELESS
 #: Nodes that move their input unchanged (the payload passes through them).
 PASS_THROUGH: tuple[type, ...] = (nir.Flatten, nir.Delay)
+#: Payload tags from the least to the most general (the join of several is the largest).
+_RANK = {"spike": 0, "count": 1, "graded": 2}
 
 
 def is_spiking(node: nir.NIRNode) -> bool:
@@ -57,33 +59,39 @@ def payload_tags(graph: nir.NIRGraph,
     so, e.g. Sinabs' multi-spike IAF); a value ``n`` is ``n`` events. ``spike_inputs``:
     Input nodes declared to carry binary events (e.g. DVS data); ``True`` declares all.
     Pass-through nodes (Flatten, Delay) carry events only when every predecessor does
-    (counts when any of them does).
+    (counts when any of them does); on a cycle, a feedback edge's source counts as a
+    predecessor like any other.
     """
     preds = predecessors(graph)
     if spike_inputs is True:
         declared = {n for n, v in graph.nodes.items() if isinstance(v, nir.Input)}
     else:
         declared = set(spike_inputs or ())
-    memo: dict[str, str] = {}
-
-    def tag(name: str, seen: frozenset[str]) -> str:
-        if name in memo:
-            return memo[name]
+    tags: dict[str, str] = {}
+    joined: list[str] = []  # pass-through nodes with inputs: the join of their sources
+    for name in execution_order(graph):
         node = graph.nodes[name]
         if isinstance(node, nir.Input):
-            t = "spike" if name in declared else "graded"
+            tags[name] = "spike" if name in declared else "graded"
         elif is_spiking(node):
             spec = spec_of(node)
-            t = "spike" if spec is None or spec.binary(node) else "count"
-        elif isinstance(node, PASS_THROUGH) and preds[name] and name not in seen:
-            tags = {tag(p, seen | {name}) for p in preds[name]}
-            t = "graded" if "graded" in tags else "count" if "count" in tags else "spike"
+            tags[name] = "spike" if spec is None or spec.binary(node) else "count"
+        elif isinstance(node, PASS_THROUGH) and preds[name]:
+            joined.append(name)
         else:
-            t = "graded"
-        memo[name] = t
-        return t
-
-    return {n: tag(n, frozenset()) for n in graph.nodes}
+            tags[name] = "graded"
+    # On a cycle a pass-through node can feed itself (through a Delay): start every
+    # joined tag at the least one, "spike", and raise them until nothing changes (the
+    # join only rises, so this ends); on an acyclic graph the first pass, in execution
+    # order, already gives each node the join of its sources.
+    changed = True
+    while changed:
+        changed = False
+        for name in joined:
+            t = max((tags.get(p, "spike") for p in preds[name]), key=_RANK.__getitem__)
+            if tags.get(name) != t:
+                tags[name], changed = t, True
+    return {n: tags[n] for n in graph.nodes}
 
 
 def synapse_kind(graph: nir.NIRGraph, name: str,
