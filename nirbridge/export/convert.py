@@ -14,6 +14,13 @@ nirtorch still makes one node per module and the naming and edges need nothing s
 max pooling must be a spiking one (its node's registry entry): max of 0/1 values = (count
 > 0.5), padding included (torch pads max pooling with −inf, NIR's SumPool2d with 0: both
 leave the max of a window holding at least one real 0/1 value unchanged).
+
+A recurrent layer (:class:`nirbridge.layers.Recurrent` and the front-ends' recurrent
+stand-ins) converts to a ``nir.NIRGraph`` subgraph (``input → neuron ⇄ w_rec → output``),
+still one node per module for nirtorch; :func:`_finish` flattens it into nodes
+``<layer>.neuron``, ``<layer>.w_rec`` (:func:`nirbridge.graph.flatten_subgraphs`) and folds
+a bias that snnTorch adds at t = 0 into the Linear before the layer
+(:func:`fold_start_biases`).
 """
 
 from __future__ import annotations

@@ -94,7 +94,10 @@ def to_nir(model: nn.Module, sample_input: torch.Tensor, dt: float = 1.0) -> nir
             a framework with a front-end (:mod:`nirbridge.export.frontends`); synapses are
             ``nn.Linear``, ``nn.Conv1d``, ``nn.Conv2d``; also ``nn.AvgPool2d``,
             :class:`nirbridge.layers.SumPool2d`, ``nn.Flatten``, batch-norm right after a
-            synapse (folded), dropout and identity (removed), and sums of tensors. The model
+            synapse (folded), dropout and identity (removed), and sums of tensors; recurrent
+            layers (:class:`nirbridge.layers.Recurrent`, snnTorch's ``RLeaky``/``RSynaptic``,
+            Norse's ``LIFRecurrentCell``) become their neuron node ``<layer>.neuron`` and
+            recurrent synapse ``<layer>.w_rec`` with a feedback edge. The model
             is deep-copied and never changed; states it holds from a forward with
             gradients (snnTorch's ``init_hidden`` ``mem``) are copied as their values.
         sample_input: one step's input batch ``[B, ...]``; the model runs once on it to

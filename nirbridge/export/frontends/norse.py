@@ -526,5 +526,5 @@ def from_file(graph: nir.NIRGraph, *, dt: float | None = None
         lines + notes.lines()
 
 
-__all__ = ["DT", "FRAMEWORK", "NorseBoxCell", "ROUTE", "THRESHOLD_METHODS", "adapt",
-           "from_file"]
+__all__ = ["DT", "FRAMEWORK", "NorseBoxCell", "NorseRecurrentLIF", "ROUTE", "THRESHOLD_METHODS",
+           "adapt", "from_file"]

@@ -497,4 +497,4 @@ def _at_dt(graph: nir.NIRGraph, out: nir.NIRGraph, notes: list[str]
                         type_check=False), notes
 
 
-__all__ = ["DT", "FRAMEWORK", "ROUTE", "CalledNeuron", "adapt", "from_file"]
+__all__ = ["DT", "FRAMEWORK", "ROUTE", "CalledNeuron", "CalledRecurrent", "adapt", "from_file"]
