@@ -201,6 +201,16 @@ def netx_layers(qgraph: QuantizedGraph) -> list[NetxLayer]:
     recurrent = recurrent_layers(g)
     rec_syn = set(recurrent.values())
     succs = successors(g)
+    biased = [n for n, q in qgraph.neurons().items()
+              if isinstance(q.params, LavaLIFParams) and np.any(q.params.effective_bias)]
+    if recurrent and biased:
+        raise LoweringError(
+            f"netx: recurrent layer{'s' if len(recurrent) > 1 else ''} ("
+            + "; ".join(f"'{n}', '{s}'" for n, s in recurrent.items())
+            + f") in a network with neuron biases (in '{biased[0]}'): a netx layer runs "
+            "before its input arrives, so a bias can make it fire early, and netx's reset "
+            "does not clear the recurrent synapse, which brings those spikes back; only "
+            "bias-free networks with a recurrent layer run exactly (remove the biases)")
     if len(qgraph.inputs) != 1 or len(qgraph.outputs) != 1:
         raise LoweringError("netx: the graph needs exactly one Input and one Output")
     in_name = qgraph.inputs[0]
@@ -267,15 +277,6 @@ def netx_layers(qgraph: QuantizedGraph) -> list[NetxLayer]:
         pending = None
     if len(layers) < 2:
         raise LoweringError("netx: the graph has no dense or conv layer")
-    biased = [layer.nodes[1] for layer in layers if "bias" in layer.data]
-    if recurrent and biased:
-        raise LoweringError(
-            f"netx: recurrent layer{'s' if len(recurrent) > 1 else ''} ("
-            + "; ".join(f"'{n}', '{s}'" for n, s in recurrent.items())
-            + f") with neuron biases (in '{biased[0]}'): a netx layer runs before its input "
-            "arrives, so a bias can make it fire early, and netx's reset does not clear the "
-            "recurrent synapse, which brings those spikes back; only bias-free networks "
-            "with a recurrent layer run exactly (remove the biases)")
     return layers
 
 
