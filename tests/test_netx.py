@@ -36,6 +36,7 @@ from nirbridge.netx import (
     netx_depth,
     netx_input,
     netx_latency,
+    netx_layers,
     netx_output,
     quantize_for_netx,
     write_netx,
@@ -354,6 +355,27 @@ def test_recurrent_layer_with_a_bias_is_refused(tmp_path):
     assert "\n" not in msg and "recurrent layer ('neu1', 'rec')" in msg
     assert "bias" in msg and "'neu1'" in msg
     assert list(tmp_path.iterdir()) == []
+
+
+def test_nested_recurrent_layer_is_flattened_into_one_dense_rec_layer():
+    """snnTorch's RLeaky export: the neuron and its recurrent Linear in a subgraph."""
+    flat = _recurrent_graph()
+    sub = nir.NIRGraph(
+        nodes={"input": nir.Input(np.array([10])), "lif": flat.nodes["neu1"],
+               "w_rec": flat.nodes["rec"], "output": nir.Output(np.array([10]))},
+        edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")],
+        type_check=False)
+    nodes = {k: v for k, v in flat.nodes.items() if k not in ("neu1", "rec")}
+    nodes["neu1"] = sub
+    edges = [e for e in flat.edges if "rec" not in e]
+    nested = nir.NIRGraph(nodes, edges, metadata={"dt": 1.0}, type_check=False)
+    qg = _quantize_recurrent(nested)
+    layers = netx_layers(qg)
+    assert [(la.kind, la.nodes) for la in layers] == [
+        ("input", ["in"]), ("dense_rec", ["fc1", "neu1.lif", "neu1.w_rec"]),
+        ("dense", ["fc2", "neu2"])]
+    np.testing.assert_array_equal(layers[1].data["weight_rec"],
+                                  netx_layers(_quantize_recurrent(flat))[1].data["weight_rec"])
 
 
 @pytest.mark.lava

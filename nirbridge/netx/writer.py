@@ -16,7 +16,7 @@ import numpy as np
 from nirbridge._files import atomic_path
 from nirbridge.errors import GraphError, InputError, LoweringError
 from nirbridge.fixed_point import as_int
-from nirbridge.graph import successors
+from nirbridge.graph import flatten_subgraphs, successors
 from nirbridge.netx.layout import netx_latency
 from nirbridge.netx.packing import LAVA_WEIGHT_RANGE, dense_exact
 from nirbridge.netx.structure import (
@@ -80,12 +80,14 @@ def quantize_for_netx(graph: nir.NIRGraph, config: QuantConfig | str | Path | No
                       *, dt: float | None = None) -> QuantizedGraph:
     """Check that ``graph`` has netx's structure, then quantize it with
     :func:`netx_config` at time step ``dt`` (default the graph's ``metadata["dt"]``; a
-    graph without one is refused: the decays written depend on it). Run
+    graph without one is refused: the decays written depend on it). Nested subgraphs
+    (snnTorch's recurrent export) are flattened first (node ``sub.x``). Run
     :func:`~nirbridge.quantize.run_fixed_point` on the result for the golden model of
     the file :func:`write_netx` writes from it."""
     if not isinstance(graph, nir.NIRGraph):
         raise GraphError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
     step = resolve_dt(graph, dt, require=True)
+    graph = flatten_subgraphs(graph)
     check_netx_structure(graph)
     return quantize(graph, netx_config(config), dt=step.dt)
 
