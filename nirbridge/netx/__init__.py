@@ -7,6 +7,12 @@ simulation, the network reproduces :func:`nirbridge.quantize.run_fixed_point` of
 quantized graph spike for spike, :func:`netx_latency` steps late (see *Data layout,
 latency and reset* for how to load it).
 
+Modules: :mod:`~nirbridge.netx.structure` (which graphs netx can express, its recurrent
+layers), :mod:`~nirbridge.netx.packing` (netx's and Lava's weight packing, transcribed),
+:mod:`~nirbridge.netx.writer` (quantizing for netx, the layers, the file),
+:mod:`~nirbridge.netx.layout` (Lava's array layout, latency, inputs and outputs); every
+public name is importable from :mod:`nirbridge.netx`.
+
 What netx can express (lava-dl 0.6.0, ``lava/lib/dl/netx/hdf5.py``)
 ------------------------------------------------------------------
 A netx network is a *chain* of layers ``layer/0``, ``layer/1``, …: an ``input`` layer,
@@ -41,7 +47,8 @@ node (in execution order) that netx cannot run exactly, and why:
 - a weighted layer whose quantized weights are all zero (netx's ``optimize_weight_bits``
   divides by the largest weight and crashes), or whose integer weights netx's own weight
   packing (``optimize_weight_bits``, then Lava Dense's ``clip_weights`` and
-  ``truncate_weights``) would change: this file transcribes that packing and checks it
+  ``truncate_weights``) would change: :mod:`~nirbridge.netx.packing` transcribes that
+  packing and the writer checks it
   (for ``dense_rec``, the input and recurrent weights packed side by side, as netx does:
   :func:`netx_dense_rec_packing`);
 - a cycle other than a recurrent dense layer (:func:`recurrent_layers`; one line naming

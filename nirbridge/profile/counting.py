@@ -15,8 +15,9 @@ synapse* — a synapse node whose output reaches the graph only over feedback ed
 in ``lif → w_rec → lif`` — is counted at the step its output is used: its events at step
 t are the spikes of step t − 1 × its fan-out, none at t = 0 (the last step's spikes feed
 no step of the run and are not counted; a ``nir.Delay`` on the loop does not move the
-count further). A synapse *fed* over a feedback edge needs no shift: its input is already
-the previous step's value. Feed-forward graphs count exactly as before.
+count further; its dense count stays every connection at every step). A synapse *fed*
+over a feedback edge needs no shift: its input is already the previous step's value.
+Feed-forward graphs count exactly as before.
 """
 
 from __future__ import annotations
