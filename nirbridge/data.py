@@ -5,14 +5,20 @@ bundled with scikit-learn: nothing is downloaded). The split is fixed and determ
 the **last 360 samples are the test split**, the first 1,437 the training split (the
 data set cycles through the ten classes, so both are balanced to within a few samples).
 
-Encodings turn images ``[N, 1, 8, 8]`` in [0, 1] into inputs ``[T, N, 1, 8, 8]``:
+Encodings turn images ``[N, C, H, W]`` in [0, 1] into inputs ``[T, N, C, H, W]``
+(``rows``: ``[T, N, C·W]``):
 
 - ``direct``: the real-valued image repeated at every step (the first layer then does
   graded multiply-accumulates);
 - ``rate``: at each step a pixel spikes with probability equal to its intensity
   (Bernoulli, drawn from ``numpy.random.default_rng(seed)``: the same spikes every run);
 - ``latency``: one spike per pixel, earlier for brighter pixels, at step
-  ``round((1 − x)·(T − 1))``; pixels at 0 never spike.
+  ``round((1 − x)·(T − 1))``; pixels at 0 never spike;
+- ``rows``: the image presented row by row, the sequential-digits task of recurrent
+  networks: step ``t`` gets row ``t`` (its ``C·W`` pixel values, channel-major, in [0, 1],
+  graded like ``direct``), so a network sees one 8-pixel row per step and must remember
+  the earlier rows to classify. It needs ``T ≥ H`` (the image's height, 8 for digits);
+  steps after the last row get zeros (time for the last rows to reach the read-out).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from nirbridge.errors import InputError
 
 #: Size of the fixed test split of ``digits`` (its last samples).
 DIGITS_TEST = 360
-ENCODINGS = ("direct", "rate", "latency")
+ENCODINGS = ("direct", "rate", "latency", "rows")
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,8 @@ def load_digits_split(split: str) -> Split:
 
 #: Data set name → loader of a split.
 DATASETS: dict[str, Callable[[str], Split]] = {"digits": load_digits_split}
+#: Data set name → shape ``(C, H, W)`` of one image (known without loading the data).
+IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {"digits": (1, 8, 8)}
 
 
 def load_split(dataset: str, split: str) -> Split:
@@ -90,6 +98,8 @@ def encode(images: np.ndarray, encoding: str, steps: int, *, seed: int = 0,
     if encoding == "rate":
         gen = np.random.default_rng(seed) if rng is None else rng
         return (gen.random((steps, *x.shape)) < x).astype(np.float64)
+    if encoding == "rows":
+        return _rows(x, steps)
     if encoding == "latency":
         t_spike = np.rint((1.0 - x) * (steps - 1)).astype(np.int64)
         out = np.zeros((steps, *x.shape))
@@ -99,10 +109,30 @@ def encode(images: np.ndarray, encoding: str, steps: int, *, seed: int = 0,
     raise InputError(f"encoding {encoding!r} is unknown; use one of {', '.join(ENCODINGS)}")
 
 
+def min_steps(encoding: str, image_shape: tuple[int, ...]) -> int:
+    """The fewest time steps ``encoding`` needs for images of ``image_shape`` ``(C, H, W)``:
+    ``H`` for ``rows`` (one row per step), else 1."""
+    return int(image_shape[-2]) if encoding == "rows" else 1
+
+
+def _rows(x: np.ndarray, steps: int) -> np.ndarray:
+    """``[T, N, C·W]``: row ``t`` of every image at step ``t``, zeros after the last row."""
+    if x.ndim != 4:
+        raise InputError(f"encoding 'rows' needs images [N, C, H, W]; got shape {x.shape}")
+    n, c, h, w = x.shape
+    if steps < h:
+        raise InputError(f"steps={steps}; encoding 'rows' presents one image row per step "
+                         f"and these images have {h} rows: give at least {h} time steps")
+    out = np.zeros((steps, n, c * w))
+    # [N, C, H, W] -> [H, N, C, W] -> [H, N, C·W]: step t holds row t of each channel
+    out[:h] = x.transpose(2, 0, 1, 3).reshape(h, n, c * w)
+    return out
+
+
 def is_spike_encoding(encoding: str) -> bool:
     """Whether ``encoding`` produces binary events (the first layer then counts as AC)."""
     return encoding in ("rate", "latency")
 
 
-__all__ = ["DATASETS", "DIGITS_TEST", "ENCODINGS", "Split", "encode", "is_spike_encoding",
-           "load_digits_split", "load_split"]
+__all__ = ["DATASETS", "DIGITS_TEST", "ENCODINGS", "IMAGE_SHAPES", "Split", "encode",
+           "is_spike_encoding", "load_digits_split", "load_split", "min_steps"]

@@ -38,7 +38,8 @@ Recipe schema (every error names the file and the field)::
     [data]
     dataset = "digits"                           # see nirbridge.data.DATASETS
     split = "test"                               # optional: test (default) | train
-    encoding = "direct"                          # direct | rate | latency
+    encoding = "direct"                          # direct | rate | latency | rows
+                                                 # (rows: row t at step t, steps >= 8)
     seed = 0                                     # optional: seed of the rate encoding
 
     [simulation]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nirbridge.config import Table, load_toml
-from nirbridge.data import DATASETS, ENCODINGS
+from nirbridge.data import DATASETS, ENCODINGS, IMAGE_SHAPES, min_steps
 from nirbridge.errors import NirbridgeError, RecipeError
 from nirbridge.recipes.schema import (
     METRICS,
@@ -81,7 +81,8 @@ def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
     """Load and schema-check a recipe (see :mod:`nirbridge.recipes`).
 
     Raises :class:`RecipeError` naming the file and the field for a missing field, a
-    wrong type, an unknown field, data set, encoding, mode or target, a factory that does
+    wrong type, an unknown field, data set, encoding, mode or target, fewer steps than the
+    encoding needs (``rows``: one per image row), a factory that does
     not import or build, a missing checkpoint (unless ``require_checkpoint`` is false, as
     for training) or ``.nir`` file, or a check on a metric the recipe does not measure.
     """
@@ -145,6 +146,11 @@ def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
         target=_target(root, target, "simulation.target", need_quantization=True),
         timeout_s=s.number("timeout_s", required=False, default=600.0, above=0),
     )
+    shape = IMAGE_SHAPES.get(dspec.dataset)
+    if shape is not None and sim.steps < min_steps(dspec.encoding, shape):
+        raise s.fail("steps", f"{sim.steps} is too few for encoding '{dspec.encoding}': it "
+                              f"presents one image row per step and {dspec.dataset} images "
+                              f"have {shape[-2]} rows; give steps >= {shape[-2]}")
 
     # --- profile
     p = root.table("profile", known=("targets",))
