@@ -205,8 +205,11 @@ def test_linear_maps_equal_the_reference_layers():
 
 def test_unsupported_node_is_a_lowering_error():
     g = _branch_graph("lif>")
-    g.nodes["neuron"] = nir.Delay(delay=np.ones(N))  # (Threshold lowers: test_maxpool.py)
-    with pytest.raises(LoweringError, match="neuron"):
+    # Delay lowers (tests/test_recurrence_lava.py), up to Lava's 62 steps: 1 s at dt = 1 ms
+    # is 1000 (Threshold lowers too: test_maxpool.py)
+    g.nodes["neuron"] = nir.Delay(delay=np.ones(N))
+    with pytest.raises(LoweringError, match=r"^node 'neuron' \(Delay\): 1000 time steps at "
+                                            r"dt = 0.001; Lava delays hold at most 62 steps$"):
         lava_backend.lower(g)
 
 

@@ -8,8 +8,14 @@ Lava floating_pt = reference (spike-exact) → integer model = Lava fixed_pt
 (integer-exact) → a profile (event counts). A neuron registered without one of these
 fails with its name.
 
+Every neuron also runs in a recurrent layer (its branch gets a recurrent Affine, with a
+bias, back to itself: ``docs/recurrence.md``): file round trip, reference = the torch
+module stepped with the recurrent input written out (zero at t = 0, bias included),
+Lava floating_pt = reference, integer model = Lava fixed_pt.
+
 Lava is slow to start, so every neuron is one branch of one graph (Input → Affine_i →
-neuron_i → Output_i): one Lava run per mode and parameter kind covers them all.
+neuron_i → Output_i), and its recurrent branch another branch of the same graph: one
+Lava run per mode and parameter kind covers them all.
 """
 
 from __future__ import annotations
@@ -51,15 +57,58 @@ def _inputs(seed: int = 1) -> np.ndarray:
 
 @pytest.fixture(scope="module", params=KINDS)
 def branches(request):
-    """Per neuron: its module, its graph (one branch, read back from a file), and the
-    graph of every branch side by side."""
+    """Per neuron: its module, its graph (one branch, read back from a file), the graph
+    of every branch side by side, and that graph with every neuron's recurrent branch
+    added (and the recurrent Affines by neuron)."""
     kind = request.param
     models, graphs = {}, {}
     for i, name in enumerate(sorted(NEURONS)):
         models[name] = _model(name, kind, seed=i)
         graphs[name] = nirbridge.to_nir(models[name], torch.zeros(1, N_IN, dtype=torch.float64),
                                         dt=1.0)
-    return kind, models, graphs, _side_by_side(graphs)
+    side = _side_by_side(graphs)
+    return kind, models, graphs, side, _with_recurrence(side, list(graphs))
+
+
+def _recurrent_affine(name: str, seed: int) -> nir.Affine:
+    """The recurrent Affine of neuron ``name``: all-to-all, with a bias; smaller for the
+    graded neurons, whose output feeds back a value rather than a spike."""
+    rng = np.random.default_rng(1000 + seed)
+    scale = 0.5 if NEURONS[name].spiking else 0.1
+    return nir.Affine(weight=rng.normal(-0.05, scale, (N, N)), bias=rng.normal(0.05, 0.05, N))
+
+
+def _with_recurrence(side: nir.NIRGraph, names: list[str]) -> nir.NIRGraph:
+    """``side`` plus, per neuron, Input → fcr_i → nr_i → Output outr_i with nr_i →
+    rec_i → nr_i (the same feed-forward Affine and neuron node as its branch)."""
+    nodes, edges = dict(side.nodes), list(side.edges)
+    for i, name in enumerate(names):
+        nodes[f"fcr_{name}"] = side.nodes[f"fc_{name}"]
+        nodes[f"nr_{name}"] = side.nodes[f"n_{name}"]
+        nodes[f"rec_{name}"] = _recurrent_affine(name, i)
+        nodes[f"outr_{name}"] = nir.Output(output_type={"output": np.array([N])})
+        edges += [("input", f"fcr_{name}"), (f"fcr_{name}", f"nr_{name}"),
+                  (f"nr_{name}", f"rec_{name}"), (f"rec_{name}", f"nr_{name}"),
+                  (f"nr_{name}", f"outr_{name}")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": 1.0}, type_check=False)
+
+
+def _recurrent_module_run(model: StatefulSequential, rec: nir.Affine,
+                          x: torch.Tensor) -> torch.Tensor:
+    """The torch module of a branch stepped with its recurrent input written out: the
+    neuron sees ``lin(x[t]) + (W·y[t-1] + b)``, the second term zero at t = 0."""
+    lin, neuron = model[0], model[1]
+    w = torch.as_tensor(np.asarray(rec.weight), dtype=torch.float64)
+    b = torch.as_tensor(np.asarray(rec.bias), dtype=torch.float64)
+    state, prev, outs = None, None, []
+    with torch.no_grad():
+        drive = lin(x)  # over [T, B] at once, as the reference's batched Affine
+        for t in range(x.shape[0]):
+            xt = drive[t] if prev is None else drive[t] + torch.nn.functional.linear(prev, w, b)
+            y, state = neuron(xt, state)
+            outs.append(y)
+            prev = y
+    return torch.stack(outs)
 
 
 def _neuron_node(graph: nir.NIRGraph) -> tuple[str, nir.NIRNode]:
@@ -103,7 +152,7 @@ def test_every_neuron_declares_every_stage(name):
 
 
 def test_export_and_file_round_trip(branches, tmp_path):
-    kind, models, graphs, _ = branches
+    kind, models, graphs, _, _ = branches
     for name, graph in graphs.items():
         node_name, node = _neuron_node(graph)
         assert type(node).__name__ == name, f"{name}: its example exports {type(node).__name__}"
@@ -123,7 +172,7 @@ def test_export_and_file_round_trip(branches, tmp_path):
 
 
 def test_lossy_fallback_reads_in_stock_nir_and_restores_exactly(branches, tmp_path):
-    _, _, graphs, _ = branches
+    _, _, graphs, _, _ = branches
     for name, graph in graphs.items():
         path = tmp_path / f"{name}.nir"
         with warnings.catch_warnings(record=True) as seen:
@@ -141,7 +190,7 @@ def test_lossy_fallback_reads_in_stock_nir_and_restores_exactly(branches, tmp_pa
 
 
 def test_reference_equals_the_torch_module(branches):
-    _, models, graphs, _ = branches
+    _, models, graphs, _, _ = branches
     x = torch.from_numpy(_inputs())
     for name, graph in graphs.items():
         with torch.no_grad():
@@ -157,7 +206,7 @@ def test_reference_equals_the_torch_module(branches):
 
 
 def test_a_profile_counts_every_neuron(branches):
-    _, _, _, graph = branches
+    _, _, _, graph, _ = branches
     from nirbridge.profile import count_events, estimate_energy, load_profile
 
     x = torch.from_numpy(_inputs())
@@ -173,25 +222,56 @@ def test_a_profile_counts_every_neuron(branches):
     assert energy.terms, "the loihi2 profile priced nothing"
 
 
+def test_recurrent_graph_file_round_trip(branches, tmp_path):
+    kind, _, _, _, graph = branches
+    path = tmp_path / f"recurrent-{kind}.nir"
+    nirbridge.write(path, graph)
+    back = nirbridge.read(path)
+    assert set(back.nodes) == set(graph.nodes) and sorted(back.edges) == sorted(graph.edges)
+    for name in NEURONS:
+        assert (f"rec_{name}", f"nr_{name}") in back.edges, name
+    x = torch.from_numpy(_inputs())
+    got, want = nirbridge.run(back, x), nirbridge.run(graph, x)
+    for out in want:
+        np.testing.assert_array_equal(got[out].numpy(), want[out].numpy(), err_msg=out)
+
+
+def test_reference_of_the_recurrent_layer_equals_the_torch_module(branches):
+    _, models, _, _, graph = branches
+    x = torch.from_numpy(_inputs())
+    got = nirbridge.run(graph, x)
+    for name in NEURONS:
+        want = _recurrent_module_run(models[name], graph.nodes[f"rec_{name}"], x)
+        out = got[f"outr_{name}"]
+        if not NEURONS[name].spiking:
+            torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-12, msg=name)
+            continue
+        assert torch.equal(out, want), f"{name}: recurrent reference spikes differ"
+        rate = float(want.mean())
+        assert 0.05 < rate < 0.95, f"{name}: recurrent firing rate {rate:.2f}; retune it"
+        assert not torch.equal(out, got[f"out_{name}"]), f"{name}: the recurrence does nothing"
+
+
 @pytest.mark.lava
 def test_lava_floating_pt_equals_the_reference(branches):
-    _, _, _, graph = branches
+    _, _, _, _, graph = branches  # every neuron's branch and its recurrent branch
     from nirbridge.backends.lava import run_lava
 
     x = _inputs()
     want = nirbridge.run(graph, torch.from_numpy(x))
     res = run_lava(graph, x, "floating_pt", timeout_s=300)
     for name, spec in NEURONS.items():
-        a, b = res.outputs[f"out_{name}"], want[f"out_{name}"].numpy()
-        if spec.spiking:
-            np.testing.assert_array_equal(a, b, err_msg=f"{name}: Lava floating_pt spikes")
-        else:
-            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=name)
+        for out in (f"out_{name}", f"outr_{name}"):
+            a, b = res.outputs[out], want[out].numpy()
+            if spec.spiking:
+                np.testing.assert_array_equal(a, b, err_msg=f"{out}: Lava floating_pt spikes")
+            else:
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=out)
 
 
 @pytest.mark.lava
 def test_lava_fixed_pt_equals_the_integer_model(branches):
-    _, _, _, graph = branches
+    _, _, _, _, graph = branches  # every neuron's branch and its recurrent branch
     from nirbridge.backends.lava import lower, run_lava
     from nirbridge.quantize import QuantConfig, run_fixed_point
 
@@ -201,11 +281,13 @@ def test_lava_fixed_pt_equals_the_integer_model(branches):
     gold_out, gold = run_fixed_point(net.quant, x)
     res = run_lava(net, x, record=True, timeout_s=300)
     for name, spec in NEURONS.items():
-        node = f"n_{name}"
-        lr, gr = res.fixed_records[node], gold[node]
-        np.testing.assert_array_equal(lr.output, gr.output, err_msg=f"{name}: output")
-        assert set(lr.states) == set(gr.states), name
-        for k, v in gr.states.items():
-            np.testing.assert_array_equal(lr.states[k], v, err_msg=f"{name}: state {k}")
-        if spec.spiking:
-            assert 0 < float(np.mean(gr.output)) < 1, f"{name}: no spikes in fixed point"
+        for node in (f"n_{name}", f"nr_{name}", f"rec_{name}"):
+            lr, gr = res.fixed_records[node], gold[node]
+            np.testing.assert_array_equal(lr.output, gr.output, err_msg=f"{node}: output")
+            assert set(lr.states) == set(gr.states), node
+            for k, v in gr.states.items():
+                np.testing.assert_array_equal(lr.states[k], v, err_msg=f"{node}: state {k}")
+            if spec.spiking and node != f"rec_{name}":
+                assert 0 < float(np.mean(gr.output)) < 1, f"{node}: no spikes in fixed point"
+        np.testing.assert_array_equal(res.outputs[f"outr_{name}"], gold_out[f"outr_{name}"],
+                                      err_msg=name)

@@ -98,14 +98,19 @@ def check_options(backend: str, options: Mapping[str, Any], allowed: Iterable[st
 
 
 def graph_issues(graph: nir.NIRGraph) -> list[str]:
-    """Structural reasons no backend can run ``graph``: a cycle, an edge to a missing
-    node, no Input or Output node."""
+    """Structural reasons no backend can run ``graph``: a subgraph that does not flatten,
+    an edge to a missing node, an algebraic loop (a cycle with no neuron and no
+    ``nir.Delay``: one line naming exactly its nodes), no Input or Output node. Cycles
+    through a neuron or a delay are fine (every backend runs them as the reference
+    does); what a backend cannot run of them its own ``check`` says."""
     import nir
 
-    from nirbridge.passes import topological_order
+    from nirbridge.graph import check_algebraic_loops, check_edge_names, flatten_subgraphs
 
     try:
-        topological_order(graph)
+        graph = flatten_subgraphs(graph)
+        check_edge_names(graph)
+        check_algebraic_loops(graph)
     except NirbridgeError as exc:
         return [str(exc)]
     reasons = []

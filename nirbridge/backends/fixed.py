@@ -32,6 +32,7 @@ from nirbridge.backends._base import (
 )
 from nirbridge.backends.reference import RunRecord
 from nirbridge.errors import InputError, LoweringError, NirbridgeError
+from nirbridge.graph import flatten_subgraphs
 from nirbridge.quantize import (
     FixedPointRecord,
     QuantConfig,
@@ -90,7 +91,8 @@ def quantized_for(graph: nir.NIRGraph, inputs: Any = None, *, quant: Any = None,
         if target is not None or input_frac_bits is not None:
             raise InputError("give quant= or target=/input_frac_bits=, not both")
         if isinstance(quant, QuantizedGraph):
-            if quant.graph is not graph and set(quant.graph.nodes) != set(graph.nodes):
+            if quant.graph is not graph and set(quant.graph.nodes) != set(
+                    flatten_subgraphs(graph).nodes):
                 raise LoweringError("the QuantizedGraph given as quant= belongs to another "
                                     f"graph (nodes {sorted(quant.graph.nodes)})")
             return quant
@@ -169,7 +171,7 @@ class FixedBackend:
         # every node is recorded: the saturation counts live in the records
         out, records = run_fixed_point(qgraph, inputs, record=True)
         t2 = time.perf_counter()
-        want = set(graph.nodes) if record is True else set(record or ())
+        want = set(qgraph.graph.nodes) if record is True else set(record or ())
         neurons = qgraph.neurons()
         saturations = {n: dict(records[n].saturations) for n in qgraph.order if n in neurons}
         input_sat = {n: records[n].n_saturations for n in qgraph.inputs}

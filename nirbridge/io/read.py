@@ -37,6 +37,7 @@ from nirbridge.errors import (
     ShapeMismatchError,
     UnknownNodeError,
 )
+from nirbridge.graph import flatten_subgraphs
 from nirbridge.io.lossy import restore_custom_nodes
 from nirbridge.io.write import TYPE_ATTR
 from nirbridge.neurons import custom_node_class, custom_nodes
@@ -349,7 +350,9 @@ def read(path: str | os.PathLike[str], *, restore_lossy: bool = False) -> nir.NI
     (:func:`nirbridge.passes.strip_batch_dims`), unknown shapes are inferred
     (:func:`nirbridge.passes.infer_shapes`) and the graph is validated
     (:func:`nirbridge.passes.validate`). With ``restore_lossy``, nodes that a
-    lossy write approximated become their original custom nodes again.
+    lossy write approximated become their original custom nodes again. Nested
+    subgraphs are flattened (:func:`nirbridge.graph.flatten_subgraphs`: node ``x`` of
+    subgraph ``sub`` becomes ``sub.x``), so every command sees one flat graph.
 
     Raises, each with a message naming the file and the node/field:
     :class:`FileFormatError` (missing file, not HDF5, truncated, no NIR graph inside),
@@ -388,6 +391,8 @@ def read(path: str | os.PathLike[str], *, restore_lossy: bool = False) -> nir.NI
         infer_shapes(graph)
         check_io_shapes(graph, version)
         validate(graph)
+        # every command sees one flat graph: a subgraph's node x is node 'sub.x'
+        graph = flatten_subgraphs(graph)
         if restore_lossy:
             graph = restore_custom_nodes(graph)
     except NirbridgeError as exc:

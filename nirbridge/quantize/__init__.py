@@ -42,10 +42,30 @@ neuron or the Output); SumPool2d sums; AvgPool2d sums and its ``1/k²`` is folde
 reshapes; Threshold compares the integer sum of its inputs with ``floor(θ·2^frac)`` (θ
 times the window of an average pool before it) and emits spikes, so it starts chains as a
 spiking neuron does (a max pooling of spikes, SumPool2d then Threshold, runs exactly).
-Several edges into a node sum, after aligning their fractional bits.
+Several edges into a node sum, after aligning their fractional bits. ``nir.Scale`` on a
+vector is the one-to-one weighted layer ``Linear(diag(scale))``; ``nir.Delay`` shifts the
+integers in time and keeps their format.
+
+*Recurrent graphs* (the semantics: ``docs/recurrence.md``). A feedback edge carries the
+previous step's integers of its source, zero at t = 0; the integer executor runs each
+cyclic component step by step, like the reference, and everything else over the whole
+time axis. A weighted layer on a feedback edge (its source the neuron itself or a later
+neuron) is laid out like any other: its format is that of the neuron it feeds. Its bias
+cannot join the neuron's constant drive, since it arrives with the recurrent input, from
+t = 1 on: the layer adds it itself (``QuantizedSynapse.bias``, scaled like its weights);
+so does a layer whose bias reaches its sink through a ``nir.Delay``. A neuron fed back its
+own graded output bounds its input by its own range, re-estimated until its format
+settles; a graded recurrent source quantized after its sink is refused.
 """
 
 from nirbridge.fixed_point import FieldReport
+from nirbridge.quantize.chains import (
+    DELAYS,
+    PASSTHROUGH,
+    SPIKE_STAGES,
+    WEIGHTED,
+    without_bias,
+)
 from nirbridge.quantize.config import DEFAULT_FRAC_BITS, REQUIRED_KEYS, QuantConfig
 from nirbridge.quantize.executor import (
     FixedPointRecord,
@@ -62,16 +82,11 @@ from nirbridge.quantize.graph import (
     QuantizedSynapse,
     QuantizedThreshold,
 )
-from nirbridge.quantize.quantizer import (
-    PASSTHROUGH,
-    SPIKE_STAGES,
-    WEIGHTED,
-    quantize,
-    without_bias,
-)
+from nirbridge.quantize.quantizer import quantize
 
 __all__ = [
     "DEFAULT_FRAC_BITS",
+    "DELAYS",
     "FieldReport",
     "FixedPointRecord",
     "LayerReport",

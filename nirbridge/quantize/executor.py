@@ -1,7 +1,9 @@
 """The integer executor of a quantized graph: the golden model of Lava ``fixed_pt``.
 
 Pure numpy integer arithmetic, every integer state recorded; neurons step with their
-registered integer model (:attr:`QuantizedNeuron.model`).
+registered integer model (:attr:`QuantizedNeuron.model`). Recurrent graphs run as the
+reference runs them (cyclic components step by step, feedback edges carrying the
+previous step, zero at t = 0); ``nir.Delay`` shifts the integers by its steps.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import torch
 from nirbridge import fixed_point as fx
 from nirbridge.errors import GraphError, InputError, QuantizationError
 from nirbridge.geometry import pool_geometry_of
+from nirbridge.graph import delay_steps, feedback_edges, schedule
+from nirbridge.quantize.chains import _tname
 from nirbridge.quantize.graph import (
     QuantizedGraph,
     QuantizedInput,
@@ -25,7 +29,6 @@ from nirbridge.quantize.graph import (
     QuantizedSynapse,
     QuantizedThreshold,
 )
-from nirbridge.quantize.quantizer import _tname
 
 
 @dataclass
@@ -109,7 +112,8 @@ def _apply_int(node: nir.NIRNode, layer: Any, x: np.ndarray) -> np.ndarray:
         else:
             y = _int_conv(x.reshape(t * b, *x.shape[2:]), layer)
             y = y.reshape(t, b, *y.shape[1:])
-        return fx.shift_floor(y, layer.w_exp)
+        y = fx.shift_floor(y, layer.w_exp)
+        return y if layer.bias is None else y + layer.bias
     if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
         y = _int_sumpool(x.reshape(t * b, *x.shape[2:]), node)
         return y.reshape(t, b, *y.shape[1:])
@@ -133,6 +137,206 @@ def quantize_input(x: Any, layer: QuantizedInput,
     return fx.saturate(q, layer.bits, sat, "input")
 
 
+def _delay_int(x: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """``y[t] = x[t - d]`` (zero for ``t < d``) over a whole ``[T, B, ...]`` integer array,
+    one delay per element (``steps`` broadcasts to the per-sample shape)."""
+    y = np.zeros_like(x)
+    n = x.shape[0]
+    steps = np.broadcast_to(steps, x.shape[2:])
+    for d in np.unique(steps):
+        d = int(d)
+        if d < n:
+            y[d:] = np.where(steps == d, x[:n - d], y[d:])
+    return y
+
+
+class _Run:
+    """One run of a quantized graph: the values ``(integers [T, B, ...], frac)`` of every
+    node run so far, the records, and how each node is evaluated over the whole time axis
+    (:meth:`batched`) or one step at a time inside a cyclic component (:meth:`cyclic`)."""
+
+    def __init__(self, qgraph: QuantizedGraph, want: set[str]) -> None:
+        self.q = qgraph
+        self.g = qgraph.graph
+        self.want = want
+        self.values: dict[str, tuple[np.ndarray, int]] = {}
+        self.records: dict[str, FixedPointRecord] = {}
+        self.feedback = set(feedback_edges(self.g))
+        self.delays = {n: delay_steps(v, qgraph.dt, n) for n, v in self.g.nodes.items()
+                       if isinstance(v, nir.Delay)}
+        self._fracs: dict[str, int] = {}
+
+    def frac(self, name: str) -> int:
+        """Fractional bits of what ``name`` emits (a stateless node: its input's)."""
+        if name not in self._fracs:
+            layer = self.q.layers.get(name)
+            if isinstance(layer, QuantizedInput | QuantizedOutput):
+                f = layer.frac_bits
+            elif isinstance(layer, QuantizedNeuron | QuantizedThreshold | QuantizedSynapse):
+                f = layer.out_frac
+            else:
+                (pred,) = self.q.preds[name]
+                f = self.frac(pred)
+            self._fracs[name] = f
+        return self._fracs[name]
+
+    def sum_frac(self, name: str) -> int:
+        """The fractional bits the inputs of ``name`` are summed at."""
+        layer = self.q.layers.get(name)
+        if isinstance(layer, QuantizedNeuron | QuantizedThreshold):
+            return layer.in_frac
+        if isinstance(layer, QuantizedOutput):
+            return layer.frac_bits
+        (pred,) = self.q.preds[name]
+        return self.frac(pred)
+
+    def record(self, name: str, rec: FixedPointRecord, sat: fx.SaturationCounter) -> None:
+        rec.saturations = dict(sat.counts)
+        self.records[name] = rec
+
+    # ------------------------------------------------------------- the whole time axis
+    def batched(self, name: str, inputs: Mapping[str, Any]) -> None:
+        node = self.g.nodes[name]
+        layer = self.q.layers.get(name)
+        rec = FixedPointRecord() if name in self.want else None
+        sat = fx.SaturationCounter()
+        if isinstance(layer, QuantizedInput):
+            if name not in inputs:
+                raise InputError(f"no input given for Input node '{name}'")
+            x = quantize_input(inputs[name], layer, sat)
+            if x.ndim < 3:
+                raise InputError(f"input for node '{name}' has shape {x.shape}; expected "
+                                 "[T, B, ...] with time first, then batch")
+            want_shape = self.q.shapes[name]
+            if tuple(x.shape[2:]) != want_shape:
+                raise InputError(f"input for node '{name}' has per-step shape "
+                                 f"{tuple(x.shape[2:])}; the graph expects {want_shape}")
+            self.values[name] = (x, layer.frac_bits)
+            if rec is not None:
+                rec.output, rec.frac_bits = x, {"output": layer.frac_bits}
+        elif isinstance(layer, QuantizedNeuron):
+            a_in = _sum_inputs(name, self.q, self.values, layer.in_frac)
+            y, states = _run_neuron(layer, a_in, sat)
+            self.values[name] = (y, layer.out_frac)
+            if rec is not None:
+                rec.input, rec.output, rec.states = a_in, y, states
+                rec.frac_bits = {"input": layer.in_frac, "output": layer.out_frac,
+                                 **{f: layer.params.state_frac(f) for f in states}}
+        elif isinstance(layer, QuantizedThreshold):
+            x = _sum_inputs(name, self.q, self.values, layer.in_frac)
+            y = (x > layer.threshold).astype(np.int64)
+            self.values[name] = (y, layer.out_frac)
+            if rec is not None:
+                rec.input, rec.output = x, y
+                rec.frac_bits = {"input": layer.in_frac, "output": layer.out_frac}
+        elif isinstance(layer, QuantizedOutput):
+            x = _sum_inputs(name, self.q, self.values, layer.frac_bits)
+            if layer.bias is not None:
+                x = x + layer.bias
+            self.values[name] = (x, layer.frac_bits)
+            if rec is not None:
+                rec.input = rec.output = x
+                rec.frac_bits = {"input": layer.frac_bits, "output": layer.frac_bits}
+        else:
+            (x, frac), = [self.values[p] for p in self.q.preds[name]]
+            if isinstance(node, nir.Delay):
+                y, frac_out = _delay_int(x, self.delays[name]), frac
+            elif isinstance(layer, QuantizedSynapse):
+                y, frac_out = _apply_int(node, layer, x), layer.out_frac
+            else:
+                y, frac_out = _apply_int(node, None, x), frac
+            self.values[name] = (y, frac_out)
+            if rec is not None:
+                rec.input, rec.output = x, y
+                rec.frac_bits = {"input": frac, "output": frac_out}
+        if rec is not None:
+            self.record(name, rec, sat)
+
+    # ------------------------------------------------------------- step by step
+    def cyclic(self, nodes: tuple[str, ...], steps: int, batch: int) -> None:
+        """A strongly connected component with a cycle, step by step: each node from this
+        step's values of its sources, except over a feedback edge (the previous step's;
+        zero at t = 0)."""
+        members = set(nodes)
+        sats = {n: fx.SaturationCounter() for n in nodes}
+        steppers = {n: self._stepper(n, batch, sats[n]) for n in nodes}
+        outs: dict[str, list[np.ndarray]] = {n: [] for n in nodes}
+        ins: dict[str, list[np.ndarray]] = {n: [] for n in nodes}
+        traces: dict[str, dict[str, list[np.ndarray]]] = {n: {} for n in nodes}
+        for t in range(steps):
+            for n in nodes:
+                to = self.sum_frac(n)
+                x = None
+                for p in self.q.preds[n]:
+                    if (p, n) in self.feedback:
+                        v = outs[p][t - 1] if t > 0 else np.zeros_like(self._zero(p, batch))
+                    elif p in members:
+                        v = outs[p][t]
+                    else:
+                        v = self.values[p][0][t]
+                    v = _align(v, self.frac(p), to)
+                    if x is not None and x.shape != v.shape:
+                        raise GraphError(f"node '{n}' sums inputs of shapes {tuple(x.shape)} "
+                                         f"and {tuple(v.shape)} ('{p}')")
+                    x = v if x is None else x + v
+                assert x is not None
+                y, state = steppers[n](x, t)
+                ins[n].append(x)
+                outs[n].append(y)
+                for f, v in (state or {}).items():
+                    traces[n].setdefault(f, []).append(v)
+        for n in nodes:
+            y = np.stack(outs[n])
+            self.values[n] = (y, self.frac(n))
+            if n in self.want:
+                layer = self.q.layers.get(n)
+                x = np.stack(ins[n])
+                rec = FixedPointRecord(input=x, output=y,
+                                       states={f: np.stack(v) for f, v in traces[n].items()})
+                rec.frac_bits = {"input": self.sum_frac(n), "output": self.frac(n)}
+                if isinstance(layer, QuantizedNeuron):
+                    rec.frac_bits.update({f: layer.params.state_frac(f) for f in rec.states})
+                self.record(n, rec, sats[n])
+
+    def _zero(self, name: str, batch: int) -> np.ndarray:
+        return np.zeros((batch, *self.q.shapes[name]), dtype=np.int64)
+
+    def _stepper(self, name: str, batch: int, sat: fx.SaturationCounter):
+        """``step(x_t, t) -> (y_t, states or None)`` of one node in a cyclic component:
+        the operations of :meth:`batched`, one step at a time."""
+        node = self.g.nodes[name]
+        layer = self.q.layers.get(name)
+        if isinstance(layer, QuantizedNeuron):
+            model, params = layer.model, layer.params
+            held = [params.initial_state(batch, tuple(layer.shape))]
+
+            def neuron(x: np.ndarray, t: int):
+                y, held[0] = model.step(x, held[0], params, sat)
+                return y, {f: getattr(held[0], f) for f in type(held[0])._fields}
+
+            return neuron
+        if isinstance(layer, QuantizedThreshold):
+            return lambda x, t: ((x > layer.threshold).astype(np.int64), None)
+        if isinstance(layer, QuantizedOutput):
+            return lambda x, t: (x if layer.bias is None else x + layer.bias, None)
+        if isinstance(node, nir.Delay):
+            steps = self.delays[name]
+            history: list[np.ndarray] = []
+
+            def delay(x: np.ndarray, t: int):
+                history.append(x)
+                d = np.broadcast_to(steps, x.shape[1:])
+                y = np.zeros_like(x)
+                for k in np.unique(d):
+                    if t >= int(k):
+                        y = np.where(d == k, history[t - int(k)], y)
+                return y, None
+
+            return delay
+        syn = layer if isinstance(layer, QuantizedSynapse) else None
+        return lambda x, t: (_apply_int(node, syn, x[None])[0], None)
+
+
 def run_fixed_point(qgraph: QuantizedGraph, inputs: Any, *,
                     record: bool | Iterable[str] = True
                     ) -> tuple[Any, dict[str, FixedPointRecord]]:
@@ -143,73 +347,29 @@ def run_fixed_point(qgraph: QuantizedGraph, inputs: Any, *,
     outputs as float64 numpy arrays in real units (spikes are 0/1; one Output node gives
     an array, several a dict), and a :class:`FixedPointRecord` per recorded node with
     every integer state per step and the saturation counts.
+
+    Recurrent graphs run as the reference runs them: each strongly connected component
+    with a cycle step by step, a feedback edge carrying the previous step's integers of
+    its source (zero at t = 0), everything else over the whole time axis.
     """
     g = qgraph.graph
     if not isinstance(inputs, dict):
         if len(qgraph.inputs) != 1:
             raise InputError(f"graph has inputs {qgraph.inputs}; pass a dict by name")
         inputs = {qgraph.inputs[0]: inputs}
-    want = set(g.nodes) if record is True else set(record or ())
-    values: dict[str, tuple[np.ndarray, int]] = {}
-    records: dict[str, FixedPointRecord] = {}
-    for name in qgraph.order:
-        node = g.nodes[name]
-        layer = qgraph.layers.get(name)
-        rec = FixedPointRecord() if name in want else None
-        sat = fx.SaturationCounter()
-        if isinstance(layer, QuantizedInput):
-            if name not in inputs:
-                raise InputError(f"no input given for Input node '{name}'")
-            x = quantize_input(inputs[name], layer, sat)
-            if x.ndim < 3:
-                raise InputError(f"input for node '{name}' has shape {x.shape}; expected "
-                                 "[T, B, ...] with time first, then batch")
-            want_shape = qgraph.shapes[name]
-            if tuple(x.shape[2:]) != want_shape:
-                raise InputError(f"input for node '{name}' has per-step shape "
-                                 f"{tuple(x.shape[2:])}; the graph expects {want_shape}")
-            values[name] = (x, layer.frac_bits)
-            if rec is not None:
-                rec.output, rec.frac_bits = x, {"output": layer.frac_bits}
-        elif isinstance(layer, QuantizedNeuron):
-            a_in = _sum_inputs(name, qgraph, values, layer.in_frac)
-            y, states = _run_neuron(layer, a_in, sat)
-            values[name] = (y, layer.out_frac)
-            if rec is not None:
-                rec.input, rec.output, rec.states = a_in, y, states
-                rec.frac_bits = {"input": layer.in_frac, "output": layer.out_frac,
-                                 **{f: layer.params.state_frac(f) for f in states}}
-        elif isinstance(layer, QuantizedThreshold):
-            x = _sum_inputs(name, qgraph, values, layer.in_frac)
-            y = (x > layer.threshold).astype(np.int64)
-            values[name] = (y, layer.out_frac)
-            if rec is not None:
-                rec.input, rec.output = x, y
-                rec.frac_bits = {"input": layer.in_frac, "output": layer.out_frac}
-        elif isinstance(layer, QuantizedOutput):
-            x = _sum_inputs(name, qgraph, values, layer.frac_bits)
-            if layer.bias is not None:
-                x = x + layer.bias
-            values[name] = (x, layer.frac_bits)
-            if rec is not None:
-                rec.input = rec.output = x
-                rec.frac_bits = {"input": layer.frac_bits, "output": layer.frac_bits}
-        else:
-            (x, frac), = [values[p] for p in qgraph.preds[name]]
-            if isinstance(layer, QuantizedSynapse):
-                y, frac_out = _apply_int(node, layer, x), layer.out_frac
-            else:
-                y, frac_out = _apply_int(node, None, x), frac
-            values[name] = (y, frac_out)
-            if rec is not None:
-                rec.input, rec.output = x, y
-                rec.frac_bits = {"input": frac, "output": frac_out}
-        if rec is not None:
-            rec.saturations = dict(sat.counts)
-            records[name] = rec
+    run = _Run(qgraph, set(g.nodes) if record is True else set(record or ()))
+    for unit in schedule(g):
+        if not unit.cyclic:
+            run.batched(unit.nodes[0], inputs)
+            continue
+        outside = [run.values[p][0] for n in unit.nodes for p in qgraph.preds[n]
+                   if p not in unit.nodes]
+        ref = outside[0] if outside else run.values[qgraph.inputs[0]][0]
+        run.cyclic(unit.nodes, ref.shape[0], ref.shape[1])
+    values = run.values
     outs = {n: values[n][0].astype(np.float64) * 2.0 ** -values[n][1] for n in qgraph.outputs}
     out: Any = outs[qgraph.outputs[0]] if len(outs) == 1 else outs
-    return out, records
+    return out, run.records
 
 
 def _sum_inputs(name: str, qgraph: QuantizedGraph, values: dict[str, tuple[np.ndarray, int]],

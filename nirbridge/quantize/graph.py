@@ -64,11 +64,15 @@ class QuantizedInput:
 
 @dataclass
 class QuantizedSynapse:
-    """A weighted layer in integers: ``out = shift_floor(mant ⊛ in, w_exp)``.
+    """A weighted layer in integers: ``out = shift_floor(mant ⊛ in, w_exp)`` (``+ bias``).
 
     ``mant`` has the shape of the NIR weight; the real (gain-folded) weight it stands for
     is ``mant · 2^-mant_frac``; ``in_frac``/``out_frac`` are the fractional bits of what
-    it reads and delivers; ``sink`` is the neuron or Output it feeds.
+    it reads and delivers; ``sink`` is the neuron or Output it feeds. ``bias`` (int64, the
+    layer's output shape, ``out_frac`` fractional bits, scaled like the weights) is set
+    only where the layer's bias reaches its sink delayed, over a feedback edge or through
+    a ``nir.Delay`` (a recurrent Affine's bias first counts at t = 1): it is then added
+    by the layer itself. Every other bias is folded into the sink's constant drive.
     """
 
     name: str
@@ -84,6 +88,7 @@ class QuantizedSynapse:
     padding: tuple[int, ...] = ()
     dilation: tuple[int, ...] = ()
     groups: int = 1
+    bias: np.ndarray | None = None
 
 
 @dataclass
@@ -148,7 +153,11 @@ class QuantizedOutput:
 
 @dataclass
 class QuantizedGraph:
-    """A graph with every node's fixed-point form and the quantization report."""
+    """A graph with every node's fixed-point form and the quantization report.
+
+    ``graph`` is the graph quantized: flat (nested subgraphs flattened, node ``sub.x``),
+    with each ``nir.Scale`` as the ``nir.Linear`` of its diagonal; ``order`` is its
+    :func:`~nirbridge.graph.execution_order`."""
 
     graph: nir.NIRGraph
     config: QuantConfig
@@ -158,6 +167,8 @@ class QuantizedGraph:
     layers: dict[str, Any]
     report: dict[str, LayerReport]
     shapes: dict[str, tuple[int, ...]]
+    #: the edges that carry the previous step (:func:`nirbridge.graph.feedback_edges`)
+    feedback: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def inputs(self) -> list[str]:

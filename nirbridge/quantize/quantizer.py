@@ -1,192 +1,70 @@
 """The quantizer: a float NIR graph → a :class:`QuantizedGraph` for a fixed-point target.
 
 The layout rules are in the package docstring (:mod:`nirbridge.quantize`). Neurons are
-planned by their registry entry (``NeuronSpec.quantize``): this module names none.
+planned by their registry entry (``NeuronSpec.quantize``): this module names none. The
+chains (:mod:`nirbridge.quantize.chains`) and the synapses, Outputs and Thresholds
+(:mod:`nirbridge.quantize.synapses`) are their own modules; the names they had here are
+importable here as before.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import nir
 import numpy as np
-import torch
 
 from nirbridge import fixed_point as fx
-from nirbridge.backends.reference import apply_synapse
 from nirbridge.errors import GraphError, QuantizationError
-from nirbridge.geometry import conv_geometry_of, pool_geometry_of
-from nirbridge.graph import refuse_recurrent
+from nirbridge.graph import (
+    check_algebraic_loops,
+    check_edge_names,
+    delay_steps,
+    execution_order,
+    feedback_edges,
+    flatten_subgraphs,
+    predecessors,
+    successors,
+)
 from nirbridge.neurons import QuantPlan, is_neuron, spec_of
-from nirbridge.neurons._base import numeric_fields
-from nirbridge.passes import graph_dt, predecessors, successors, topological_order
+from nirbridge.passes import graph_dt
+from nirbridge.quantize.chains import (  # importable here as before
+    DELAYS,
+    PASSTHROUGH,
+    SPIKE_STAGES,
+    WEIGHTED,
+    Chain,
+    _tname,
+    avg_factor,
+    chain,
+    check_finite,
+    graph_pred,
+    node_shapes,
+    push_gain,
+    run_float,
+    scale_as_linear,
+    without_bias,
+)
 from nirbridge.quantize.config import QuantConfig
 from nirbridge.quantize.graph import (
     LayerReport,
     QuantizedGraph,
     QuantizedInput,
     QuantizedNeuron,
-    QuantizedOutput,
-    QuantizedSynapse,
-    QuantizedThreshold,
+)
+from nirbridge.quantize.synapses import (
+    Formats,
+    best_mant_frac,
+    exp_range,
+    make_synapse,
+    quantize_output,
+    quantize_threshold,
+    travelling_bias,
 )
 
-WEIGHTED = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d)
-PASSTHROUGH = (nir.Flatten, nir.SumPool2d, nir.AvgPool2d)
-#: Stateless nodes that emit spikes: each ends the chains feeding it (a sink, like a
-#: neuron) and starts the chains it feeds (a source of 0/1 values). A Threshold after a
-#: SumPool2d of spikes is how a max pooling of spikes is exported.
-SPIKE_STAGES = (nir.Threshold,)
-
-
-def _tname(node: Any) -> str:
-    return type(node).__name__
-
-
-def _check_finite(name: str, node: nir.NIRNode) -> None:
-    for f, val in numeric_fields(node):
-        try:
-            arr = np.asarray(val, dtype=np.float64)
-        except (TypeError, ValueError):
-            continue
-        if not np.all(np.isfinite(arr)):
-            raise QuantizationError(f"node '{name}': {f} holds NaN or inf; it cannot be "
-                                    "represented in fixed point")
-
-
-def _shapes(graph: nir.NIRGraph, order: list[str], preds: dict[str, list[str]]
-            ) -> dict[str, tuple[int, ...]]:
-    """Per-step output shape of every node, by running the float semantics on zeros."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    for name in order:
-        node = graph.nodes[name]
-        if isinstance(node, nir.Input):
-            shapes[name] = tuple(int(s) for s in np.asarray(node.output_type["output"]).ravel())
-            continue
-        if not preds[name]:
-            raise GraphError(f"node '{name}' has no incoming edge; connect it or remove it")
-        inp = shapes[preds[name][0]]
-        if isinstance(node, (*WEIGHTED, *PASSTHROUGH)):
-            y = apply_synapse(node, torch.zeros((1, 1, *inp), dtype=torch.float64))
-            shapes[name] = tuple(y.shape[2:])
-        else:
-            shapes[name] = inp
-    return shapes
-
-
-@dataclass
-class _Chain:
-    """A path from a source (Input, neuron or spike stage) to a sink (neuron, spike stage
-    or Output): passthrough nodes, at most one weighted layer, passthrough nodes."""
-
-    source: str
-    pre: list[str]
-    weighted: str | None
-    post: list[str]
-
-    @property
-    def nodes(self) -> list[str]:
-        """The chain's stateless nodes, source side first."""
-        return self.pre + ([self.weighted] if self.weighted else []) + self.post
-
-
-def _chain(g: nir.NIRGraph, sink: str, pred: str, preds: dict[str, list[str]],
-           succs: dict[str, list[str]]) -> _Chain:
-    def walk(cur: str, acc: list[str]) -> str:
-        while isinstance(g.nodes[cur], PASSTHROUGH):
-            if len(preds[cur]) != 1:
-                raise QuantizationError(f"node '{cur}' ({_tname(g.nodes[cur])}) sums several "
-                                        "inputs; fixed point supports sums only at neurons "
-                                        "and outputs")
-            acc.append(cur)
-            cur = preds[cur][0]
-        return cur
-
-    post: list[str] = []
-    cur = walk(pred, post)
-    node = g.nodes[cur]
-    weighted = None
-    pre: list[str] = []
-    if isinstance(node, WEIGHTED):
-        weighted = cur
-        if len(succs[cur]) != 1 or any(len(succs[p]) != 1 for p in post):
-            raise QuantizationError(f"weighted layer '{cur}' feeds several nodes; its output "
-                                    "format is set by the one neuron it feeds")
-        if len(preds[cur]) != 1:
-            raise QuantizationError(f"weighted layer '{cur}' has {len(preds[cur])} inputs; "
-                                    "fixed point needs exactly one")
-        cur = walk(preds[cur][0], pre)
-        node = g.nodes[cur]
-        if isinstance(node, WEIGHTED):
-            raise QuantizationError(f"weighted layers '{cur}' and '{weighted}' follow each "
-                                    "other without a neuron; merge them before quantizing")
-    if not (isinstance(node, (nir.Input, *SPIKE_STAGES)) or is_neuron(node)):
-        raise QuantizationError(f"node '{cur}' ({_tname(node)}) has no fixed-point "
-                                "semantics here")
-    return _Chain(cur, pre[::-1], weighted, post[::-1])
-
-
-def _run_float(g: nir.NIRGraph, names: list[str], x: np.ndarray,
-               override: dict[str, nir.NIRNode] | None = None) -> np.ndarray:
-    """The float semantics of a chain of stateless nodes on one per-step input ``x``."""
-    t = torch.as_tensor(x, dtype=torch.float64).reshape(1, 1, *x.shape)
-    for n in names:
-        t = apply_synapse((override or {}).get(n, g.nodes[n]), t)
-    return t[0, 0].numpy()
-
-
-def without_bias(node: nir.NIRNode, weight: np.ndarray | None = None) -> nir.NIRNode:
-    w = np.asarray(node.weight, dtype=np.float64) if weight is None else weight
-    if isinstance(node, nir.Affine):
-        return nir.Affine(weight=w, bias=np.zeros(w.shape[0]))
-    if isinstance(node, nir.Linear):
-        return nir.Linear(weight=w)
-    cls = type(node)
-    return cls(input_shape=node.input_shape, weight=w, stride=node.stride,
-               padding=node.padding, dilation=node.dilation, groups=node.groups,
-               bias=np.zeros(w.shape[0]))
-
-
-def _avg_factor(g: nir.NIRGraph, names: list[str]) -> float:
-    f = 1.0
-    for n in names:
-        node = g.nodes[n]
-        if isinstance(node, nir.AvgPool2d):
-            f /= pool_geometry_of(node).area
-    return f
-
-
-def _push_gain(g: nir.NIRGraph, chain: _Chain, gain: np.ndarray,
-               shapes: dict[str, tuple[int, ...]]) -> np.ndarray | None:
-    """The neuron gain as a per-row (Affine) / per-output-channel (Conv) factor of the
-    chain's weighted layer, or None if it does not commute with the nodes in between."""
-    w = chain.weighted
-    assert w is not None
-    wnode = g.nodes[w]
-    n_out = int(np.asarray(wnode.weight).shape[0])
-    if np.all(gain == gain.flat[0]):
-        return np.full(n_out, float(gain.flat[0]))
-    cur = gain
-    for name in reversed(chain.post):
-        node = g.nodes[name]
-        pred_shape = shapes[w] if name == chain.post[0] else shapes[
-            chain.post[chain.post.index(name) - 1]]
-        if isinstance(node, nir.Flatten):
-            cur = cur.reshape(pred_shape)
-        else:  # pooling: only a per-channel gain commutes
-            flat = cur.reshape(cur.shape[0], -1)
-            if not np.all(flat == flat[:, :1]):
-                return None
-            cur = np.broadcast_to(flat[:, :1].reshape(-1, *([1] * (len(pred_shape) - 1))),
-                                  pred_shape)
-    if isinstance(wnode, (nir.Affine, nir.Linear)):
-        return cur.reshape(n_out).astype(np.float64) if cur.size == n_out else None
-    flat = np.asarray(cur).reshape(n_out, -1)
-    if not np.all(flat == flat[:, :1]):
-        return None
-    return flat[:, 0].astype(np.float64)
+#: How many times the range of a neuron fed back its own graded output is re-estimated.
+SELF_RANGE_ITERATIONS = 12
 
 
 def _plan(name: str, node: nir.NIRNode, dt: float, shape: tuple[int, ...],
@@ -197,116 +75,111 @@ def _plan(name: str, node: nir.NIRNode, dt: float, shape: tuple[int, ...],
     return spec.quantize(name, node, dt, shape, cfg)
 
 
-def _best_mant_frac(w_eff: np.ndarray, bits: int) -> int:
-    """Largest P with ``round(max|w|·2^P) ≤ 2^(bits−1) − 1``."""
-    wmax = float(np.max(np.abs(w_eff), initial=0.0))
-    mmax = (1 << (bits - 1)) - 1
-    if wmax == 0.0:
-        return 0
-    p = int(math.floor(math.log2(mmax / wmax)))
-    while np.floor(wmax * 2.0 ** p + 0.5) > mmax:
-        p -= 1
-    return p
+def _early_format(graph: nir.NIRGraph, sink: str, src: str) -> tuple[int, float]:
+    """The format of a recurrent source quantized after its sink: known in advance for
+    spikes (0 fractional bits, bounded by the events a step can emit), else refused."""
+    node = graph.nodes[src]
+    if isinstance(node, SPIKE_STAGES):
+        return 0, 1.0
+    spec = spec_of(node)
+    bound = spec.event_bound(node) if spec is not None and spec.spiking else None
+    if bound is None:
+        what = "graded values" if spec is not None and not spec.spiking else "unbounded counts"
+        raise QuantizationError(
+            f"node '{sink}': its recurrent input from '{src}' ({_tname(node)}, {what}) "
+            "comes from a node quantized after it, whose integer format is not known yet; "
+            "fixed point takes a graded recurrent input only from the neuron itself")
+    return 0, float(bound)
 
 
 def quantize(graph: nir.NIRGraph, config: QuantConfig | None = None, *,
              dt: float | None = None) -> QuantizedGraph:
     """Quantize ``graph`` for the fixed-point target described by ``config``.
 
+    Nested subgraphs are flattened first (node ``sub.x``). Recurrent graphs: a weighted
+    layer on a feedback edge (its source the neuron itself or a neuron after it) takes
+    the format of the neuron it feeds, as any other; one whose bias reaches its neuron
+    over the feedback edge or through a ``nir.Delay`` adds that bias itself (it first
+    counts at t = 1, as in the reference); ``nir.Delay`` passes integers unchanged. A
+    ``nir.Scale`` on a vector is the one-to-one weighted layer ``nir.Linear(diag)``.
+
     Returns a :class:`QuantizedGraph` (integer layers + per-layer report). Raises
     :class:`QuantizationError` naming the node and field for values that cannot be
     represented (NaN/inf, a threshold or bias overflowing the state, a node with no
-    integer semantics) and :class:`GraphError` for structural problems.
+    integer semantics) and :class:`GraphError` for structural problems (an algebraic loop
+    named by its nodes).
     """
     cfg = config or QuantConfig()
+    graph = flatten_subgraphs(graph)
     for name, node in graph.nodes.items():
-        if isinstance(node, nir.NIRGraph):
-            raise QuantizationError(f"node '{name}' is a subgraph; flatten the graph before "
-                                    "quantizing")
-        _check_finite(name, node)
-    refuse_recurrent(graph, "the quantizer")
+        check_finite(name, node)
+    check_edge_names(graph)
+    check_algebraic_loops(graph)
     dt_ = graph_dt(graph, dt)
-    order = topological_order(graph)
+    order = execution_order(graph)
     preds, succs = predecessors(graph), successors(graph)
-    shapes = _shapes(graph, order, preds)
+    feedback = feedback_edges(graph)
+    fb = set(feedback)
+    shapes = node_shapes(graph, order, preds, fb)
+    graph, scaled = scale_as_linear(graph, shapes)
+    types = dict.fromkeys(scaled, "Scale")
 
     layers: dict[str, Any] = {}
     report: dict[str, LayerReport] = {}
     out_frac: dict[str, int] = {}  # fractional bits of what a source emits
     in_max: dict[str, float] = {}  # its magnitude bound
+    early: dict[str, tuple[int, float]] = {}  # formats used before their node was quantized
+    sink = [""]
+
+    def fmt(src: str) -> tuple[int, float]:
+        if src in out_frac:
+            return out_frac[src], in_max[src]
+        early[src] = _early_format(graph, sink[0], src)
+        return early[src]
+
     for name in order:
         node = graph.nodes[name]
+        sink[0] = name
         if isinstance(node, nir.Input):
             layers[name] = QuantizedInput(name, cfg.input_frac_bits, cfg.input_bits)
             out_frac[name] = cfg.input_frac_bits
             in_max[name] = cfg.input_max
         elif isinstance(node, (nir.Output, *SPIKE_STAGES)) or is_neuron(node):
-            chains = [_chain(graph, name, p, preds, succs) for p in preds[name]]
+            chains = [chain(graph, name, p, preds, succs, fb) for p in preds[name]]
             if not chains:
                 raise GraphError(f"node '{name}' has no incoming edge; connect it or remove it")
             if isinstance(node, nir.Output):
-                _quantize_output(graph, name, chains, cfg, shapes, out_frac, layers, report)
+                quantize_output(graph, name, chains, cfg, shapes, fmt, layers, report, types)
             elif isinstance(node, SPIKE_STAGES):
-                _quantize_threshold(graph, name, node, chains, shapes, out_frac, in_max,
-                                    layers, report)
+                quantize_threshold(graph, name, node, chains, shapes, fmt, layers, report)
+                out_frac[name], in_max[name] = 0, 1.0
             else:
-                _quantize_neuron(graph, name, node, chains, cfg, dt_, shapes, out_frac, in_max,
-                                 layers, report)
+                qn, bound = _quantize_neuron(graph, name, node, chains, cfg, dt_, shapes, fmt,
+                                             layers, report, types)
+                out_frac[name], in_max[name] = qn.out_frac, bound
+        elif isinstance(node, DELAYS):
+            delay_steps(node, dt_, name)  # a whole number of steps, else named here
         elif not isinstance(node, (*WEIGHTED, *PASSTHROUGH)):
             raise QuantizationError(f"node '{name}' ({_tname(node)}) has no fixed-point "
                                     "semantics; supported: Input, Output, Affine, Linear, "
-                                    "Conv1d, Conv2d, SumPool2d, AvgPool2d, Flatten, "
-                                    "Threshold and the neurons")
+                                    "Conv1d, Conv2d, SumPool2d, AvgPool2d, Flatten, Scale, "
+                                    "Threshold, Delay and the neurons")
+    for src, used in early.items():
+        if (out_frac[src], in_max[src]) != used:  # pragma: no cover (spikes: always equal)
+            raise QuantizationError(f"node '{src}': quantized as {out_frac[src]} fractional "
+                                    f"bits, but its recurrent sinks assumed {used[0]}")
     for name, node in graph.nodes.items():
         if isinstance(node, WEIGHTED) and name not in layers:
             raise QuantizationError(f"weighted layer '{name}' reaches no neuron or output")
-    return QuantizedGraph(graph, cfg, dt_, order, preds, layers, report, shapes)
+    return QuantizedGraph(graph, cfg, dt_, order, preds, layers, report, shapes, feedback)
 
 
-def _exp_range(node: nir.NIRNode, cfg: QuantConfig) -> tuple[int, int]:
-    if isinstance(node, (nir.Conv1d, nir.Conv2d)) and not cfg.conv_weight_exp:
-        return 0, 0
-    return cfg.weight_exp_min, cfg.weight_exp_max
-
-
-def _make_synapse(graph: nir.NIRGraph, ch: _Chain, sink: str, w_eff: np.ndarray,
-                  gain_rows: np.ndarray | None, P: int, w_exp: int, in_frac: int,
-                  out_frac: int, cfg: QuantConfig, report: dict[str, LayerReport]
-                  ) -> QuantizedSynapse:
-    name = ch.weighted
-    assert name is not None
-    node = graph.nodes[name]
-    rep = LayerReport(name, _tname(node), "synapse",
-                      scale=dict(w_exp=w_exp, mantissa_frac_bits=P, in_frac_bits=in_frac,
-                                 out_frac_bits=out_frac, feeds=sink))
-    mmax = (1 << (cfg.weight_bits - 1)) - 1
-    w = np.asarray(node.weight, dtype=np.float64)
-    scale = w_eff / np.where(w != 0, w, 1.0)  # the folded gain, per element
-    scale = np.where(w != 0, scale, 1.0)
-    mant = fx.Rounder(name, rep.fields, cfg.state_bits).fixed(
-        "weight", w_eff, P, lo=-mmax - 1, hi=mmax, clip=True, scale=scale,
-        what=f"{cfg.weight_bits}-bit mantissa")
-    if not np.any(mant) and np.any(w):
-        rep.notes.append("all weights round to zero")
-    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
-        geo = conv_geometry_of(node)
-        padding = geo.explicit_padding()
-        if padding is None:
-            raise QuantizationError(f"node '{name}': asymmetric 'same' padding is not "
-                                    "supported in fixed point")
-        syn = QuantizedSynapse(name, _tname(node), mant, w_exp, P, in_frac, out_frac, sink,
-                               gain_rows, geo.stride, padding, geo.dilation, geo.groups)
-    else:
-        syn = QuantizedSynapse(name, _tname(node), mant, w_exp, P, in_frac, out_frac, sink,
-                               gain_rows)
-    report[name] = rep
-    return syn
-
-
-def _quantize_neuron(graph: nir.NIRGraph, name: str, node: nir.NIRNode, chains: list[_Chain],
+def _quantize_neuron(graph: nir.NIRGraph, name: str, node: nir.NIRNode, chains: list[Chain],
                      cfg: QuantConfig, dt: float, shapes: dict[str, tuple[int, ...]],
-                     out_frac: dict[str, int], in_max: dict[str, float],
-                     layers: dict[str, Any], report: dict[str, LayerReport]) -> None:
+                     fmt: Formats, layers: dict[str, Any], report: dict[str, LayerReport],
+                     types: dict[str, str]) -> tuple[QuantizedNeuron, float]:
+    """The neuron ``name`` and the weighted layers of its chains; returns it and the
+    magnitude bound of its output."""
     shape = shapes[name]
     plan = _plan(name, node, dt, shape, cfg)
     F = cfg.frac_of(plan.key, name)
@@ -315,21 +188,32 @@ def _quantize_neuron(graph: nir.NIRGraph, name: str, node: nir.NIRNode, chains: 
     gain = plan.gain
     if not np.all(np.isfinite(gain)):
         raise QuantizationError(f"node '{name}': its input gain is not finite (check tau, r)")
+    own = [ch.source == name for ch in chains]  # fed back its own output
 
-    # constant drive and magnitude bound of each chain, in the neuron's input units
+    # constant drive (folded into the neuron, or travelling with its layer) and the
+    # magnitude bound of the chains, in the neuron's input units: the chains from the
+    # neuron itself per unit of its own bound (``unit``), the others whole (``known``)
     const = np.zeros(shape)
-    bound = np.zeros(shape)
-    for ch in chains:
-        mag = in_max[ch.source]
+    travel = np.zeros(shape)
+    known = np.zeros(shape)
+    unit = np.zeros(shape)
+    for i, ch in enumerate(chains):
+        mag = 1.0 if own[i] else fmt(ch.source)[1]
+        override = None
         if ch.weighted:
             wnode = graph.nodes[ch.weighted]
-            const = const + _run_float(graph, [ch.weighted, *ch.post],
-                                       np.zeros(shapes[_graph_pred(ch)]))
+            c = run_float(graph, [ch.weighted, *ch.post], np.zeros(shapes[graph_pred(ch)]))
+            if ch.travels:
+                travel = travel + np.abs(c)
+            else:
+                const = const + c
             absw = without_bias(wnode, np.abs(np.asarray(wnode.weight, dtype=np.float64)))
-            bound = bound + _run_float(graph, ch.nodes, np.full(shapes[ch.source], mag),
-                                       {ch.weighted: absw})
+            override = {ch.weighted: absw}
+        term = run_float(graph, ch.nodes, np.full(shapes[ch.source], mag), override)
+        if own[i]:
+            unit = unit + term
         else:
-            bound = bound + _run_float(graph, ch.nodes, np.full(shapes[ch.source], mag))
+            known = known + term
 
     # fold the gain into the weights where it commutes, else keep it in the neuron
     folded: dict[int, np.ndarray] = {}
@@ -337,14 +221,14 @@ def _quantize_neuron(graph: nir.NIRGraph, name: str, node: nir.NIRNode, chains: 
     no_w = [c for c in chains if c.weighted is None]
     avg_common = 1.0
     if no_w:
-        facs = {_avg_factor(graph, c.nodes) for c in no_w}
+        facs = {avg_factor(graph, c.nodes) for c in no_w}
         if len(facs) > 1:
             raise QuantizationError(f"node '{name}': inputs average-pooled differently with no "
                                     "weights in between cannot share one input gain")
         avg_common = facs.pop()
     if not unit_gain and not no_w:
         for i, ch in enumerate(chains):
-            rows = _push_gain(graph, ch, gain, shapes)
+            rows = push_gain(graph, ch, gain, shapes)
             if rows is None:
                 folded.clear()
                 break
@@ -358,31 +242,57 @@ def _quantize_neuron(graph: nir.NIRGraph, name: str, node: nir.NIRNode, chains: 
     # mantissa precision per weighted chain
     w_effs: dict[int, np.ndarray] = {}
     Ps: dict[int, int] = {}
+    facs_w: dict[int, float] = {}
     for i, ch in enumerate(chains):
         if ch.weighted is None:
             continue
         w = np.asarray(graph.nodes[ch.weighted].weight, dtype=np.float64)
-        fac = _avg_factor(graph, ch.nodes) / avg_common
+        facs_w[i] = avg_factor(graph, ch.nodes) / avg_common
         rows = folded.get(i, np.ones(w.shape[0]))
-        w_effs[i] = w * fac * rows.reshape(-1, *([1] * (w.ndim - 1)))
-        Ps[i] = _best_mant_frac(w_effs[i], cfg.weight_bits)
+        w_effs[i] = w * facs_w[i] * rows.reshape(-1, *([1] * (w.ndim - 1)))
+        Ps[i] = best_mant_frac(w_effs[i], cfg.weight_bits)
 
-    # state format
-    x_bound = np.abs(gain) * bound + np.abs(plan.own_bias + gain * const)
-    xmax = float(np.max(x_bound, initial=0.0))
-    if plan.spiking:
-        R = cfg.headroom * (plan.theta_max + xmax)
-    else:
-        R = cfg.headroom * (plan.theta_max + xmax / max(plan.leak, 1.0 / 16))
-    S_range = cfg.state_bits - 1 - (math.ceil(math.log2(R)) if R > 0 else 0)
-    S_range = min(S_range, 2 * cfg.state_bits)  # a degenerate (all-zero) layer
+    # state range; a neuron fed back its own graded output (or unbounded counts) bounds
+    # its input by its own range: re-estimated until the state format settles
+    static = np.abs(plan.own_bias + gain * const) + np.abs(gain) * travel
+
+    def range_of(m_self: float) -> float:
+        bound = known + unit * m_self if any(own) else known
+        xmax = float(np.max(np.abs(gain) * bound + static, initial=0.0))
+        if plan.spiking:
+            return cfg.headroom * (plan.theta_max + xmax)
+        return cfg.headroom * (plan.theta_max + xmax / max(plan.leak, 1.0 / 16))
+
+    def s_range(R: float) -> int:
+        S = cfg.state_bits - 1 - (math.ceil(math.log2(R)) if R > 0 else 0)
+        return min(S, 2 * cfg.state_bits)  # a degenerate (all-zero) layer
+
+    m_self = _output_bound(node, plan, 0.0) if any(own) else 0.0
+    R = range_of(m_self)
+    if any(own):
+        for _ in range(SELF_RANGE_ITERATIONS):
+            m_next = _output_bound(node, plan, R / cfg.headroom)
+            R_next = range_of(m_next)
+            settled = s_range(R_next) == s_range(R)
+            m_self, R = m_next, R_next
+            if settled:
+                break
+        else:
+            rep.notes.append("the range of its recurrent input does not settle (a loop gain "
+                             "above one?): its state may saturate")
+
+    def q_of(i: int, S: int) -> int:
+        """Fractional bits of chain ``i``'s source (the neuron's own: ``S`` if graded)."""
+        return (0 if plan.spiking else S) if own[i] else fmt(chains[i].source)[0]
+
+    S_range = s_range(R)
     if plan.homogeneous:
         S = S_range
         if plan.model.input_shift_is_frac:
             for i, ch in enumerate(chains):
-                if ch.weighted is not None:
-                    hi = _exp_range(graph.nodes[ch.weighted], cfg)[1]
-                    S = min(S, F + out_frac[ch.source] + Ps[i] + hi)
+                if ch.weighted is not None and not (own[i] and not plan.spiking):
+                    hi = exp_range(graph.nodes[ch.weighted], cfg)[1]
+                    S = min(S, F + q_of(i, S) + Ps[i] + hi)
     else:
         S = F
         if S > S_range:
@@ -395,8 +305,8 @@ def _quantize_neuron(graph: nir.NIRGraph, name: str, node: nir.NIRNode, chains: 
         a = 0
         for i, ch in enumerate(chains):
             if ch.weighted is not None:
-                hi = _exp_range(graph.nodes[ch.weighted], cfg)[1]
-                a = max(a, S - out_frac[ch.source] - Ps[i] - hi)
+                hi = exp_range(graph.nodes[ch.weighted], cfg)[1]
+                a = max(a, S - q_of(i, S) - Ps[i] - hi)
     if k < 0:
         rep.notes.append(f"range forces {S} fractional bits, fewer than the {F} asked for")
 
@@ -404,8 +314,8 @@ def _quantize_neuron(graph: nir.NIRGraph, name: str, node: nir.NIRNode, chains: 
     for i, ch in enumerate(chains):
         if ch.weighted is None:
             continue
-        lo, hi = _exp_range(graph.nodes[ch.weighted], cfg)
-        q_src = out_frac[ch.source]
+        lo, hi = exp_range(graph.nodes[ch.weighted], cfg)
+        q_src = q_of(i, S)
         P = Ps[i]
         w_exp = S - a - q_src - P
         if w_exp < lo:
@@ -413,8 +323,10 @@ def _quantize_neuron(graph: nir.NIRGraph, name: str, node: nir.NIRNode, chains: 
         if w_exp > hi:  # only when the exponent range is pinned (Conv with Lava)
             raise QuantizationError(f"weighted layer '{ch.weighted}': needs exponent {w_exp} "
                                     f"outside [{lo}, {hi}] to feed '{name}'")
-        layers[ch.weighted] = _make_synapse(graph, ch, name, w_effs[i], folded.get(i), P,
-                                            w_exp, q_src, S - a, cfg, report)
+        bias = travelling_bias(graph, ch, facs_w[i], folded.get(i), shapes)
+        layers[ch.weighted] = make_synapse(graph, ch, name, w_effs[i], folded.get(i), P,
+                                           w_exp, q_src, S - a, cfg, report, bias,
+                                           types.get(ch.weighted))
         if P < Ps[i]:
             report[ch.weighted].notes.append(f"mantissa precision cut from {Ps[i]} to {P} "
                                              "fractional bits by the exponent range")
@@ -428,6 +340,9 @@ def _quantize_neuron(graph: nir.NIRGraph, name: str, node: nir.NIRNode, chains: 
     params = plan.build(fq, S, a, k, in_gain, gain_frac, gain * const)
     rep.scale = dict(frac_bits=S, scale_exp=k, act_shift=a, in_frac_bits=S - a,
                      range_estimate=R / cfg.headroom)
+    if any(own) or any(ch.feedback for ch in chains):
+        rep.notes.append("recurrent: takes the previous step's values over its feedback "
+                         "edges")
     qn = QuantizedNeuron(name, _tname(node), plan.kind, params, S, k, S - a,
                          0 if plan.spiking else S, plan.spiking, shape)
     if plan.model.stock_name:
@@ -435,8 +350,7 @@ def _quantize_neuron(graph: nir.NIRGraph, name: str, node: nir.NIRNode, chains: 
                          for i in params.lava_issues)
     layers[name] = qn
     report[name] = rep
-    out_frac[name] = qn.out_frac
-    in_max[name] = _output_bound(node, plan, R / cfg.headroom)
+    return qn, _output_bound(node, plan, R / cfg.headroom)
 
 
 def _output_bound(node: nir.NIRNode, plan: QuantPlan, range_estimate: float) -> float:
@@ -451,86 +365,5 @@ def _output_bound(node: nir.NIRNode, plan: QuantPlan, range_estimate: float) -> 
         return max(1.0, range_estimate / max(plan.theta_max, 2.0 ** -16))
     return float(bound)
 
-
-def _quantize_threshold(graph: nir.NIRGraph, name: str, node: nir.Threshold,
-                        chains: list[_Chain], shapes: dict[str, tuple[int, ...]],
-                        out_frac: dict[str, int], in_max: dict[str, float],
-                        layers: dict[str, Any], report: dict[str, LayerReport]) -> None:
-    """An integer compare of the aligned sum of its inputs (see
-    :class:`QuantizedThreshold`); it then emits spikes like a spiking neuron."""
-    for ch in chains:
-        if ch.weighted is not None:
-            raise QuantizationError(
-                f"threshold '{name}' is fed through weighted layer '{ch.weighted}'; in fixed "
-                "point a Threshold compares the spikes or integers it receives without "
-                "weights (as after a SumPool2d of spikes): put a neuron between them")
-    facs = {_avg_factor(graph, c.nodes) for c in chains}
-    if len(facs) > 1:
-        raise QuantizationError(f"threshold '{name}': inputs average-pooled differently "
-                                "cannot share one integer threshold")
-    frac = max(out_frac[c.source] for c in chains)
-    shape = shapes[name]
-    try:
-        theta = np.broadcast_to(np.asarray(node.threshold, dtype=np.float64), shape)
-    except ValueError:
-        raise QuantizationError(f"threshold '{name}': threshold of shape "
-                                f"{np.shape(node.threshold)} does not fit its input {shape}"
-                                ) from None
-    # the integer pools sum: compare the sum with θ times the window of an average pool
-    scaled = np.floor(theta / facs.pop() * 2.0 ** frac)
-    if not np.all(np.abs(scaled) < 2.0 ** 62):
-        raise QuantizationError(f"threshold '{name}': threshold up to "
-                                f"{float(np.max(np.abs(theta))):g} does not fit 63-bit "
-                                f"integers at {frac} fractional bits")
-    layers[name] = QuantizedThreshold(name, scaled.astype(np.int64), frac, shape)
-    report[name] = LayerReport(name, _tname(node), "threshold",
-                               scale=dict(in_frac_bits=frac, frac_bits=0))
-    out_frac[name] = 0
-    in_max[name] = 1.0
-
-
-def _graph_pred(ch: _Chain) -> str:
-    """The node whose output feeds the chain's weighted layer (its source or last pre)."""
-    return ch.pre[-1] if ch.pre else ch.source
-
-
-def _quantize_output(graph: nir.NIRGraph, name: str, chains: list[_Chain], cfg: QuantConfig,
-                     shapes: dict[str, tuple[int, ...]], out_frac: dict[str, int],
-                     layers: dict[str, Any], report: dict[str, LayerReport]) -> None:
-    rep = LayerReport(name, "Output", "output")
-    const = np.zeros(shapes[name])
-    plans: list[tuple[_Chain, np.ndarray, int]] = []
-    fracs: list[int] = []
-    caps: list[int] = []
-    for ch in chains:
-        q_src = out_frac[ch.source]
-        if ch.weighted is None:
-            if _avg_factor(graph, ch.nodes) != 1.0:
-                raise QuantizationError(f"output '{name}': average pooling with no weights "
-                                        "before it has no integer form here")
-            fracs.append(q_src)
-            continue
-        w = np.asarray(graph.nodes[ch.weighted].weight, dtype=np.float64)
-        w_eff = w * _avg_factor(graph, ch.nodes)
-        P = _best_mant_frac(w_eff, cfg.weight_bits)
-        plans.append((ch, w_eff, P))
-        fracs.append(q_src + P)
-        caps.append(q_src + P + _exp_range(graph.nodes[ch.weighted], cfg)[1])
-        const = const + _run_float(graph, [ch.weighted, *ch.post],
-                                   np.zeros(shapes[_graph_pred(ch)]))
-    frac = min([max(fracs)] + caps)
-    for ch, w_eff, P0 in plans:
-        lo, hi = _exp_range(graph.nodes[ch.weighted], cfg)
-        q_src = out_frac[ch.source]
-        P = P0
-        w_exp = frac - q_src - P
-        if w_exp < lo:
-            P, w_exp = frac - q_src - lo, lo
-        layers[ch.weighted] = _make_synapse(graph, ch, name, w_eff, None, P, w_exp, q_src,
-                                            frac, cfg, report)
-    bias = None
-    if np.any(const != 0):
-        bias = fx.Rounder(name, rep.fields, 62).fixed("bias", const, frac)
-    rep.scale = dict(frac_bits=frac)
-    layers[name] = QuantizedOutput(name, frac, bias)
-    report[name] = rep
+__all__ = ["DELAYS", "PASSTHROUGH", "SELF_RANGE_ITERATIONS", "SPIKE_STAGES", "WEIGHTED",
+           "quantize", "without_bias"]

@@ -26,6 +26,7 @@ from nirbridge.backends.lava.lower import lower
 from nirbridge.backends.lava.network import MODES
 from nirbridge.backends.lava.runner import run_lava
 from nirbridge.errors import LoweringError, NirbridgeError
+from nirbridge.graph import flatten_subgraphs
 from nirbridge.neurons import is_neuron
 
 
@@ -85,17 +86,20 @@ class LavaBackend:
     def check(self, graph: nir.NIRGraph, **options: Any) -> list[str]:
         """Why Lava cannot run ``graph`` in this mode: lava-nc missing, the graph's
         structure, nodes without a Lava lowering, or what lowering (and, in fixed_pt,
-        quantizing) refuses. Lowers the graph; starts no Lava process."""
+        quantizing) refuses (a loop Lava's synapse delays cannot match, a ``nir.Delay``
+        longer than 62 steps: one line naming the nodes). Recurrent graphs and delays are
+        fine otherwise. Lowers the graph; starts no Lava process."""
         lower_kw, _, quant_kw = self._split(options)
         reasons = [] if lava_available() else ["lava-nc is not installed (pip install lava-nc)"]
         structure = graph_issues(graph)
         if structure:
             return reasons + structure
+        graph = flatten_subgraphs(graph)  # graph_issues has checked that it flattens
         if self.mode == "floating_pt":  # every unmappable node, not just the first
             unmapped = []
             for name, node in graph.nodes.items():
                 if isinstance(node, (nir.Input, nir.Output, nir.Flatten, nir.Scale,
-                                     nir.Threshold, *LINEAR_NODES)):
+                                     nir.Threshold, nir.Delay, *LINEAR_NODES)):
                     continue
                 if not is_neuron(node):  # every registered neuron lowers (FloatNeuron)
                     unmapped.append(f"node '{name}' ({type(node).__name__}) has no Lava "

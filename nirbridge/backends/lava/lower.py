@@ -14,6 +14,7 @@ from nirbridge.backends.lava.lower_fixed import lower_fixed
 from nirbridge.backends.lava.lower_float import FloatLowerer
 from nirbridge.backends.lava.network import MODES, LavaNetwork, check_connected
 from nirbridge.errors import GraphError, LoweringError
+from nirbridge.graph import flatten_subgraphs
 from nirbridge.neurons import is_neuron
 from nirbridge.passes import graph_dt
 
@@ -27,6 +28,8 @@ def lower(graph: nir.NIRGraph, mode: str = "floating_pt", *, dt: float | None = 
     ``dt``: the time step (default: the graph's metadata). ``sparse``: ``True`` makes
     every convolution/pooling map a Lava ``Sparse``, ``False`` a ``Dense``, ``"auto"``
     uses ``Sparse`` above :data:`~nirbridge.backends.lava.linear.SPARSE_ABOVE` entries.
+    Nested subgraphs are flattened first (node ``sub.x``); recurrent graphs and
+    ``nir.Delay`` lower as :class:`~nirbridge.backends.lava.network.Lowerer` describes.
 
     fixed_pt only (:mod:`nirbridge.backends.lava.lower_fixed`): the graph is quantized
     once with ``quant`` (``None``: the ``loihi2`` profile; a
@@ -36,6 +39,7 @@ def lower(graph: nir.NIRGraph, mode: str = "floating_pt", *, dt: float | None = 
     fixed point cannot represent. ``stock_lif=False`` puts stock-compatible LIF layers on
     nirbridge's integer Process instead of Lava's own LIF.
     """
+    graph = flatten_subgraphs(graph)  # a subgraph's node x runs as node 'sub.x'
     if mode not in MODES:
         raise LoweringError(f"mode={mode!r}; use one of {MODES}")
     if sparse not in (True, False, "auto"):
@@ -50,14 +54,14 @@ def lower(graph: nir.NIRGraph, mode: str = "floating_pt", *, dt: float | None = 
         low = FloatLowerer(graph, graph_dt(graph, dt), sparse)
         low.lower()
     check_connected(low.procs, low.connections)
-    nodes = graph.nodes
+    nodes = low.graph.nodes
     inputs = [n for n in low.streams if isinstance(nodes[n], nir.Input)]
     outputs = [n for n in low.streams if isinstance(nodes[n], nir.Output)]
     if not inputs or not outputs:
         raise GraphError(f"graph needs at least one Input and one Output node (has inputs "
                          f"{inputs}, outputs {outputs})")
     neurons = [n for n in low.streams if is_neuron(nodes[n])]
-    return LavaNetwork(graph, mode, low.dt, low.procs, low.connections, low.streams, inputs,
+    return LavaNetwork(low.graph, mode, low.dt, low.procs, low.connections, low.streams, inputs,
                        outputs, neurons, qgraph)
 
 

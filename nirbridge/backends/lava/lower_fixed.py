@@ -43,11 +43,20 @@ Node by node
   parameters. Which one each node got: :func:`neuron_mapping`.
 - ``Output`` → the aligned sum of its inputs plus its integer bias (a ``Monitor`` adds
   it); values are returned in real units (``int · 2^-frac_bits``), as the golden run does.
+- ``Scale`` (on a vector) → the quantizer's one-to-one ``Linear(diag)``: a Dense.
+- ``Delay`` → a delay line of its steps per element (at most 62), zero at the first
+  steps of every sample; integers pass unchanged.
+- Recurrent graphs, as in floating_pt (:class:`~nirbridge.backends.lava.network.Lowerer`):
+  each feedback edge is connected once everything is lowered, through a gate (zero at each
+  sample's first step) that also shifts it to the sink's fractional bits; a weighted layer
+  whose bias reaches its sink over a feedback edge or through a delay adds its integer
+  bias itself (a zero-delay ``PassThrough`` after its Dense), as the golden model does.
 
-Graphs the quantizer rejects (``nir.Scale``, two weighted layers in a row, a weighted
-layer feeding several nodes, unknown nodes) raise its :class:`QuantizationError`, which
-names the node; a quantized layer Lava cannot hold (weights wider than Lava's 8 bits)
-raises :class:`LoweringError` naming the layer.
+Graphs the quantizer rejects (a Scale on more than a vector, two weighted layers in a
+row, a weighted layer feeding several nodes, unknown nodes) raise its
+:class:`QuantizationError`, which names the node; a quantized layer Lava cannot hold
+(weights wider than Lava's 8 bits) raises :class:`LoweringError` naming the layer, and so
+does a loop whose synapses Lava cannot fit in its feedback steps.
 """
 
 from __future__ import annotations
@@ -62,8 +71,9 @@ import numpy as np
 
 from nirbridge import fixed_point as fx
 from nirbridge.backends.fixed import quantized_for
-from nirbridge.backends.lava.linear import linear_map, wants_sparse
+from nirbridge.backends.lava.linear import LINEAR_NODES, linear_map, wants_sparse
 from nirbridge.backends.lava.network import (
+    DELAY,
     DENSE,
     FIXED_NEURON,
     PASS,
@@ -76,10 +86,10 @@ from nirbridge.backends.lava.network import (
     ProcSpec,
     Stream,
     check_same_shapes,
+    delay_of,
     process_label,
 )
 from nirbridge.errors import LoweringError
-from nirbridge.graph import refuse_recurrent
 from nirbridge.neurons import StockLava, spec_of
 from nirbridge.quantize import (
     QuantConfig,
@@ -178,10 +188,26 @@ class FixedLowerer(Lowerer):
 
     def __init__(self, graph: nir.NIRGraph, qgraph: QuantizedGraph, sparse: bool | str,
                  options: Mapping[str, Any]) -> None:
-        refuse_recurrent(graph, "the lava-fixed backend")
-        super().__init__(graph, "fixed_pt", qgraph.dt, sparse)
+        super().__init__(qgraph.graph, "fixed_pt", qgraph.dt, sparse)
         self.q = qgraph
         self.options = dict(options)
+        #: per node with feedback inputs, the fractional bits they are aligned to
+        self.fb_frac: dict[str, int] = {}
+
+    def steps(self, name: str, node: nir.NIRNode) -> int:
+        """A Dense/Sparse (weighted layers, pooling) adds one step; nothing else does."""
+        return 1 if isinstance(node, LINEAR_NODES) else 0
+
+    def fb_ops(self, name: str, stream: Stream) -> list[tuple[str, Any]]:
+        """A feedback stream is shifted to the fractional bits of the node it feeds."""
+        ops: list[tuple[str, Any]] = []
+        frac = self.fb_frac[name]
+        if stream.frac != frac:
+            ops.append(("shl", frac - stream.frac) if frac > stream.frac
+                       else ("shr_round", stream.frac - frac))
+        if stream.bias is not None:
+            ops.append(("add", stream.bias))
+        return ops
 
     def _lower_node(self, name: str, node: nir.NIRNode) -> None:
         """Lower one node from its quantized layer (see the module docstring)."""
@@ -193,9 +219,12 @@ class FixedLowerer(Lowerer):
                               in_port=None))
             self.streams[name] = Stream(name, 0, shape, None, True, layer.frac_bits)
         elif isinstance(node, nir.Flatten):
-            (pred,) = self.preds[name]
-            self.streams[name] = dataclasses.replace(self.streams[pred],
+            pred, src = self._single(name)
+            key = self.delayed(name, pred, src, self.lat_in[name])
+            self.streams[name] = dataclasses.replace(src, proc=key, latency=self.lat_in[name],
                                                      shape=tuple(self.q.shapes[name]))
+        elif isinstance(node, nir.Delay):
+            self._lower_delay(name, node)
         elif isinstance(layer, QuantizedOutput):
             self._lower_output(name, layer)
         elif isinstance(layer, QuantizedThreshold):
@@ -204,12 +233,32 @@ class FixedLowerer(Lowerer):
             self._lower_dense(name, node, None, 0)
         elif isinstance(layer, QuantizedSynapse):
             self._check_weights(name, layer)
-            self._lower_dense(name, node, layer.mant, layer.w_exp, layer.out_frac)
+            self._lower_dense(name, node, layer.mant, layer.w_exp, layer.out_frac, layer.bias)
         elif isinstance(layer, QuantizedNeuron):
             self._lower_neuron(name, node)
         else:
             raise LoweringError(f"node '{name}' of type {type(node).__name__} has no fixed_pt "
                                 "lowering")
+
+    def _single(self, name: str) -> tuple[str, Stream]:
+        """The one input of a node the quantizer allows one input (over this step)."""
+        if len(self.preds[name]) != 1 or self.fb_preds[name]:
+            raise LoweringError(f"node '{name}' ({type(self.graph.nodes[name]).__name__}) "
+                                "takes one input in fixed point, over an edge of this step")
+        (pred,) = self.preds[name]
+        self.in_shape[name] = self.streams[pred].shape
+        return pred, self.streams[pred]
+
+    def _lower_delay(self, name: str, node: nir.Delay) -> None:
+        """A delay line of the node's steps per element (integers pass unchanged)."""
+        pred, src = self._single(name)
+        latency = self.lat_in[name]
+        key = self.delayed(name, pred, src, latency)
+        steps = delay_of(name, node, self.dt, src.shape)
+        out = self.add(ProcSpec(name, DELAY, dict(shape=(src.size,), delay=steps), src.size,
+                                node=name, latency=latency, stateful=True))
+        self.connect(key, out)
+        self.streams[name] = Stream(out, latency, src.shape, None, src.graded, src.frac)
 
     def _check_weights(self, name: str, layer: QuantizedSynapse) -> None:
         """LoweringError if the layer's mantissas do not fit Lava's 8-bit weights."""
@@ -224,12 +273,15 @@ class FixedLowerer(Lowerer):
                     f"weight_bits <= {LAVA_WEIGHT_BITS}")
 
     def _lower_dense(self, name: str, node: nir.NIRNode, mant: np.ndarray | None, w_exp: int,
-                     frac: int | None = None) -> None:
+                     frac: int | None = None, bias: np.ndarray | None = None) -> None:
         """A Dense/Sparse with integer ``mant`` (None: the pooling window sum) and the
         exponent ``w_exp``; its stream has ``frac`` fractional bits (default: its
-        input's)."""
-        (pred,) = self.preds[name]  # the quantizer allows sums only at neurons and outputs
-        src = self.streams[pred]
+        input's). ``bias``: the integer bias the layer adds itself (a recurrent or
+        delayed layer's: see :class:`~nirbridge.quantize.QuantizedSynapse`), by a
+        zero-delay PassThrough after it."""
+        pred, src = self._single(name)  # the quantizer allows sums only at neurons and outputs
+        latency = self.lat_in[name]
+        key_in = self.delayed(name, pred, src, latency)
         n_out = int(np.prod(self.q.shapes[name], dtype=np.int64))
         use_sparse = (wants_sparse(self.sparse, n_out, src.size)
                       and not isinstance(node, (nir.Affine, nir.Linear)))
@@ -244,19 +296,27 @@ class FixedLowerer(Lowerer):
             dict(weights=weights, weight_exp=weight_exp, num_weight_bits=LAVA_WEIGHT_BITS,
                  num_message_bits=24 if src.graded else 0),
             n_out, node=name, role="synapse", in_port="s_in", out_port="a_out",
-            latency=src.latency + 1))
-        self.connect(src.proc, key)
-        self.streams[name] = Stream(key, src.latency + 1, tuple(self.q.shapes[name]), None,
+            latency=latency + 1))
+        self.connect(key_in, key)
+        if bias is not None:
+            flat = np.broadcast_to(fx.as_int(bias), tuple(self.q.shapes[name])).ravel().copy()
+            out = self.add(ProcSpec(f"{name}/bias", PASS,
+                                    dict(shape=(n_out,), ops=(("add", flat),)), n_out,
+                                    latency=latency + 1, probe=True))
+            self.connect(key, out)
+            key = out
+        self.streams[name] = Stream(key, latency + 1, tuple(self.q.shapes[name]), None,
                                     True, src.frac if frac is None else frac)
 
     def _aligned(self, name: str, frac: int) -> tuple[list[str], int, tuple[int, ...], bool]:
-        """The inputs of ``name``: delayed to the latest one and shifted to ``frac``."""
-        preds = self.preds[name]
+        """The inputs of ``name`` over edges of this step: delayed to its planned latency
+        and shifted to ``frac`` (its feedback inputs are connected later, shifted alike)."""
+        preds = self.ff_preds[name]
         streams = [self.streams[p] for p in preds]
         check_same_shapes(name, preds, streams)
-        latency = max(s.latency for s in streams)
+        latency = self.lat_in[name]
         keys: list[str] = []
-        graded = len(streams) > 1
+        graded = self.inputs_of(name) > 1
         for p, s in zip(preds, streams, strict=True):
             key = self.delayed(name, p, s, latency)
             if s.frac != frac:
@@ -269,6 +329,8 @@ class FixedLowerer(Lowerer):
                 graded = True
             graded = graded or s.graded
             keys.append(key)
+        self.in_shape[name] = streams[0].shape
+        self.fb_frac[name] = frac
         return keys, latency, streams[0].shape, graded
 
     def _lower_output(self, name: str, layer: QuantizedOutput) -> None:
@@ -278,7 +340,7 @@ class FixedLowerer(Lowerer):
         bias = None
         if layer.bias is not None:
             bias = np.broadcast_to(fx.as_int(layer.bias), shape).ravel().copy()
-        if len(keys) == 1:
+        if len(keys) == 1 and not self.fb_preds[name]:
             self.streams[name] = Stream(keys[0], latency, shape, bias, graded,
                                         layer.frac_bits)
             return
@@ -287,6 +349,7 @@ class FixedLowerer(Lowerer):
                                 latency=latency, probe=True))
         for k in keys:
             self.connect(k, key)
+        self.fb_target[name] = key
         self.streams[name] = Stream(key, latency, shape, None, True, layer.frac_bits)
 
     def _lower_threshold(self, name: str, layer: QuantizedThreshold) -> None:
@@ -299,6 +362,7 @@ class FixedLowerer(Lowerer):
                                 latency=latency, probe=True))
         for k in keys:
             self.connect(k, key)
+        self.fb_target[name] = key
         self.streams[name] = Stream(key, latency, shape, None, False, layer.out_frac)
 
     def _lower_neuron(self, name: str, node: nir.NIRNode) -> None:
@@ -314,6 +378,7 @@ class FixedLowerer(Lowerer):
                           state_vars=tuple(low.state_vars)))
         for k in keys:
             self.connect(k, name)
+        self.fb_target[name] = name  # the neuron's in-port sums its feedback inputs too
         self.streams[name] = Stream(name, latency, shape, None, low.graded, layer.out_frac)
 
 
@@ -332,7 +397,6 @@ def lower_fixed(graph: nir.NIRGraph, *, dt: float | None = None, sparse: bool | 
     nirbridge integer Processes (to cross-check them against Lava's LIF). Returns the
     lowerer (its processes, connections and streams) and the quantized graph.
     """
-    refuse_recurrent(graph, "the lava-fixed backend")  # before quantizing: name this backend
     qgraph = quantized_for(graph, None, quant=quant, dt=dt)
     low = FixedLowerer(graph, qgraph, sparse, {"stock_lif": bool(stock_lif)})
     low.lower()

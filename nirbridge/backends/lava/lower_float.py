@@ -23,6 +23,14 @@ All Lava ports are flat (1-D), in C order of the NIR node's per-sample shape, so
   SumPool2d followed by a Threshold, spike-exact). Several edges into one node sum (Lava
   in-ports add all their connections; an ``Output``/``Flatten`` with several inputs gets a
   summing ``PassThrough``).
+- ``Delay`` → a delay line of its steps per element (at most 62,
+  :data:`~nirbridge.backends.lava.network.MAX_DELAY_STEPS`), zero at the first steps of
+  every sample as in the reference; a pending bias is added before it.
+- Recurrent graphs: feedback edges are connected after every node is lowered, through a
+  gate that sends zero at each sample's first step and adds the feedback stream's
+  pending bias (a recurrent Affine's bias first counts at t = 1, as in the reference);
+  the latencies are planned so that each loop's Lava delay equals its NIR delay
+  (:class:`~nirbridge.backends.lava.network.Lowerer`).
 - Neurons → the one generic Process (:mod:`nirbridge.backends.lava.procs.neurons`) running
   the neuron's own torch step from its registry entry (:data:`nirbridge.neurons.NEURONS`):
   the reference's operations, in the same order, in float64.
@@ -44,6 +52,7 @@ import numpy as np
 
 from nirbridge.backends.lava.linear import LINEAR_NODES, linear_map, output_shape, wants_sparse
 from nirbridge.backends.lava.network import (
+    DELAY,
     DENSE,
     FLOAT_NEURON,
     PASS,
@@ -55,6 +64,7 @@ from nirbridge.backends.lava.network import (
     ProcSpec,
     Stream,
     check_same_shapes,
+    delay_of,
 )
 from nirbridge.errors import (
     GraphError,
@@ -62,7 +72,6 @@ from nirbridge.errors import (
     LoweringError,
     ShapeMismatchError,
 )
-from nirbridge.graph import refuse_recurrent
 from nirbridge.neurons import NEURONS, is_neuron, spec_of
 from nirbridge.neurons._base import compare_of, numeric_fields
 
@@ -122,17 +131,21 @@ class FloatLowerer(Lowerer):
     """Lowers a graph for floating_pt (see the module docstring)."""
 
     def __init__(self, graph: nir.NIRGraph, dt: float, sparse: bool | str) -> None:
-        refuse_recurrent(graph, "the lava-float backend")
         super().__init__(graph, "floating_pt", dt, sparse)
 
+    def steps(self, name: str, node: nir.NIRNode) -> int:
+        """A Dense/Sparse adds one step; nothing else does."""
+        return 1 if isinstance(node, LINEAR_NODES) else 0
+
     def merge(self, name: str) -> _Merged:
-        """The inputs of ``name``, aligned with delay lines to the latest one."""
-        preds = self.preds[name]
+        """The inputs of ``name`` over edges of this step, aligned with delay lines to its
+        planned latency (its feedback inputs are connected later)."""
+        preds = self.ff_preds[name]
         if not preds:
             raise GraphError(f"node '{name}' has no incoming edge; connect it or remove it")
         streams = [self.streams[p] for p in preds]
         check_same_shapes(name, preds, streams)
-        latency = max(s.latency for s in streams)
+        latency = self.lat_in[name]
         keys = [self.delayed(name, p, s, latency) for p, s in zip(preds, streams, strict=True)]
         biases = [s.bias for s in streams if s.bias is not None]
         bias = None
@@ -140,12 +153,14 @@ class FloatLowerer(Lowerer):
             bias = biases[0].copy()
             for b in biases[1:]:
                 bias = bias + b
+        self.in_shape[name] = streams[0].shape
         return _Merged(keys, latency, streams[0].shape, bias,
-                       any(s.graded for s in streams) or len(keys) > 1)
+                       any(s.graded for s in streams) or self.inputs_of(name) > 1)
 
     def materialize(self, name: str, m: _Merged, ops: Iterable[tuple[str, Any]] = (),
                     suffix: str = "sum") -> str:
-        """A PassThrough summing ``m``'s inputs, adding its bias, then applying ``ops``."""
+        """A PassThrough summing ``m``'s inputs (and the feedback inputs of ``name``),
+        adding its bias, then applying ``ops``."""
         size = int(np.prod(m.shape, dtype=np.int64))
         all_ops = ([("add", m.bias)] if m.bias is not None else []) + list(ops)
         key = self.add(ProcSpec(f"{name}/{suffix}", PASS,
@@ -153,6 +168,8 @@ class FloatLowerer(Lowerer):
                                 latency=m.latency, probe=True))
         for k in m.keys:
             self.connect(k, key)
+        if self.fb_preds[name]:
+            self.fb_target[name] = key
         return key
 
     def _lower_node(self, name: str, node: nir.NIRNode) -> None:
@@ -166,7 +183,7 @@ class FloatLowerer(Lowerer):
         if isinstance(node, (nir.Output, nir.Flatten)):
             m = self.merge(name)
             shape = m.shape if isinstance(node, nir.Output) else output_shape(node, m.shape)
-            if len(m.keys) == 1:
+            if len(m.keys) == 1 and not self.fb_preds[name]:
                 self.streams[name] = Stream(m.keys[0], m.latency, shape, m.bias, m.graded)
             else:
                 key = self.materialize(name, m)
@@ -187,14 +204,34 @@ class FloatLowerer(Lowerer):
             key = self.materialize(name, m, ops=[("gt", theta)], suffix="threshold")
             self.streams[name] = Stream(key, m.latency, m.shape, None, False)
             return
+        if isinstance(node, nir.Delay):
+            self._lower_delay(name, node)
+            return
         if is_neuron(node):
             self._lower_neuron(name, node)
             return
         raise LoweringError(
             f"node '{name}' of type {type(node).__name__} cannot be lowered to Lava; "
             "supported: Input, Output, Affine, Linear, Conv1d, Conv2d, SumPool2d, "
-            "AvgPool2d, Flatten, Scale, Threshold and the registered neurons "
+            "AvgPool2d, Flatten, Scale, Threshold, Delay and the registered neurons "
             f"{sorted(NEURONS)}")
+
+    def _lower_delay(self, name: str, node: nir.Delay) -> None:
+        """A delay line of the node's steps per element, at its input's latency; a
+        pending bias is added before it (the reference delays it too)."""
+        m = self.merge(name)
+        steps = delay_of(name, node, self.dt, m.shape)
+        keys = m.keys
+        if m.bias is not None:
+            keys = [self.materialize(name, m, suffix="bias")]
+        size = steps.size
+        key = self.add(ProcSpec(name, DELAY, dict(shape=(size,), delay=steps), size, node=name,
+                                latency=m.latency, stateful=True))
+        for k in keys:
+            self.connect(k, key)
+        if self.fb_preds[name] and name not in self.fb_target:
+            self.fb_target[name] = key
+        self.streams[name] = Stream(key, m.latency, m.shape, None, m.graded or m.bias is not None)
 
     def _lower_linear(self, name: str, node: nir.NIRNode) -> None:
         m = self.merge(name)
@@ -202,6 +239,8 @@ class FloatLowerer(Lowerer):
         keys, graded = m.keys, m.graded
         if m.bias is not None:
             keys, graded = [self.materialize(name, m, suffix="bias")], True
+        if self.fb_preds[name] and name not in self.fb_target:
+            self.fb_target[name] = name  # the Dense's in-port sums them
         n_out, n_in = lin.matrix.shape
         sparse = wants_sparse(self.sparse, n_out, n_in)
         if hasattr(lin.matrix, "tocsr"):
@@ -237,6 +276,8 @@ class FloatLowerer(Lowerer):
                           latency=m.latency, stateful=low.stateful, probe=low.probe))
         for k in m.keys:
             self.connect(k, name)
+        if self.fb_preds[name]:
+            self.fb_target[name] = name  # the neuron's in-port sums them
         self.streams[name] = Stream(name, m.latency, m.shape, None, low.graded)
 
 

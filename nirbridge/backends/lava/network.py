@@ -22,7 +22,11 @@ aligned that way: index ``t`` of a returned array is reference step ``t``. State
 processes reset their state to its initial value right before the step where their
 sample starts (``(k − L) mod T = 0``), so samples do not leak into each other, and what
 crosses a sample boundary through a synapse or a delay line arrives only at steps that
-the alignment discards.
+the alignment discards. Two things shift a value from one reference step to a later one
+and so could carry it into the next sample: a feedback edge (one step) and a
+``nir.Delay`` (its steps); both send zero where the reference has nothing yet (a gate on
+the feedback edge at each sample's first step, the delay line's first steps of each
+sample). Recurrent graphs: see :class:`Lowerer`.
 """
 
 from __future__ import annotations
@@ -36,7 +40,15 @@ import nir
 import numpy as np
 
 from nirbridge.errors import LoweringError, NirbridgeError, ShapeMismatchError
-from nirbridge.passes import predecessors, topological_order
+from nirbridge.graph import (
+    check_algebraic_loops,
+    delay_steps,
+    execution_order,
+    feedback_edges,
+    find_cycle,
+    format_cycle,
+    predecessors,
+)
 
 MODES: tuple[str, ...] = ("floating_pt", "fixed_pt")
 
@@ -224,10 +236,33 @@ def check_connected(procs: Mapping[str, ProcSpec], connections: list[tuple[str, 
                             "connected network: run the parts as separate graphs")
 
 
+#: The longest ``nir.Delay`` the Lava lowering takes, in time steps (Loihi 2's synaptic
+#: delays hold up to 62 steps).
+MAX_DELAY_STEPS = 62
+
+
 class Lowerer:
     """What the floating_pt and fixed_pt lowerers share: the processes and connections
-    built so far, one stream per lowered node, delay lines, and the walk over the graph
-    in topological order (each subclass lowers one node in :meth:`_lower_node`)."""
+    built so far, one stream per lowered node, delay lines, the latency plan and the
+    feedback edges (each subclass lowers one node in :meth:`_lower_node` and says in
+    :meth:`steps` how many Lava steps a node adds).
+
+    Latencies of recurrent graphs. Nodes are lowered in
+    :func:`~nirbridge.graph.execution_order`, each from the streams of its non-feedback
+    predecessors; a feedback edge ``u → v`` is connected once everything is lowered. It
+    carries ``u``'s value of the previous step, which Lava delivers at ``v``'s latency
+    exactly when ``L(u) = L_in(v) + 1``: the one step of Lava's Dense on a recurrent
+    synapse is the feedback edge's one step. Where ``L(u)`` is smaller a delay line makes
+    up the difference; where it is larger (a loop with more synapses than feedback
+    edges) the latency of ``v`` is raised where the loop allows it (:meth:`plan`), else
+    the graph is refused naming the loop. A gate on every feedback edge
+    (:class:`~nirbridge.backends.lava.procs.plumbing.PassThrough` with ``zero_below=1``)
+    sends zero at the first step of each sample, where the reference has zero and Lava
+    would carry the previous sample's last value; the pending bias of the feedback stream
+    (a recurrent Affine's) is added there, before the gate, so that it first counts at
+    t = 1 as in the reference. A ``nir.Delay`` becomes a delay line of its steps that
+    keeps the latency of its input (and is zero for the first steps of every sample).
+    """
 
     def __init__(self, graph: nir.NIRGraph, mode: str, dt: float, sparse: bool | str) -> None:
         self.graph, self.mode, self.dt, self.sparse = graph, mode, dt, sparse
@@ -235,6 +270,18 @@ class Lowerer:
         self.connections: list[tuple[str, str]] = []
         self.streams: dict[str, Stream] = {}
         self.preds = predecessors(graph)
+        self.feedback = set(feedback_edges(graph))
+        #: per node, its sources over edges that carry this step's value / the previous one
+        self.ff_preds = {n: [p for p in ps if (p, n) not in self.feedback]
+                         for n, ps in self.preds.items()}
+        self.fb_preds = {n: [p for p in ps if (p, n) in self.feedback]
+                         for n, ps in self.preds.items()}
+        #: per node with feedback inputs, the process they are connected into
+        self.fb_target: dict[str, str] = {}
+        #: the planned latency of every node's inputs (:meth:`plan`)
+        self.lat_in: dict[str, int] = {}
+        #: the per-sample shape of every lowered node's inputs (checks feedback inputs)
+        self.in_shape: dict[str, tuple[int, ...]] = {}
 
     def add(self, spec: ProcSpec) -> str:
         if spec.key in self.procs:
@@ -256,9 +303,75 @@ class Lowerer:
         self.connect(stream.proc, key)
         return key
 
+    def inputs_of(self, name: str) -> int:
+        """How many edges feed ``name`` (feedback edges included)."""
+        return len(self.preds[name])
+
+    # ------------------------------------------------------------------ the plan
+    def steps(self, name: str, node: nir.NIRNode) -> int:  # pragma: no cover
+        """Lava steps the lowering of ``node`` adds to its inputs' latency."""
+        raise NotImplementedError
+
+    def plan(self) -> None:
+        """Every node's input latency :attr:`lat_in`: the latest of its non-feedback
+        inputs, raised where a feedback input ``u`` needs it (``L(u) − 1``), iterated to
+        the least fixed point (longest paths; feed-forward graphs: one pass, the plain
+        latencies). A loop whose synapses add more steps than its feedback edges allow
+        has none: refused naming it."""
+        order = execution_order(self.graph)
+        add = {n: int(self.steps(n, self.graph.nodes[n])) for n in order}
+        out: dict[str, int] = {}
+        parent: dict[str, str] = {}
+        for _ in range(len(order) + 1):
+            changed = ""
+            for n in order:
+                best, via = 0, ""
+                cands = [(out[p], p) for p in self.ff_preds[n]]
+                cands += [(out[u] - 1, u) for u in self.fb_preds[n] if u in out]
+                if cands:
+                    best, via = max(cands)
+                if self.lat_in.get(n) != best or n not in out:
+                    changed = n
+                self.lat_in[n], out[n] = best, best + add[n]
+                if via:
+                    parent[n] = via
+            if not changed:
+                return
+        self._refuse_loop(changed, parent, add)
+
+    def _refuse_loop(self, start: str, parent: dict[str, str], add: dict[str, int]) -> None:
+        node = start
+        for _ in range(len(add)):  # walk back onto the loop that keeps growing
+            node = parent.get(node, node)
+        loop, cur = [node], parent.get(node)
+        while cur is not None and cur != node and len(loop) <= len(add):
+            loop.append(cur)
+            cur = parent.get(cur)
+        if cur != node:  # the walk found no loop (it cannot): name one cycle of the graph
+            loop = list(reversed(find_cycle(self.graph) or [start]))
+        loop.reverse()
+        pairs = list(zip(loop, loop[1:] + loop[:1], strict=True))
+        entry = [i for i, edge in enumerate(pairs) if edge in self.feedback]
+        if entry:  # name it from where its feedback edge enters it
+            first = (entry[0] + 1) % len(loop)
+            loop = loop[first:] + loop[:first]
+            pairs = list(zip(loop, loop[1:] + loop[:1], strict=True))
+        fb = sum(edge in self.feedback for edge in pairs)
+        syn = sum(add[n] for n in loop)
+        raise LoweringError(
+            f"loop ({format_cycle(loop)}) cannot run on Lava as the reference runs it: its "
+            f"Dense/Sparse synapses delay it by {syn} Lava steps, but its {fb} feedback "
+            f"edge{'s' if fb != 1 else ''} delay{'' if fb != 1 else 's'} it by {fb} "
+            f"step{'s' if fb != 1 else ''} in NIR; a loop may hold at most one synapse per "
+            "feedback edge")
+
+    # -------------------------------------------------------------- the walk
     def lower(self) -> None:
-        """Lower every node, in topological order."""
-        for name in topological_order(self.graph):
+        """Plan the latencies, lower every node in execution order, then connect the
+        feedback edges."""
+        check_algebraic_loops(self.graph)
+        self.plan()
+        for name in execution_order(self.graph):
             node = self.graph.nodes[name]
             try:
                 self._lower_node(name, node)
@@ -267,14 +380,67 @@ class Lowerer:
             except Exception as exc:  # a layer that fails on its input: name it
                 raise LoweringError(f"node '{name}' ({type(node).__name__}) cannot be lowered: "
                                     f"{exc}") from exc
+            if self.fb_preds[name] and name not in self.fb_target:
+                raise LoweringError(f"node '{name}' ({type(node).__name__}) cannot take a "
+                                    "recurrent input on Lava")
+        self.connect_feedback()
+
+    def connect_feedback(self) -> None:
+        """Each feedback edge ``u → v``: ``u``'s stream, delayed to ``L_in(v) + 1``, then
+        a gate (zero at each sample's first step; the pending bias added before it) into
+        ``v``'s :attr:`fb_target`."""
+        seen: dict[tuple[str, str], int] = {}
+        for u, v in self.graph.edges:
+            if (u, v) not in self.feedback:
+                continue
+            s = self.streams[u]
+            want = self.in_shape.get(v)
+            if want is not None and s.shape != want:
+                raise ShapeMismatchError(f"node '{v}' sums inputs of different shapes: its "
+                                         f"recurrent input '{u}' {s.shape}, the others {want}")
+            latency = self.lat_in[v]
+            n = seen[(u, v)] = seen.get((u, v), 0) + 1
+            tag = f"{u}" if n == 1 else f"{u}#{n}"
+            key = s.proc
+            if s.latency < latency + 1:
+                key = self.add(ProcSpec(f"{v}/delay<{tag}", DELAY,
+                                        dict(shape=(s.size,), delay=latency + 1 - s.latency),
+                                        s.size, latency=latency))
+                self.connect(s.proc, key)
+            gate = self.add(ProcSpec(f"{v}/feedback<{tag}", PASS,
+                                     dict(shape=(s.size,), ops=tuple(self.fb_ops(v, s)),
+                                          zero_below=1),
+                                     s.size, latency=latency, stateful=True))
+            self.connect(key, gate)
+            self.connect(gate, self.fb_target[v])
+
+    def fb_ops(self, name: str, stream: Stream) -> list[tuple[str, Any]]:
+        """The ops a feedback stream into ``name`` goes through before its gate."""
+        return [("add", stream.bias)] if stream.bias is not None else []
 
     def _lower_node(self, name: str, node: nir.NIRNode) -> None:  # pragma: no cover
         raise NotImplementedError
 
 
+def delay_of(name: str, node: nir.NIRNode, dt: float, shape: tuple[int, ...]) -> np.ndarray:
+    """A ``nir.Delay``'s steps per element of its flat stream (at most
+    :data:`MAX_DELAY_STEPS`, else a :class:`LoweringError` naming the node)."""
+    steps = delay_steps(node, dt, name)
+    try:
+        flat = np.broadcast_to(steps, shape).ravel().copy()
+    except ValueError:
+        raise ShapeMismatchError(f"node '{name}' (Delay): delay of shape {steps.shape} does "
+                                 f"not fit its input {shape}") from None
+    longest = int(flat.max(initial=0))
+    if longest > MAX_DELAY_STEPS:
+        raise LoweringError(f"node '{name}' (Delay): {longest} time steps at dt = {dt:g}; "
+                            f"Lava delays hold at most {MAX_DELAY_STEPS} steps")
+    return flat
+
+
 __all__ = [
-    "DELAY", "DENSE", "FIXED_NEURON", "FLOAT_NEURON", "LIF_MONITOR", "MODES", "MONITOR",
-    "PASS", "PROCS", "SOURCE", "SPARSE", "LavaNetwork", "Lowerer", "NeuronContext",
-    "NeuronLowering", "ProcSpec", "Stream", "check_connected", "check_same_shapes",
-    "process_label",
+    "DELAY", "DENSE", "FIXED_NEURON", "FLOAT_NEURON", "LIF_MONITOR", "MAX_DELAY_STEPS",
+    "MODES", "MONITOR", "PASS", "PROCS", "SOURCE", "SPARSE", "LavaNetwork", "Lowerer",
+    "NeuronContext", "NeuronLowering", "ProcSpec", "Stream", "check_connected",
+    "check_same_shapes", "delay_of", "process_label",
 ]

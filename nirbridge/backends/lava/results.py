@@ -21,7 +21,7 @@ import torch
 from nirbridge.backends.fixed import quantization_rows, real_records
 from nirbridge.backends.lava.network import LavaNetwork, process_label
 from nirbridge.backends.reference import RunRecord
-from nirbridge.passes import predecessors
+from nirbridge.graph import feedback_edges, predecessors
 from nirbridge.quantize import FixedPointRecord, QuantizedNeuron, QuantizedOutput
 
 #: What the probes wrote: per chunk of samples, per node, the arrays of its probe file.
@@ -135,6 +135,7 @@ def _fixed_records(net: LavaNetwork, x: Mapping[str, np.ndarray],
     """The golden run's records of the recorded nodes, from the Lava run's integers."""
     layers = net.quant.layers
     preds = predecessors(net.graph)
+    feedback = set(feedback_edges(net.graph))
     records: dict[str, FixedPointRecord] = {}
     for node in net.streams:
         if node not in rec_nodes or node not in ints:
@@ -157,7 +158,10 @@ def _fixed_records(net: LavaNetwork, x: Mapping[str, np.ndarray],
             rec.input = rec.output
             rec.frac_bits["input"] = rec.frac_bits["output"]
         elif len(preds[node]) == 1 and preds[node][0] in ints:
-            rec.input = ints[preds[node][0]]
+            src = ints[preds[node][0]]
+            if (preds[node][0], node) in feedback:  # the previous step's, zero at t = 0
+                src = np.concatenate([np.zeros_like(src[:1]), src[:-1]])
+            rec.input = src
             rec.frac_bits["input"] = net.streams[preds[node][0]].frac
         records[node] = rec
     return records

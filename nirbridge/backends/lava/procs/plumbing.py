@@ -1,12 +1,14 @@
 """Stateless helper Processes of the lowering: delay line, pass-through, monitor.
 
 - :class:`Delay`: sends its input ``delay`` steps later (balances the latencies of paths
-  that meet at a node: every Dense/Sparse adds one step).
+  that meet at a node: every Dense/Sparse adds one step), or, one delay per element and
+  zero at the start of every sample, runs a ``nir.Delay``.
 - :class:`PassThrough`: elementwise ``add``/``mul``/``div``/``gt`` ops in a given order,
   with no delay. It materialises the pending bias of an Affine/Conv feeding another
   synapse (Affine → Affine), implements ``nir.Scale``, the divisor of the pooling layers
   and ``nir.Threshold`` (``gt``: 1 where the value exceeds the operand, else 0), and
-  sums several aligned streams (its in-port adds all its connections).
+  sums several aligned streams (its in-port adds all its connections). With
+  ``zero_below`` it gates a feedback edge (zero at the first step of every sample).
 - :class:`Monitor`: a probe on any stream (``a_in + bias``), for Output nodes fed by a
   synapse and for records of non-neuron nodes.
 - :class:`LIFMonitor`: a probe on one of Lava's own ``LIF`` processes (fixed_pt): its
@@ -51,45 +53,101 @@ def _shift_round(x: np.ndarray, n: np.ndarray) -> np.ndarray:
     return (x + (np.int64(1) << (n - 1))) >> n
 
 
-class Delay(AbstractProcess):
-    """Delay line: ``s_out`` at step k is ``a_in`` of step ``k − delay`` (zeros before)."""
+def _phase_mask(k: int, period: int, offset: int, below: np.ndarray | None
+                ) -> np.ndarray | None:
+    """Where the values sent at 0-based step ``k`` must be zero: the elements whose
+    reference step ``t = (k - offset) mod period`` of the sample is below ``below``
+    (None: nothing to mask)."""
+    if below is None or period <= 0:
+        return None
+    return ((k - offset) % period) < below
 
-    def __init__(self, *, shape: tuple[int, ...], delay: int, name: str | None = None,
-                 **_: Any) -> None:
-        if int(delay) < 1:
+
+class Delay(AbstractProcess):
+    """Delay line: ``s_out[i]`` at step k is ``a_in[i]`` of step ``k − delay[i]`` (zeros
+    before). ``delay`` is one number or one per element (``nir.Delay``).
+
+    Given ``period``/``offset`` (a ``nir.Delay``, which the runner passes the samples'
+    length T and the stream's latency L), element ``i`` sends zero at the first
+    ``delay[i]`` reference steps of every sample, as the reference does: what it would
+    send there comes from the previous sample. Without them (``period = 0``, the lines
+    that align latencies) it is a plain shift.
+    """
+
+    def __init__(self, *, shape: tuple[int, ...], delay: Any, period: int = 0,
+                 offset: int = 0, name: str | None = None, **_: Any) -> None:
+        steps = np.broadcast_to(np.asarray(delay, dtype=np.int64), shape).copy()
+        if steps.size and int(steps.min()) < 1:
             raise ValueError(f"Delay: delay={delay} must be >= 1")
-        super().__init__(shape=shape, delay=int(delay), name=name, log_config=_QUIET)
+        depth = int(steps.max()) if steps.size else 1
+        super().__init__(shape=shape, delay=steps, period=int(period), offset=int(offset),
+                         name=name, log_config=_QUIET)
         self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
-        self.buffer = Var(shape=(int(delay), *shape), init=np.zeros((int(delay), *shape)))
+        self.buffer = Var(shape=(depth, *shape), init=np.zeros((depth, *shape)))
+
+
+class _DelayLine:
+    """The step of both Delay models: read each element's tap, mask, store the input."""
+
+    buffer: np.ndarray
+    time_step: int
+
+    def _setup(self, proc_params: Any) -> None:
+        self._delay = np.asarray(proc_params["delay"], dtype=np.int64)
+        self._period = int(proc_params["period"])
+        self._offset = int(proc_params["offset"])
+        self._below = self._delay if self._period > 0 else None
+        self._cols = np.arange(self._delay.size)
+
+    def _tap(self) -> np.ndarray:
+        """What step ``k`` sends: sent before the input is received, so that a delay
+        line on a loop never waits for itself."""
+        k = self.time_step - 1
+        depth = self.buffer.shape[0]
+        out = self.buffer[(k - self._delay.reshape(-1)) % depth,
+                          self._cols].reshape(self._delay.shape).copy()
+        mask = _phase_mask(k, self._period, self._offset, self._below)
+        if mask is not None:
+            out[mask] = 0
+        return out
+
+    def _store(self, x: np.ndarray) -> None:
+        self.buffer[(self.time_step - 1) % self.buffer.shape[0]] = x
 
 
 @implements(proc=Delay, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
-class PyDelayModel(PyLoihiProcessModel):
+class PyDelayModel(_DelayLine, PyLoihiProcessModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     buffer: np.ndarray = LavaPyType(np.ndarray, float)
 
+    def __init__(self, proc_params: Any) -> None:
+        super().__init__(proc_params)
+        self._setup(proc_params)
+
     def run_spk(self) -> None:
-        slot = (self.time_step - 1) % self.buffer.shape[0]
-        self.s_out.send(self.buffer[slot].copy())
-        self.buffer[slot] = self.a_in.recv()
+        self.s_out.send(self._tap())
+        self._store(self.a_in.recv())
 
 
 @implements(proc=Delay, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyDelayModelFixed(PyLoihiProcessModel):
+class PyDelayModelFixed(_DelayLine, PyLoihiProcessModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64, precision=32)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64, precision=32)
     buffer: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=32)
 
+    def __init__(self, proc_params: Any) -> None:
+        super().__init__(proc_params)
+        self._setup(proc_params)
+
     def run_spk(self) -> None:
-        slot = (self.time_step - 1) % self.buffer.shape[0]
-        self.s_out.send(self.buffer[slot].copy())
-        self.buffer[slot] = self.a_in.recv()
+        self.s_out.send(self._tap())
+        self._store(self.a_in.recv())
 
 
 class PassThrough(AbstractProcess):
@@ -97,34 +155,66 @@ class PassThrough(AbstractProcess):
     of ``(op, values)`` with ``op`` in ``"add"``, ``"mul"``, ``"div"``, ``"gt"``
     (floating_pt) or ``"add"``, ``"mul"``, ``"shl"``, ``"shr_round"``, ``"gt"`` (fixed_pt,
     integer values); ``gt`` gives 1 where the value is greater than the operand, else 0;
-    probe-able."""
+    probe-able.
+
+    ``zero_below`` (with the ``period``/``offset`` the runner passes a stateful process)
+    makes it a gate: element ``i`` sends zero at the first ``zero_below[i]`` reference
+    steps of every sample. The lowering puts one with ``zero_below = 1`` on every
+    feedback edge: there the previous step's value arrives, which at t = 0 comes from the
+    previous sample, and the reference has zero.
+    """
 
     OPS = ("add", "mul", "div", "gt", "shl", "shr_round")
 
-    def __init__(self, *, shape: tuple[int, ...], ops: Any = (),
-                 probe: dict[str, Any] | None = None, name: str | None = None,
-                 **_: Any) -> None:
+    def __init__(self, *, shape: tuple[int, ...], ops: Any = (), zero_below: Any = None,
+                 period: int = 0, offset: int = 0, probe: dict[str, Any] | None = None,
+                 name: str | None = None, **_: Any) -> None:
         ops = tuple((str(op), _flat(val, shape)) for op, val in ops)
         bad = [op for op, _ in ops if op not in self.OPS]
         if bad:
             raise ValueError(f"PassThrough: unknown op(s) {bad}; use {self.OPS}")
-        super().__init__(shape=shape, ops=ops, probe=probe, name=name, log_config=_QUIET)
+        below = None if zero_below is None else _flat(np.asarray(zero_below, np.int64), shape)
+        super().__init__(shape=shape, ops=ops, zero_below=below, period=int(period),
+                         offset=int(offset), probe=probe, name=name, log_config=_QUIET)
         self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
+
+
+class _Ops:
+    """What both PassThrough models share: the gate and the probe around their ops."""
+
+    time_step: int
+
+    def _setup(self, proc_params: Any) -> None:
+        self._ops = tuple(proc_params["ops"])
+        self._below = proc_params.get("zero_below")
+        self._period = int(proc_params.get("period", 0))
+        self._offset = int(proc_params.get("offset", 0))
+        self._probe_cfg = proc_params.get("probe")
+        self._probe: Probe | None = None
+
+    def _finish(self, y: np.ndarray) -> np.ndarray:
+        """The gated output of this step; the probe sees it."""
+        mask = _phase_mask(self.time_step - 1, self._period, self._offset, self._below)
+        if mask is not None:
+            y = np.where(mask, 0, y).astype(y.dtype, copy=False)
+        if self._probe_cfg:
+            if self._probe is None:
+                self._probe = Probe(self._probe_cfg, y.shape[0])
+            self._probe.observe(self.time_step - 1, y)
+        return y
 
 
 @implements(proc=PassThrough, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
-class PyPassThroughModelFloat(PyLoihiProcessModel):
+class PyPassThroughModelFloat(_Ops, PyLoihiProcessModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
 
     def __init__(self, proc_params: Any) -> None:
         super().__init__(proc_params)
-        self._ops = tuple(proc_params["ops"])
-        self._probe_cfg = proc_params.get("probe")
-        self._probe: Probe | None = None
+        self._setup(proc_params)
 
     def run_spk(self) -> None:
         y = self.a_in.recv()
@@ -137,30 +227,24 @@ class PyPassThroughModelFloat(PyLoihiProcessModel):
                 y = (y > val).astype(np.float64)
             else:
                 y = y / val
-        self.s_out.send(y)
-        if self._probe_cfg:
-            if self._probe is None:
-                self._probe = Probe(self._probe_cfg, y.shape[0])
-            self._probe.observe(self.time_step - 1, y)
+        self.s_out.send(self._finish(y))
 
 
 @implements(proc=PassThrough, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyPassThroughModelFixed(PyLoihiProcessModel):
+class PyPassThroughModelFixed(_Ops, PyLoihiProcessModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int64, precision=32)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int64, precision=32)
 
     def __init__(self, proc_params: Any) -> None:
         super().__init__(proc_params)
-        self._ops = tuple(proc_params["ops"])
+        self._setup(proc_params)
         for op, val in self._ops:
             if op not in ("add", "mul", "shl", "shr_round", "gt") \
                     or np.asarray(val).dtype.kind != "i":
                 raise ValueError(f"PassThrough (fixed_pt): op {op!r} with {np.asarray(val).dtype}"
                                  " values has no integer form")
-        self._probe_cfg = proc_params.get("probe")
-        self._probe: Probe | None = None
 
     def run_spk(self) -> None:
         y = np.asarray(self.a_in.recv(), dtype=np.int64)
@@ -175,11 +259,7 @@ class PyPassThroughModelFixed(PyLoihiProcessModel):
                 y = (y > val).astype(np.int64)
             else:
                 y = _shift_round(y, val)
-        self.s_out.send(y)
-        if self._probe_cfg:
-            if self._probe is None:
-                self._probe = Probe(self._probe_cfg, y.shape[0])
-            self._probe.observe(self.time_step - 1, y)
+        self.s_out.send(self._finish(y))
 
 
 class Monitor(AbstractProcess):
