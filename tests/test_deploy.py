@@ -111,8 +111,9 @@ def _fails_cleanly(argv, capsys, needle, *outputs):
 
 
 def test_cli_deploy_refuses_an_unmappable_node(tmp_path, capsys):
-    # Threshold lowers now (MaxPool on spikes); Delay has no reference nor Lava semantics
-    graph = _graph(nir.Delay(delay=np.ones(6)))
+    # Threshold (MaxPool on spikes) and short delays lower now; a 100-step delay line does
+    # not fit Lava's (at most 62 steps): the one node Lava cannot map
+    graph = _graph(nir.Delay(delay=np.full(6, 100.0)))
     path = tmp_path / "t.nir"
     nirbridge.write(path, graph)
     np.save(tmp_path / "x.npy", np.ones((3, 1, 4)))

@@ -341,27 +341,25 @@ def test_topological_order_names_exactly_the_cycle():
     assert G.topological_order(graph, strict=False) == G.execution_order(graph)
 
 
-def test_commands_that_cannot_run_cycles_refuse_them_in_one_line():
+def test_every_stage_runs_a_recurrent_graph_and_netx_names_what_it_lacks():
     from nirbridge.backends.lava.lower_float import FloatLowerer
+    from nirbridge.errors import LoweringError
     from nirbridge.netx import check_netx_structure
-    from nirbridge.profile import count_events
+    from nirbridge.profile import count_run
     from nirbridge.profile.mapping import map_to_chip
     from nirbridge.quantize import quantize
 
     w, b, wr, br = _params()
     graph = _recurrent(w, b, wr, br)
-    calls = {
-        "the lava-float backend": lambda: FloatLowerer(graph, DT, "auto"),
-        "the quantizer": lambda: quantize(graph),
-        "the profiler's event counts": lambda: count_events(graph, {}),
-        "the chip mapping": lambda: map_to_chip(graph, "loihi2"),
-        "netx export": lambda: check_netx_structure(graph),
-    }
-    for what, call in calls.items():
-        with pytest.raises(GraphError) as err:
-            call()
-        assert str(err.value) == (f"recurrent graphs are not supported by {what} yet "
-                                  "(cycle: lif -> rec -> lif)"), what
+    FloatLowerer(graph, DT, "auto")  # builds: no refusal of the cycle any more
+    assert quantize(graph).feedback
+    x = np.random.default_rng(3).normal(0.5, 1.0, (T, B, N_IN))
+    _, counts = count_run(graph, x)
+    assert counts.synapses["rec"].effective > 0
+    assert map_to_chip(graph, "loihi2").layers
+    with pytest.raises(LoweringError, match=r"netx: recurrent nodes \('lif', 'rec'\) cannot "
+                       r"be written: node 'rec' \(Affine\) has a bias"):
+        check_netx_structure(graph)
 
 
 def test_the_reference_backend_checks_structure_but_accepts_cycles():
