@@ -1,8 +1,10 @@
 """The main job's demo: the default deployment, the digits recipes end to end.
 
-``nirbridge demo`` runs ``deploy/digits_{lif,arlif,klif,dalif}.toml`` (direct encoding)
-and ``deploy/digits_arlif_rate.toml`` (rate-encoded spike input): each trained
-residual conv SNN (checkpoints committed in ``deploy/checkpoints/``) is evaluated in
+``nirbridge demo`` runs ``deploy/digits_{lif,arlif,klif,dalif}.toml`` (direct encoding),
+``deploy/digits_arlif_rate.toml`` (rate-encoded spike input) and
+``deploy/digits_seq_{alif,cubalif}.toml`` (sequential digits, one image row per step, on a
+recurrent ALIF or CubaLIF network): each trained network (residual conv SNNs and the
+recurrent ones; checkpoints committed in ``deploy/checkpoints/``) is evaluated in
 PyTorch, exported to NIR, run by the float64 reference executor, deployed to Lava's
 Loihi 2 simulation in floating_pt and bit-accurate fixed_pt, and profiled; every recipe
 writes its ``.nir`` file and JSON/HTML reports under ``OUT_DIR/<recipe>/``, and the demo
@@ -20,9 +22,10 @@ import torch
 from nirbridge.data import encode, load_split
 from nirbridge.errors import CheckFailed, RecipeError
 
-#: The default deployment: one recipe per neuron type on direct-encoded digits, and
-#: AR-LIF on rate-encoded (spike) input.
-DEMO_RECIPES = ("digits_lif", "digits_arlif", "digits_klif", "digits_dalif", "digits_arlif_rate")
+#: The default deployment: one recipe per neuron type on direct-encoded digits, AR-LIF on
+#: rate-encoded (spike) input, and recurrent ALIF and CubaLIF networks on sequential digits.
+DEMO_RECIPES = ("digits_lif", "digits_arlif", "digits_klif", "digits_dalif", "digits_arlif_rate",
+                "digits_seq_alif", "digits_seq_cubalif")
 
 
 def digits_inputs(n: int = 32, steps: int = 8) -> torch.Tensor:

@@ -23,7 +23,8 @@ from nirbridge.recipes import (
 from nirbridge.report import validate_report
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
-SHIPPED = ("digits_lif", "digits_arlif", "digits_klif", "digits_dalif", "digits_arlif_rate")
+SHIPPED = ("digits_lif", "digits_arlif", "digits_klif", "digits_dalif", "digits_arlif_rate",
+           "digits_seq_alif", "digits_seq_cubalif")
 
 TINY = """\
 name = "tiny"

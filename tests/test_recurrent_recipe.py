@@ -22,6 +22,9 @@ from nirbridge.layers import Recurrent
 from nirbridge.neurons import run_steps
 from nirbridge.recipes import load_recipe
 
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+SEQ_RECIPES = ("digits_seq_alif", "digits_seq_cubalif")
+
 RECIPE = """\
 name = "seq"
 
@@ -78,6 +81,12 @@ def _write(tmp_path: Path, encoding: str, steps: int) -> Path:
     return path
 
 
+def test_recipe_with_rows_encoding_loads():
+    r = load_recipe(DEPLOY / "digits_seq_alif.toml")
+    assert r.data.encoding == "rows" and r.simulation.steps == 8
+    assert r.model.kwargs["neuron"] == "alif"
+
+
 def test_recipe_rows_with_too_few_steps_names_the_field(tmp_path):
     path = _write(tmp_path, "rows", 6)
     with pytest.raises(RecipeError) as info:
@@ -130,3 +139,32 @@ def test_export_has_the_feedback_edge_and_reference_equals_torch(neuron):
     assert 0 < spikes_t.mean() < 0.9  # spiking, not saturated
     np.testing.assert_array_equal(ref_spikes, spikes_t)
     assert np.abs(res.output() - out).max() <= 1e-9
+
+
+# ------------------------------------------------------------------ checkpoints
+@pytest.mark.parametrize("name", SEQ_RECIPES)
+def test_committed_checkpoints_classify_sequential_digits(name):
+    from nirbridge.recipes import _build_model, recipe_inputs
+
+    r = load_recipe(DEPLOY / f"{name}.toml")
+    assert r.model.checkpoint.stat().st_size < 100_000
+    model = _build_model(r)
+    x, y = recipe_inputs(r)
+    with torch.no_grad():
+        pred = run_steps(model, torch.from_numpy(x).float()).sum(0).argmax(-1).numpy()
+    assert len(y) == 360 and (pred == y).mean() >= 0.80
+
+
+@pytest.mark.lava
+def test_recipe_deploys_through_both_lava_modes(tmp_path):
+    """The ALIF recipe end to end on a few samples: Lava floating_pt reproduces every spike
+    of the recurrent layer, fixed_pt runs (its checks are the recipe's, on 360 samples)."""
+    from nirbridge.recipes import execute_recipe
+
+    run = execute_recipe(load_recipe(DEPLOY / "digits_seq_alif.toml"), samples=4,
+                         out_dir=tmp_path)
+    assert not run.errors and not run.findings
+    m = run.metrics
+    assert m["reference_torch_diff"] == 0.0 and m["float_spike_agreement"] == 100.0
+    assert m["fixed_spike_agreement"] >= 90.0
+    assert run.counts is not None and run.sops > 0
