@@ -478,8 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     d = sub.add_parser("demo", help="the default deployment: the digits recipes of deploy/ "
-                       "(LIF, AR-LIF, KLIF, DA-LIF; AR-LIF rate-encoded) end to end, and "
-                       "their summary table")
+                       "(LIF, AR-LIF, KLIF, DA-LIF; AR-LIF rate-encoded; recurrent ALIF "
+                       "and CubaLIF on sequential digits) end to end, and their summary "
+                       "table")
     d.add_argument("--out-dir", default="out", help="where to write the demo's files")
     d.add_argument("--samples", type=int,
                    help="test samples per recipe (default: the recipes' own, 360)")
