@@ -456,3 +456,29 @@ def test_lava_floating_pt_equals_the_reference_on_recurrent_front_ends():
         assert 0 < float(records[name].output.mean()) < 1, name
     res = run_lava(graph, x.numpy(), "floating_pt", timeout_s=300)
     np.testing.assert_array_equal(res.outputs, want.numpy())
+
+
+@pytest.mark.lava
+def test_lava_runs_the_snntorch_rsynaptic_file_float_exactly_and_fixed_as_the_integer_model(
+        tmp_path):
+    """The Braille-like RSynaptic file (snnTorch's own export, read as NIR defines it):
+    Lava floating_pt = the reference spike for spike; Lava fixed_pt = the integer executor
+    integer for integer, and its spikes agree with the reference as stated below."""
+    from nirbridge.backends.lava import lower, run_lava
+    from nirbridge.quantize import QuantConfig, run_fixed_point
+
+    graph, _ = FE.from_file(nirbridge.read(_snntorch_file(_braille_like(1), tmp_path)))
+    x = _inputs(3, scale=1.2).double()[:, :2]
+    want, records = run_reference(graph, x, record=True)
+    assert 0.05 < float(records["1.lif"].output.mean()) < 0.95
+    res = run_lava(graph, x.numpy(), "floating_pt", timeout_s=300, record=["1.lif"])
+    np.testing.assert_array_equal(res.outputs, want.numpy())
+    np.testing.assert_array_equal(res.records["1.lif"].output.numpy(),
+                                  records["1.lif"].output.numpy())
+    net = lower(graph, "fixed_pt", quant=QuantConfig.from_profile("loihi2", input_frac_bits=8))
+    gold_out, gold = run_fixed_point(net.quant, x.numpy())
+    fixed = run_lava(net, x.numpy(), record=True, timeout_s=300)
+    np.testing.assert_array_equal(fixed.fixed_records["1.lif"].output, gold["1.lif"].output)
+    np.testing.assert_array_equal(fixed.outputs, gold_out)
+    agree = float(np.mean(gold["1.lif"].output == records["1.lif"].output.numpy()))
+    assert agree >= 0.95, f"fixed-point spikes agree {agree:.3f} with the reference"
