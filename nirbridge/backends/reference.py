@@ -46,6 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as tF
 
+from nirbridge.backends._base import graph_issues
 from nirbridge.errors import GraphError, InputError, NirbridgeError, UnknownNodeError
 from nirbridge.geometry import conv_geometry_of, pool_geometry_of
 from nirbridge.graph import (
@@ -414,25 +415,20 @@ _SYNAPSES = (nir.Affine, nir.Linear, nir.Scale, nir.Conv1d, nir.Conv2d, nir.SumP
 
 
 def structure_issues(graph: nir.NIRGraph) -> list[str]:
-    """Why the reference cannot run ``graph``'s structure (cycles are fine): an edge to a
-    missing node, an algebraic loop, no Input or Output node, a Delay that is no whole
+    """Why the reference cannot run ``graph``'s structure (cycles are fine): what no backend
+    can run (:func:`~nirbridge.backends._base.graph_issues`), and a Delay that is no whole
     number of steps at the graph's ``metadata["dt"]`` (unchecked without one)."""
+    reasons = graph_issues(graph)
+    if reasons:
+        return reasons
+    dt = metadata_dt(graph)
     try:
-        graph = flatten_subgraphs(graph)
-        check_edge_names(graph)
-        check_algebraic_loops(graph)
-        dt = metadata_dt(graph)
-        for name, node in graph.nodes.items():
+        for name, node in flatten_subgraphs(graph).nodes.items():
             if isinstance(node, nir.Delay) and dt is not None:
                 delay_steps(node, dt, name)
     except NirbridgeError as exc:
         return [str(exc)]
-    reasons = []
-    if not any(isinstance(n, nir.Input) for n in graph.nodes.values()):
-        reasons.append("graph has no Input node")
-    if not any(isinstance(n, nir.Output) for n in graph.nodes.values()):
-        reasons.append("graph has no Output node")
-    return reasons
+    return []
 
 
 class ReferenceBackend:
