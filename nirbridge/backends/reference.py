@@ -59,7 +59,7 @@ from nirbridge.graph import (
     predecessors,
     schedule,
 )
-from nirbridge.neurons import spec_of
+from nirbridge.neurons import is_neuron, spec_of
 from nirbridge.passes import (  # FRAMEWORK_DT: importable here as before
     FRAMEWORK_DT,  # noqa: F401
     graph_dt,
@@ -452,7 +452,7 @@ class ReferenceBackend:
         for name, node in graph.nodes.items():
             if isinstance(node, (nir.Input, nir.Output, nir.Delay, *_SYNAPSES)):
                 continue
-            if neuron_runner(node, 1.0) is None:  # dt only enters the step closures
+            if not is_neuron(node):
                 reasons.append(f"node '{name}' ({type(node).__name__}) has no reference "
                                "semantics")
         return reasons
