@@ -32,7 +32,7 @@ import importlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from nirbridge.backends._base import Backend, Record, RunResult
+from nirbridge.backends._base import EXACT, Backend, Reading, Record, RunResult, Tolerance
 from nirbridge.errors import InputError, LoweringError
 
 if TYPE_CHECKING:  # listing the backends imports neither torch nor NIR
@@ -143,5 +143,5 @@ def run_compat(graph: nir.NIRGraph, inputs: Any, backend: str = "reference",
     return (out, res.records) if record else out
 
 
-__all__ = ["ALIASES", "BACKENDS", "Backend", "RunResult", "get", "names", "run_backend",
-           "run_compat"]
+__all__ = ["ALIASES", "BACKENDS", "EXACT", "Backend", "Reading", "RunResult", "Tolerance", "get",
+           "names", "run_backend", "run_compat"]

@@ -6,6 +6,14 @@ A backend is an object with a ``name``, a one-line ``description`` and two metho
   Cheap: it lowers or quantizes at most, it never simulates.
 - ``run(graph, inputs, *, record=False, dt=None, **options) -> RunResult``: run
   ``inputs`` ``[T, B, ...]`` (numpy or torch; a dict by Input node for several inputs).
+- ``reading(graph, **options) -> Reading``: where the backend computes something other
+  than what NIR defines (a framework reading ``IF`` as its own multi-spike neuron, a
+  ``tau`` read at another dt ...): each departure as a note, and, where known, the graph
+  it does compute in nirbridge's exact nodes. It still runs the graph; ``verify`` reports
+  the notes and measures the difference. Empty for a backend that follows the spec.
+
+and a ``tolerance`` (:class:`Tolerance`): the agreement with the float64 reference it
+promises, which ``nirbridge verify`` holds it to.
 
 :mod:`nirbridge.backends` lists the backends in its ``BACKENDS`` table. This module
 holds only what they share, so that a backend imports it without importing the others.
@@ -62,12 +70,52 @@ class RunResult:
         return self.outputs
 
 
+@dataclass(frozen=True)
+class Tolerance:
+    """The agreement with the float64 reference a backend promises on a graph it reads as
+    NIR defines it (``nirbridge verify`` passes or fails it on this).
+
+    ``spikes``: ``"exact"`` (every spike identical), ``"rounding"`` (identical except where
+    the run's own float rounding decides a value within rounding of a threshold: ``verify``
+    counts those and accepts a divergence that starts only there), or ``"bound"`` (at least
+    ``min_spike_agreement`` of the spikes identical: fixed point). ``graded_rel``: the
+    largest relative difference of graded (non-spike) outputs. ``why``: where the bound
+    comes from (a measurement, the run's dtype).
+    """
+
+    spikes: str = "exact"
+    graded_rel: float = 1e-9
+    min_spike_agreement: float = 1.0
+    why: str = ""
+
+
+#: What a float64 backend promises: the reference's own spikes and values.
+EXACT = Tolerance("exact", 1e-9, 1.0, "float64, the reference's own arithmetic")
+
+
+@dataclass
+class Reading:
+    """How a backend reads a graph where it departs from the NIR spec (see the module
+    documentation): ``notes``, one per departure, naming the node, the field and the
+    value; ``graph``, what it computes instead in nirbridge's exact nodes (None where it
+    reads the graph as NIR defines it, or where that is not known)."""
+
+    notes: list[str] = field(default_factory=list)
+    graph: nir.NIRGraph | None = None
+
+    @property
+    def faithful(self) -> bool:
+        """The backend computes the graph as NIR defines it."""
+        return not self.notes
+
+
 @runtime_checkable
 class Backend(Protocol):
     """A way to run a NIR graph (see the module's documentation)."""
 
     name: str
     description: str
+    tolerance: Tolerance
 
     def check(self, graph: nir.NIRGraph, **options: Any) -> list[str]:
         """Why this backend cannot run ``graph`` with ``options`` (empty: it can)."""
@@ -76,6 +124,10 @@ class Backend(Protocol):
     def run(self, graph: nir.NIRGraph, inputs: Any, *, record: Record = False,
             dt: float | None = None, **options: Any) -> RunResult:
         """Run ``graph`` on ``inputs`` ``[T, B, ...]``; see :class:`RunResult`."""
+        ...
+
+    def reading(self, graph: nir.NIRGraph, **options: Any) -> Reading:
+        """Where this backend's reading of ``graph`` departs from the NIR spec."""
         ...
 
 
@@ -126,5 +178,5 @@ def error_reason(exc: NirbridgeError) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-__all__ = ["Backend", "Record", "RunResult", "check_options", "error_reason", "graph_issues",
-           "to_numpy"]
+__all__ = ["EXACT", "Backend", "Reading", "Record", "RunResult", "Tolerance", "check_options",
+           "error_reason", "graph_issues", "to_numpy"]

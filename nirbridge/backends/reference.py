@@ -46,7 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as tF
 
-from nirbridge.backends._base import graph_issues
+from nirbridge.backends._base import EXACT, Reading, graph_issues
 from nirbridge.errors import GraphError, InputError, NirbridgeError, UnknownNodeError
 from nirbridge.geometry import conv_geometry_of, pool_geometry_of
 from nirbridge.graph import (
@@ -437,6 +437,11 @@ class ReferenceBackend:
 
     name = "reference"
     description = "float64 reference executor (torch): the ground truth"
+    tolerance = EXACT
+
+    def reading(self, graph: nir.NIRGraph, **options: Any) -> Reading:
+        """The reference defines the reading: no departure."""
+        return Reading()
 
     def check(self, graph: nir.NIRGraph, **options: Any) -> list[str]:
         """Why the reference cannot run ``graph``: its structure

@@ -14,13 +14,15 @@ import numpy as np
 import torch
 
 from nirbridge.backends._base import (
+    EXACT,
+    Reading,
     RunResult,
     check_options,
     error_reason,
     graph_issues,
     to_numpy,
 )
-from nirbridge.backends.fixed import QUANT_OPTIONS, quantized_for
+from nirbridge.backends.fixed import FIXED_TOLERANCE, QUANT_OPTIONS, quantized_for
 from nirbridge.backends.lava.linear import LINEAR_NODES
 from nirbridge.backends.lava.lower import lower
 from nirbridge.backends.lava.network import MODES
@@ -72,6 +74,14 @@ class LavaBackend:
         if mode not in MODES:
             raise LoweringError(f"mode={mode!r}; use one of {MODES}")
         self.name, self.mode, self.description = name, mode, description
+        #: floating_pt calls the reference's own torch steps; fixed_pt is the integers
+        #: of ``fixed``, so it promises what fixed point does
+        self.tolerance = EXACT if mode == "floating_pt" else FIXED_TOLERANCE
+
+    def reading(self, graph: nir.NIRGraph, **options: Any) -> Reading:
+        """Lava computes the graph as NIR defines it (fixed_pt on the target's integer
+        grids: its tolerance, not its reading)."""
+        return Reading()
 
     def _split(self, options: Mapping[str, Any]
                ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
