@@ -50,12 +50,11 @@ def _f32(a: np.ndarray) -> np.ndarray:
 
 def _graph(nodes: dict, chain: list[str], n_in: int = N_IN, dt: float = 1.0,
            extra: list | None = None) -> nir.NIRGraph:
-    out_shape = chain_out = None  # noqa: F841 - shapes come from the nodes
     nodes = {"input": nir.Input(np.array([n_in])), **nodes,
              "output": nir.Output(np.array([1]))}
     names = ["input", *chain, "output"]
-    del out_shape, chain_out
-    return nir.NIRGraph(nodes=nodes, edges=list(zip(names, names[1:])) + (extra or []),
+    return nir.NIRGraph(nodes=nodes, edges=list(zip(names, names[1:], strict=False))
+                        + (extra or []),
                         metadata={"dt": dt}, type_check=False)
 
 

@@ -20,8 +20,9 @@ Nothing here imports a framework; :func:`load` imports nirtorch.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import nir
@@ -130,13 +131,20 @@ def late_note(src: str, dst: str, effect: str) -> str:
             f"runs {dst} before {src}, so {dst} {effect}")
 
 
+@contextlib.contextmanager
+def quiet_load() -> Iterator[None]:
+    """Silence nirtorch's deprecation of ``nirtorch.load``: Norse 1.1 and Sinabs 3.1 call
+    it; the warning is for them, not for the user of this backend."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "nirtorch.load", DeprecationWarning)
+        yield
+
+
 def load(graph: nir.NIRGraph, model_map: Callable[[nir.NIRNode], Any]) -> torch.nn.Module:
     """``nirtorch.load(graph, model_map)``, the call both frameworks' ``from_nir`` make."""
     import nirtorch
 
-    with warnings.catch_warnings():
-        # nirtorch.load is what Norse 1.1 and Sinabs 3.1 call; its deprecation is theirs
-        warnings.filterwarnings("ignore", "nirtorch.load", DeprecationWarning)
+    with quiet_load():
         return nirtorch.load(graph, model_map)
 
 
@@ -210,4 +218,4 @@ class InputRecorder:
 
 __all__ = ["InputRecorder", "check_order", "cycle_edges", "delayed", "executor_order",
            "inputs_of", "late_edges", "late_note", "load", "misordered_cycles", "one_input",
-           "run_dtype", "sanitized", "structure_reasons"]
+           "quiet_load", "run_dtype", "sanitized", "structure_reasons"]

@@ -183,7 +183,8 @@ class SinabsBackend:
         steps, batch = int(x.shape[0]), int(x.shape[1])
         t0 = time.perf_counter()
         # from_nir reshapes some arrays of the nodes it reads in place: give it a copy
-        model = sinabs.from_nir(copy.deepcopy(flat), batch_size=batch)
+        with nt.quiet_load():
+            model = sinabs.from_nir(copy.deepcopy(flat), batch_size=batch)
         nt.check_order(model, flat, "Sinabs")
         if dtype == torch.float64:
             model.double()
