@@ -9,6 +9,10 @@ records, run information), through one :class:`Backend` protocol.
 ``lava-fixed`` Lava bit-accurate fixed_pt simulation of Loihi 2
 ``fixed``      numpy integer executor of the quantized graph: the golden model of
                ``lava-fixed``, integer for integer
+``norse``      Norse 1.1's own ``from_nir`` reading and executor (nirbridge's steps for
+               custom neurons): what Norse computes from the file
+``sinabs``     Sinabs 3.1's own ``from_nir`` reading (what Sinabs, and so Speck,
+               computes from the file)
 ============== ==========================================================================
 
 Usage::
@@ -45,6 +49,8 @@ _WHERE: dict[str, tuple[str, str]] = {
     "lava-float": ("nirbridge.backends.lava", "FLOAT_BACKEND"),
     "lava-fixed": ("nirbridge.backends.lava", "FIXED_BACKEND"),
     "fixed": ("nirbridge.backends.fixed", "BACKEND"),
+    "norse": ("nirbridge.backends.norse", "BACKEND"),
+    "sinabs": ("nirbridge.backends.sinabs", "BACKEND"),
 }
 
 #: Other names accepted for a backend.
