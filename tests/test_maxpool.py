@@ -168,7 +168,11 @@ def test_every_backend_accepts_the_exported_graph(exported):
 
     _, graph = exported
     for name in backends.names():  # checks lower and quantize; nothing is started
-        assert backends.get(name).check(graph) == [], name
+        reasons = backends.get(name).check(graph)
+        if name == "snntorch":  # snnTorch's reader has no module for nir.Threshold
+            assert reasons and all("no module for nir.Threshold" in r for r in reasons), reasons
+            continue
+        assert reasons == [], name
 
 
 # ------------------------------------------------------------------------------ refusals

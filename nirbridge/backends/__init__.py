@@ -9,6 +9,8 @@ records, run information), through one :class:`Backend` protocol.
 ``lava-fixed`` Lava bit-accurate fixed_pt simulation of Loihi 2
 ``fixed``      numpy integer executor of the quantized graph: the golden model of
                ``lava-fixed``, integer for integer
+``snntorch``   snnTorch 1.0's own ``import_from_nir`` of the graph (its Leaky/Synaptic
+               reading at dt = 1e-4), stepped in float64: what snnTorch computes
 ============== ==========================================================================
 
 Usage::
@@ -45,6 +47,7 @@ _WHERE: dict[str, tuple[str, str]] = {
     "lava-float": ("nirbridge.backends.lava", "FLOAT_BACKEND"),
     "lava-fixed": ("nirbridge.backends.lava", "FIXED_BACKEND"),
     "fixed": ("nirbridge.backends.fixed", "BACKEND"),
+    "snntorch": ("nirbridge.backends.snntorch", "BACKEND"),
 }
 
 #: Other names accepted for a backend.
