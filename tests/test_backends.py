@@ -187,7 +187,9 @@ def test_every_backend_returns_a_run_result_through_the_protocol(lava_runs):
                if not isinstance(c, nir.NIRGraph)}
     results.update({c.result_b.info["backend"]: c.result_b for c in lava_runs.values()
                     if not isinstance(c, nir.NIRGraph)})
-    assert sorted(results) == sorted(BACKENDS)
+    # the four that run this graph at its dt = 1; snntorch reads it at 1e-4 and has its own
+    # tests (tests/test_backend_snntorch.py)
+    assert sorted(results) == sorted(set(BACKENDS) - {"snntorch"})
     for name, res in results.items():
         assert isinstance(res, RunResult), name
         assert res.outputs.dtype == np.float64 and res.outputs.shape == (T, B, 2), name

@@ -269,8 +269,8 @@ class SnnTorchBackend:
         "float64 arithmetic on snnTorch's float32 parameters. On graphs it reads as NIR "
         "defines them (LIF/CubaLIF with v_leak = v_reset = 0, r = τ/dt (w_in = τ_syn/dt), "
         "dt = 1e-4) only float32 rounding differs: β, thresholds and weights held in float32, "
-        "and NIR's Euler step summed as β·v + x. Measured (β ∈ [0.5, 0.95], T = 16, 40 graphs, "
-        "40,960 spikes): every spike identical; graded outputs within 5.3e-8 of the largest "
+        "and NIR's Euler step summed as β·v + x. Measured (β ∈ [0.5, 0.95], T = 16, 80 graphs, "
+        "81,920 spike entries): every spike identical; graded outputs within 5.3e-8 of the largest "
         "(0 with float32-valued weights); membranes within 2.7e-7 relative. A spike can "
         "still flip where a membrane lies within that rounding of the threshold")
 
