@@ -13,6 +13,8 @@ records, run information), through one :class:`Backend` protocol.
                custom neurons): what Norse computes from the file
 ``sinabs``     Sinabs 3.1's own ``from_nir`` reading (what Sinabs, and so Speck,
                computes from the file)
+``snntorch``   snnTorch 1.0's own ``import_from_nir`` of the graph (its Leaky/Synaptic
+               reading at dt = 1e-4), stepped in float64: what snnTorch computes
 ============== ==========================================================================
 
 Usage::
@@ -51,6 +53,7 @@ _WHERE: dict[str, tuple[str, str]] = {
     "fixed": ("nirbridge.backends.fixed", "BACKEND"),
     "norse": ("nirbridge.backends.norse", "BACKEND"),
     "sinabs": ("nirbridge.backends.sinabs", "BACKEND"),
+    "snntorch": ("nirbridge.backends.snntorch", "BACKEND"),
 }
 
 #: Other names accepted for a backend.
