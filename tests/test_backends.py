@@ -67,7 +67,8 @@ def _recurrent() -> nir.NIRGraph:
 
 # ------------------------------------------------------------------- the table, no Lava
 def test_table_is_explicit_and_every_entry_is_a_backend():
-    assert names() == list(BACKENDS) == ["reference", "lava-float", "lava-fixed", "fixed"]
+    assert names() == list(BACKENDS) == ["reference", "lava-float", "lava-fixed", "fixed",
+                                        "onnx"]
     for name, backend in BACKENDS.items():
         assert isinstance(backend, Backend) and backend.name == name and backend.description
     assert get("lava") is BACKENDS["lava-float"] and ALIASES == {"lava": "lava-float"}

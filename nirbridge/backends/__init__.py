@@ -9,6 +9,8 @@ records, run information), through one :class:`Backend` protocol.
 ``lava-fixed`` Lava bit-accurate fixed_pt simulation of Loihi 2
 ``fixed``      numpy integer executor of the quantized graph: the golden model of
                ``lava-fixed``, integer for integer
+``onnx``       the graph as a float32 ONNX step model (:mod:`nirbridge.export_onnx`)
+               run by onnxruntime on the CPU
 ============== ==========================================================================
 
 Usage::
@@ -45,6 +47,7 @@ _WHERE: dict[str, tuple[str, str]] = {
     "lava-float": ("nirbridge.backends.lava", "FLOAT_BACKEND"),
     "lava-fixed": ("nirbridge.backends.lava", "FIXED_BACKEND"),
     "fixed": ("nirbridge.backends.fixed", "BACKEND"),
+    "onnx": ("nirbridge.backends.onnx", "BACKEND"),
 }
 
 #: Other names accepted for a backend.
