@@ -348,7 +348,7 @@ def sequence_model(plan: Plan, *, expose: bool, opset: int) -> onnx.ModelProto:
     batch = _batch(b, plan.inputs[0], 1)
     init = [_expand(b, s.name, s, batch) for s in plan.states]
     scan_outs = [s.next_name for s in plan.states] + list(plan.outputs)
-    for name, (i, o) in step.exposed.items():
+    for name, (i, _) in step.exposed.items():
         if i is not None:
             scan_outs.append(b.reserve(f"input.{name}"))
         scan_outs.append(b.reserve(f"value.{name}"))
