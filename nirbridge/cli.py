@@ -304,6 +304,19 @@ def cmd_export_netx(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from nirbridge.export_onnx import layout, to_onnx
+
+    graph, step, _ = load_graph(args, require_dt=True)
+    model = to_onnx(graph, sequence=args.sequence, dt=step.dt)
+    with atomic_path(args.output) as tmp:  # a failure leaves no file
+        tmp.write_bytes(model.SerializeToString())
+    states = len(layout(model)["states"])
+    print(f"wrote {args.output}: {'sequence (Scan)' if args.sequence else 'step'} model, "
+          f"opset {model.opset_import[0].version}, {states} state tensors, dt = {step.dt:g}")
+    return 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from nirbridge.api import write
     from nirbridge.io.read import import_graph
@@ -461,6 +474,18 @@ def build_parser() -> argparse.ArgumentParser:
     _dt_options(nx, dt_help="time step the decays are quantized for (default: the file's "
                             "metadata['dt']; a file without one is refused)")
     nx.set_defaults(func=cmd_export_netx)
+
+    ox = sub.add_parser("export-onnx", help="write a .nir graph as an ONNX model (float32, "
+                        "standard operators): one time step with explicit states, or "
+                        "--sequence over [T, B, ...]")
+    ox.add_argument("file")
+    ox.add_argument("-o", "--output", required=True, help="output ONNX file (model.onnx)")
+    ox.add_argument("--sequence", action="store_true",
+                    help="a Scan model over the whole input [T, B, ...] (default: the step "
+                         "model, states in and out; see docs/onnx.md)")
+    _dt_options(ox, dt_help="time step the model is built for (default: the file's "
+                            "metadata['dt']; a file without one is refused)")
+    ox.set_defaults(func=cmd_export_onnx)
 
     im = sub.add_parser("import", help="write another tool's .nir file in the exact "
                         "nirbridge form, with its dt and provenance in the metadata")

@@ -68,7 +68,7 @@ def _recurrent() -> nir.NIRGraph:
 # ------------------------------------------------------------------- the table, no Lava
 def test_table_is_explicit_and_every_entry_is_a_backend():
     assert names() == list(BACKENDS) == ["reference", "lava-float", "lava-fixed", "fixed",
-                                         "norse", "sinabs", "snntorch"]
+                                         "norse", "sinabs", "snntorch", "onnx"]
     for name, backend in BACKENDS.items():
         assert isinstance(backend, Backend) and backend.name == name and backend.description
     assert get("lava") is BACKENDS["lava-float"] and ALIASES == {"lava": "lava-float"}
@@ -81,7 +81,7 @@ def test_check_gives_reasons_without_running():
     assert get("reference").check(graph) == [] and get("fixed").check(graph) == []
     for name in BACKENDS:
         reasons = get(name).check(_unsupported())
-        if name in ("reference", "fixed"):  # the reference and the integer executor delay
+        if name in ("reference", "fixed", "onnx"):  # these run delays (ONNX: a state buffer)
             assert reasons == [], (name, reasons)
             continue
         # Lava: at most 62 steps; Norse's, Sinabs' and snnTorch's readers map no Delay

@@ -291,3 +291,26 @@ def test_lava_fixed_pt_equals_the_integer_model(branches):
                 assert 0 < float(np.mean(gr.output)) < 1, f"{node}: no spikes in fixed point"
         np.testing.assert_array_equal(res.outputs[f"outr_{name}"], gold_out[f"outr_{name}"],
                                       err_msg=name)
+
+
+# ------------------------------------------------------------------------------ ONNX
+def test_onnx_equals_the_reference_for_every_neuron(branches):
+    """Every neuron (feed-forward and recurrent branch) through nirbridge's ONNX
+    converter, run by onnxruntime in float32: graded values within 1e-5 of the float64
+    reference (normwise), spikes identical but where a decision of the reference lies
+    within 1e-5 of its boundary (counted; ``tests/onnx_agreement.py``)."""
+    from onnx_agreement import assert_agrees
+
+    from nirbridge.backends import get
+
+    kind, _, _, _, graph = branches
+    x = _inputs()
+    ref = get("reference").run(graph, x, record=True)
+    got = get("onnx").run(graph, x, record=True)
+    rep = assert_agrees(graph, ref, got, 1.0)
+    for name in NEURONS:
+        for prefix in ("n_", "nr_"):
+            assert f"{prefix}{name}" in rep.max_rel, (name, sorted(rep.max_rel))
+    seq = get("onnx").run(graph, x, sequence=True)
+    for out, value in got.outputs.items():  # the Scan model computes the step model's values
+        np.testing.assert_array_equal(seq.outputs[out], value, err_msg=out)

@@ -15,6 +15,8 @@ records, run information), through one :class:`Backend` protocol.
                computes from the file)
 ``snntorch``   snnTorch 1.0's own ``import_from_nir`` of the graph (its Leaky/Synaptic
                reading at dt = 1e-4), stepped in float64: what snnTorch computes
+``onnx``       the graph as a float32 ONNX step model (:mod:`nirbridge.export_onnx`)
+               run by onnxruntime on the CPU
 ============== ==========================================================================
 
 Usage::
@@ -54,6 +56,7 @@ _WHERE: dict[str, tuple[str, str]] = {
     "norse": ("nirbridge.backends.norse", "BACKEND"),
     "sinabs": ("nirbridge.backends.sinabs", "BACKEND"),
     "snntorch": ("nirbridge.backends.snntorch", "BACKEND"),
+    "onnx": ("nirbridge.backends.onnx", "BACKEND"),
 }
 
 #: Other names accepted for a backend.

@@ -58,8 +58,16 @@ def check_compare(compare: str) -> str:
 
 
 def spike(z: Tensor, compare: str, alpha: float = 2.0) -> Tensor:
-    """H(z) with the tie at ``z == 0`` decided by ``compare`` (``>=`` fires on the tie)."""
-    return SurrogateSpike.apply(z, check_compare(compare) == ">=", alpha)
+    """H(z) with the tie at ``z == 0`` decided by ``compare`` (``>=`` fires on the tie).
+
+    It goes through torch's override protocol (``__torch_function__``), so that a tracer
+    standing in for ``z`` (the ONNX exporter's, :mod:`nirbridge.export_onnx`) sees
+    ``spike(z, compare)`` itself rather than the autograd Function inside it.
+    """
+    inclusive = check_compare(compare) == ">="
+    if torch.overrides.has_torch_function_unary(z):
+        return torch.overrides.handle_torch_function(spike, (z,), z, compare, alpha)
+    return SurrogateSpike.apply(z, inclusive, alpha)
 
 
 # -------------------------------------------------------------------------- parameters
