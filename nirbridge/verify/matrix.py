@@ -302,42 +302,30 @@ def judge(graph: nir.NIRGraph, ref: RunResult, res: RunResult, tolerance: Tolera
         a, b = pairs[name]
         layers.append(compare_values(name, "Output", _output_kind(graph, name, tags), a, b))
     layers.sort(key=lambda la: order.get(la.node, len(order)))
+    measured = [la for la in layers if la.missing is None]
+    starts = _starts([la for la in measured if la.spiking], pairs,
+                     _same_step_ancestors(graph))
+    t_d = min((t for t, _ in starts.values()), default=None)
+    origins = [la.node for la in measured
+               if any(t == t_d and la.node in ns for t, ns in starts.values())]
+    bad = _unexplained(starts, pairs, near)
     for la in layers:
         if la.spiking and la.node in near:
             la.near_threshold = near[la.node].count
-            t = la.first_divergent_step
-            if t is not None:
-                a, b = pairs[la.node]
-                la.divergence_explained = near[la.node].explains(t, a[t] != b[t])
-    diverging = [la for la in layers if la.spiking and la.first_divergent_step is not None]
-    t_d = min((la.first_divergent_step for la in diverging), default=None)
-    at = {la.node for la in diverging if la.first_divergent_step == t_d}
-    ancestors = _same_step_ancestors(graph)
-    origins = [la.node for la in diverging if la.node in at and not ancestors[la.node] & at]
-    reasons: list[str] = []
-    status: dict[str, str] = {}
+        if any(la.node in ns for _, ns in starts.values()):
+            la.divergence_explained = la.node not in bad
     kind = tolerance.spikes
     if kind not in ("exact", "bound", "rounding"):
         raise InputError(f"tolerance spikes={kind!r} is unknown; use 'exact', 'bound' or "
                          "'rounding'")
-    upto = t_d if kind == "rounding" else None
+    reasons: list[str] = []
+    status: dict[str, str] = {}
     for la in layers:
         if la.missing is not None:
             status[la.node] = "missing"
-            continue
-        if not la.spiking:
-            a, b = pairs[la.node]
-            a, b = (a[:upto], b[:upto]) if upto is not None else (a, b)
-            rel = float(np.abs(a - b).max()) / la.scale if a.size else 0.0
-            ok = rel <= tolerance.graded_rel
-            status[la.node] = "ok" if ok else "FAIL"
-            if not ok:
-                where = f" before step {upto}" if upto is not None else ""
-                reasons.append(f"layer '{la.node}' ({la.op}): max relative |Δ|{where} "
-                               f"{rel:.3g} (of its max |reference| {la.scale:.3g}) > "
-                               f"graded_rel {tolerance.graded_rel:g}")
-            continue
-        if la.first_divergent_step is None:
+        elif not la.spiking:
+            status[la.node] = _graded(la, pairs[la.node], tolerance, starts, reasons)
+        elif la.first_divergent_step is None:
             status[la.node] = "ok"
         elif kind == "exact":
             status[la.node] = "FAIL"
@@ -345,46 +333,103 @@ def judge(graph: nir.NIRGraph, ref: RunResult, res: RunResult, tolerance: Tolera
                            f"identical, first divergent step {la.first_divergent_step}; "
                            "tolerance 'exact' wants every spike identical")
         elif kind == "bound":
-            ok = la.identical >= tolerance.min_spike_agreement
-            status[la.node] = "ok" if ok else "below"
-        elif la.node in origins:
+            status[la.node] = "ok" if la.identical >= tolerance.min_spike_agreement else "below"
+        elif la.divergence_explained is None:
+            status[la.node] = "after"
+        else:
             status[la.node] = "rounding" if la.divergence_explained else "FAIL"
             if not la.divergence_explained:
-                reasons.append(_unexplained(la, t_d, pairs, near, layers))
-        else:
-            status[la.node] = "after"
+                reasons.append(f"layer '{la.node}' ({la.op}): {bad[la.node]}")
     if kind == "bound":
         agree = spike_agreement([la for la in layers if la.op != "Output"])
         if agree < tolerance.min_spike_agreement:
             reasons.append(f"spikes identical {_pct(agree)} (mean over the spiking layers) "
                            f"< {_pct(tolerance.min_spike_agreement)}, the tolerance's bound")
-    single = len(_outputs(graph, ref)) == 1 and not any(
-        la.missing for la in layers if la.op == "Output")
+    outs = [la.node for la in measured if la.op == "Output"]
     agreement = None
-    if single:
-        (name,) = _outputs(graph, ref)
-        a, b = pairs[name]
+    if len(outs) == 1 and len(_outputs(graph, ref)) == 1:
+        a, b = pairs[outs[0]]
         agreement = float((predictions(a) == predictions(b)).mean())
-    return Agreement(against, layers, t_d, origins, agreement,
-                     not reasons, reasons, status)
+    return Agreement(against, layers, t_d, origins, agreement, not reasons, reasons, status)
 
 
-def _unexplained(la: LayerComparison, step: int, pairs: Mapping[str, Any],
-                 near: Mapping[str, NearThreshold], layers: Sequence[LayerComparison]) -> str:
-    head = f"first divergence at step {step} in layer '{la.node}' ({la.op})"
-    analysis = near.get(la.node)
-    if analysis is None or analysis.mask is None:
-        unrecorded = [x.node for x in layers if x.missing]
-        why = (analysis.reason if analysis is not None else
-               "no near-threshold analysis for this node (it is not a spiking neuron)")
-        if unrecorded:
-            why += f"; not recorded: {', '.join(unrecorded)}"
-        return f"{head}: cannot tell whether float rounding explains it: {why}"
-    a, b = pairs[la.node]
-    differs = a[step] != b[step]
-    unexplained = int((differs & ~analysis.mask[step]).sum())
-    return (f"{head}: {unexplained} of {int(differs.sum())} divergent entries are not within "
-            "float rounding of a threshold: a genuine difference")
+def _starts(layers: Sequence[LayerComparison], pairs: Mapping[str, Any],
+            ancestors: Mapping[str, set[str]]) -> dict[int, tuple[int, list[str]]]:
+    """Per sample that diverges anywhere (samples never interact, so each is judged on
+    its own): its earliest divergent step and the layers (of ``layers``, in their order)
+    where the divergence starts: divergent then, with no divergent layer upstream in
+    that step."""
+    firsts: dict[str, np.ndarray] = {}
+    steps = 0
+    for la in layers:
+        if la.first_divergent_step is None:
+            continue
+        a, b = pairs[la.node]
+        d = (a != b).reshape(a.shape[0], a.shape[1], -1).any(axis=2)  # [T, B]
+        steps = a.shape[0]
+        firsts[la.node] = np.where(d.any(axis=0), d.argmax(axis=0), steps)
+    out: dict[int, tuple[int, list[str]]] = {}
+    if not firsts:
+        return out
+    for s in range(len(next(iter(firsts.values())))):
+        t = min(int(f[s]) for f in firsts.values())
+        if t >= steps:
+            continue
+        at = {n for n, f in firsts.items() if f[s] == t}
+        out[s] = (t, [la.node for la in layers
+                      if la.node in at and not ancestors.get(la.node, set()) & at])
+    return out
+
+
+def _unexplained(starts: Mapping[int, tuple[int, list[str]]], pairs: Mapping[str, Any],
+                 near: Mapping[str, NearThreshold]) -> dict[str, str]:
+    """Per layer where some sample's divergence starts at an entry that is not within
+    float rounding of a threshold (or that cannot be analysed): why, in words."""
+    bad: dict[str, list[tuple[int, int, int, int]]] = {}
+    cannot: dict[str, str] = {}
+    for s, (t, nodes) in starts.items():
+        for n in nodes:
+            analysis = near.get(n)
+            if analysis is None or analysis.mask is None:
+                cannot.setdefault(n, analysis.reason if analysis is not None else
+                                  "it is not a spiking neuron")
+                continue
+            a, b = pairs[n]
+            differs = a[t, s] != b[t, s]
+            k = int((differs & ~analysis.mask[t, s]).sum())
+            if k:
+                bad.setdefault(n, []).append((s, t, k, int(differs.sum())))
+    out = {n: (f"the divergence starts here and cannot be told from float rounding "
+               f"(first at step {min(t for t, ns in starts.values() if n in ns)}): {why}")
+           for n, why in cannot.items()}
+    for n, cases in bad.items():
+        s, t, k, d = cases[0]
+        out[n] = (f"the divergence starts here in {len(cases)} sample(s) at entries not "
+                  f"within float rounding of a threshold (first: sample {s}, step {t}: {k} "
+                  f"of {d} divergent entries): a genuine difference")
+    return out
+
+
+def _graded(la: LayerComparison, pair: tuple[np.ndarray, np.ndarray], tolerance: Tolerance,
+            starts: Mapping[int, tuple[int, list[str]]], reasons: list[str]) -> str:
+    """A graded layer's status; its reason appended when it fails. Under ``"rounding"``
+    only the steps before each sample's first divergence count (after it the values
+    follow spikes that legitimately differ)."""
+    a, b = pair
+    diff = np.abs(a - b)
+    where = ""
+    if tolerance.spikes == "rounding" and starts:
+        keep = np.ones(diff.shape[:2], dtype=bool)
+        for s, (t, _) in starts.items():
+            keep[t:, s] = False
+        diff = diff[keep]
+        where = " before each sample's first spike divergence"
+    rel = float(diff.max()) / la.scale if diff.size else 0.0
+    if rel <= tolerance.graded_rel:
+        return "ok"
+    reasons.append(f"layer '{la.node}' ({la.op}): max relative |Δ|{where} {rel:.3g} (of its "
+                   f"max |reference| {la.scale:.3g}) > graded_rel {tolerance.graded_rel:g}")
+    return "FAIL"
 
 
 # ------------------------------------------------------------------------------ verify
