@@ -277,6 +277,34 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """The agreement matrix (:func:`nirbridge.verify.verify`): exit 0 when every backend
+    that ran agrees within its tolerance, 3 when one does not or when none besides the
+    reference could run (nothing was verified), 2 for bad input."""
+    from nirbridge.backends import names
+    from nirbridge.verify import verify
+
+    graph, step, _ = load_graph(args, require_dt=False)
+    x = load_array(args.input)
+    if x.ndim < 3:
+        raise InputError(f"--input '{args.input}' has shape {x.shape}; expected [T, B, ...]")
+    labels = load_array(args.labels, "--labels") if args.labels else None
+    wanted = names() if args.backends is None else [
+        b.strip() for b in args.backends.split(",") if b.strip()]
+    if not wanted:
+        raise InputError(f"--backends {args.backends!r} names no backend; give e.g. "
+                         f"{','.join(names())}")
+    result = verify(graph, x, wanted, dt=step.dt, labels=labels, model=str(args.file))
+    print(result.to_text())
+    for path, write in ((args.json, result.write_json), (args.report, result.write_html)):
+        if path:
+            write(path)
+            print(f"wrote {path}")
+    if not result.passed:
+        raise CheckFailed("verify: " + "; ".join(result.problems()))
+    return 0
+
+
 def cmd_targets(args: argparse.Namespace) -> int:
     from nirbridge.profile import list_profiles, load_profile
 
@@ -366,6 +394,12 @@ def _backend_help(what: str) -> str:
     aliases = ", ".join(f"{a} = {b}" for a, b in ALIASES.items())
     return (f"{what}: {', '.join(names())}" + (f" ({aliases})" if aliases else "") +
             "; default reference")
+
+
+def _backend_names() -> list[str]:
+    from nirbridge.backends import names
+
+    return names()
 
 
 def _frameworks() -> str:
@@ -460,6 +494,19 @@ def build_parser() -> argparse.ArgumentParser:
     _dt_options(dp, dt_help="time step (default: the file's metadata['dt'], or the recipe's "
                             "model.dt; a file without one is refused)")
     dp.set_defaults(func=cmd_deploy)
+
+    vf = sub.add_parser("verify", help="run a .nir graph on every backend that can run it "
+                        "and print the agreement matrix with the float64 reference")
+    vf.add_argument("file")
+    vf.add_argument("--input", required=True, help=".npy array shaped [T, B, ...]")
+    vf.add_argument("--backends", help="comma-separated backends (default: every one, "
+                    f"{','.join(_backend_names())}); lava = lava-float")
+    vf.add_argument("--labels", help=".npy integer class per sample: report accuracies")
+    vf.add_argument("--json", help="write the matrix as JSON here")
+    vf.add_argument("--report", help="write the HTML report (heat map) here")
+    _dt_options(vf, dt_help="time step of every run (default: the file's metadata['dt']; "
+                            "a file without one runs at dt = 1 with a warning)")
+    vf.set_defaults(func=cmd_verify)
 
     tg = sub.add_parser("targets", help="list the target profiles and their evidence")
     tg.add_argument("--json", action="store_true")

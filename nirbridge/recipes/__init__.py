@@ -12,6 +12,8 @@
 6. Lava floating_pt and 7. Lava fixed_pt (Loihi 2 simulation; per-layer spike agreement
    with the reference, prediction agreement, accuracy);
 8. profile: event counts of the reference run, energy per target, chip mapping;
+9. verify (optional ``[verify]``): the agreement matrix of the named backends
+   (:func:`nirbridge.verify.verify`, reusing the reference run);
 
 then prints one summary table, writes the JSON and HTML reports, and fails with
 :class:`~nirbridge.errors.CheckFailed` (exit code 3) when a check is not met or the
@@ -61,6 +63,11 @@ Recipe schema (every error names the file and the field)::
     batch_size = 64
     lr = 0.01
     seed = 0
+
+    [verify]                                     # optional: after the other stages,
+    backends = ["fixed", "lava-float"]           # nirbridge verify of these backends on
+                                                 # the test inputs; its verdict is the
+                                                 # check "verify", its matrix in reports
 
     [output]
     dir = "out/digits_lif"                       # optional (default out/<name>), relative

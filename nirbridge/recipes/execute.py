@@ -50,6 +50,7 @@ class RecipeRun:
     dt: float | None = None  #: the time step of every stage
     dt_source: str | None = None  #: where it came from
     findings: list[Any] = field(default_factory=list)  #: :mod:`nirbridge.sanity` findings
+    verification: Any = None  #: the ``[verify]`` stage's :class:`~nirbridge.verify.Verification`
 
     @property
     def failed(self) -> list[str]:
@@ -178,7 +179,7 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
     x, labels = recipe_inputs(recipe, samples)
     n = int(x.shape[1])
     run = RecipeRun(recipe=recipe, samples=n)
-    stages = 4 + len(sim.modes)
+    stages = 4 + len(sim.modes) + bool(recipe.verify)
     stage = 0
 
     def step(text: str) -> float:
@@ -284,11 +285,51 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
         run.raster, run.raster_node = raster_from_records(records, node), node
     done("profile", t0, f"{run.sops:.4g} SOPs per sample")
 
+    # --- verify
+    if recipe.verify:
+        t0 = step(f"verify: {', '.join(recipe.verify)} against the reference, per layer")
+        _verify_stage(run, graph, x, labels, ref)
+        done("verify", t0, "; ".join(
+            f"{b.backend} {'PASS' if b.passed else 'FAIL'}"
+            for b in run.verification.backends) if run.verification is not None
+            else f"FAILED: {run.errors['verify']}")
+
     # --- checks
     for c in recipe.checks:
         value = run.metrics.get(c.metric)
         run.checks.append(CheckResult(c.key, c.text, value, c.passes(value)))
+    if run.verification is not None:
+        v = run.verification
+        ran = v.verified
+        value = _pct(sum(b.passed for b in ran) / len(ran)) if ran else None
+        run.checks.append(CheckResult(
+            "verify", f"verify: {', '.join(recipe.verify)} within their tolerances "
+            f"(backends passing)", value, v.passed))
     return run
+
+
+def _verify_stage(run: RecipeRun, graph: Any, x: np.ndarray, labels: np.ndarray,
+                  ref: Any) -> None:
+    """The ``[verify]`` stage: :func:`nirbridge.verify.verify` of the recipe's backends on
+    its test inputs, reusing the reference run; the fixed-point backends quantize for the
+    recipe's target and the Lava ones get its time limit, as the Lava stages do."""
+    from nirbridge.verify import verify
+
+    sim = run.recipe.simulation
+    options: dict[str, dict[str, Any]] = {}
+    for name in run.recipe.verify:
+        opts: dict[str, Any] = {}
+        if name in ("fixed", "lava-fixed"):
+            opts["target"] = sim.target
+        if name.startswith("lava"):
+            opts["timeout_s"] = sim.timeout_s
+        if opts:
+            options[name] = opts
+    try:
+        run.verification = verify(graph, x, run.recipe.verify, dt=run.dt, labels=labels,
+                                  options=options, reference=ref, model=run.recipe.name)
+    except NirbridgeError as exc:
+        run.errors["verify"] = str(exc).splitlines()[0]
 
 
 __all__ = ["CheckResult", "RecipeRun", "execute_recipe", "recipe_inputs"]

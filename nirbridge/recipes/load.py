@@ -89,7 +89,7 @@ def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
     path = Path(path)
     root = load_toml(path, error=RecipeError, what="recipe")
     root.reject_unknown(("name", "description", "model", "data", "simulation", "profile",
-                         "checks", "train", "output"))
+                         "checks", "train", "output", "verify"))
     name = root.string("name")
     if not name or any(c in name for c in "/\\"):
         raise root.fail("name", f"{name!r} must be a non-empty name without slashes")
@@ -190,7 +190,26 @@ def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
 
     return Recipe(path=path, name=name, description=description, model=model, data=dspec,
                   simulation=sim, targets=tuple(targets), checks=tuple(checks), train=train,
-                  output_dir=out_dir)
+                  output_dir=out_dir, verify=_verify_backends(root))
+
+
+def _verify_backends(root: Table) -> tuple[str, ...]:
+    """``[verify] backends``: known backend names (aliases resolved), at least one."""
+    from nirbridge.backends import get
+
+    if "verify" not in root:
+        return ()
+    v = root.table("verify", known=("backends",))
+    names = v.strings("backends")
+    if not names:
+        raise v.fail("backends", "is empty; name at least one backend (or drop [verify])")
+    out = []
+    for i, n in enumerate(names):
+        try:
+            out.append(get(n).name)
+        except NirbridgeError as exc:
+            raise v.fail(f"backends[{i}]", str(exc)) from None
+    return tuple(dict.fromkeys(out))
 
 
 __all__ = ["load_recipe"]

@@ -31,6 +31,7 @@ def build_recipe_report(run: RecipeRun) -> dict[str, Any]:
         "nir": None if run.nir_path is None else str(run.nir_path),
         "dt": run.dt, "dt_source": run.dt_source,
         "sanity": [f.to_dict() for f in run.findings],
+        "verify": None if run.verification is None else run.verification.to_dict(),
     }
     return build_report(run.counts, run.energies, run.mappings, model=run.recipe.name,
                         meta=meta)
@@ -61,6 +62,17 @@ def _report_sections(run: RecipeRun) -> list[tuple[str, list[list[str]], list[st
         sections.append((f"Lava {mode}: agreement per layer (spikes per sample)", rows, [
             f"output: {100 * res.output_identical:.3f}% identical values, max |Δ| "
             f"{res.output_max_abs_diff:.3g}"]))
+    if run.verification is not None:
+        from nirbridge.verify.render import matrix_rows, verdict_lines
+
+        doc = run.verification.to_dict()
+        notes = [ln.strip() for b in doc["backends"] for ln in verdict_lines(b)]
+        notes += [f"could not run: {n} — {r}" for n, rs in doc["could_not_run"].items()
+                  for r in rs]
+        notes += [f"reading note: {b['backend']}: {n}" for b in doc["backends"]
+                  for n in b["notes"]]
+        sections.append(("Verify: agreement with the reference per backend and layer",
+                         matrix_rows(doc), notes))
     return sections
 
 

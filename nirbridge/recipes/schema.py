@@ -120,6 +120,9 @@ class Recipe:
     checks: tuple[Check, ...]
     train: TrainSpec
     output_dir: Path
+    #: ``[verify] backends``: the backends :func:`nirbridge.verify.verify` holds to their
+    #: tolerances on the test inputs after the other stages (empty: no verify stage).
+    verify: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe's settings as plain JSON values."""
@@ -139,6 +142,7 @@ class Recipe:
             "train": {"epochs": t.epochs, "batch_size": t.batch_size, "lr": t.lr,
                       "seed": t.seed},
             "output_dir": str(self.output_dir),
+            "verify": {"backends": list(self.verify)} if self.verify else None,
         }
 
 

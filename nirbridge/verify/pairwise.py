@@ -1,4 +1,5 @@
-"""How faithfully one backend runs a graph compared with another, layer by layer.
+"""How faithfully one backend runs a graph compared with another, layer by layer
+(the pairwise core of :mod:`nirbridge.verify`; its matrix builds on these pieces).
 
 :func:`compare` runs the same inputs through two backends of
 :data:`nirbridge.backends.BACKENDS` (by default the float64 ``reference`` and
@@ -25,27 +26,57 @@ import torch
 
 from nirbridge.backends import RunResult, get
 from nirbridge.errors import InputError
-from nirbridge.neurons import is_neuron
+from nirbridge.neurons import is_neuron, spec_of
 from nirbridge.passes import graph_dt
-from nirbridge.profile.spiking import is_spiking
 from nirbridge.sanity import Finding, check
 
 #: Output values closer than this count as identical.
 OUTPUT_TOLERANCE = 1e-9
 
+#: Graded (non-spike) entries whose difference is at most this fraction of the layer's
+#: scale (:attr:`LayerComparison.scale`) count as matching in ``identical`` and
+#: ``first_divergent_step``: float32 rounding of a value stays far below it (2^-24 per
+#: operation), a different computation does not. The verdicts of ``verify`` use
+#: ``max_rel_diff`` against each backend's own tolerance instead.
+GRADED_MATCH_REL = 1e-5
+
+#: What a layer emits: 0/1 spikes, event counts >= 0 (multi-spike neurons), graded values.
+KINDS = ("spike", "count", "graded")
+
 
 @dataclass
 class LayerComparison:
-    """Agreement of one spiking neuron layer between backends ``a`` and ``b``."""
+    """Agreement of one layer (a neuron node, or an Output) between backends ``a`` and
+    ``b``.
+
+    Spikes and counts (``kind`` ``"spike"``/``"count"``) are compared exactly; graded values
+    within :data:`GRADED_MATCH_REL` of ``scale``. ``scale`` is the largest ``|a|`` of the
+    layer over every step, sample and neuron (1 where ``a`` is all zero), the denominator
+    of ``max_rel_diff``: a relative difference per entry would make every value near zero
+    look wrong. ``missing`` names the run(s) that did not record the layer (``"a"``,
+    ``"b"`` or ``"both"``); the measured fields are then None.
+    """
 
     node: str
     op: str
-    spikes_a: float  #: per sample, summed over time
-    spikes_b: float
-    identical: float  #: fraction of (step, sample, neuron) entries that are equal
+    spikes_a: float | None  #: per sample, summed over time (None: graded or missing)
+    spikes_b: float | None
+    identical: float | None  #: fraction of (step, sample, neuron) entries that match
     first_divergent_step: int | None  #: earliest step with any difference (None: never)
     clipped: int | None = None  #: values the quantization clipped (fixed point)
     saturated: int | None = None  #: state saturations during the run (fixed point)
+    kind: str = "spike"  #: one of :data:`KINDS`
+    max_abs_diff: float | None = None  #: largest ``|a − b|``
+    max_rel_diff: float | None = None  #: ``max_abs_diff / scale``
+    scale: float | None = None
+    missing: str | None = None
+    near_threshold: int | None = None  #: entries of ``a`` within rounding of a threshold
+    divergence_explained: bool | None = None  #: first divergence only at such entries
+
+    @property
+    def spiking(self) -> bool:
+        """The layer emits events (spikes or counts), compared exactly."""
+        return self.kind != "graded"
 
 
 @dataclass
@@ -91,9 +122,7 @@ class Comparison:
     @property
     def spike_agreement(self) -> float:
         """Mean fraction of identical spikes over the spiking layers (1 without any)."""
-        if not self.layers:
-            return 1.0
-        return float(np.mean([la.identical for la in self.layers]))
+        return spike_agreement(self.layers)
 
     @property
     def quantization(self) -> list[dict[str, Any]] | None:
@@ -112,6 +141,13 @@ class Comparison:
         return d
 
 
+def spike_agreement(layers: list[LayerComparison]) -> float:
+    """Mean fraction of identical entries over the measured spiking layers (1 without
+    any): the number a ``"bound"`` tolerance holds."""
+    values = [la.identical for la in layers if la.spiking and la.identical is not None]
+    return float(np.mean(values)) if values else 1.0
+
+
 def predictions(out: np.ndarray) -> np.ndarray:
     """Class per sample: arg-max of the output summed over time."""
     return np.asarray(out).sum(axis=0).reshape(out.shape[1], -1).argmax(axis=1)
@@ -128,23 +164,64 @@ def _numpy(x: Any) -> np.ndarray:
     return x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
 
 
+def layer_kind(node: nir.NIRNode) -> str:
+    """What a neuron node emits (one of :data:`KINDS`), from its registry entry."""
+    spec = spec_of(node)
+    if spec is None or not spec.spiking:
+        return "graded"
+    return "spike" if spec.binary(node) else "count"
+
+
+def compare_values(node: str, op: str, kind: str, a: Any, b: Any) -> LayerComparison:
+    """Compare one layer's outputs ``a`` and ``b`` (``[T, B, ...]``) as ``kind`` emits
+    them (see :class:`LayerComparison`)."""
+    a = _numpy(a).astype(np.float64, copy=False)
+    b = _numpy(b).astype(np.float64, copy=False)
+    if a.shape != b.shape:
+        raise InputError(f"layer '{node}': the runs have shapes {a.shape} and {b.shape}")
+    diff = np.abs(a - b)
+    peak = float(np.abs(a).max()) if a.size else 0.0
+    scale = peak if peak > 0 else 1.0
+    max_abs = float(diff.max()) if diff.size else 0.0
+    batch = a.shape[1]
+    if kind == "graded":
+        differs = diff > GRADED_MATCH_REL * scale
+        spikes_a = spikes_b = None
+    else:
+        differs = a != b
+        spikes_a, spikes_b = float((a != 0).sum()) / batch, float((b != 0).sum()) / batch
+    steps = np.flatnonzero(differs.reshape(a.shape[0], -1).any(axis=1))
+    return LayerComparison(
+        node=node, op=op, spikes_a=spikes_a, spikes_b=spikes_b,
+        identical=float(1.0 - differs.mean()) if differs.size else 1.0,
+        first_divergent_step=int(steps[0]) if steps.size else None, kind=kind,
+        max_abs_diff=max_abs, max_rel_diff=max_abs / scale, scale=scale)
+
+
 def compare_layers(graph: nir.NIRGraph, records_a: Mapping[str, Any],
-                   records_b: Mapping[str, Any]) -> list[LayerComparison]:
-    """Per spiking neuron layer recorded by both: spikes of each (per sample), identical
-    fraction, first divergent step."""
+                   records_b: Mapping[str, Any], *, graded: bool = False,
+                   missing: bool = False) -> list[LayerComparison]:
+    """Per spiking neuron layer recorded by both, in the graph's node order: spikes of
+    each (per sample), identical fraction, first divergent step, largest difference.
+
+    ``graded``: also the graded neuron layers (LI, I, CubaLI ...). ``missing``: also the
+    layers one run did not record, with :attr:`LayerComparison.missing` set (otherwise
+    they are left out)."""
     layers = []
     for name, node in graph.nodes.items():
-        if not (is_neuron(node) and is_spiking(node)) or name not in records_a \
-                or name not in records_b:
+        kind = layer_kind(node) if is_neuron(node) else None
+        if kind is None or (kind == "graded" and not graded):
             continue
-        a = _numpy(records_a[name].output)
-        b = _numpy(records_b[name].output)
-        batch = a.shape[1]
-        layers.append(LayerComparison(
-            node=name, op=type(node).__name__,
-            spikes_a=float((a != 0).sum()) / batch, spikes_b=float((b != 0).sum()) / batch,
-            identical=float((a == b).mean()), first_divergent_step=first_divergent_step(a, b),
-        ))
+        rec_a, rec_b = records_a.get(name), records_b.get(name)
+        has_a = rec_a is not None and rec_a.output is not None
+        has_b = rec_b is not None and rec_b.output is not None
+        if has_a and has_b:
+            layers.append(compare_values(name, type(node).__name__, kind, rec_a.output,
+                                         rec_b.output))
+        elif missing:
+            who = "both" if not (has_a or has_b) else "a" if not has_a else "b"
+            layers.append(LayerComparison(name, type(node).__name__, None, None, None, None,
+                                          kind=kind, missing=who))
     return layers
 
 
@@ -207,5 +284,6 @@ def compare(graph: nir.NIRGraph, inputs: Any, a: str = "reference", b: str = "la
     return cmp
 
 
-__all__ = ["OUTPUT_TOLERANCE", "Comparison", "LayerComparison", "compare", "compare_layers",
-           "first_divergent_step", "predictions"]
+__all__ = ["GRADED_MATCH_REL", "KINDS", "OUTPUT_TOLERANCE", "Comparison", "LayerComparison",
+           "compare", "compare_layers", "compare_values", "first_divergent_step", "layer_kind",
+           "predictions", "spike_agreement"]
