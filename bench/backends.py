@@ -71,6 +71,7 @@ def best(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, floa
 def onnx_stream(g: nir.NIRGraph, x: np.ndarray) -> Callable[[], np.ndarray]:
     """The ONNX step model in onnxruntime, one ``run`` per step, states fed back."""
     import onnxruntime as ort
+
     from nirbridge.export_onnx import to_onnx
 
     model = to_onnx(g)
