@@ -301,7 +301,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             write(path)
             print(f"wrote {path}")
     if not result.passed:
-        raise CheckFailed("verify: " + "; ".join(result.problems()))
+        raise CheckFailed("verify: " + result.summary())
     return 0
 
 

@@ -146,3 +146,38 @@ def test_check_names_what_sinabs_cannot_read():
     lif = nir.IF(r=ones, v_threshold=ones)
     rec = _graph(lif, {"rec": nir.Affine(np.eye(4), zeros)}, [("n", "rec"), ("rec", "n")])
     assert any("closes a cycle" in r for r in SINABS.check(rec))
+
+
+def test_nirbridge_verify_names_the_iaf_difference_and_shows_per_layer_agreement(
+        conv_file, tmp_path, capsys):
+    """The CLI on the Sinabs-exported conv file: exit 3, each IF node's Sinabs reading named,
+    per layer the same agreement as compare() measures, and an exact match with the
+    reference of Sinabs' reading (the named difference is the whole difference)."""
+    import json
+
+    from nirbridge.cli import main
+
+    graph, x = conv_file
+    path, xs = tmp_path / "conv.nir", tmp_path / "x.npy"
+    nirbridge.write(path, graph)
+    np.save(xs, x)
+    out_json, out_html = tmp_path / "v.json", tmp_path / "v.html"
+    code = main(["verify", str(path), "--input", str(xs), "--backends", "sinabs,onnx",
+                 "--dt", "1", "--json", str(out_json), "--report", str(out_html)])
+    text = capsys.readouterr()
+    assert code == 3, text.err
+    assert "sinabs" in text.err.splitlines()[-1] and len(text.err.strip().splitlines()) == 1
+    for name in _ifs(graph):
+        assert f"{name}: IF read as Sinabs IAF: multi-spike" in text.out, name
+    doc = json.loads(out_json.read_text())
+    rows = {b["backend"]: b for b in doc["backends"]}
+    assert rows["onnx"]["passed"] and not rows["sinabs"]["passed"]
+    assert rows["sinabs"]["own_reading"]["passed"]
+    assert rows["sinabs"]["own_reading"]["spike_agreement"] == 1.0
+    want = {la.node: la.identical for la in compare(graph, x, "reference", "sinabs",
+                                                    dt=1.0).layers}
+    got = {la["node"]: la["identical"] for la in rows["sinabs"]["agreement"]["layers"]
+           if la["kind"] == "spike" and la["node"] in want}
+    assert got == want and all(v < 1.0 for v in got.values()), got
+    html = out_html.read_text()
+    assert "Agreement heat map" in html and "sinabs" in html

@@ -201,12 +201,33 @@ class Verification:
                        f"(could not run: {tried}): nothing was verified")
         return out
 
+    def summary(self) -> str:
+        """The verdict in one line, naming the backends that failed and the kind of
+        failure (their reasons are in :meth:`problems` and the matrix)."""
+        if self.passed:
+            return "every backend that ran agrees within its tolerance"
+        if not self.verified:
+            return self.problems()[-1]
+        parts = []
+        for b in self.backends:
+            if b.passed:
+                continue
+            why = ("its run failed" if b.error is not None else
+                   f"it reads {len(b.notes)} node(s) differently from the NIR spec"
+                   + ("; it agrees with its own reading" if b.own_reading is not None
+                      and b.own_reading.passed else "") if b.notes else
+                   "beyond its tolerance")
+            parts.append(f"{b.backend} ({why})")
+        return ("disagree with the float64 reference: " + ", ".join(parts)
+                + " (the reasons are in the matrix)")
+
     def to_dict(self) -> dict[str, Any]:
         """The whole matrix as JSON values (non-finite numbers as null)."""
         return render.plain({
             "kind": "verification", "model": self.model, "steps": self.steps,
             "samples": self.samples, "dt": self.dt, "passed": self.passed,
-            "exit_code": self.exit_code, "problems": self.problems(),
+            "exit_code": self.exit_code, "summary": self.summary(),
+            "problems": self.problems(),
             "reference": {"backend": "reference", "dtype": "float64",
                           "accuracy": self.reference_accuracy,
                           "near_threshold": dict(self.near_threshold),

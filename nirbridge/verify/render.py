@@ -114,8 +114,7 @@ def text(doc: Mapping[str, Any]) -> str:
     for layer, why in ref["near_threshold_reasons"].items():
         lines.append(f"near-threshold analysis: layer '{layer}' not analysed: {why}")
     lines += [f"warning: {f['message']}" for f in ref["findings"]]
-    lines.append("verify: PASS: every backend that ran agrees within its tolerance"
-                 if doc["passed"] else "verify: FAIL: " + "; ".join(doc["problems"]))
+    lines.append(f"verify: {'PASS' if doc['passed'] else 'FAIL'}: {doc['summary']}")
     return "\n".join(lines)
 
 
