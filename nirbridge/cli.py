@@ -90,6 +90,19 @@ def load_graph(args: argparse.Namespace, *, require_dt: bool, warn_findings: boo
     return graph, step, findings
 
 
+def warn_reading(args: argparse.Namespace, backend: Any, graph: Any, dt: float) -> None:
+    """Say where ``backend`` computes something other than NIR's meaning of ``graph``
+    (its :meth:`reading` notes, at most 5 here; ``nirbridge verify`` measures them)."""
+    from nirbridge.passes import with_dt
+
+    notes = backend.reading(with_dt(graph, dt)).notes
+    for note in notes[:5]:
+        warn(args, f"{backend.name} departs from the NIR spec: {note}")
+    if len(notes) > 5:
+        warn(args, f"{backend.name}: {len(notes) - 5} more departures (nirbridge verify "
+                   "lists and measures them)")
+
+
 def run_section(backend: str, step: Any, findings: list[Any]) -> tuple[str, list[list[str]],
                                                                       list[str]]:
     """The report section of a run: backend, dt and where it came from, findings."""
@@ -179,6 +192,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if x.ndim < 3:
         raise InputError(f"--input '{args.input}' has shape {x.shape}; expected [T, B, ...]")
     backend = get(args.backend)
+    warn_reading(args, backend, graph, step.dt)
     record = neuron_names(graph) if backend.name == "reference" else False
     res = backend.run(graph, np.asarray(x, dtype=np.float64), dt=step.dt, record=record)
     for f in check_run(graph, res.records) if record else []:
@@ -206,6 +220,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     profiles = [load_profile(t) for t in (args.target or ["loihi2", "cmos45-fp32"])]
     graph, step, findings = load_graph(args, require_dt=True)
     x = np.asarray(load_array(args.input), dtype=np.float64)
+    warn_reading(args, get(args.backend), graph, step.dt)
     records = get(args.backend).run(graph, x, record=True, dt=step.dt).records
     ran = check_run(graph, records, where=f"{args.backend} run")
     for f in ran:

@@ -371,6 +371,15 @@ def graph_dt(graph: nir.NIRGraph, dt: float | None = None) -> float:
     return resolve_dt(graph, dt).dt
 
 
+def with_dt(graph: nir.NIRGraph, dt: float) -> nir.NIRGraph:
+    """``graph`` with ``metadata["dt"] = dt`` (a new graph sharing its nodes and edges):
+    what a stage that reads the dt from the file (a backend's ``reading``) is given when
+    the run's dt came from the command line."""
+    return nir.NIRGraph(nodes=graph.nodes, edges=list(graph.edges),
+                        metadata={**dict(graph.metadata or {}), "dt": float(dt)},
+                        type_check=False)
+
+
 class _FrameworkDt(Mapping[str, "float | None"]):
     """Framework → the dt its own NIR exporter writes with: its front-end's ``DT`` (read
     when asked, so that no front-end is imported before it is needed)."""
@@ -508,6 +517,7 @@ def infer_shapes(graph: nir.NIRGraph) -> nir.NIRGraph:
 
 
 __all__ = [
+    "with_dt",
     "CHECKS",
     "DT_FALLBACK",
     "FRAMEWORK_DT",

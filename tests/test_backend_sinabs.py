@@ -181,3 +181,22 @@ def test_nirbridge_verify_names_the_iaf_difference_and_shows_per_layer_agreement
     assert got == want and all(v < 1.0 for v in got.values()), got
     html = out_html.read_text()
     assert "Agreement heat map" in html and "sinabs" in html
+
+
+def test_nirbridge_run_with_sinabs_warns_of_its_reading(conv_file, tmp_path, capsys):
+    """``run --backend sinabs`` says, on stderr, that Sinabs reads each IF differently;
+    the reference says nothing of the kind."""
+    from nirbridge.cli import main
+
+    graph, x = conv_file
+    path, xs = tmp_path / "conv.nir", tmp_path / "x.npy"
+    nirbridge.write(path, graph)
+    np.save(xs, x)
+    for backend, warned in (("sinabs", True), ("reference", False)):
+        out = tmp_path / f"{backend}.npz"
+        assert main(["run", str(path), "--input", str(xs), "--backend", backend, "--dt", "1",
+                     "-o", str(out)]) == 0
+        err = capsys.readouterr().err
+        hits = [ln for ln in err.splitlines() if "departs from the NIR spec" in ln]
+        assert (len(hits) == len(_ifs(graph))) if warned else not hits, err
+        assert out.exists()

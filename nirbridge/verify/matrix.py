@@ -44,7 +44,7 @@ import nirbridge.verify.render as render
 from nirbridge.backends import Backend, RunResult, Tolerance, get, names
 from nirbridge.errors import InputError, NirbridgeError
 from nirbridge.graph import execution_order, feedback_edges, flatten_subgraphs, predecessors
-from nirbridge.passes import graph_dt
+from nirbridge.passes import graph_dt, with_dt
 from nirbridge.profile.spiking import payload_tags
 from nirbridge.sanity import Finding, check
 from nirbridge.verify.pairwise import (
@@ -505,8 +505,10 @@ def verify(graph: nir.NIRGraph, inputs: Any, backends: Sequence[str | Backend] |
         labels = np.asarray(labels).reshape(-1)
         if labels.shape[0] != x.shape[1]:
             raise InputError(f"{labels.shape[0]} labels for {x.shape[1]} samples")
-    flat = flatten_subgraphs(graph)
     dt = graph_dt(graph, dt)
+    # the readings see the run's dt even where it came from the caller, not the file
+    graph = with_dt(graph, dt)
+    flat = flatten_subgraphs(graph)
     ref_backend = get("reference")
     if reference is None:
         reference = ref_backend.run(graph, x, record=True, dt=dt)
