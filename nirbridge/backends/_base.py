@@ -173,10 +173,24 @@ def graph_issues(graph: nir.NIRGraph) -> list[str]:
     return reasons
 
 
+def runnable(backend: Backend, graph: nir.NIRGraph, options: Mapping[str, Any]
+             ) -> nir.NIRGraph:
+    """``graph`` flattened, if ``backend.check`` finds no reason it cannot run it with
+    ``options``; else a ``LoweringError`` listing the reasons."""
+    from nirbridge.errors import LoweringError
+    from nirbridge.graph import flatten_subgraphs
+
+    reasons = backend.check(graph, **options)
+    if reasons:
+        raise LoweringError(f"the {backend.name} backend cannot run this graph: "
+                            + "; ".join(reasons))
+    return flatten_subgraphs(graph)
+
+
 def error_reason(exc: NirbridgeError) -> str:
     """The first line of an error, as a ``check`` reason."""
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 __all__ = ["EXACT", "Backend", "Reading", "Record", "RunResult", "Tolerance", "check_options",
-           "error_reason", "graph_issues", "to_numpy"]
+           "error_reason", "graph_issues", "runnable", "to_numpy"]

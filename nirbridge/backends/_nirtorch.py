@@ -29,6 +29,7 @@ import nir
 import numpy as np
 import torch
 
+from nirbridge.backends.reference import check_graph_input
 from nirbridge.errors import InputError, SimulationError
 from nirbridge.graph import Edge, feedback_edges, strongly_connected_components
 
@@ -182,12 +183,7 @@ def one_input(graph: nir.NIRGraph, inputs: Any, dtype: torch.dtype) -> torch.Ten
                              f"'{name}'")
         inputs = inputs[name]
     x = torch.as_tensor(np.asarray(inputs) if not torch.is_tensor(inputs) else inputs)
-    if x.dim() < 3:
-        raise InputError(f"input for node '{name}' has shape {tuple(x.shape)}; expected "
-                         "[T, B, ...] with time first, then batch")
-    if not torch.isfinite(x).all():
-        raise InputError(f"input for node '{name}' contains NaN or inf")
-    return x.detach().to("cpu", dtype)
+    return check_graph_input(graph, name, x.detach()).to("cpu", dtype)
 
 
 class InputRecorder:

@@ -37,9 +37,10 @@ from nirbridge.backends._base import (
     Tolerance,
     check_options,
     graph_issues,
+    runnable,
     to_numpy,
 )
-from nirbridge.errors import InputError, LoweringError, NirbridgeError, SimulationError
+from nirbridge.errors import InputError, NirbridgeError, SimulationError
 from nirbridge.graph import flatten_subgraphs
 from nirbridge.neurons import spec_of
 from nirbridge.passes import graph_dt
@@ -219,20 +220,13 @@ class NorseBackend:
             reasons += nt.misordered_cycles(flat, nt.late_edges(flat))
         return reasons
 
-    def _refuse(self, graph: nir.NIRGraph, options: dict[str, Any]) -> nir.NIRGraph:
-        reasons = self.check(graph, **options)
-        if reasons:
-            raise LoweringError("the norse backend cannot run this graph: "
-                                + "; ".join(reasons))
-        return flatten_subgraphs(graph)
-
     def reading(self, graph: nir.NIRGraph, *, dt: float | None = None,
                 **options: Any) -> Reading:
         """Norse's reading of ``graph`` at its dt: one note per departure from NIR (node and
         field), and the graph it computes (custom nodes as they are)."""
         from nirbridge.export.frontends.norse import from_file
 
-        flat = self._refuse(graph, options)
+        flat = runnable(self, graph, options)
         step = graph_dt(flat, dt)
         stand_in, custom = _placeholders(flat)
         read, fe_notes = from_file(stand_in, dt=step)
@@ -252,7 +246,7 @@ class NorseBackend:
     def run(self, graph: nir.NIRGraph, inputs: Any, *, record: bool | Iterable[str] | None = False,
             dt: float | None = None, **options: Any) -> RunResult:
         """Run ``inputs`` ``[T, B, ...]`` through Norse's executor one step at a time."""
-        flat = self._refuse(graph, options)
+        flat = runnable(self, graph, options)
         dtype = nt.run_dtype(options)
         step = graph_dt(flat, dt)
         want = set(flat.nodes) if record is True else set(record or ())

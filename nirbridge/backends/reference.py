@@ -149,6 +149,23 @@ def apply_delay(x: torch.Tensor, steps: np.ndarray) -> torch.Tensor:
     return y
 
 
+def check_graph_input(graph: nir.NIRGraph, name: str, x: torch.Tensor) -> torch.Tensor:
+    """``x`` unchanged if it is a ``[T, B, ...]`` input for Input node ``name`` of ``graph``
+    (per-step shape as the node declares, finite), else an ``InputError`` saying why."""
+    if x.dim() < 3:
+        raise InputError(f"input for node '{name}' has shape {tuple(x.shape)}; expected "
+                         "[T, B, ...] with time first, then batch")
+    shape = graph.nodes[name].output_type.get("output")
+    if shape is not None and np.size(shape) > 0:
+        want = tuple(int(s) for s in np.asarray(shape).ravel())
+        if tuple(x.shape[2:]) != want:
+            raise InputError(f"input for node '{name}' has per-step shape "
+                             f"{tuple(x.shape[2:])}; the graph expects {want}")
+    if not torch.isfinite(x).all():
+        raise InputError(f"input for node '{name}' contains NaN or inf")
+    return x
+
+
 @dataclass
 class RunRecord:
     """What the reference run saw at one node: its summed input, output and states."""
@@ -190,18 +207,7 @@ class ReferenceExecutor(torch.nn.Module):
                              f"(has inputs {self.inputs}, outputs {self.outputs})")
 
     def _check_input(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() < 3:
-            raise InputError(f"input for node '{name}' has shape {tuple(x.shape)}; expected "
-                             "[T, B, ...] with time first, then batch")
-        shape = self.graph.nodes[name].output_type.get("output")
-        if shape is not None and np.size(shape) > 0:
-            want = tuple(int(s) for s in np.asarray(shape).ravel())
-            if tuple(x.shape[2:]) != want:
-                raise InputError(f"input for node '{name}' has per-step shape "
-                                 f"{tuple(x.shape[2:])}; the graph expects {want}")
-        if not torch.isfinite(x).all():
-            raise InputError(f"input for node '{name}' contains NaN or inf")
-        return x.to(self.dtype)
+        return check_graph_input(self.graph, name, x).to(self.dtype)
 
     def forward(self, inputs: torch.Tensor | dict[str, torch.Tensor],
                 record: bool | Iterable[str] = False):

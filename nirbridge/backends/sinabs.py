@@ -36,9 +36,10 @@ from nirbridge.backends._base import (
     Tolerance,
     check_options,
     graph_issues,
+    runnable,
     to_numpy,
 )
-from nirbridge.errors import InputError, LoweringError, NirbridgeError, SimulationError
+from nirbridge.errors import InputError, NirbridgeError, SimulationError
 from nirbridge.graph import flatten_subgraphs
 from nirbridge.passes import graph_dt
 
@@ -130,20 +131,13 @@ class SinabsBackend:
                                                 "Sinabs' executor fails"))
         return reasons
 
-    def _refuse(self, graph: nir.NIRGraph, options: dict[str, Any]) -> nir.NIRGraph:
-        reasons = self.check(graph, **options)
-        if reasons:
-            raise LoweringError("the sinabs backend cannot run this graph: "
-                                + "; ".join(reasons))
-        return flatten_subgraphs(graph)
-
     def reading(self, graph: nir.NIRGraph, *, dt: float | None = None,
                 **options: Any) -> Reading:
         """Sinabs' reading of ``graph``: one note per departure from NIR, naming the node
         (every IF node: Sinabs' multi-spike IAF), and the graph it computes (dt = 1)."""
         from nirbridge.export.frontends.sinabs import from_file
 
-        flat = self._refuse(graph, options)
+        flat = runnable(self, graph, options)
         read, fe_notes = from_file(flat)
         notes = []
         if dt is not None and float(dt) != 1.0 and not any("is ignored" in n for n in fe_notes):
@@ -170,7 +164,7 @@ class SinabsBackend:
         import sinabs
         import sinabs.layers as sl
 
-        flat = self._refuse(graph, options)
+        flat = runnable(self, graph, options)
         dtype = nt.run_dtype(options)
         # a Sinabs file carries no dt, and Sinabs needs none: its convention, dt = 1
         has_dt = "dt" in (flat.metadata or {})

@@ -104,13 +104,9 @@ _READING_OPTIONS = ("dtype", "dt")
 
 # ---------------------------------------------------------------------------- options
 def _dtype(options: dict[str, Any]) -> torch.dtype:
-    value = options.get("dtype", "float64")
-    if isinstance(value, torch.dtype):
-        value = str(value).removeprefix("torch.")
-    if value not in DTYPES:
-        raise InputError(f"backend 'snntorch' option dtype={value!r}; use one of "
-                         f"{', '.join(DTYPES)}")
-    return DTYPES[value]
+    from nirbridge.backends._nirtorch import run_dtype  # the framework backends' one option
+
+    return run_dtype(options)
 
 
 def _sanitized(name: str) -> str:
@@ -352,27 +348,9 @@ class SnnTorchBackend:
 # -------------------------------------------------------------------- the run's parts
 def _input(flat: nir.NIRGraph, inputs: Any) -> torch.Tensor:
     """The one input ``[T, B, ...]`` as a float64 tensor, checked against the Input node."""
-    (name,) = [n for n, v in flat.nodes.items() if isinstance(v, nir.Input)]
-    if isinstance(inputs, dict):
-        if set(inputs) != {name}:
-            raise InputError(f"inputs given for {', '.join(map(repr, inputs))}; the graph's "
-                             f"Input node is '{name}'")
-        inputs = inputs[name]
-    if hasattr(inputs, "detach"):
-        inputs = inputs.detach().cpu().numpy()
-    x = torch.from_numpy(np.array(inputs, dtype=np.float64))
-    if x.dim() < 3:
-        raise InputError(f"input for node '{name}' has shape {tuple(x.shape)}; expected "
-                         "[T, B, ...] with time first, then batch")
-    shape = flat.nodes[name].output_type.get("output")
-    if shape is not None and np.size(shape) > 0:
-        want = tuple(int(s) for s in np.asarray(shape).ravel())
-        if tuple(x.shape[2:]) != want:
-            raise InputError(f"input for node '{name}' has per-step shape "
-                             f"{tuple(x.shape[2:])}; the graph expects {want}")
-    if not torch.isfinite(x).all():
-        raise InputError(f"input for node '{name}' contains NaN or inf")
-    return x
+    from nirbridge.backends._nirtorch import one_input
+
+    return one_input(flat, inputs, torch.float64)
 
 
 def _wanted(flat: nir.NIRGraph, record: Record) -> set[str]:

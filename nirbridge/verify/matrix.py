@@ -50,6 +50,7 @@ from nirbridge.sanity import Finding, check
 from nirbridge.verify.pairwise import (
     LayerComparison,
     _numpy,
+    checked_inputs,
     compare_layers,
     compare_values,
     predictions,
@@ -498,13 +499,7 @@ def verify(graph: nir.NIRGraph, inputs: Any, backends: Sequence[str | Backend] |
     unknown = sorted(set(options) - {n for n, _ in requested})
     if unknown:
         raise InputError(f"options given for backend(s) not requested: {', '.join(unknown)}")
-    x = _numpy(inputs).astype(np.float64, copy=False)
-    if x.ndim < 3:
-        raise InputError(f"inputs have shape {x.shape}; expected [T, B, ...]")
-    if labels is not None:
-        labels = np.asarray(labels).reshape(-1)
-        if labels.shape[0] != x.shape[1]:
-            raise InputError(f"{labels.shape[0]} labels for {x.shape[1]} samples")
+    x, labels = checked_inputs(inputs, labels)
     dt = graph_dt(graph, dt)
     # the readings see the run's dt even where it came from the caller, not the file
     graph = with_dt(graph, dt)

@@ -236,6 +236,19 @@ def _add_quantization(layers: list[LayerComparison],
         la.saturated = q.get("saturated")
 
 
+def checked_inputs(inputs: Any, labels: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Inputs ``[T, B, ...]`` as float64 numpy and labels as one class per sample, or an
+    ``InputError`` saying what is wrong."""
+    x = _numpy(inputs).astype(np.float64, copy=False)
+    if x.ndim < 3:
+        raise InputError(f"inputs have shape {x.shape}; expected [T, B, ...]")
+    if labels is not None:
+        labels = np.asarray(labels).reshape(-1)
+        if labels.shape[0] != x.shape[1]:
+            raise InputError(f"{labels.shape[0]} labels for {x.shape[1]} samples")
+    return x, labels
+
+
 def compare(graph: nir.NIRGraph, inputs: Any, a: str = "reference", b: str = "lava-float",
             *, labels: np.ndarray | None = None, options_a: Mapping[str, Any] | None = None,
             options_b: Mapping[str, Any] | None = None, dt: float | None = None,
@@ -254,13 +267,7 @@ def compare(graph: nir.NIRGraph, inputs: Any, a: str = "reference", b: str = "la
     if len(outputs) > 1:
         raise InputError(f"compare() needs a graph with one Output node (it has "
                          f"{', '.join(outputs)})")
-    x = _numpy(inputs).astype(np.float64, copy=False)
-    if x.ndim < 3:
-        raise InputError(f"inputs have shape {x.shape}; expected [T, B, ...]")
-    if labels is not None:
-        labels = np.asarray(labels).reshape(-1)
-        if labels.shape[0] != x.shape[1]:
-            raise InputError(f"{labels.shape[0]} labels for {x.shape[1]} samples")
+    x, labels = checked_inputs(inputs, labels)
     dt = graph_dt(graph, dt)
     if result_a is None:
         result_a = backend_a.run(graph, x, record=True, dt=dt, **dict(options_a or {}))
