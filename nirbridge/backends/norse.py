@@ -90,7 +90,11 @@ def _model_map(dt: float):
     # Norse 1.1.0's from_nir accepts no mapping of its own; its mapping function
     # (norse.torch.utils.import_nir._import_norse_module, private) is the one way to run
     # Norse's reading of the standard nodes and nirbridge's steps in one executor.
-    from norse.torch.utils.import_nir import _import_norse_module
+    import warnings
+
+    with warnings.catch_warnings():  # Norse 1.1 scripts its modules at import: its warning
+        warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
+        from norse.torch.utils.import_nir import _import_norse_module
 
     def model_map(node: nir.NIRNode):
         if _custom(node):
