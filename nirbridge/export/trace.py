@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,23 @@ def user_frame(stack_trace: str) -> str:
     for path, line in reversed(frames):
         if not os.path.abspath(path).startswith(_LIBRARY_DIRS):
             return f"{os.path.basename(path)}:{line}"
+    return ""
+
+
+def caller_frame() -> str:
+    """``File "model.py", line 27, in forward`` for the innermost frame of the running
+    Python stack outside torch, nirtorch and this package ('' when there is none): what
+    :func:`user_frame` finds in a node's stack trace, found by walking the frames.
+
+    torch.fx's own ``record_stack_traces`` symbolizes the whole stack through
+    ``torch.utils._traceback``, which imports torch._dynamo and torch._inductor (about
+    1.5-10 s at the first export in a process); messages need this one frame only."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if not os.path.abspath(path).startswith(_LIBRARY_DIRS):
+            return f'File "{path}", line {frame.f_lineno}, in {frame.f_code.co_name}'
+        frame = frame.f_back
     return ""
 
 
@@ -143,9 +161,19 @@ class _Tracer(NIRTorchTracer):
     def __init__(self) -> None:
         super().__init__(custom_leaf_modules=(*MAPPED_MODULES, *BATCHNORMS, *NOOP_MODULES,
                                               NeuronModule))
-        self.record_stack_traces = True
+        # the stack frame is recorded by create_node below, not by torch.fx (see
+        # caller_frame: torch.fx's recording imports torch._dynamo)
+        self.record_stack_traces = False
         self._stack: list[str] = []
         self.failed_in: str | None = None
+
+    def create_node(self, kind: str, target: Any, args: tuple[Any, ...],
+                    kwargs: dict[str, Any], name: str | None = None,
+                    type_expr: Any | None = None) -> Node:
+        node = super().create_node(kind, target, args, kwargs, name, type_expr)
+        if not node.stack_trace:
+            node.stack_trace = caller_frame() or None
+        return node
 
     def call_module(self, m: nn.Module, forward: Callable[..., Any], args: tuple[Any, ...],
                     kwargs: dict[str, Any]) -> Any:
@@ -265,5 +293,5 @@ def record_shapes(traced: TracedModel, sample: torch.Tensor) -> None:
     traced.shapes = recorder.shapes
 
 
-__all__ = ["Shape", "TracedModel", "first_line", "op_label", "op_name", "record_shapes",
+__all__ = ["Shape", "TracedModel", "caller_frame", "first_line", "op_label", "op_name", "record_shapes",
            "trace", "user_frame", "where"]
