@@ -11,8 +11,14 @@ HDF5 variable-length strings; Python ``bool``/``int``/``float``/``complex``, ``N
 ``bytes``, lists, tuples and 0-d arrays, which HDF5 would turn into numpy scalars or arrays,
 carry a small attribute (``nirbridge_pytype``) that :func:`read` uses to restore them and
 that other readers ignore. Dicts become groups, in insertion order. Arrays of 16 or more
-values are gzip-compressed and carry HDF5's Fletcher-32 checksum, so corrupted weights fail
-to read instead of loading silently. A value nothing of this can store (an arbitrary
+numbers carry HDF5's Fletcher-32 checksum, so corrupted weights fail to read instead of
+loading silently; they are stored for speed: weights raw (they do not compress), a value
+repeated over a whole array as the dataset's HDF5 fill value (no data; every HDF5 reader
+returns the full array), values repeating along an axis gzip-1 compressed after a byte
+shuffle, and a custom node's per-layer or per-channel parameter as the smaller array with
+the attribute ``nirbridge_broadcast`` (the full shape), which :func:`read` broadcasts back
+(no stock reader reads custom nodes). Files written with gzip by earlier versions read as
+before. A value nothing of this can store (an arbitrary
 object) makes :func:`write` fail with a message naming the node and the field, and no file
 is left behind: files are written to a temporary file in the target directory and moved
 into place with ``os.replace``.

@@ -39,7 +39,7 @@ from nirbridge.errors import (
 )
 from nirbridge.graph import flatten_subgraphs
 from nirbridge.io.lossy import restore_custom_nodes
-from nirbridge.io.write import TYPE_ATTR
+from nirbridge.io.write import BROADCAST_ATTR, TYPE_ATTR
 from nirbridge.neurons import custom_node_class, custom_nodes
 from nirbridge.passes import (
     IMPORT_KEY,
@@ -75,6 +75,14 @@ def _read_dataset(ds: h5py.Dataset) -> Any:
             return np.array(np.asarray(value).tolist(), dtype=str)
         return value
     value = ds[()]
+    shape = ds.attrs.get(BROADCAST_ATTR)
+    if shape is not None:  # a custom node's parameter, stored unbroadcast
+        try:
+            value = np.array(np.broadcast_to(value, tuple(int(d) for d in shape)))
+        except ValueError as exc:
+            raise FileFormatError(
+                f"dataset {ds.name!r} of shape {list(np.shape(value))} does not broadcast to "
+                f"its {BROADCAST_ATTR} shape {list(shape)}: the file is corrupt") from exc
     if tag is None:
         return value
     converters: dict[str, Callable[[Any], Any]] = {
