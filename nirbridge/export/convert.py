@@ -44,7 +44,13 @@ from nirbridge.errors import (
     NirbridgeError,
     UnsupportedLayerError,
 )
-from nirbridge.export.diagnosis import Problems, graded_maxpool_reason, module_hint, spike_source
+from nirbridge.export.diagnosis import (
+    Problems,
+    adaptive_window,
+    graded_maxpool_reason,
+    module_hint,
+    spike_source,
+)
 from nirbridge.export.tables import SPIKE_POOLS
 from nirbridge.export.trace import Shape, TracedModel
 from nirbridge.geometry import conv_geometry_of, pool_geometry_of
@@ -109,6 +115,14 @@ def _pool(cls: type[nir.AvgPool2d] | type[nir.SumPool2d]
     return convert
 
 
+def _adaptive(mod: nn.AdaptiveAvgPool2d, layer: Layer) -> nir.NIRNode:
+    window = adaptive_window(mod, layer.in_shape)
+    assert window is not None  # check_layer_settings refuses the others
+    return nir.AvgPool2d(kernel_size=np.array(window, dtype=np.int64),
+                         stride=np.array(window, dtype=np.int64),
+                         padding=np.zeros(2, dtype=np.int64))
+
+
 class WindowOr(nn.Module):
     """``x > 0.5``: 1 where a window count of 0/1 spikes holds a spike (the second half of
     a max pooling of spikes; inserted by the exporter, see the module docstring)."""
@@ -142,6 +156,7 @@ CONVERTERS: dict[type[nn.Module], Converter] = {
     nn.AvgPool2d: _pool(nir.AvgPool2d),
     SumPool2d: _pool(nir.SumPool2d),
     nn.MaxPool2d: _pool(nir.SumPool2d),  # the window count; WindowOr follows it
+    nn.AdaptiveAvgPool2d: _adaptive,
     nn.Flatten: _flatten,
 }
 

@@ -14,7 +14,7 @@ from torch.fx import Node
 
 from nirbridge.errors import ExportError, UnsupportedLayerError
 from nirbridge.export.tables import BATCHNORMS, MAPPED_MODULES, SPIKE_POOLS
-from nirbridge.export.trace import TracedModel, op_label, op_name, where
+from nirbridge.export.trace import Shape, TracedModel, op_label, op_name, user_frame, where
 from nirbridge.geometry import as_ints, conv_geometry_of
 from nirbridge.layers import SumPool2d
 from nirbridge.neurons import NeuronModule
@@ -22,7 +22,8 @@ from nirbridge.neurons import NeuronModule
 # ------------------------------------------------------------------------------ hints
 _SUPPORTED = (
     "supported layers are Linear, Conv1d, Conv2d, AvgPool2d, nirbridge.layers.SumPool2d, "
-    "MaxPool2d of a spiking neuron's spikes, Flatten, BatchNorm1d/2d right after a "
+    "AdaptiveAvgPool2d to a size dividing its input's, MaxPool2d of a spiking neuron's "
+    "spikes, Flatten, BatchNorm1d/2d right after a "
     "Linear/Conv (folded), Dropout and Identity (removed) and nirbridge neuron modules, "
     "joined by additions (x + y)"
 )
@@ -134,6 +135,7 @@ def module_hint(mod: nn.Module) -> str:
 def check_graph(traced: TracedModel) -> None:
     """Raise listing every node of the cleaned graph that has no NIR equivalent."""
     problems = Problems()
+    _check_hidden_reuse(traced, problems)
     for n in traced.graph.nodes:
         if n.op in ("placeholder", "output"):
             continue
@@ -164,6 +166,29 @@ def check_graph(traced: TracedModel) -> None:
     problems.raise_if_any()
 
 
+def _check_hidden_reuse(traced: TracedModel, problems: Problems) -> None:
+    """A neuron keeping its state inside may be called once per step: two calls share one
+    state in torch, while every call is its own population in NIR (and in any SNN)."""
+    calls: dict[str, list[Node]] = {}
+    for n in traced.graph.nodes:
+        if n.op == "call_module":
+            mod = traced.module(n)
+            if isinstance(mod, NeuronModule) and not getattr(mod, "returns_state", True):
+                calls.setdefault(str(n.target), []).append(n)
+    for nodes in calls.values():
+        if len(nodes) < 2:
+            continue
+        frames = [user_frame(n.stack_trace or "") for n in nodes]
+        sites = f" (at {', '.join(frames)})" if all(frames) else ""
+        problems.add(traced.label(nodes[0]), (
+            f"this neuron keeps its state inside and is called {len(nodes)} times per "
+            f"step{sites}: in torch the calls update one shared state, while NIR makes "
+            "each call its own population with its own state, so the graph would not "
+            "compute the model. Give each call its own neuron module "
+            "(nirbridge.neurons.swap_activations does, e.g. for torchvision's BasicBlock, "
+            "which calls self.relu twice)"))
+
+
 def _check_module(traced: TracedModel, n: Node, problems: Problems) -> None:
     mod = traced.module(n)
     label = traced.label(n)
@@ -174,7 +199,10 @@ def _check_module(traced: TracedModel, n: Node, problems: Problems) -> None:
             if not (user.op == "call_function" and user.target is operator.getitem):
                 problems.add(label, "its (spikes, state) output is used as a whole; "
                              "unpack it: spikes, state = neuron(x, state) (in a "
-                             "sequence use nirbridge.neurons.StatefulSequential)")
+                             "sequence use nirbridge.neurons.StatefulSequential); to use "
+                             "a neuron as a plain module (y = neuron(x), e.g. in place of "
+                             "nn.ReLU) wrap it: nirbridge.neurons.HiddenNeuron(LIF()), or "
+                             "nirbridge.neurons.swap_activations(model, LIF)")
         return
     if _own_forward(mod, (*MAPPED_MODULES, *BATCHNORMS)) is None:
         problems.add(label, module_hint(mod))
@@ -189,6 +217,21 @@ def _check_module(traced: TracedModel, n: Node, problems: Problems) -> None:
     elif isinstance(mod, SPIKE_POOLS):
         for reason in _maxpool_blockers(traced, n, mod):
             problems.add(label, reason)
+
+
+def adaptive_window(mod: nn.AdaptiveAvgPool2d, in_shape: Shape) -> tuple[int, int] | None:
+    """The kernel (= stride) of the AvgPool2d equal to ``mod`` on ``[C, H, W]`` inputs,
+    or None when H or W is not a multiple of the output size (torch's adaptive windows
+    then differ in size or overlap, which no AvgPool2d expresses)."""
+    size = mod.output_size
+    out = (size, size) if isinstance(size, int) else tuple(size)
+    window = []
+    for have, want in zip(in_shape[-2:], out, strict=True):
+        want = have if want is None else int(want)
+        if want < 1 or have % want:
+            return None
+        window.append(have // want)
+    return window[0], window[1]
 
 
 # ------------------------------------------------------------------- max pooling
@@ -310,6 +353,17 @@ def check_layer_settings(traced: TracedModel, batch: int) -> None:
                              "divisor_override: set those (or use SumPool2d)")
             if len(shape) != 3:
                 problems.add(label, f"its input has shape {shape}; NIR pools [C, H, W]")
+        elif isinstance(mod, nn.AdaptiveAvgPool2d):
+            if len(shape) != 3:
+                problems.add(label, f"its input has shape {shape}; NIR pools [C, H, W]")
+            elif adaptive_window(mod, shape) is None:
+                problems.add(label, (
+                    f"output_size={mod.output_size} on a {shape[1]}x{shape[2]} input: the "
+                    "input size is not a multiple of the output size, so torch's adaptive "
+                    "windows differ in size or overlap, and NIR's AvgPool2d (one window "
+                    "size, one stride) cannot compute it; give the model an input whose "
+                    "height and width are multiples of the output size, or use "
+                    "nn.AvgPool2d"))
         elif isinstance(mod, (SumPool2d, *SPIKE_POOLS)) and len(shape) != 3:
             problems.add(label, f"its input has shape {shape}; NIR pools [C, H, W]")
         elif isinstance(mod, nn.Flatten):
@@ -325,5 +379,5 @@ def check_layer_settings(traced: TracedModel, batch: int) -> None:
             )
 
 
-__all__ = ["Problems", "check_graph", "check_layer_settings", "graded_maxpool_reason",
-           "module_hint", "spike_source"]
+__all__ = ["Problems", "adaptive_window", "check_graph", "check_layer_settings",
+           "graded_maxpool_reason", "module_hint", "spike_source"]

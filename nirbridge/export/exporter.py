@@ -19,6 +19,7 @@ from nirbridge.export.convert import convert
 from nirbridge.export.diagnosis import check_graph, check_layer_settings
 from nirbridge.export.frontends import adapt_model
 from nirbridge.export.trace import record_shapes, trace
+from nirbridge.neurons import reset_hidden
 
 
 def _check_dt(dt: float) -> float:
@@ -81,6 +82,9 @@ def _eval_copy(model: nn.Module) -> nn.Module:
             f"to_nir never changes the model it is given, so it must be deep-copyable{hint}"
         ) from exc
     copied.eval()
+    # neurons keeping their state inside start the shape run (and NIR) from their initial
+    # state, whatever batch the user ran last
+    reset_hidden(copied)
     return copied
 
 
@@ -92,7 +96,11 @@ def to_nir(model: nn.Module, sample_input: torch.Tensor, dt: float = 1.0) -> nir
             and returns ``out`` or ``(out, state)`` (state ``None`` at the first step).
             Neurons are :class:`nirbridge.neurons.NeuronModule` instances, or the neurons of
             a framework with a front-end (:mod:`nirbridge.export.frontends`); synapses are
-            ``nn.Linear``, ``nn.Conv1d``, ``nn.Conv2d``; also ``nn.AvgPool2d``,
+            ``nn.Linear``, ``nn.Conv1d``, ``nn.Conv2d``; neurons used as plain modules
+            (``y = neuron(x)``: :class:`nirbridge.neurons.HiddenNeuron`,
+            :func:`nirbridge.neurons.swap_activations`), each called once per step; also
+            ``nn.AvgPool2d``, ``nn.AdaptiveAvgPool2d`` on an input whose size is a
+            multiple of its output size (an AvgPool2d), ``nn.MaxPool2d`` of spikes,
             :class:`nirbridge.layers.SumPool2d`, ``nn.Flatten``, batch-norm right after a
             synapse (folded), dropout and identity (removed), and sums of tensors; recurrent
             layers (:class:`nirbridge.layers.Recurrent`, snnTorch's ``RLeaky``/``RSynaptic``,

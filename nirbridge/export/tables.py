@@ -30,7 +30,7 @@ SPIKE_POOLS: tuple[type[nn.Module], ...] = (nn.MaxPool2d,)
 #: Layers with a NIR node (besides :class:`~nirbridge.neurons.NeuronModule` subclasses);
 #: :data:`nirbridge.export.convert.CONVERTERS` has one converter for each.
 MAPPED_MODULES: tuple[type[nn.Module], ...] = (*SYNAPSES, nn.AvgPool2d, SumPool2d, nn.Flatten,
-                                               *SPIKE_POOLS)
+                                               *SPIKE_POOLS, nn.AdaptiveAvgPool2d)
 
 #: Traced calls that are no-ops at inference (``training=False``) or in NIR.
 DROPOUT_FUNCTIONS = (F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,

@@ -293,5 +293,5 @@ def record_shapes(traced: TracedModel, sample: torch.Tensor) -> None:
     traced.shapes = recorder.shapes
 
 
-__all__ = ["Shape", "TracedModel", "caller_frame", "first_line", "op_label", "op_name", "record_shapes",
-           "trace", "user_frame", "where"]
+__all__ = ["Shape", "TracedModel", "caller_frame", "first_line", "op_label", "op_name",
+           "record_shapes", "trace", "user_frame", "where"]

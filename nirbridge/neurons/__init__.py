@@ -56,6 +56,7 @@ from nirbridge.neurons.alif import ALIF
 from nirbridge.neurons.arlif import ARLIF
 from nirbridge.neurons.clif import CLIF
 from nirbridge.neurons.dalif import DALIF
+from nirbridge.neurons.hidden import HiddenNeuron, reset_hidden, swap_activations
 from nirbridge.neurons.klif import KLIF
 from nirbridge.neurons.plif import PLIF
 from nirbridge.neurons.standard import IF, LI, LIF, CubaLI, CubaLIF, I
@@ -74,6 +75,7 @@ __all__ = [
     "ARLIF",
     "CLIF",
     "DALIF",
+    "HiddenNeuron",
     "I",
     "IF",
     "KLIF",
@@ -103,8 +105,10 @@ __all__ = [
     "lava_lif",
     "plif",
     "register",
+    "reset_hidden",
     "run_steps",
     "spec_of",
     "standard",
     "sublif",
+    "swap_activations",
 ]
