@@ -46,14 +46,10 @@ def _model(torchvision_model: bool):  # noqa: ANN202 - runs in the worker only
     if torchvision_model:
         import torchvision
 
-        from nirbridge.export import plain_neuron
+        from nirbridge.neurons import swap_activations
 
-        net = torchvision.models.resnet18(weights=None)
-        swap = [(parent, name, child) for parent in net.modules()
-                for name, child in parent.named_children() if isinstance(child, nn.ReLU)]
-        for parent, name, _ in swap:
-            setattr(parent, name, plain_neuron(LIF(tau=3.0, v_threshold=0.5)))
-        return net.eval()
+        net = torchvision.models.resnet18(weights=None).eval()
+        return swap_activations(net, lambda: LIF(tau=3.0, v_threshold=0.5))
 
     class Block(nn.Module):
         def __init__(self, cin: int, cout: int, stride: int) -> None:
