@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
+import tempfile
 from pathlib import Path
 
 import nir
@@ -186,6 +187,8 @@ def test_a_local_dask_cluster_gives_the_one_process_run():
     pytest.importorskip("distributed", reason="cluster= needs Dask distributed "
                         "(scripts/setup.sh installs it)")
     before = _shm()
+    tmp = Path(tempfile.gettempdir())
+    folders = set(tmp.glob("nirbridge-dask-*")) | set(tmp.glob("dask-scratch-space"))
     graph = _branch_graph("cubalif")
     x = _inputs("cubalif", t=T, b=3)
     backend = get("lava-float")
@@ -196,6 +199,8 @@ def test_a_local_dask_cluster_gives_the_one_process_run():
     _assert_same_float(one, dist)
     # the run processes were the workers' children: the workers are gone, and so are they
     _assert_nothing_left(before, one.info["child_pids"] + dist.info["child_pids"])
+    # and the cluster's folders are gone with it
+    assert set(tmp.glob("nirbridge-dask-*")) | set(tmp.glob("dask-scratch-space")) <= folders
 
 
 # ------------------------------------------------------------------ Lava: failures

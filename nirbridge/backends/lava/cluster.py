@@ -15,6 +15,7 @@ a shard sent to a daemon says so. Every worker needs nirbridge and lava-nc insta
 from __future__ import annotations
 
 import logging
+import tempfile
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -66,11 +67,26 @@ def run_on_cluster(address: str, net: LavaNetwork, x: Mapping[str, np.ndarray],
     limit: Dask does not stop a running task)."""
     check_address(address)
     dask, distributed = _dask()
-    with dask.config.set({"distributed.worker.daemon": False}):
+    scratch = None
+    config: dict[str, Any] = {"distributed.worker.daemon": False}
+    if address == "local":
+        # the workers' folders and Dask's lock files, removed with the cluster
+        scratch = tempfile.TemporaryDirectory(prefix="nirbridge-dask-")
+        config["temporary-directory"] = scratch.name
+    with dask.config.set(config):
         if address == "local":
-            cluster = distributed.LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True,
-                dashboard_address=None, silence_logs=logging.WARNING)
+            try:
+                cluster = distributed.LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True,
+                    dashboard_address=None, silence_logs=logging.ERROR,
+                    local_directory=scratch.name)
+            except Exception as exc:  # noqa: BLE001 - Dask says only "Nanny failed to start"
+                scratch.cleanup()
+                raise SimulationError(
+                    f"the local Dask cluster did not start ({type(exc).__name__}: {exc}); "
+                    "Dask starts its workers with 'spawn', which runs the calling script "
+                    "again: a script that uses cluster='local' must start its work under "
+                    "`if __name__ == \"__main__\":`") from exc
             client = distributed.Client(cluster)
         else:
             cluster = None
@@ -85,6 +101,8 @@ def run_on_cluster(address: str, net: LavaNetwork, x: Mapping[str, np.ndarray],
         client.close()
         if cluster is not None:
             cluster.close()
+        if scratch is not None:
+            scratch.cleanup()
 
 
 def _run(client: Any, distributed: Any, net: LavaNetwork, x: Mapping[str, np.ndarray],
