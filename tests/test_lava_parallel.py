@@ -69,6 +69,7 @@ def test_samples_split_into_contiguous_shards_of_near_equal_size():
     # runs of at most `chunk` samples, and never more shards than samples
     assert [(s.start, s.stop) for s in split_samples(5, chunk=2)] == [(0, 2), (2, 4), (4, 5)]
     assert len(split_samples(2, chunk=100, workers=8)) == 2
+    assert len(split_samples(4, chunk=4, workers=np.int64(2))) == 2
     for bad in (0, -1, 1.5, True):
         with pytest.raises(InputError, match="workers"):
             split_samples(4, chunk=4, workers=bad)

@@ -99,10 +99,13 @@ class LavaBackend:
         """Why Lava cannot run ``graph`` in this mode: lava-nc missing, the graph's
         structure, nodes without a Lava lowering, or what lowering (and, in fixed_pt,
         quantizing) refuses (a loop Lava's synapse delays cannot match, a ``nir.Delay``
-        longer than 62 steps: one line naming the nodes). Recurrent graphs and delays are
-        fine otherwise. Lowers the graph; starts no Lava process."""
+        longer than 62 steps: one line naming the nodes), ``cluster=`` without Dask.
+        Recurrent graphs and delays are fine otherwise. Lowers the graph; starts no Lava process."""
         lower_kw, _, quant_kw = self._split(options)
         reasons = [] if lava_available() else ["lava-nc is not installed (pip install lava-nc)"]
+        if options.get("cluster") is not None and importlib.util.find_spec("distributed") is None:
+            reasons.append("cluster= runs shards on Dask distributed, which is not installed "
+                           "(pip install 'nirbridge[cluster]')")
         structure = graph_issues(graph)
         if structure:
             return reasons + structure

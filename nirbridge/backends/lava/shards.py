@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import multiprocessing.connection
+import numbers
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -53,8 +54,9 @@ class Shard:
 def split_samples(b: int, chunk: int, workers: int = 1) -> list[Shard]:
     """``b`` samples in shards of at most ``chunk`` samples, at least ``workers`` of them
     where there are enough samples, of sizes that differ by one at most."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1:
         raise InputError(f"workers={workers!r}; give a positive whole number of processes")
+    workers = int(workers)
     if b < 1:
         raise InputError("the inputs hold no sample (B = 0)")
     if chunk < 1:
