@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 VPY=.venv/bin/python
-if "$VPY" -c "import nirbridge, lava.magma, lava.lib.dl.netx, norse, snntorch, onnxruntime, spikingjelly.activation_based.neuron, sinabs.layers" 2>/dev/null \
+if "$VPY" -c "import nirbridge, lava.magma, lava.lib.dl.netx, norse, snntorch, onnxruntime, spikingjelly.activation_based.neuron, sinabs.layers, distributed" 2>/dev/null \
     && [ "${NIRBRIDGE_REINSTALL:-0}" != 1 ]; then
     echo "[setup] environment in .venv is complete"
     exit 0
@@ -17,7 +17,7 @@ fi
 "$VPY" -m pip install -q --upgrade pip wheel setuptools
 # torch 2.14.1 and torchvision 0.29.1 come from this machine's local index.
 "$VPY" -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-"$VPY" -m pip install -q -e ".[backends,dev]"
+"$VPY" -m pip install -q -e ".[backends,cluster,dev]"
 # lava-nc 0.10.0 / lava-dl 0.6.0 declare Python < 3.11 and pin old torch/numpy:
 # install them without their declared requirements, and their real needs pinned.
 "$VPY" -m pip install -q --ignore-requires-python --no-deps "lava-nc==0.10.0" "lava-dl==0.6.0"
@@ -33,4 +33,4 @@ fi
 # torch. Install both without dependencies, plus what they import.
 "$VPY" -m pip install -q --no-deps "spikingjelly==2.0.0" "sinabs==3.1.3"
 "$VPY" -m pip install -q "loguru==0.7.3" "pbr==7.1.3"
-"$VPY" -c "import nirbridge, lava.magma, lava.lib.dl.netx, norse, snntorch, onnxruntime, spikingjelly.activation_based.neuron, sinabs.layers; print('[setup] environment ready')"
+"$VPY" -c "import nirbridge, lava.magma, lava.lib.dl.netx, norse, snntorch, onnxruntime, spikingjelly.activation_based.neuron, sinabs.layers, distributed; print('[setup] environment ready')"

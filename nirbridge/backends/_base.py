@@ -49,7 +49,8 @@ class RunResult:
     ``seconds`` (timings, ``wall`` at least); the others are the backend's own:
 
     - Lava: ``mode``, ``runs``, ``steps``, ``child_pids``, ``counts`` (non-zero outputs
-      per node, sample and neuron);
+      per node, sample and neuron), ``workers``, ``cluster`` and ``shards`` (the samples
+      ``(start, stop)`` of each run);
     - fixed point (``fixed``, ``lava-fixed``): ``quantized`` (the
       :class:`~nirbridge.quantize.QuantizedGraph` run), ``quantization`` (one dict per
       quantized node: its layer report, ``node``, ``saturated`` events in this run or

@@ -22,6 +22,11 @@ Modules, along the data flow (each imports only those above it):
 - :mod:`~nirbridge.backends.lava.lower`: :func:`lower`, which picks one of the two.
 - :mod:`~nirbridge.backends.lava.child`: the run's own process (watchdog, time limit,
   process-group and ``/dev/shm`` cleanup).
+- :mod:`~nirbridge.backends.lava.plan`: one run's plan, and reading its probes back.
+- :mod:`~nirbridge.backends.lava.shards`: samples cut into shards, run side by side
+  (``workers``), each in its own child.
+- :mod:`~nirbridge.backends.lava.cluster`: the shards on a Dask distributed cluster
+  (``cluster``).
 - :mod:`~nirbridge.backends.lava.results`: :class:`LavaResult` and its assembly.
 - :mod:`~nirbridge.backends.lava.runner`: :func:`run_lava`.
 - :mod:`~nirbridge.backends.lava.backend`: :class:`LavaBackend` and :func:`run`.

@@ -49,7 +49,7 @@ def run(graph: nir.NIRGraph, inputs: Any, *, record: bool | Iterable[str] = Fals
 #: Options of :func:`lower` and of :func:`run_lava` the Lava backends pass on.
 _LOWER_OPTIONS = ("sparse",)
 _FIXED_LOWER_OPTIONS = ("sparse", "stock_lif")
-_RUN_OPTIONS = ("timeout_s", "samples_per_run", "progress")
+_RUN_OPTIONS = ("timeout_s", "samples_per_run", "progress", "workers", "cluster")
 
 
 def lava_available() -> bool:
@@ -64,7 +64,9 @@ class LavaBackend:
     """A Lava backend (:class:`~nirbridge.backends.Backend`) for one ``mode``.
 
     Options: ``sparse`` (see :func:`lower`), ``timeout_s``, ``samples_per_run``,
-    ``progress`` (see :func:`run_lava`); fixed_pt also ``stock_lif`` and the quantization
+    ``progress``, ``workers`` (shards of the samples run side by side) and ``cluster``
+    (``"local"`` or a Dask scheduler's address: the shards on Dask distributed), see
+    :func:`run_lava`; fixed_pt also ``stock_lif`` and the quantization
     options of :func:`nirbridge.backends.fixed.quantized_for` (by default the ``loihi2``
     profile with the input format fitted to the data, as the ``fixed`` backend picks it:
     the two then compute the same integers).
@@ -97,10 +99,13 @@ class LavaBackend:
         """Why Lava cannot run ``graph`` in this mode: lava-nc missing, the graph's
         structure, nodes without a Lava lowering, or what lowering (and, in fixed_pt,
         quantizing) refuses (a loop Lava's synapse delays cannot match, a ``nir.Delay``
-        longer than 62 steps: one line naming the nodes). Recurrent graphs and delays are
-        fine otherwise. Lowers the graph; starts no Lava process."""
+        longer than 62 steps: one line naming the nodes), ``cluster=`` without Dask.
+        Recurrent graphs and delays are fine otherwise. Lowers the graph; starts no Lava process."""
         lower_kw, _, quant_kw = self._split(options)
         reasons = [] if lava_available() else ["lava-nc is not installed (pip install lava-nc)"]
+        if options.get("cluster") is not None and importlib.util.find_spec("distributed") is None:
+            reasons.append("cluster= runs shards on Dask distributed, which is not installed "
+                           "(pip install 'nirbridge[cluster]')")
         structure = graph_issues(graph)
         if structure:
             return reasons + structure
@@ -129,7 +134,9 @@ class LavaBackend:
             record: bool | Iterable[str] | None = False, dt: float | None = None,
             **options: Any) -> RunResult:
         """Lower ``graph`` (quantized first in fixed_pt) and run it with :func:`run_lava`;
-        a :class:`~nirbridge.backends.RunResult`."""
+        a :class:`~nirbridge.backends.RunResult`. In fixed_pt the quantization (the
+        input format fitted to ``inputs``) is chosen here, once for all samples, before
+        ``workers``/``cluster`` cut them into shards: every shard runs the same integers."""
         lower_kw, run_kw, quant_kw = self._split(options)
         quant = None
         if self.mode == "fixed_pt":
@@ -139,7 +146,8 @@ class LavaBackend:
         info: dict[str, Any] = {
             "backend": self.name, "mode": self.mode, "dt": net.dt, "seconds": dict(res.seconds),
             "runs": res.runs, "steps": res.steps, "child_pids": list(res.child_pids),
-            "counts": res.counts,
+            "counts": res.counts, "workers": int(run_kw.get("workers", 1)),
+            "cluster": run_kw.get("cluster"), "shards": list(res.shards),
         }
         if self.mode == "fixed_pt":
             info.update(quantized=net.quant, quantization=res.quantization,

@@ -1,6 +1,7 @@
 """The run's own process: the plan it builds, the watchdog, and the cleanup after it.
 
-:func:`run_in_child` runs one :class:`RunPlan` in a child process (``fork``) that
+:func:`run_in_child` (or :class:`ChildRun`, which several runs side by side use) runs
+one :class:`RunPlan` in a child process (``fork``) that
 becomes the leader of its own process group, builds the Lava Processes from their
 ``"module:Class"`` recipes (importing Lava there, after :mod:`nirbridge._lava_compat` is
 installed), compiles once, runs all steps and stops the runtime. Lava only logs an
@@ -257,9 +258,17 @@ def _make(path: str, key: str, kwargs: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
-def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call: int) -> None:
-    """Body of the run's process (forked); never returns (``os._exit``)."""
+def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call: int,
+                close: tuple[Any, ...] = ()) -> None:
+    """Body of the run's process (forked); never returns (``os._exit``). ``close``: the
+    other runs' pipe ends it inherited (they must be the parent's alone, or a run would
+    not see its parent go)."""
     os.setsid()  # own process group: everything Lava starts can be found and ended
+    for conn in close:
+        try:
+            conn.close()
+        except OSError:
+            pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     send_lock, dying = threading.Lock(), threading.Lock()
 
@@ -341,100 +350,172 @@ def preload_lava() -> None:
         log.debug("could not preload Lava: %s", exc)
 
 
-def run_in_child(plan: RunPlan, mode: str, timeout_s: float | None,
-                  on_progress: Callable[[int], None]) -> dict[str, float]:
-    ctx = multiprocessing.get_context("fork")
-    res_recv, res_send = ctx.Pipe(duplex=False)
-    cmd_recv, cmd_send = ctx.Pipe(duplex=False)
-    steps_per_call = max(200, plan.total // 50)
-    proc = ctx.Process(target=_child_main, name="nirbridge-lava-run",
-                       args=(plan, mode, res_send, cmd_recv, steps_per_call))
-    deadline = None if timeout_s is None else time.monotonic() + float(timeout_s)
-    outcome: tuple[str, Any] | None = None
-    last = 0
-    shm: set[str] = set()
-    proc.start()
-    res_send.close()
-    cmd_recv.close()
+class ChildRun:
+    """One :class:`RunPlan` in its own forked process, watched from the parent without
+    blocking, so that several can run side by side (:mod:`.shards`).
 
-    def take(msg: Any) -> tuple[str, Any] | None:
-        nonlocal last
+    :meth:`start` forks it; :meth:`poll` reads what it sent and says whether it has
+    ended (it also enforces the time limit); :meth:`finish` ends and cleans up whatever
+    is left (the process group, its ``/dev/shm`` segments) and returns the run's times,
+    or raises its :class:`SimulationError`/:class:`SimulationTimeout`; :meth:`cancel`
+    makes :meth:`finish` stop a run that has not ended.
+    """
+
+    def __init__(self, plan: RunPlan, mode: str, timeout_s: float | None,
+                 on_progress: Callable[[int], None]) -> None:
+        self.plan, self.mode, self.timeout_s = plan, mode, timeout_s
+        self.on_progress = on_progress
+        self.outcome: tuple[str, Any] | None = None
+        self.last = 0
+        self.shm: set[str] = set()
+        self.pid: int | None = None
+        self._deadline: float | None = None
+
+    def start(self, others: Iterable[ChildRun] = ()) -> None:
+        """Fork the run's process; ``others``: runs still going, whose pipes it closes."""
+        close = tuple(conn for run in others for conn in run._conns())
+        ctx = multiprocessing.get_context("fork")
+        self._res_recv, res_send = ctx.Pipe(duplex=False)
+        cmd_recv, self._cmd_send = ctx.Pipe(duplex=False)
+        steps_per_call = max(200, self.plan.total // 50)
+        self._proc = ctx.Process(target=_child_main, name="nirbridge-lava-run",
+                                 args=(self.plan, self.mode, res_send, cmd_recv,
+                                       steps_per_call, close))
+        if self.timeout_s is not None:
+            self._deadline = time.monotonic() + float(self.timeout_s)
+        self._proc.start()
+        self.pid = self._proc.pid
+        res_send.close()
+        cmd_recv.close()
+
+    def _conns(self) -> list[Any]:
+        conns = [getattr(self, "_res_recv", None), getattr(self, "_cmd_send", None)]
+        return [c for c in conns if c is not None and not c.closed]
+
+    @property
+    def sentinel(self) -> Any:
+        """What :func:`multiprocessing.connection.wait` waits on for news of this run."""
+        return self._res_recv
+
+    def _take(self, msg: Any) -> tuple[str, Any] | None:
         kind, payload = msg
         if kind == "progress":
-            on_progress(payload - last)
-            last = payload
+            self.on_progress(payload - self.last)
+            self.last = payload
             return None
         if kind == "error":
-            shm.update(payload.get("shm", ()))
+            self.shm.update(payload.get("shm", ()))
         return kind, payload
 
-    try:
-        while outcome is None:
-            wait = 0.25 if deadline is None else max(0.0, min(0.25, deadline - time.monotonic()))
-            if res_recv.poll(wait):
-                try:
-                    outcome = take(res_recv.recv())
-                except EOFError:
-                    outcome = ("died", None)
-            elif not proc.is_alive() and not res_recv.poll(0):
-                outcome = ("died", None)
-            elif deadline is not None and time.monotonic() >= deadline:
-                outcome = ("timeout", None)
-    except BaseException:
-        outcome = ("interrupted", None)
-        raise
-    finally:
-        if outcome is None or outcome[0] != "ok":
+    def poll(self, wait: float = 0.0) -> bool:
+        """Read the run's messages for up to ``wait`` seconds; True once it has ended."""
+        if self.outcome is not None:
+            return True
+        if self._deadline is not None:
+            wait = max(0.0, min(wait, self._deadline - time.monotonic()))
+        while self.outcome is None and self._res_recv.poll(wait):
+            wait = 0.0
             try:
-                cmd_send.send("terminate")
+                self.outcome = self._take(self._res_recv.recv())
+            except EOFError:
+                self.outcome = ("died", None)
+        if self.outcome is None:
+            if not self._proc.is_alive() and not self._res_recv.poll(0):
+                self.outcome = ("died", None)
+            elif self._deadline is not None and time.monotonic() >= self._deadline:
+                self.outcome = ("timeout", None)
+        return self.outcome is not None
+
+    def cancel(self, why: str = "interrupted") -> None:
+        """Have :meth:`finish` stop this run (if it has not ended) as ``why``."""
+        if self.outcome is None:
+            self.outcome = (why, None)
+
+    def finish(self) -> dict[str, float]:
+        """End and clean up the run; its times (``compile``, ``run``, ``stop``, ``pid``),
+        or its error."""
+        if self.outcome is None:
+            self.cancel()
+        outcome = self.outcome
+        proc, res_recv = self._proc, self._res_recv
+        if outcome[0] != "ok":
+            try:
+                self._cmd_send.send("terminate")
             except OSError:
                 pass
             grace = time.monotonic() + 3.0
             while proc.is_alive() and time.monotonic() < grace:
                 try:
                     if res_recv.poll(0.05):
-                        msg = take(res_recv.recv())
-                        if outcome and outcome[0] == "timeout" and msg and msg[0] == "error":
+                        msg = self._take(res_recv.recv())
+                        if outcome[0] == "timeout" and msg and msg[0] == "error":
                             outcome = ("timeout", msg[1])
                 except (EOFError, OSError):
                     time.sleep(0.05)
-        proc.join(timeout=5.0 if outcome and outcome[0] == "ok" else 0.5)
+        proc.join(timeout=5.0 if outcome[0] == "ok" else 0.5)
         # the leader is gone or stuck: end every process still in the run's group
         if proc.is_alive():
             leftover = process_group_members(proc.pid) or [proc.pid]
         else:
             leftover = process_group_members(proc.pid)
         if leftover and os.getpgid(0) != proc.pid:
-            shm |= _kill_pids(leftover)
+            self.shm |= _kill_pids(leftover)
         proc.join(timeout=5.0)
-        _unlink_shm(shm)
-        for conn in (res_recv, cmd_send):
+        _unlink_shm(self.shm)
+        for conn in (res_recv, self._cmd_send):
             conn.close()
-        pid, exitcode = proc.pid, proc.exitcode
+        exitcode = proc.exitcode
         if exitcode is not None:
             proc.close()
-    kind, payload = outcome
-    if kind == "ok":
-        return dict(payload, pid=pid)
-    if kind == "timeout":
-        err: SimulationError = SimulationTimeout(
-            f"the Lava run exceeded its time limit of {timeout_s:g} s ({last} of "
-            f"{plan.total} steps done); it was stopped and its processes ended"
-            + (f"\n{payload['text']}" if payload and payload.get("text") else ""))
-    elif kind == "died":
-        err = SimulationError(f"the Lava run's process ended unexpectedly (exit code "
-                              f"{exitcode}; {last} of {plan.total} steps done)")
-    elif kind == "interrupted":  # pragma: no cover - re-raised above
-        err = SimulationError("the Lava run was interrupted")
-    else:
-        text = payload.get("text", "")
-        what = ("a Lava process model raised" if "--- exception in Lava process" in text
-                else "the Lava run failed:")
-        err = SimulationError(f"{what} {payload.get('summary', '')} ({mode}; {last} of "
-                              f"{plan.total} steps done)\n{text}")
-    err.child_pid = pid  # type: ignore[attr-defined]
-    err.shm_segments = sorted(shm)  # type: ignore[attr-defined]
-    raise err
+        self.outcome = outcome
+        return self._result(outcome, exitcode)
+
+    def _result(self, outcome: tuple[str, Any], exitcode: int | None) -> dict[str, float]:
+        kind, payload = outcome
+        plan, last = self.plan, self.last
+        if kind == "ok":
+            return dict(payload, pid=self.pid)
+        if kind == "timeout":
+            err: SimulationError = SimulationTimeout(
+                f"the Lava run exceeded its time limit of {self.timeout_s:g} s ({last} of "
+                f"{plan.total} steps done); it was stopped and its processes ended"
+                + (f"\n{payload['text']}" if payload and payload.get("text") else ""))
+        elif kind == "died":
+            err = SimulationError(f"the Lava run's process ended unexpectedly (exit code "
+                                  f"{exitcode}; {last} of {plan.total} steps done)")
+        elif kind == "cancelled":
+            err = SimulationError(f"the Lava run was stopped because another shard failed "
+                                  f"({last} of {plan.total} steps done)")
+        elif kind == "interrupted":
+            err = SimulationError("the Lava run was interrupted")
+        else:
+            text = payload.get("text", "")
+            what = ("a Lava process model raised" if "--- exception in Lava process" in text
+                    else "the Lava run failed:")
+            err = SimulationError(f"{what} {payload.get('summary', '')} ({self.mode}; "
+                                  f"{last} of {plan.total} steps done)\n{text}")
+        err.child_pid = self.pid  # type: ignore[attr-defined]
+        err.shm_segments = sorted(self.shm)  # type: ignore[attr-defined]
+        raise err
 
 
-__all__ = ["Observed", "RunPlan", "preload_lava", "process_group_members", "run_in_child"]
+def run_in_child(plan: RunPlan, mode: str, timeout_s: float | None,
+                 on_progress: Callable[[int], None]) -> dict[str, float]:
+    """Run ``plan`` in its own process (see :class:`ChildRun`) and wait for it."""
+    run = ChildRun(plan, mode, timeout_s, on_progress)
+    run.start()
+    try:
+        while not run.poll(0.25):
+            pass
+    except BaseException:  # an interrupt: nothing of the run is left, then it goes on
+        run.cancel()
+        try:
+            run.finish()
+        except SimulationError:
+            pass
+        raise
+    return run.finish()
+
+
+__all__ = ["ChildRun", "Observed", "RunPlan", "preload_lava", "process_group_members",
+           "run_in_child"]

@@ -38,7 +38,8 @@ class LavaResult:
     ``records``: per node :class:`~nirbridge.backends.reference.RunRecord` (torch
     float64, as the reference) when asked for; ``runs``: Lava runs made (chunks);
     ``steps``: Lava steps run in total; ``seconds``: compile/run/stop/wall times;
-    ``child_pids``: the process (and process group) id of each run, for diagnostics.
+    ``child_pids``: the process (and process group) id of each run, for diagnostics;
+    ``shards``: the samples ``(start, stop)`` of each run, in order.
 
     fixed_pt runs: ``outputs`` and ``records`` are in real units (``int · 2^-frac``, as
     :func:`~nirbridge.quantize.run_fixed_point` returns them); ``fixed_records`` holds the
@@ -59,6 +60,7 @@ class LavaResult:
     steps: int
     seconds: dict[str, float]
     child_pids: list[int] = field(default_factory=list)
+    shards: list[tuple[int, int]] = field(default_factory=list)
     fixed_records: dict[str, Any] | None = None
     saturations: dict[str, dict[str, int]] = field(default_factory=dict)
     quantization: list[dict[str, Any]] | None = None

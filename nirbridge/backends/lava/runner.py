@@ -7,13 +7,12 @@ the runtime. Probes (inside the neuron models, or small ``Monitor`` processes) r
 aligned outputs, states and spike counts in numpy and write them once to a temporary
 ``.npz`` file (``Var.get()`` moves one element per message); :mod:`.results` assembles
 them. Nothing is left behind: no process, no ``/dev/shm`` segment, no temporary file.
+The chunks (shards) run one after the other, ``workers`` at a time (:mod:`.shards`), or
+on a Dask cluster (:mod:`.cluster`); :mod:`.plan` plans each run and reads its probes.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -23,12 +22,13 @@ import numpy as np
 import torch
 
 from nirbridge import fixed_point as fx
-from nirbridge.backends.lava.child import Observed, RunPlan, preload_lava, run_in_child
+from nirbridge.backends.lava.child import preload_lava
+from nirbridge.backends.lava.cluster import check_address, run_on_cluster
 from nirbridge.backends.lava.lower import lower
-from nirbridge.backends.lava.network import LIF_MONITOR, MONITOR, LavaNetwork
+from nirbridge.backends.lava.network import LavaNetwork
 from nirbridge.backends.lava.results import LavaResult, Parts, assemble
-from nirbridge.errors import InputError, LoweringError, SimulationError
-from nirbridge.neurons import is_neuron
+from nirbridge.backends.lava.shards import run_local, split_samples
+from nirbridge.errors import InputError, LoweringError
 from nirbridge.quantize import quantize_input
 
 
@@ -60,87 +60,6 @@ def _check_inputs(net: LavaNetwork, inputs: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def _plan_run(net: LavaNetwork, inputs: Mapping[str, np.ndarray], record_nodes: set[str],
-              tmpdir: str) -> RunPlan:
-    t, b = next(iter(inputs.values())).shape[:2]
-    total = b * t + net.max_latency
-    nodes = net.graph.nodes
-    fixed = net.mode == "fixed_pt"
-    want = (set(net.outputs) | set(net.neurons) | record_nodes) - set(net.inputs)
-    observed: dict[str, Observed] = {}
-    node_probe: dict[str, str] = {}
-    monitors: list[tuple[str, str, int, np.ndarray | None]] = []
-    for name in sorted(want, key=list(net.streams).index):
-        stream = net.streams[name]
-        spec = net.procs[stream.proc]
-        if spec.probe and stream.bias is None:
-            key = stream.proc
-        else:  # a monitor, shared by the nodes that see this process with the same bias
-            key = ""
-            for mkey, src, _, bias in monitors:
-                same = (bias is None and stream.bias is None) or (
-                    bias is not None and stream.bias is not None
-                    and np.array_equal(bias, stream.bias))
-                if src == stream.proc and same:
-                    key = mkey
-                    break
-            if not key:
-                n = sum(src == stream.proc for _, src, _, _ in monitors)
-                key = f"{stream.proc}/monitor" + (f"{n}" if n else "")
-                monitors.append((key, stream.proc, stream.size, stream.bias))
-        obs = observed.setdefault(key, Observed(key, stream.latency, False, False, []))
-        obs.nodes.append(name)
-        obs.record |= name in net.outputs or name in record_nodes
-        obs.states |= name in record_nodes and is_neuron(nodes[name])
-        node_probe[name] = key
-    for i, obs in enumerate(observed.values()):
-        obs.path = os.path.join(tmpdir, f"probe{i}.npz")
-    probe_cfg = {k: dict(path=o.path, offset=o.offset, period=t, samples=b, total=total,
-                         record=o.record, states=o.states,
-                         dtype="int64" if fixed else "float64") for k, o in observed.items()}
-    procs: list[tuple[str, str, dict[str, Any]]] = []
-    for spec in net.procs.values():
-        kw = dict(spec.kwargs)
-        if spec.role == "source":
-            x = inputs[spec.key]
-            data = np.zeros((spec.size, total), dtype=np.int32 if fixed else np.float64)
-            data[:, : b * t] = x.reshape(t, b, spec.size).transpose(2, 1, 0).reshape(spec.size,
-                                                                                   b * t)
-            kw["data"] = data
-        if spec.stateful:
-            if spec.process.endswith(":LIFReset"):  # Lava's own: resets u, v to 0
-                kw.update(reset_interval=t, reset_offset=(spec.latency + 1) % t)
-            else:
-                kw.update(period=t, offset=spec.latency)
-        if spec.key in probe_cfg:
-            kw["probe"] = probe_cfg[spec.key]
-        procs.append((spec.key, spec.process, kw))
-    ports = {s.key: (s.out_port, s.in_port) for s in net.procs.values()}
-    connections = [(a, ports[a][0], z, ports[z][1]) for a, z in net.connections]
-    var_refs: list[tuple[str, str, str, str]] = []
-    for key, src, size, bias in monitors:
-        kw = dict(shape=(size,), probe=probe_cfg[key])
-        spec = net.procs[src]
-        if spec.state_vars and probe_cfg[key]["states"]:
-            # Lava's own LIF: spikes, input (its sources again) and u, v by reference
-            if tuple(spec.state_vars) != ("u", "v") or bias is not None:
-                raise LoweringError(f"process '{src}': cannot monitor states "
-                                    f"{spec.state_vars}")
-            procs.append((key, LIF_MONITOR, kw))
-            connections.append((src, ports[src][0], key, "a_in"))
-            for a, z in net.connections:
-                if z == src:
-                    connections.append((a, ports[a][0], key, "x_in"))
-            var_refs += [(key, "ref_u", src, "u"), (key, "ref_v", src, "v")]
-            continue
-        if bias is not None:
-            kw["bias"] = bias
-        procs.append((key, MONITOR, kw))
-        connections.append((src, ports[src][0], key, "a_in"))
-    return RunPlan(procs, connections, observed, node_probe, t, b, total, var_refs)
-
-
-
 def _default_chunk(net: LavaNetwork, t: int, b: int, record: bool) -> int:
     per_sample = sum(net.streams[n].size for n in net.inputs)
     if record:
@@ -164,7 +83,8 @@ def run_lava(graph_or_lowered: nir.NIRGraph | LavaNetwork, inputs: Any,
              record: bool | Iterable[str] = False, dt: float | None = None,
              samples_per_run: int | None = None, progress: bool | None = None,
              sparse: bool | str = "auto", quant: Any = None, target: Any = None,
-             stock_lif: bool = True) -> LavaResult:
+             stock_lif: bool = True, workers: int = 1,
+             cluster: str | None = None) -> LavaResult:
     """Run a graph (lowered here for ``mode``) or a :class:`LavaNetwork` on ``inputs``.
 
     ``inputs``: ``[T, B, ...]`` numpy/torch (a dict by Input node for several inputs).
@@ -176,18 +96,27 @@ def run_lava(graph_or_lowered: nir.NIRGraph | LavaNetwork, inputs: Any,
     :func:`lower` (fixed_pt; ignored when a :class:`LavaNetwork` is given); ``target``: a
     target profile name or TOML path, the same as ``quant=`` given a profile. In fixed_pt
     the inputs are quantized as the golden run quantizes them
-    (:func:`~nirbridge.quantize.quantize_input`).
+    (:func:`~nirbridge.quantize.quantize_input`), once for all samples.
+
+    ``workers``: the samples are cut into at least that many shards (contiguous along
+    the batch axis, :mod:`.shards`), run side by side, each in its own child process;
+    ``cluster``: run the shards on Dask distributed instead (:mod:`.cluster`):
+    ``"local"`` starts a cluster of ``workers`` processes on this machine for the call,
+    ``"tcp://host:port"`` uses a running scheduler. The results are merged in sample
+    order and equal a one-process run's.
 
     Raises :class:`SimulationTimeout` past the limit, :class:`SimulationError` with the
-    failing process model's own traceback, :class:`LoweringError`/:class:`InputError`
-    (and :class:`~nirbridge.errors.QuantizationError` in fixed_pt) before starting
-    anything.
+    failing process model's own traceback (naming the shard, when there are several),
+    :class:`LoweringError`/:class:`InputError` (and
+    :class:`~nirbridge.errors.QuantizationError` in fixed_pt) before starting anything.
     """
     if target is not None:
         if quant is not None:
             raise LoweringError("give quant= or target=, not both")
         if mode == "fixed_pt":
             quant = target
+    if cluster is not None:
+        check_address(cluster)
     if isinstance(graph_or_lowered, LavaNetwork):
         net = graph_or_lowered
     else:
@@ -201,34 +130,27 @@ def run_lava(graph_or_lowered: nir.NIRGraph | LavaNetwork, inputs: Any,
     rec_nodes = _record_set(net, record)
     chunk = int(samples_per_run) if samples_per_run else _default_chunk(net, t, b,
                                                                         bool(rec_nodes))
-    if chunk < 1:
-        raise InputError(f"samples_per_run={samples_per_run}; give a positive number")
-    starts = list(range(0, b, chunk))
-    total_steps = sum(min(chunk, b - s) * t + net.max_latency for s in starts)
-    preload_lava()
+    shards = split_samples(b, chunk, workers)
+    total_steps = sum((s.stop - s.start) * t + net.max_latency for s in shards)
     from tqdm import tqdm
 
     wall = time.perf_counter()
-    seconds = {"compile": 0.0, "run": 0.0, "stop": 0.0}
-    parts: Parts = []
-    pids: list[int] = []
     with tqdm(total=total_steps, unit="step", desc=f"lava {net.mode}", leave=False,
               disable=None if progress is None else not progress) as bar:
-        for s in starts:
-            sub = {k: v[:, s: s + chunk] for k, v in x.items()}
-            tmpdir = tempfile.mkdtemp(prefix="nirbridge-lava-")
-            try:
-                plan = _plan_run(net, sub, rec_nodes, tmpdir)
-                times = run_in_child(plan, net.mode, timeout_s, bar.update)
-                pids.append(int(times["pid"]))
-                for k in seconds:
-                    seconds[k] += float(times.get(k, 0.0))
-                parts.append(_read_probes(net, plan))
-            finally:
-                shutil.rmtree(tmpdir, ignore_errors=True)
+        if cluster is None:
+            preload_lava()
+            done, pids = run_local(net, x, shards, rec_nodes, timeout_s, workers, bar.update)
+        else:
+            done, pids = run_on_cluster(
+                cluster, net, x, shards, rec_nodes, timeout_s, workers,
+                lambda s: bar.update((s.stop - s.start) * t + net.max_latency))
+    seconds = {k: sum(float(times.get(k, 0.0)) for _, times in done)
+               for k in ("compile", "run", "stop")}
     seconds["wall"] = time.perf_counter() - wall
-    result = assemble(net, x, parts, rec_nodes, len(starts), total_steps, seconds, input_sat)
+    parts: Parts = [part for part, _ in done]
+    result = assemble(net, x, parts, rec_nodes, len(shards), total_steps, seconds, input_sat)
     result.child_pids = pids
+    result.shards = [(s.start, s.stop) for s in shards]
     return result
 
 
@@ -245,20 +167,6 @@ def _quantize_inputs(net: LavaNetwork, x: Mapping[str, np.ndarray]
         out[name] = q
         sat[name] = counter.total
     return out, sat
-
-
-def _read_probes(net: LavaNetwork, plan: RunPlan) -> dict[str, dict[str, np.ndarray]]:
-    files: dict[str, dict[str, np.ndarray]] = {}
-    for key, obs in plan.observed.items():
-        if not os.path.exists(obs.path):
-            raise SimulationError(f"the Lava run finished but probe '{key}' wrote nothing "
-                                  f"({obs.path})")
-        with np.load(obs.path) as data:
-            files[key] = {k: data[k] for k in data.files}
-    per_node: dict[str, dict[str, np.ndarray]] = {}
-    for node, key in plan.node_probe.items():
-        per_node[node] = files[key]
-    return per_node
 
 
 __all__ = ["run_lava"]
