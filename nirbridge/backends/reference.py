@@ -84,7 +84,8 @@ def _unfold(y: torch.Tensor, tb: tuple[int, int]) -> torch.Tensor:
 #: a sample), so the folded ``T·B`` batch runs in chunks of about this much. Chosen from
 #: measurements on the digits conv net (2-core CPU, 1 thread): 64–256 samples a call were
 #: 1.3–2.5× faster than one call over all T·B, and the buffer stays a few MiB. Each sample
-#: of a convolution is computed on its own, so chunking does not change a single bit.
+#: of a convolution is computed on its own, so chunks of two samples or more give the
+#: same bits as one call (tested, float32 and float64); a chunk is never one sample.
 CONV_CHUNK_BYTES = 4 << 20
 
 SynapseOp = Callable[[torch.Tensor], torch.Tensor]
@@ -96,7 +97,9 @@ def _conv_rows(node: nir.NIRNode, x: torch.Tensor) -> int:
     per_pixel = int(np.prod(np.shape(node.weight)[1:])) * max(int(g.groups), 1)  # C_in·k²
     pixels = int(np.prod(x.shape[3:])) // max(int(np.prod(g.stride)), 1)  # ≈ output H·W
     col = per_pixel * max(pixels, 1)
-    return max(1, CONV_CHUNK_BYTES // max(col * x.element_size(), 1))
+    # never one sample alone: oneDNN computes a float32 batch of one another way (its
+    # values differ in the last bits from the same sample within a larger batch)
+    return max(2, CONV_CHUNK_BYTES // max(col * x.element_size(), 1))
 
 
 def synapse_op(node: nir.NIRNode, dtype: torch.dtype, device: Any = None) -> SynapseOp:
@@ -126,15 +129,17 @@ def synapse_op(node: nir.NIRNode, dtype: torch.dtype, device: Any = None) -> Syn
 
         def conv_op(x: torch.Tensor) -> torch.Tensor:
             xf, tb = _fold(x)
-            rows = _conv_rows(node, x)
-            if rows >= xf.shape[0]:
+            n = xf.shape[0]
+            k = n // _conv_rows(node, x)  # k chunks of n/k ≥ rows ≥ 2 samples each
+            if k <= 1:
                 return _unfold(call(xf), tb)
-            first = call(xf[:rows])
-            y = first.new_empty((xf.shape[0], *first.shape[1:]))
-            y[:rows] = first
+            cuts = [i * n // k for i in range(k + 1)]
+            first = call(xf[:cuts[1]])
+            y = first.new_empty((n, *first.shape[1:]))
+            y[:cuts[1]] = first
             del first
-            for i in range(rows, xf.shape[0], rows):
-                y[i:i + rows] = call(xf[i:i + rows])
+            for a, b in zip(cuts[1:-1], cuts[2:], strict=True):
+                y[a:b] = call(xf[a:b])
             return _unfold(y, tb)
 
         return conv_op
@@ -506,15 +511,18 @@ class ReferenceExecutor(torch.nn.Module):
 
 
 def run_reference(graph: nir.NIRGraph, inputs: Any, *, dtype: torch.dtype = torch.float64,
-                  dt: float | None = None, record: bool | Iterable[str] = False):
+                  dt: float | None = None, record: bool | Iterable[str] = False,
+                  observe: Observer | None = None):
     """Run ``graph`` on ``inputs`` ``[T, B, ...]`` (tensor or numpy; dict for several
-    Input nodes). Returns outputs, and ``(outputs, records)`` when ``record`` is set."""
+    Input nodes). Returns outputs, and ``(outputs, records)`` when ``record`` is set.
+    ``observe``: see :meth:`ReferenceExecutor.forward`."""
     if isinstance(inputs, np.ndarray):
         inputs = torch.from_numpy(inputs)
     elif isinstance(inputs, dict):
         inputs = {k: torch.as_tensor(v) for k, v in inputs.items()}
     with torch.no_grad():
-        return ReferenceExecutor(graph, dtype=dtype, dt=dt)(inputs, record=record)
+        return ReferenceExecutor(graph, dtype=dtype, dt=dt)(inputs, record=record,
+                                                            observe=observe)
 
 
 def run(graph: nir.NIRGraph, inputs: Any, *, record: bool | Iterable[str] = False,
