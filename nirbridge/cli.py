@@ -213,7 +213,15 @@ def cmd_profile(args: argparse.Namespace) -> int:
     import numpy as np
 
     from nirbridge.backends import get
-    from nirbridge.profile import count_events, estimate_energy, load_profile, map_to_chip
+    from nirbridge.graph import flatten_subgraphs
+    from nirbridge.neurons import is_neuron
+    from nirbridge.profile import (
+        count_events,
+        count_run,
+        estimate_energy,
+        load_profile,
+        map_to_chip,
+    )
     from nirbridge.report import build_report, format_table, raster_from_records, write_report
     from nirbridge.sanity import check_run
 
@@ -221,12 +229,18 @@ def cmd_profile(args: argparse.Namespace) -> int:
     graph, step, findings = load_graph(args, require_dt=True)
     x = np.asarray(load_array(args.input), dtype=np.float64)
     warn_reading(args, get(args.backend), graph, step.dt)
-    records = get(args.backend).run(graph, x, record=True, dt=step.dt).records
+    if args.backend == "reference":
+        # counted while it runs; records only of what the sanity check and raster read
+        keep = [n for n, node in flatten_subgraphs(graph).nodes.items() if is_neuron(node)]
+        (_, records), counts = count_run(graph, x, dt=step.dt, spike_inputs=args.spike_inputs,
+                                         record=keep + ([args.raster] if args.raster else []))
+    else:
+        records = get(args.backend).run(graph, x, record=True, dt=step.dt).records
+        counts = count_events(graph, records, spike_inputs=args.spike_inputs)
     ran = check_run(graph, records, where=f"{args.backend} run")
     for f in ran:
         warn(args, f.message)
     findings = findings + ran
-    counts = count_events(graph, records, spike_inputs=args.spike_inputs)
     energies = [estimate_energy(counts, p) for p in profiles]
     mappings = []
     for p in profiles:

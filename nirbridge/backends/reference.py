@@ -37,7 +37,7 @@ and Lava ``floating_pt`` call.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,43 +79,96 @@ def _unfold(y: torch.Tensor, tb: tuple[int, int]) -> torch.Tensor:
     return y.reshape(*tb, *y.shape[1:])
 
 
-def apply_synapse(node: nir.NIRNode, x: torch.Tensor) -> torch.Tensor:
-    """A stateless node over a whole ``[T, B, ...]`` tensor."""
-    dt_ = x.dtype
-    dev = x.device
+#: Column-buffer bytes one convolution call may use: ``tF.conv2d`` on CPU unfolds every
+#: sample of its batch at once (float64: the ``slow_conv2d`` im2col buffer, C·k²·H·W values
+#: a sample), so the folded ``T·B`` batch runs in chunks of about this much. Chosen from
+#: measurements on the digits conv net (2-core CPU, 1 thread): 64–256 samples a call were
+#: 1.3–2.5× faster than one call over all T·B, and the buffer stays a few MiB. Each sample
+#: of a convolution is computed on its own, so chunks of two samples or more give the
+#: same bits as one call (tested, float32 and float64); a chunk is never one sample.
+CONV_CHUNK_BYTES = 4 << 20
+
+SynapseOp = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _conv_rows(node: nir.NIRNode, x: torch.Tensor) -> int:
+    """Samples per convolution call for folded input ``x`` (see :data:`CONV_CHUNK_BYTES`)."""
+    g = conv_geometry_of(node)
+    per_pixel = int(np.prod(np.shape(node.weight)[1:])) * max(int(g.groups), 1)  # C_in·k²
+    pixels = int(np.prod(x.shape[3:])) // max(int(np.prod(g.stride)), 1)  # ≈ output H·W
+    col = per_pixel * max(pixels, 1)
+    # never one sample alone: oneDNN computes a float32 batch of one another way (its
+    # values differ in the last bits from the same sample within a larger batch)
+    return max(2, CONV_CHUNK_BYTES // max(col * x.element_size(), 1))
+
+
+def synapse_op(node: nir.NIRNode, dtype: torch.dtype, device: Any = None) -> SynapseOp:
+    """:func:`apply_synapse` of ``node`` with its parameters made tensors of ``dtype`` on
+    ``device`` once: ``op(x)`` for ``x`` of shape ``[T, B, ...]``."""
 
     def t(a: Any) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(a), dtype=dt_, device=dev)
+        return torch.as_tensor(np.asarray(a), dtype=dtype, device=device)
 
     if isinstance(node, nir.Affine):
-        return tF.linear(x, t(node.weight), t(node.bias))
+        w, b = t(node.weight), t(node.bias)
+        return lambda x: tF.linear(x, w, b)
     if isinstance(node, nir.Linear):
-        return tF.linear(x, t(node.weight))
+        w = t(node.weight)
+        return lambda x: tF.linear(x, w)
     if isinstance(node, nir.Scale):
-        return x * t(node.scale)
+        scale = t(node.scale)
+        return lambda x: x * scale
     if isinstance(node, (nir.Conv1d, nir.Conv2d)):
-        xf, tb = _fold(x)
         conv = tF.conv1d if isinstance(node, nir.Conv1d) else tF.conv2d
         g = conv_geometry_of(node)
-        y = conv(xf, t(node.weight), t(node.bias), stride=g.stride, padding=g.padding,
-                 dilation=g.dilation, groups=g.groups)
-        return _unfold(y, tb)
+        w, b = t(node.weight), t(node.bias)
+
+        def call(xf: torch.Tensor) -> torch.Tensor:
+            return conv(xf, w, b, stride=g.stride, padding=g.padding, dilation=g.dilation,
+                        groups=g.groups)
+
+        def conv_op(x: torch.Tensor) -> torch.Tensor:
+            xf, tb = _fold(x)
+            n = xf.shape[0]
+            k = n // _conv_rows(node, x)  # k chunks of n/k ≥ rows ≥ 2 samples each
+            if k <= 1:
+                return _unfold(call(xf), tb)
+            cuts = [i * n // k for i in range(k + 1)]
+            first = call(xf[:cuts[1]])
+            y = first.new_empty((n, *first.shape[1:]))
+            y[:cuts[1]] = first
+            del first
+            for a, b in zip(cuts[1:-1], cuts[2:], strict=True):
+                y[a:b] = call(xf[a:b])
+            return _unfold(y, tb)
+
+        return conv_op
     if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-        xf, tb = _fold(x)
         pool = pool_geometry_of(node)
-        y = tF.avg_pool2d(xf, pool.kernel_size, pool.stride, pool.padding,
-                          count_include_pad=True)
-        if isinstance(node, nir.SumPool2d):
-            y = y * pool.area
-        return _unfold(y, tb)
+        area = pool.area if isinstance(node, nir.SumPool2d) else None
+
+        def pool_op(x: torch.Tensor) -> torch.Tensor:
+            xf, tb = _fold(x)
+            y = tF.avg_pool2d(xf, pool.kernel_size, pool.stride, pool.padding,
+                              count_include_pad=True)
+            return _unfold(y if area is None else y * area, tb)
+
+        return pool_op
     if isinstance(node, nir.Flatten):
-        ndim = x.dim() - 2
-        start = int(node.start_dim) % ndim + 2
-        end = int(node.end_dim) % ndim + 2
-        return x.flatten(start, end)
+        def flatten(x: torch.Tensor) -> torch.Tensor:
+            ndim = x.dim() - 2
+            return x.flatten(int(node.start_dim) % ndim + 2, int(node.end_dim) % ndim + 2)
+
+        return flatten
     if isinstance(node, nir.Threshold):
-        return (x > t(node.threshold)).to(dt_)
+        theta = t(node.threshold)
+        return lambda x: (x > theta).to(dtype)
     raise UnknownNodeError(f"node type {type(node).__name__} has no reference semantics")
+
+
+def apply_synapse(node: nir.NIRNode, x: torch.Tensor) -> torch.Tensor:
+    """A stateless node over a whole ``[T, B, ...]`` tensor."""
+    return synapse_op(node, x.dtype, x.device)(x)
 
 
 def neuron_runner(node: nir.NIRNode, dt: float):
@@ -166,6 +219,35 @@ def check_graph_input(graph: nir.NIRGraph, name: str, x: torch.Tensor) -> torch.
     return x
 
 
+def _run_neuron(runner: tuple[Any, Any], x: torch.Tensor, rec: RunRecord | None
+                ) -> torch.Tensor:
+    """A neuron over ``x`` ``[T, B, ...]``, one step at a time; its outputs (and, for
+    ``rec``, its states) written into tensors allocated once, not stacked from lists."""
+    init, step = runner
+    state = init(x[0])
+    out: torch.Tensor | None = None
+    trace: dict[str, torch.Tensor] = {}
+    n = x.shape[0]
+    for t in range(n):
+        y, state = step(x[t], state)
+        if out is None:
+            out = y.new_empty((n, *y.shape))
+            if rec is not None:
+                trace = {f: v.new_empty((n, *v.shape)) for f, v in state._asdict().items()}
+        out[t] = y
+        for f, buf in trace.items():
+            buf[t] = getattr(state, f)
+    if out is None:
+        raise GraphError(f"input of shape {tuple(x.shape)} has no time steps")
+    if rec is not None:
+        rec.states = trace
+    return out
+
+
+#: ``observe(name, input, output)``: what :meth:`ReferenceExecutor.forward` calls per node.
+Observer = Callable[[str, "torch.Tensor | None", torch.Tensor], None]
+
+
 @dataclass
 class RunRecord:
     """What the reference run saw at one node: its summed input, output and states."""
@@ -205,12 +287,33 @@ class ReferenceExecutor(torch.nn.Module):
         if not self.inputs or not self.outputs:
             raise GraphError("graph needs at least one Input and one Output node "
                              f"(has inputs {self.inputs}, outputs {self.outputs})")
+        self._free = self._free_schedule()
 
     def _check_input(self, name: str, x: torch.Tensor) -> torch.Tensor:
         return check_graph_input(self.graph, name, x).to(self.dtype)
 
+    def _free_schedule(self) -> list[list[str]]:
+        """Per unit, the values no later unit reads (freed after it unless an Output or
+        Input node's): a feed-forward run holds only the tensors still to be read."""
+        last: dict[str, int] = {}
+        for i, unit in enumerate(self.units):
+            for n in unit.nodes:
+                last.setdefault(n, i)
+                for p in self.preds[n]:
+                    last[p] = max(last.get(p, i), i)
+        keep = set(self.outputs) | set(self.inputs)
+        free: list[list[str]] = [[] for _ in self.units]
+        for n, i in last.items():
+            if n not in keep:
+                free[i].append(n)
+        return free
+
     def forward(self, inputs: torch.Tensor | dict[str, torch.Tensor],
-                record: bool | Iterable[str] = False):
+                record: bool | Iterable[str] = False, observe: Observer | None = None):
+        """Run ``inputs``; see the class docstring. ``observe(name, input, output)``, when
+        given, is called once per node with its whole ``[T, B, ...]`` summed input (None
+        for an Input node) and output, as soon as they are known (an event counter reads
+        them there instead of keeping every record)."""
         if not isinstance(inputs, dict):
             if len(self.inputs) != 1:
                 raise InputError(f"graph has inputs {self.inputs}; pass a dict by name")
@@ -218,35 +321,45 @@ class ReferenceExecutor(torch.nn.Module):
         want = set(self.graph.nodes) if record is True else set(record or ())
         values: dict[str, torch.Tensor] = {}
         records: dict[str, RunRecord] = {}
-        for unit in self.units:
+        ops: dict[str, SynapseOp] = {}
+        for unit, free in zip(self.units, self._free, strict=True):
             if unit.cyclic:
-                self._run_cyclic(unit.nodes, values, records, want)
-                continue
-            (name,) = unit.nodes
-            node = self.graph.nodes[name]
-            if isinstance(node, nir.Input):
-                if name not in inputs:
-                    raise InputError(f"no input given for Input node '{name}'")
-                x = torch.as_tensor(inputs[name])
-                values[name] = self._check_input(name, x)
-                if name in want:
-                    records[name] = RunRecord(output=values[name])
-                continue
-            preds = self.preds[name]
-            if not preds:
-                raise GraphError(f"node '{name}' has no incoming edge; connect it or remove it")
-            x = values[preds[0]]
-            for q in preds[1:]:
-                x = self._add(name, x, preds[0], values[q], q)
-            rec = RunRecord(input=x) if name in want else None
-            y = self._run_node(name, node, x, rec)
-            values[name] = y
-            if rec is not None:
-                rec.output = y
-                records[name] = rec
+                self._run_cyclic(unit.nodes, values, records, want, observe)
+            else:
+                self._run_unit(unit.nodes[0], inputs, values, records, want, ops, observe)
+            for n in free:
+                values.pop(n, None)
         outs = {n: values[n] for n in self.outputs}
         out: Any = outs[self.outputs[0]] if len(outs) == 1 else outs
         return (out, records) if want else out
+
+    def _run_unit(self, name: str, inputs: dict[str, torch.Tensor],
+                  values: dict[str, torch.Tensor], records: dict[str, RunRecord],
+                  want: set[str], ops: dict[str, SynapseOp], observe: Observer | None) -> None:
+        node = self.graph.nodes[name]
+        if isinstance(node, nir.Input):
+            if name not in inputs:
+                raise InputError(f"no input given for Input node '{name}'")
+            values[name] = self._check_input(name, torch.as_tensor(inputs[name]))
+            if name in want:
+                records[name] = RunRecord(output=values[name])
+            if observe is not None:
+                observe(name, None, values[name])
+            return
+        preds = self.preds[name]
+        if not preds:
+            raise GraphError(f"node '{name}' has no incoming edge; connect it or remove it")
+        x = values[preds[0]]
+        for q in preds[1:]:
+            x = self._add(name, x, preds[0], values[q], q)
+        rec = RunRecord(input=x) if name in want else None
+        y = self._run_node(name, node, x, rec, ops)
+        values[name] = y
+        if rec is not None:
+            rec.output = y
+            records[name] = rec
+        if observe is not None:
+            observe(name, x, y)
 
     @staticmethod
     def _add(name: str, x: torch.Tensor, first: str, v: torch.Tensor, q: str) -> torch.Tensor:
@@ -255,9 +368,15 @@ class ReferenceExecutor(torch.nn.Module):
                              f"('{first}') and {tuple(v.shape)} ('{q}')")
         return x + v
 
-    def _synapse(self, name: str, node: nir.NIRNode, x: torch.Tensor) -> torch.Tensor:
+    def _synapse(self, name: str, node: nir.NIRNode, x: torch.Tensor,
+                 ops: dict[str, SynapseOp] | None = None) -> torch.Tensor:
         try:
-            return apply_synapse(node, x)
+            op = None if ops is None else ops.get(name)
+            if op is None:
+                op = synapse_op(node, x.dtype, x.device)
+                if ops is not None:
+                    ops[name] = op
+            return op(x)
         except UnknownNodeError:
             raise UnknownNodeError(
                 f"node '{name}' of type {type(node).__name__} has no reference semantics"
@@ -267,31 +386,21 @@ class ReferenceExecutor(torch.nn.Module):
                              f"shape {tuple(x.shape)}: {exc}") from exc
 
     def _run_node(self, name: str, node: nir.NIRNode, x: torch.Tensor,
-                  rec: RunRecord | None) -> torch.Tensor:
+                  rec: RunRecord | None, ops: dict[str, SynapseOp] | None = None
+                  ) -> torch.Tensor:
         if isinstance(node, nir.Output):
             return x
         if isinstance(node, nir.Delay):
             return apply_delay(x, self.delays[name])
         runner = neuron_runner(node, self.dt)
         if runner is None:
-            return self._synapse(name, node, x)
-        init, step = runner
-        state = init(x[0])
-        outs = []
-        trace: dict[str, list[torch.Tensor]] = {f: [] for f in type(state)._fields}
-        for xt in x:
-            y, state = step(xt, state)
-            outs.append(y)
-            if rec is not None:
-                for f in trace:
-                    trace[f].append(getattr(state, f))
-        if rec is not None:
-            rec.states = {f: torch.stack(v) for f, v in trace.items()}
-        return torch.stack(outs)
+            return self._synapse(name, node, x, ops)
+        return _run_neuron(runner, x, rec)
 
     # ------------------------------------------------------------ recurrent components
     def _run_cyclic(self, nodes: tuple[str, ...], values: dict[str, torch.Tensor],
-                    records: dict[str, RunRecord], want: set[str]) -> None:
+                    records: dict[str, RunRecord], want: set[str],
+                    observe: Observer | None = None) -> None:
         """Run one strongly connected component with a cycle step by step (see the
         module docstring); its outputs go into ``values`` as ``[T, B, ...]``."""
         members = set(nodes)
@@ -300,7 +409,8 @@ class ReferenceExecutor(torch.nn.Module):
         steps, batch = ref.shape[0], ref.shape[1]
         stepper = {n: self._stepper(n, self.graph.nodes[n]) for n in nodes}
         outs: dict[str, list[torch.Tensor]] = {n: [] for n in nodes}
-        ins: dict[str, list[torch.Tensor]] = {n: [] for n in nodes if n in want}
+        ins: dict[str, list[torch.Tensor]] = {n: [] for n in nodes
+                                              if n in want or observe is not None}
         traces: dict[str, dict[str, list[torch.Tensor]]] = {n: {} for n in nodes if n in want}
         for t in range(steps):
             for n in nodes:
@@ -326,10 +436,13 @@ class ReferenceExecutor(torch.nn.Module):
                         traces[n].setdefault(f, []).append(getattr(state, f))
         for n in nodes:
             values[n] = torch.stack(outs[n])
+            x_n = torch.stack(ins[n]) if n in ins else None
             if n in want:
-                records[n] = RunRecord(input=torch.stack(ins[n]), output=values[n],
+                records[n] = RunRecord(input=x_n, output=values[n],
                                        states={f: torch.stack(v)
                                                for f, v in traces[n].items()})
+            if observe is not None:
+                observe(n, x_n, values[n])
 
     def _zero_input(self, name: str, batch: int, like: torch.Tensor) -> torch.Tensor:
         """t = 0 for a node fed only over feedback edges: zero of its input shape."""
@@ -376,7 +489,8 @@ class ReferenceExecutor(torch.nn.Module):
                                      f"input of shape {tuple(x.shape)}: {exc}") from exc
 
             return linear
-        return lambda x, t: (self._synapse(name, node, x.unsqueeze(0))[0], None)
+        ops: dict[str, SynapseOp] = {}  # the parameters once, at the first step
+        return lambda x, t: (self._synapse(name, node, x.unsqueeze(0), ops)[0], None)
 
     @staticmethod
     def _delay_stepper(steps: np.ndarray):
@@ -397,15 +511,18 @@ class ReferenceExecutor(torch.nn.Module):
 
 
 def run_reference(graph: nir.NIRGraph, inputs: Any, *, dtype: torch.dtype = torch.float64,
-                  dt: float | None = None, record: bool | Iterable[str] = False):
+                  dt: float | None = None, record: bool | Iterable[str] = False,
+                  observe: Observer | None = None):
     """Run ``graph`` on ``inputs`` ``[T, B, ...]`` (tensor or numpy; dict for several
-    Input nodes). Returns outputs, and ``(outputs, records)`` when ``record`` is set."""
+    Input nodes). Returns outputs, and ``(outputs, records)`` when ``record`` is set.
+    ``observe``: see :meth:`ReferenceExecutor.forward`."""
     if isinstance(inputs, np.ndarray):
         inputs = torch.from_numpy(inputs)
     elif isinstance(inputs, dict):
         inputs = {k: torch.as_tensor(v) for k, v in inputs.items()}
     with torch.no_grad():
-        return ReferenceExecutor(graph, dtype=dtype, dt=dt)(inputs, record=record)
+        return ReferenceExecutor(graph, dtype=dtype, dt=dt)(inputs, record=record,
+                                                            observe=observe)
 
 
 def run(graph: nir.NIRGraph, inputs: Any, *, record: bool | Iterable[str] = False,

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from nirbridge.profile.counting import (
     Counts,
+    EventCounter,
     NeuronCount,
     ParamCount,
     SynapseCount,
@@ -96,6 +97,7 @@ __all__ = [
     "Constant",
     "Counts",
     "EnergyReport",
+    "EventCounter",
     "EnergyTerm",
     "LayerMapping",
     "Limit",

@@ -340,9 +340,116 @@ def recurrent_synapses(graph: nir.NIRGraph) -> set[str]:
             if isinstance(node, SYNAPSE_TYPES) and is_late(n)}
 
 
+class EventCounter:
+    """Counts a run's events node by node while it runs: ``counter(name, input, output)``
+    with a node's whole ``[T, B, ...]`` summed input (None for an Input node) and output
+    is the reference executor's observer (``ReferenceExecutor.forward(observe=...)``), so
+    that no record needs keeping; :meth:`counts` gives the :class:`Counts`, the same
+    numbers :func:`count_events` finds in the records of the same run (it feeds this
+    class from them). Nodes other than Input, synapse and neuron nodes are ignored."""
+
+    def __init__(self, graph: nir.NIRGraph, *,
+                 spike_inputs: bool | Iterable[str] = False) -> None:
+        self.graph = flatten_subgraphs(graph)
+        self._tags = payload_tags(self.graph, spike_inputs)
+        self._preds = predecessors(self.graph)
+        self._late = recurrent_synapses(self.graph)
+        self._synapses: dict[str, SynapseCount] = {}
+        self._neurons: dict[str, NeuronCount] = {}
+        self._inputs: dict[str, float] = {}
+        self._tb: tuple[int, int] | None = None
+
+    def _check_tb(self, x: torch.Tensor, name: str) -> tuple[int, int]:
+        if x.dim() < 2:
+            raise InputError(f"record of node '{name}' has shape {tuple(x.shape)}; "
+                             "expected [T, B, ...]")
+        t, b = int(x.shape[0]), int(x.shape[1])
+        if self._tb is None:
+            self._tb = (t, b)
+        elif (t, b) != self._tb:
+            raise InputError(f"record of node '{name}' has T, B = {t}, {b}; other nodes "
+                             f"have {self._tb[0]}, {self._tb[1]}")
+        return t, b
+
+    def __call__(self, name: str, x: torch.Tensor | None, y: torch.Tensor | None) -> None:
+        node = self.graph.nodes.get(name)
+        if isinstance(node, nir.Input):
+            if y is not None:
+                _, b = self._check_tb(y, name)
+                self._inputs[name] = float(torch.count_nonzero(y).item()) / b
+        elif isinstance(node, SYNAPSE_TYPES):
+            if x is None:
+                raise InputError(f"no input for synapse node '{name}'")
+            self._synapse(name, node, torch.as_tensor(x))
+        elif node is not None and is_neuron(node):
+            if x is None or y is None:
+                raise InputError(f"neuron node '{name}' needs its input and output")
+            self._neuron(name, node, torch.as_tensor(x), torch.as_tensor(y))
+
+    def _synapse(self, name: str, node: nir.NIRNode, x: torch.Tensor) -> None:
+        t, b = self._check_tb(x, name)
+        preds = self._preds[name]
+        if name in self._late:
+            x = _previous_step(x)
+        shape = tuple(int(s) for s in x.shape[2:])
+        fmap = fanout_map(node, shape)
+        fones = fanout_map(node, shape, ones=True)
+        # one event per non-zero input (NeuroBench), n events for a count of n
+        counts = any(self._tags[p] == "count" for p in preds)
+        nz = x.to(torch.float64) if counts else (x != 0).to(torch.float64)
+        # Σ over a sample of integer events × integer fan-outs: every partial sum is an
+        # integer below 2^53, so the matrix-vector product is exact in any order
+        n = int(fmap.numel())
+        step_sums = (nz.reshape(t * b, n) @ fmap.reshape(n).to(nz.device)).reshape(t, b).sum(1)
+        step_sums = step_sums.cpu()
+        dense_step = float(fones.sum().item())
+        self._synapses[name] = SynapseCount(
+            node=name, op=type(node).__name__, kind=synapse_kind(self.graph, name, self._tags),
+            predecessors=list(preds), neurobench=isinstance(node, NEUROBENCH_TYPES),
+            in_shape=shape, effective=float(step_sums.sum().item()) / b,
+            dense=dense_step * t, effective_per_step=(step_sums / b).numpy(),
+            dense_per_step=dense_step, synapses=int(round(float(fmap.sum().item()))),
+            connections=int(round(dense_step)))
+
+    def _neuron(self, name: str, node: nir.NIRNode, x: torch.Tensor, y: torch.Tensor) -> None:
+        t, b = self._check_tb(x, name)
+        n = int(np.prod(x.shape[2:], dtype=np.int64))
+        driven = torch.count_nonzero(x.reshape(t, -1), dim=1).cpu()  # exact, per step
+        spiking = is_spiking(node)
+        spk = None
+        if spiking:
+            yt = y.reshape(t, -1)
+            spk = (yt.sum(1) if self._tags[name] == "count"
+                   else torch.count_nonzero(yt, dim=1)).cpu()
+        self._neurons[name] = NeuronCount(
+            node=name, op=type(node).__name__, spiking=spiking, neurons=n,
+            updates_dense=float(n * t), updates_driven=int(driven.sum().item()) / b,
+            driven_per_step=driven.numpy() / b,
+            spikes=None if spk is None else int(spk.sum().item()) / b,
+            spikes_per_step=None if spk is None else spk.numpy() / b)
+
+    def counts(self) -> Counts:
+        """The counts of everything seen so far, nodes in graph order."""
+        params = {}
+        for name, node in self.graph.nodes.items():
+            pc = _param_count(name, node)
+            if pc is not None:
+                params[name] = pc
+        order = list(self.graph.nodes)
+
+        def ordered(d: dict[str, Any]) -> dict[str, Any]:
+            return {k: d[k] for k in order if k in d}
+
+        t, b = self._tb or (0, 0)
+        return Counts(time_steps=t, batch=b, synapses=ordered(self._synapses),
+                      neurons=ordered(self._neurons), params=params,
+                      input_events=ordered(self._inputs))
+
+
 def count_events(graph: nir.NIRGraph, records: MappingABC[str, Any], *,
                  spike_inputs: bool | Iterable[str] = False) -> Counts:
-    """Exact event counts of one recorded run (``run_reference(..., record=True)``).
+    """Exact event counts of one recorded run (``run_reference(..., record=True)``, or
+    any backend's records).
 
     Per node: synaptic operations of every synapse node (effective and dense, AC or MAC
     tagged from the graph), neuron updates (dense, driven), spikes, parameters. Values
@@ -351,92 +458,41 @@ def count_events(graph: nir.NIRGraph, records: MappingABC[str, Any], *,
     events (their first layer is then AC, as NeuroBench would find on such data).
     Recurrent graphs: see the module docstring (a recurrent synapse's events at step t
     are the spikes of step t − 1 × fan-out). Nested subgraphs are flattened first, as
-    the reference does (records keyed ``sub.x``).
+    the reference does (records keyed ``sub.x``). The reference counts without records
+    (:func:`count_run`, :class:`EventCounter`): the same numbers.
     """
-    graph = flatten_subgraphs(graph)
-    tags = payload_tags(graph, spike_inputs)
+    counter = EventCounter(graph, spike_inputs=spike_inputs)
+    graph = counter.graph
     preds = predecessors(graph)
     feedback = set(feedback_edges(graph))
-    late = recurrent_synapses(graph)
-    synapses: dict[str, SynapseCount] = {}
-    neurons: dict[str, NeuronCount] = {}
-    params: dict[str, ParamCount] = {}
-    inputs: dict[str, float] = {}
-    time_steps = batch = None
-
-    def tb(x: torch.Tensor, name: str) -> tuple[int, int]:
-        nonlocal time_steps, batch
-        if x.dim() < 2:
-            raise InputError(f"record of node '{name}' has shape {tuple(x.shape)}; "
-                             "expected [T, B, ...]")
-        t, b = int(x.shape[0]), int(x.shape[1])
-        if time_steps is None:
-            time_steps, batch = t, b
-        elif (t, b) != (time_steps, batch):
-            raise InputError(f"record of node '{name}' has T, B = {t}, {b}; other nodes "
-                             f"have {time_steps}, {batch}")
-        return t, b
-
     for name, node in graph.nodes.items():
-        pc = _param_count(name, node)
-        if pc is not None:
-            params[name] = pc
         if isinstance(node, nir.Input):
             if name in records and getattr(records[name], "output", None) is not None:
-                x = _record(records, name, "output")
-                _, b = tb(x, name)
-                inputs[name] = float((x != 0).sum().item()) / b
+                counter(name, None, _record(records, name, "output"))
         elif isinstance(node, SYNAPSE_TYPES):
-            x = _node_input(records, name, preds[name], feedback)
-            t, b = tb(x, name)
-            if name in late:
-                x = _previous_step(x)
-            shape = tuple(int(s) for s in x.shape[2:])
-            fmap = fanout_map(node, shape)
-            fones = fanout_map(node, shape, ones=True)
-            # one event per non-zero input (NeuroBench), n events for a count of n
-            counts = any(tags[p] == "count" for p in preds[name])
-            nz = x.to(torch.float64) if counts else (x != 0).to(torch.float64)
-            step_sums = (nz * fmap).reshape(t, -1).sum(1)  # exact integers
-            per_step = step_sums / b
-            dense_step = float(fones.sum().item())
-            synapses[name] = SynapseCount(
-                node=name, op=type(node).__name__, kind=synapse_kind(graph, name, tags),
-                predecessors=list(preds[name]), neurobench=isinstance(node, NEUROBENCH_TYPES),
-                in_shape=shape, effective=float(step_sums.sum().item()) / b,
-                dense=dense_step * t, effective_per_step=per_step.numpy(),
-                dense_per_step=dense_step, synapses=int(round(float(fmap.sum().item()))),
-                connections=int(round(dense_step)))
+            counter(name, _node_input(records, name, preds[name], feedback), None)
         elif is_neuron(node):
             x = _node_input(records, name, preds[name], feedback)
-            y = _record(records, name, "output")
-            t, b = tb(x, name)
-            n = int(np.prod(x.shape[2:], dtype=np.int64))
-            driven = (x != 0).reshape(t, -1).sum(1)  # exact integers per step
-            spiking = is_spiking(node)
-            events = y if tags[name] == "count" else (y != 0)
-            spk = events.reshape(t, -1).sum(1) if spiking else None
-            neurons[name] = NeuronCount(
-                node=name, op=type(node).__name__, spiking=spiking, neurons=n,
-                updates_dense=float(n * t), updates_driven=int(driven.sum().item()) / b,
-                driven_per_step=driven.numpy() / b,
-                spikes=None if spk is None else int(spk.sum().item()) / b,
-                spikes_per_step=None if spk is None else spk.numpy() / b)
-    return Counts(time_steps=int(time_steps or 0), batch=int(batch or 0), synapses=synapses,
-                  neurons=neurons, params=params, input_events=inputs)
+            counter(name, x, _record(records, name, "output"))
+    return counter.counts()
 
 
 def count_run(graph: nir.NIRGraph, inputs: Any, *, dt: float | None = None,
-              spike_inputs: bool | Iterable[str] = False) -> tuple[Any, Counts]:
-    """Run the float64 reference on ``inputs`` ``[T, B, ...]`` and count its events.
+              spike_inputs: bool | Iterable[str] = False,
+              dtype: torch.dtype = torch.float64,
+              record: bool | Iterable[str] = False) -> tuple[Any, Counts]:
+    """Run the reference (float64 by default) on ``inputs`` ``[T, B, ...]``, counting its
+    events while it runs (:class:`EventCounter`: no records kept for the counting).
 
-    Returns ``(outputs, counts)``.
+    Returns ``(outputs, counts)``, or ``((outputs, records), counts)`` when ``record``
+    asks for records (of the nodes named, or all).
     """
     from nirbridge.backends.reference import run_reference
 
-    out, records = run_reference(graph, inputs, dt=dt, record=True)
-    return out, count_events(graph, records, spike_inputs=spike_inputs)
+    counter = EventCounter(graph, spike_inputs=spike_inputs)
+    got = run_reference(graph, inputs, dt=dt, dtype=dtype, record=record, observe=counter)
+    return got, counter.counts()
 
 
-__all__ = ["Counts", "NeuronCount", "ParamCount", "SynapseCount", "count_events",
+__all__ = ["Counts", "EventCounter", "NeuronCount", "ParamCount", "SynapseCount", "count_events",
            "count_run", "fanout_map", "recurrent_synapses"]

@@ -1,0 +1,87 @@
+"""Benchmark (run by hand, never in the tests): what counting events costs on top of a plain
+reference run, side by side in one process.
+
+    .venv/bin/python bench/counting_overhead.py [--nets conv,mlp] [--batches 1,32,256]
+        [--steps 100] [--repeats 5] [--threads 1]
+
+The networks and inputs are ``bench/reference_vs_norse.py``'s (the digits conv net Norse
+reads, the 700-256-256-20 LIF MLP), float64. Contenders, alternating, min and median of
+``--repeats`` after one warm-up:
+
+- ``plain``: ``get("reference").run(graph, x)`` (no records);
+- ``count_run``: :func:`nirbridge.profile.count_run`, the counts made while it runs;
+- ``profile``: what ``nirbridge profile --backend reference`` computes (``count_run``
+  recording the neuron nodes, then the sanity check ``check_run`` on those records);
+- ``records``: the way before in-run counting: ``run(..., record=True)`` then
+  ``count_events`` over every record.
+
+Each row checks that ``count_run``'s counts equal ``count_events`` on full records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from reference_vs_norse import inputs, timings  # noqa: E402
+
+from nirbridge.backends import get  # noqa: E402
+from nirbridge.neurons import is_neuron  # noqa: E402
+from nirbridge.profile import count_events, count_run  # noqa: E402
+from nirbridge.sanity import check_run  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nets", default="conv,mlp")
+    ap.add_argument("--batches", default="1,32,256")
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    ref = get("reference")
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} thread(s), float64, "
+          f"T = {args.steps}; min and median of {args.repeats}, alternating\n")
+    print("| net | B | plain s (min / med) | count_run / plain (min / med) | "
+          "profile / plain (min / med) | records + count_events / plain (min / med) | "
+          "counts identical |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for net in args.nets.split(","):
+        for batch in (int(b) for b in args.batches.split(",")):
+            graph, x = inputs(net, args.steps, batch)
+            keep = [n for n, node in graph.nodes.items() if is_neuron(node)]
+
+            def profile(graph=graph, x=x, keep=keep):
+                (_, records), counts = count_run(graph, x, record=keep)
+                check_run(graph, records)
+                return counts
+
+            def old_way(graph=graph, x=x):
+                return count_events(graph, ref.run(graph, x, record=True).records)
+
+            t = timings({"plain": lambda g=graph, x=x: ref.run(g, x),
+                         "count_run": lambda g=graph, x=x: count_run(g, x),
+                         "profile": profile, "records": old_way}, args.repeats)
+            same = count_run(graph, x)[1].to_dict() == old_way().to_dict()
+            mn = {k: min(v) for k, v in t.items()}
+            md = {k: statistics.median(v) for k, v in t.items()}
+
+            def ratio(k: str, mn=mn, md=md) -> str:
+                return f"{mn[k] / mn['plain']:.2f} / {md[k] / md['plain']:.2f}"
+
+            print(f"| {net} | {batch} | {mn['plain']:.3f} / {md['plain']:.3f} | "
+                  f"{ratio('count_run')} | {ratio('profile')} | {ratio('records')} | "
+                  f"{same} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
