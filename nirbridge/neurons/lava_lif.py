@@ -10,6 +10,7 @@ of :mod:`~nirbridge.neurons.standard`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import nir
@@ -61,9 +62,11 @@ class LavaLIFParams:
     gain_frac: int = 12
     a_bias: Any = None
 
-    @property
+    @cached_property
     def effective_bias(self) -> np.ndarray:
-        """Lava's ``scale_bias``: ``mant << exp`` where ``exp ≥ 0``, else ``mant >> −exp``."""
+        """Lava's ``scale_bias``: ``mant << exp`` where ``exp ≥ 0``, else ``mant >> −exp``
+        (computed once: the quantizer builds the parameters and nothing changes them, and
+        every step reads it)."""
         mant = fx.as_int(self.bias_mant)
         exp = fx.as_int(self.bias_exp)
         return np.where(exp >= 0, mant << np.maximum(exp, 0), mant >> np.maximum(-exp, 0))
