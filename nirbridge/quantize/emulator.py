@@ -160,12 +160,16 @@ def int_sumpool(x: torch.Tensor, node: nir.NIRNode) -> torch.Tensor:
 
 
 def _shift_floor(x: torch.Tensor, e: int) -> torch.Tensor:
-    # torch's >> on int64 is arithmetic (floor), like numpy's and Lava's
+    # torch's >> on int64 is arithmetic (floor), like numpy's and Lava's; e = 0 is no pass
+    if e == 0:
+        return x
     return x << e if e >= 0 else x >> (-e)
 
 
 def _align(x: torch.Tensor, frm: int, to: int) -> torch.Tensor:
-    if to >= frm:
+    if to == frm:  # the common case: no copy (nothing writes into a value in place)
+        return x
+    if to > frm:
         return x << (to - frm)
     n = frm - to
     return (x + (1 << (n - 1))) >> n
