@@ -243,6 +243,13 @@ def full_int(value: Any, batch: int, shape: tuple[int, ...]) -> IntArray:
     return np.broadcast_to(as_int(value), (batch, *shape)).copy()
 
 
+def per_neuron(value: Any, shape: tuple[int, ...]) -> IntArray:
+    """``value`` (integers, a scalar or an array broadcastable to the population ``shape``)
+    as one contiguous int64 entry per neuron (``[prod(shape)]``, C order): the parameter
+    layout of the whole-sequence kernels, which index it by neuron."""
+    return np.ascontiguousarray(np.broadcast_to(as_int(value), shape)).reshape(-1)
+
+
 @lru_cache(maxsize=64)
 def luts(lut_min: float, lut_max: float, step_log2: int, out_frac: int) -> tuple[Lut, Lut]:
     """The tanh and σ tables of a target's LUT grid with ``out_frac`` output bits (built
@@ -379,6 +386,7 @@ __all__ = [
     "make_lut",
     "mul_round",
     "mul_trunc",
+    "per_neuron",
     "sat_limit",
     "saturate",
     "shift_floor",

@@ -159,13 +159,6 @@ def int_sumpool(x: torch.Tensor, node: nir.NIRNode) -> torch.Tensor:
                     groups=c)
 
 
-def _shift_floor(x: torch.Tensor, e: int) -> torch.Tensor:
-    # torch's >> on int64 is arithmetic (floor), like numpy's and Lava's; e = 0 is no pass
-    if e == 0:
-        return x
-    return x << e if e >= 0 else x >> (-e)
-
-
 def _align(x: torch.Tensor, frm: int, to: int) -> torch.Tensor:
     if to == frm:  # the common case: no copy (nothing writes into a value in place)
         return x
@@ -185,8 +178,14 @@ def _apply(node: nir.NIRNode, layer: Any, x: torch.Tensor) -> torch.Tensor:
             y = int_conv(x.reshape(t * b, *x.shape[2:]), layer.mant, stride=layer.stride,
                          padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
             y = y.reshape(t, b, *y.shape[1:])
-        y = _shift_floor(y, layer.w_exp)
-        return y if layer.bias is None else y + torch.as_tensor(layer.bias, device=y.device)
+        # y is the kernel's own fresh tensor: shift and add in place (no copies)
+        if layer.w_exp > 0:
+            y <<= layer.w_exp
+        elif layer.w_exp < 0:
+            y >>= -layer.w_exp
+        if layer.bias is not None:
+            y += torch.as_tensor(layer.bias, device=y.device)
+        return y
     if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
         y = int_sumpool(x.reshape(t * b, *x.shape[2:]), node)
         return y.reshape(t, b, *y.shape[1:])
@@ -229,12 +228,16 @@ def _quantize_input(x: torch.Tensor, layer: QuantizedInput, sat: fx.SaturationCo
 def _neuron(layer: QuantizedNeuron, a_in: torch.Tensor, sat: fx.SaturationCounter,
             keep_states: bool) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """The neuron's integer model over time on the host (numpy, as specified), the whole
-    population and batch per call."""
+    population and batch per call: its whole-sequence ``scan`` where the model has one
+    (one call per layer and chunk), else its ``step`` once per time step."""
     a = a_in.cpu().numpy()
     model, params = layer.model, layer.params
     state = params.initial_state(a.shape[1], tuple(a.shape[2:]))
+    if model.scan is not None:
+        out, _, trace = model.scan(a, state, params, sat, keep_states)
+        return torch.from_numpy(out).to(a_in.device), trace
     out = None
-    trace: dict[str, np.ndarray] = {}
+    trace = {}
     for t, xt in enumerate(a):
         y, state = model.step(xt, state, params, sat)
         if out is None:
@@ -277,7 +280,8 @@ class _Chunk:
         assert total is not None
         return total
 
-    def node(self, name: str, inputs: Mapping[str, torch.Tensor]) -> None:
+    def node(self, name: str, inputs: Mapping[str, tuple[torch.Tensor, dict[str, int]]]
+             ) -> None:
         node = self.g.nodes[name]
         layer = self.q.layers.get(name)
         keep = name in self.want
@@ -285,7 +289,10 @@ class _Chunk:
         x_in: torch.Tensor | None = None
         states: dict[str, np.ndarray] = {}
         if isinstance(layer, QuantizedInput):
-            y = _quantize_input(inputs[name], layer, sat)
+            # quantized once per run (run_emulated); this chunk's part and its counts
+            y, counts = inputs[name]
+            for f, n in counts.items():
+                sat.add(f, n)
             frac_in, frac_out = None, layer.frac_bits
         elif isinstance(layer, QuantizedNeuron):
             x_in = self._sum(name, layer.in_frac)
@@ -395,10 +402,19 @@ def run_emulated(qgraph: QuantizedGraph, inputs: Any, *,
     step = batch if not batch_size else min(batch_size, max(batch, 1))
     want = set(g.nodes) if record is True else set(record or ())
     units = schedule(g)
+    # the inputs are quantized once, on the host; the first chunk carries their counts
+    qin: dict[str, tuple[torch.Tensor, dict[str, int]]] = {}
+    for n, x in xs.items():
+        sat = fx.SaturationCounter()
+        layer = qgraph.layers[n]
+        assert isinstance(layer, QuantizedInput)
+        qin[n] = (_quantize_input(x, layer, sat), dict(sat.counts))
     chunks: list[_Chunk] = []
     for lo in range(0, max(batch, 1), max(step, 1)):
         chunk = _Chunk(qgraph, want, dev)
-        part = {n: x[:, lo:lo + step].to(dev) for n, x in xs.items()}
+        part = {n: (q[:, lo:lo + step].to(dev),
+                    counts if lo == 0 else dict.fromkeys(counts, 0))
+                for n, (q, counts) in qin.items()}
         for unit in units:
             if not unit.cyclic:
                 chunk.node(unit.nodes[0], part)
