@@ -38,7 +38,7 @@ from reference_recurrence import recipe_graph  # noqa: E402
 from nirbridge.backends.fixed import quantized_for  # noqa: E402
 from nirbridge.backends.lava import lower, run_lava  # noqa: E402
 from nirbridge.quantize import run_fixed_point  # noqa: E402
-from nirbridge.quantize.emulator import DEFAULT_BATCH_SIZE, run_emulated  # noqa: E402
+from nirbridge.quantize.emulator import CHUNK_ROWS, DEFAULT_BATCH_SIZE, run_emulated  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,7 +115,7 @@ def row(name: str, graph: nir.NIRGraph, x: np.ndarray, args) -> str:
             f"{spikes:.3f} |")
 
 
-def profile(graph: nir.NIRGraph, x: np.ndarray, batch_size: int) -> None:
+def profile(graph: nir.NIRGraph, x: np.ndarray, batch_size: int | str) -> None:
     q = quantized_for(graph, x)
     run_emulated(q, x, batch_size=batch_size)
     pr = cProfile.Profile()
@@ -142,18 +142,31 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--lava-steps-256", type=int, default=20)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 32, 256])
-    ap.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    ap.add_argument("--batch-size", type=lambda v: v if v == "auto" else int(v),
+                    default=DEFAULT_BATCH_SIZE, help="samples per emulator chunk, or 'auto'")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"# {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} torch "
-          f"thread(s), emulator on cpu in chunks of {args.batch_size} samples; best of "
+          f"thread(s), emulator on cpu in chunks of {args.batch_size} samples "
+          f"(auto: {CHUNK_ROWS} // T); best of "
           f"{args.repeats} (emulator, numpy) / {args.lava_repeats} (Lava), alternating; "
           "median ratios in parentheses\n")
     print("| network | B | T | Lava sim steps·samples/s | Lava wall | emulator | numpy "
           "executor | emulator ÷ Lava sim | ÷ Lava wall | emulator ÷ numpy | outputs "
           "identical (all 3) | output nonzero |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    # numba compiles the neuron kernels at the first call in a process (no cache file)
+    graph, x = nets(8, 2)["MLP 700-256-256-20 LIF"]
+    q = quantized_for(graph, x)
+    t0 = time.perf_counter()
+    run_emulated(q, x)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_emulated(q, x)
+    print(f"first emulator call in this process (numba compiles the LIF kernel): "
+          f"{first:.2f} s; the same call warm: {time.perf_counter() - t0:.4f} s; the "
+          "conv net's first call compiles nothing more\n")
     for b in args.batches:
         steps = args.lava_steps_256 if b >= 256 else args.steps
         for name, (graph, x) in nets(steps, b).items():

@@ -30,6 +30,7 @@ from nirbridge import fixed_point as fx
 from nirbridge.errors import GraphError, InputError, InvalidParameterError, QuantizationError
 from nirbridge.geometry import pool_geometry_of
 from nirbridge.graph import delay_steps, schedule
+from nirbridge.neurons import NEURONS
 from nirbridge.quantize.chains import _tname
 from nirbridge.quantize.executor import FixedPointRecord, _Run
 from nirbridge.quantize.graph import (
@@ -47,10 +48,13 @@ from nirbridge.quantize.graph import (
 _MANTISSA = {torch.float32: 24, torch.float64: 53}
 
 
-#: Samples per chunk by default: small enough that a neuron layer's state stays in cache
-#: (measured on the digits conv net and a 700-256-256-20 MLP: 16-64 samples run 1.3-1.6x
-#: faster than 256 at once), large enough that the kernels see big matrices.
-DEFAULT_BATCH_SIZE = 32
+#: Steps·samples per chunk when ``batch_size="auto"`` (the default): ``max(1, CHUNK_ROWS //
+#: T)`` samples. A chunk's activations then stay in cache between a layer's kernel and its
+#: neurons (measured on the digits conv net at T = 100: 8 samples a chunk ran 2.3x faster
+#: than 32; at T = 20, 32 samples as fast as 16), and the kernels still see big matrices.
+CHUNK_ROWS = 800
+#: The default ``batch_size``: chunks of about :data:`CHUNK_ROWS` steps·samples.
+DEFAULT_BATCH_SIZE = "auto"
 
 
 @dataclass
@@ -96,7 +100,8 @@ def _limbs(x: torch.Tensor, bits: int) -> list[tuple[torch.Tensor, int]]:
         rest, shift = hi, shift + bits
 
 
-def _exact(op, x: torch.Tensor, w_l1: float, w: np.ndarray) -> torch.Tensor:
+def _exact(op, x: torch.Tensor, w_l1: float, w: np.ndarray, x_bound: float | None = None,
+           cache: dict | None = None) -> torch.Tensor:
     """``op(x, w)`` for a linear ``op`` on int64 ``x``, exactly, through float kernels.
 
     Proof of exactness: each output is ``Σ_k x_k·w_jk`` over one output's fan-in; every
@@ -106,15 +111,25 @@ def _exact(op, x: torch.Tensor, w_l1: float, w: np.ndarray) -> torch.Tensor:
     Where even float64 does not hold that bound, ``x`` is split into limbs (``x = Σ x_i ·
     2^(b·i)``, ``|x_i| ≤ 2^b``, ``2^b · w_l1 < 2^53``), each limb's product is exact, and the
     shifted limb products are summed in int64 (exact unless the true result overflows int64,
-    as in the numpy golden model)."""
-    if x.numel():
+    as in the numpy golden model).
+
+    ``x_bound``: a known bound on ``max|x|`` (e.g. 1 for binary spikes), which spares the
+    pass that measures it; ``cache``: a run's weights already converted, by dtype."""
+    if x_bound is not None:
+        xmax = float(x_bound)
+    elif x.numel():
         lo, hi = torch.aminmax(x)
         xmax = float(max(-int(lo), int(hi)))
     else:
         xmax = 0.0
     dtype = _float_dtype(x.device, xmax * w_l1)
     if dtype is not None:
-        wt = torch.as_tensor(w, dtype=dtype, device=x.device)
+        key = (id(w), dtype, x.device)
+        wt = None if cache is None else cache.get(key)
+        if wt is None:
+            wt = torch.as_tensor(w, dtype=dtype, device=x.device)
+            if cache is not None:
+                cache[key] = wt
         return op(x.to(dtype), wt).to(torch.int64)
     bits = int(np.floor(np.log2(2.0 ** 52 / max(w_l1, 1.0))))
     if bits < 1:
@@ -129,24 +144,42 @@ def _exact(op, x: torch.Tensor, w_l1: float, w: np.ndarray) -> torch.Tensor:
     return total
 
 
-def int_linear(x: torch.Tensor, mant: np.ndarray) -> torch.Tensor:
-    """``x @ mant.T`` exactly, for int64 ``x`` ``[N, in]`` and integer weights ``[out, in]``."""
-    w_l1 = float(np.abs(mant).sum(axis=1).max(initial=0))
-    return _exact(lambda a, w: a @ w.T, x, w_l1, mant)
+def _l1(mant: np.ndarray, cache: dict | None) -> float:
+    """The weights' largest row L1 norm (output by output), once per run with ``cache``."""
+    key = ("l1", id(mant))
+    if cache is not None and key in cache:
+        return cache[key]
+    w_l1 = float(np.abs(mant).reshape(mant.shape[0], -1).sum(axis=1).max(initial=0))
+    if cache is not None:
+        cache[key] = w_l1
+    return w_l1
+
+
+def int_linear(x: torch.Tensor, mant: np.ndarray, *, x_bound: float | None = None,
+               cache: dict | None = None) -> torch.Tensor:
+    """``x @ mant.T`` exactly, for int64 ``x`` ``[N, in]`` and integer weights ``[out, in]``
+    (``x_bound``, ``cache``: see :func:`_exact`)."""
+    return _exact(lambda a, w: a @ w.T, x, _l1(mant, cache), mant, x_bound, cache)
 
 
 def int_conv(x: torch.Tensor, mant: np.ndarray, *, stride: tuple[int, ...],
-             padding: tuple[int, ...], dilation: tuple[int, ...], groups: int) -> torch.Tensor:
+             padding: tuple[int, ...], dilation: tuple[int, ...], groups: int,
+             x_bound: float | None = None, cache: dict | None = None, fold: int = 1
+             ) -> torch.Tensor:
     """Integer convolution (cross-correlation, like torch) of int64 ``x`` ``[N, C, *sp]``
-    with integer weights ``[O, C/groups, *k]``, exactly (see :func:`_exact`)."""
+    with integer weights ``[O, C/groups, *k]``, exactly (see :func:`_exact`); with ``fold
+    = k``, ``x``'s first ``k`` dimensions are folded into ``N``."""
     nd = mant.ndim - 2
     conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}.get(nd)
     if conv is None:
         raise QuantizationError(f"no integer convolution in {nd} dimensions")
-    w_l1 = float(np.abs(mant).reshape(mant.shape[0], -1).sum(axis=1).max(initial=0))
-    return _exact(lambda a, w: conv(a, w, stride=tuple(stride), padding=tuple(padding),
-                                    dilation=tuple(dilation), groups=groups),
-                  x, w_l1, mant)
+    def op(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if fold > 1:
+            a = a.reshape(-1, *a.shape[fold:])
+        return conv(a, w, stride=tuple(stride), padding=tuple(padding),
+                    dilation=tuple(dilation), groups=groups)
+
+    return _exact(op, x, _l1(mant, cache), mant, x_bound, cache)
 
 
 def int_sumpool(x: torch.Tensor, node: nir.NIRNode) -> torch.Tensor:
@@ -168,15 +201,21 @@ def _align(x: torch.Tensor, frm: int, to: int) -> torch.Tensor:
     return (x + (1 << (n - 1))) >> n
 
 
-def _apply(node: nir.NIRNode, layer: Any, x: torch.Tensor) -> torch.Tensor:
-    """A stateless node on int64 ``[T, B, ...]``."""
+def _apply(node: nir.NIRNode, layer: Any, x: torch.Tensor, x_bound: float | None = None,
+           cache: dict | None = None) -> torch.Tensor:
+    """A stateless node on int64 ``[T, B, ...]`` (``x_bound``, ``cache``: see
+    :func:`_exact`)."""
     t, b = x.shape[:2]
     if isinstance(layer, QuantizedSynapse):
+        # the kernels fold [T, B] inside, after their float conversion: x may be a strided
+        # chunk of the input, and converting it first makes one contiguous copy, not two
         if isinstance(node, (nir.Affine, nir.Linear)):
-            y = int_linear(x.reshape(t * b, -1), layer.mant).reshape(t, b, -1)
+            y = _exact(lambda a, w: a.reshape(t * b, -1) @ w.T, x, _l1(layer.mant, cache),
+                       layer.mant, x_bound, cache).reshape(t, b, -1)
         else:
-            y = int_conv(x.reshape(t * b, *x.shape[2:]), layer.mant, stride=layer.stride,
-                         padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
+            y = int_conv(x, layer.mant, stride=layer.stride, padding=layer.padding,
+                         dilation=layer.dilation, groups=layer.groups, x_bound=x_bound,
+                         cache=cache, fold=2)
             y = y.reshape(t, b, *y.shape[1:])
         # y is the kernel's own fresh tensor: shift and add in place (no copies)
         if layer.w_exp > 0:
@@ -209,20 +248,28 @@ def _delay(x: torch.Tensor, steps: np.ndarray) -> torch.Tensor:
 
 
 def _quantize_input(x: torch.Tensor, layer: QuantizedInput, sat: fx.SaturationCounter
-                    ) -> torch.Tensor:
-    """As :func:`nirbridge.quantize.quantize_input`: round half up in float64, saturate."""
+                    ) -> tuple[torch.Tensor, float]:
+    """As :func:`nirbridge.quantize.quantize_input`: round half up in float64, saturate.
+    Also returns a bound on the integers' magnitude (for :func:`_exact`)."""
     x = x.to(torch.float64)
     lim = fx.sat_limit(layer.bits)
-    # one reduction both finds NaN/inf (max propagates NaN) and bounds the integers
-    peak = float(x.abs().max()) if x.numel() else 0.0
+    # one reduction both finds NaN/inf (min and max propagate NaN) and bounds the integers
+    if x.numel():
+        lo, hi = torch.aminmax(x)
+        peak = max(-float(lo), float(hi))
+    else:
+        peak = 0.0
     if not np.isfinite(peak):
         raise InputError(f"input for node '{layer.name}' contains NaN or inf")
-    q = torch.floor(x * 2.0 ** layer.frac_bits + 0.5).to(torch.int64)
-    if np.floor(peak * 2.0 ** layer.frac_bits + 0.5) <= lim:
+    scaled = x * 2.0 ** layer.frac_bits  # a fresh tensor: round it in place
+    q = scaled.add_(0.5).floor_().to(torch.int64)
+    # |floor(x·s + 0.5)| ≤ floor(|x|·s + 0.5) for either sign of x
+    top = float(np.floor(peak * 2.0 ** layer.frac_bits + 0.5))
+    if top <= lim:
         sat.add("input", 0)
-        return q
+        return q, top
     sat.add("input", int(((q > lim) | (q < -lim)).sum()))
-    return q.clamp(-lim, lim)
+    return q.clamp_(-lim, lim), float(lim)
 
 
 def _neuron(layer: QuantizedNeuron, a_in: torch.Tensor, sat: fx.SaturationCounter,
@@ -256,8 +303,11 @@ def _neuron(layer: QuantizedNeuron, a_in: torch.Tensor, sat: fx.SaturationCounte
 class _Chunk:
     """One chunk of samples through the graph: values ``(int64 tensor, frac)`` per node."""
 
-    def __init__(self, qgraph: QuantizedGraph, want: set[str], device: torch.device) -> None:
+    def __init__(self, qgraph: QuantizedGraph, want: set[str], device: torch.device,
+                 bounds: dict[str, float], cache: dict) -> None:
         self.q = qgraph
+        self.bounds = bounds
+        self.cache = cache
         self.g = qgraph.graph
         self.want = want
         self.device = device
@@ -298,11 +348,15 @@ class _Chunk:
             x_in = self._sum(name, layer.in_frac)
             y, states = _neuron(layer, x_in, sat, keep)
             frac_in, frac_out = layer.in_frac, layer.out_frac
+            spec = NEURONS[layer.node_type]
+            if layer.spiking and spec.binary(node):  # the registry's contract: 0/1 spikes
+                self.bounds[name] = 1.0
         elif isinstance(layer, QuantizedThreshold):
             x_in = self._sum(name, layer.in_frac)
             y = (x_in > int(layer.threshold)).to(torch.int64) if np.ndim(layer.threshold) == 0 \
                 else (x_in > torch.as_tensor(layer.threshold, device=x_in.device)).to(torch.int64)
             frac_in, frac_out = layer.in_frac, layer.out_frac
+            self.bounds[name] = 1.0
         elif isinstance(layer, QuantizedOutput):
             x_in = self._sum(name, layer.frac_bits)
             if layer.bias is not None:
@@ -310,13 +364,17 @@ class _Chunk:
             y = x_in
             frac_in = frac_out = layer.frac_bits
         else:
-            (x_in, frac_in), = [self.values[p] for p in self.q.preds[name]]
+            (pred,) = self.q.preds[name]
+            x_in, frac_in = self.values[pred]
+            bound = self.bounds.get(pred)
             if isinstance(node, nir.Delay):
                 y, frac_out = _delay(x_in, self.delays[name]), frac_in
             elif isinstance(layer, QuantizedSynapse):
-                y, frac_out = _apply(node, layer, x_in), layer.out_frac
+                y, frac_out = _apply(node, layer, x_in, bound, self.cache), layer.out_frac
             else:
-                y, frac_out = _apply(node, None, x_in), frac_in
+                y, frac_out = _apply(node, None, x_in, bound, self.cache), frac_in
+            if bound is not None and isinstance(node, nir.Delay | nir.Flatten):
+                self.bounds[name] = bound  # moves values, makes none larger
         self.values[name] = (y, frac_out)
         if isinstance(layer, QuantizedInput | QuantizedNeuron):
             self.sats[name] = dict(sat.counts)
@@ -364,14 +422,15 @@ def _as_tensor(x: Any) -> torch.Tensor:
 
 def run_emulated(qgraph: QuantizedGraph, inputs: Any, *,
                  record: bool | Iterable[str] = False, device: str | torch.device = "cpu",
-                 batch_size: int | None = DEFAULT_BATCH_SIZE) -> EmulatedRun:
+                 batch_size: int | str | None = DEFAULT_BATCH_SIZE) -> EmulatedRun:
     """Run a quantized graph in integer arithmetic on ``inputs`` ``[T, B, ...]``, exactly
     as :func:`~nirbridge.quantize.run_fixed_point` does, on torch.
 
     ``inputs``: array/tensor (one Input node) or dict by Input name (real values, rounded to
     the input format). ``record``: True for every node, or node names. ``device``: where
     the synapses run (``"cpu"``, ``"cuda"``, …). ``batch_size``: samples per chunk (None:
-    all at once); chunks bound the memory of one pass and leave the integers unchanged.
+    all at once; ``"auto"``: about :data:`CHUNK_ROWS` steps·samples a chunk); chunks bound
+    the memory of one pass and leave the integers unchanged.
     """
     g = qgraph.graph
     if not isinstance(inputs, dict):
@@ -396,22 +455,29 @@ def run_emulated(qgraph: QuantizedGraph, inputs: Any, *,
                              f"{tuple(x.shape[2:])}; the graph expects {qgraph.shapes[name]}")
         batch = x.shape[1] if batch is None else batch
     assert batch is not None
-    if batch_size is not None and batch_size < 1:
-        raise InvalidParameterError(f"batch_size={batch_size}: give a positive number of "
-                                    "samples per chunk, or None")
+    if batch_size == "auto":
+        steps = next(iter(xs.values())).shape[0]
+        batch_size = max(1, CHUNK_ROWS // max(steps, 1))
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise InvalidParameterError(f"batch_size={batch_size!r}: give a positive number of "
+                                    "samples per chunk, 'auto' or None")
     step = batch if not batch_size else min(batch_size, max(batch, 1))
     want = set(g.nodes) if record is True else set(record or ())
     units = schedule(g)
     # the inputs are quantized once, on the host; the first chunk carries their counts
     qin: dict[str, tuple[torch.Tensor, dict[str, int]]] = {}
+    bounds: dict[str, float] = {}  # max|value| where known without a pass over it
+    cache: dict = {}  # the weights as the kernels take them, made once per run
     for n, x in xs.items():
         sat = fx.SaturationCounter()
         layer = qgraph.layers[n]
         assert isinstance(layer, QuantizedInput)
-        qin[n] = (_quantize_input(x, layer, sat), dict(sat.counts))
+        q, bound = _quantize_input(x, layer, sat)
+        qin[n] = (q, dict(sat.counts))
+        bounds[n] = bound
     chunks: list[_Chunk] = []
     for lo in range(0, max(batch, 1), max(step, 1)):
-        chunk = _Chunk(qgraph, want, dev)
+        chunk = _Chunk(qgraph, want, dev, dict(bounds), cache)
         part = {n: (q[:, lo:lo + step].to(dev),
                     counts if lo == 0 else dict.fromkeys(counts, 0))
                 for n, (q, counts) in qin.items()}
@@ -459,5 +525,5 @@ def _sum_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
     return total
 
 
-__all__ = ["DEFAULT_BATCH_SIZE", "EmulatedRun", "int_conv", "int_linear", "int_sumpool",
-           "run_emulated"]
+__all__ = ["CHUNK_ROWS", "DEFAULT_BATCH_SIZE", "EmulatedRun", "int_conv", "int_linear",
+           "int_sumpool", "run_emulated"]
