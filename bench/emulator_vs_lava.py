@@ -152,10 +152,6 @@ def main() -> None:
           f"(auto: {CHUNK_ROWS} // T); best of "
           f"{args.repeats} (emulator, numpy) / {args.lava_repeats} (Lava), alternating; "
           "median ratios in parentheses\n")
-    print("| network | B | T | Lava sim steps·samples/s | Lava wall | emulator | numpy "
-          "executor | emulator ÷ Lava sim | ÷ Lava wall | emulator ÷ numpy | outputs "
-          "identical (all 3) | output nonzero |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     # numba compiles the neuron kernels at the first call in a process (no cache file)
     graph, x = nets(8, 2)["MLP 700-256-256-20 LIF"]
     q = quantized_for(graph, x)
@@ -167,6 +163,10 @@ def main() -> None:
     print(f"first emulator call in this process (numba compiles the LIF kernel): "
           f"{first:.2f} s; the same call warm: {time.perf_counter() - t0:.4f} s; the "
           "conv net's first call compiles nothing more\n")
+    print("| network | B | T | Lava sim steps·samples/s | Lava wall | emulator | numpy "
+          "executor | emulator ÷ Lava sim | ÷ Lava wall | emulator ÷ numpy | outputs "
+          "identical (all 3) | output nonzero |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for b in args.batches:
         steps = args.lava_steps_256 if b >= 256 else args.steps
         for name, (graph, x) in nets(steps, b).items():
