@@ -67,7 +67,8 @@ def as_int(x: Any) -> IntArray:
             raise InvalidParameterError("fixed-point value is not an integer; round it first")
     elif arr.dtype.kind == "b":
         arr = arr.astype(np.int64)
-    return arr.astype(np.int64)
+    # no copy when it already is int64: integer models never write into their operands
+    return arr.astype(np.int64, copy=False)
 
 
 def sat_limit(bits: int) -> int:
@@ -101,6 +102,12 @@ def saturate(x: IntArray, bits: int, sat: SaturationCounter | None = None,
              name: str = "v") -> IntArray:
     """Clip ``x`` to ``±(2^(bits−1) − 1)`` (symmetric, like Lava's ``v``), counting clips."""
     lim = sat_limit(bits)
+    x = np.asarray(x)
+    # fast path (the common case): nothing to clip, so no clip and no count pass
+    if x.size == 0 or (-lim <= x.min() and x.max() <= lim):
+        if sat is not None:
+            sat.add(name, 0)
+        return x
     if sat is not None:
         sat.add(name, int(np.count_nonzero((x > lim) | (x < -lim))))
     return np.clip(x, -lim, lim)
@@ -115,6 +122,11 @@ def lava_wrap(u: IntArray, bits: int = LAVA_STATE_BITS, sat: SaturationCounter |
     from the unwrapped value, as Lava does).
     """
     m = 1 << (bits - 1)
+    u = np.asarray(u)
+    if u.size == 0 or (-m < u.min() and u.max() <= m):  # nothing wraps: skip both passes
+        if sat is not None:
+            sat.add(name, 0)
+        return u
     wrapped = np.where(u > m, u - 2 * m, u)
     wrapped = np.where(wrapped <= -m, u + 2 * m, wrapped)
     if sat is not None:
@@ -229,6 +241,13 @@ def sigmoid_lut(out_frac: int, *, x_min: float = -8.0, x_max: float = 8.0,
 def full_int(value: Any, batch: int, shape: tuple[int, ...]) -> IntArray:
     """``value`` (integers) broadcast to ``[batch, *shape]``, as a new int64 array."""
     return np.broadcast_to(as_int(value), (batch, *shape)).copy()
+
+
+def per_neuron(value: Any, shape: tuple[int, ...]) -> IntArray:
+    """``value`` (integers, a scalar or an array broadcastable to the population ``shape``)
+    as one contiguous int64 entry per neuron (``[prod(shape)]``, C order): the parameter
+    layout of the whole-sequence kernels, which index it by neuron."""
+    return np.ascontiguousarray(np.broadcast_to(as_int(value), shape)).reshape(-1)
 
 
 @lru_cache(maxsize=64)
@@ -367,6 +386,7 @@ __all__ = [
     "make_lut",
     "mul_round",
     "mul_trunc",
+    "per_neuron",
     "sat_limit",
     "saturate",
     "shift_floor",

@@ -1,7 +1,9 @@
-"""The ``fixed`` backend: the numpy integer executor, golden model of Lava's ``fixed_pt``.
+"""The ``fixed`` backend: the batched bit-accurate emulator of Lava's ``fixed_pt``.
 
 The graph is quantized for a target (:func:`nirbridge.quantize.quantize`) and run in
-integer arithmetic (:func:`nirbridge.quantize.run_fixed_point`). Lava's bit-accurate
+integer arithmetic on torch (:func:`nirbridge.quantize.emulator.run_emulated`, integer for
+integer the numpy golden model :func:`nirbridge.quantize.run_fixed_point`; options
+``device``, default ``"cpu"``, and ``batch_size``, samples per chunk). Lava's bit-accurate
 ``lava-fixed`` backend reproduces these integers one for one, given the same
 quantization; both pick it the same way (:func:`quantized_for`), from these options:
 
@@ -40,8 +42,8 @@ from nirbridge.quantize import (
     QuantConfig,
     QuantizedGraph,
     quantize,
-    run_fixed_point,
 )
+from nirbridge.quantize.emulator import DEFAULT_BATCH_SIZE, run_emulated
 
 #: Fractional bits given to real-valued (graded) network inputs in fixed point: the
 #: payload of a Loihi 2 graded spike is wide enough, and 8 bits represent the digits'
@@ -52,6 +54,9 @@ GRADED_INPUT_FRAC_BITS = 8
 QUANT_OPTIONS = ("quant", "target", "input_frac_bits")
 
 _DEFAULT_TARGET = "loihi2"
+
+#: The options of the ``fixed`` backend: the quantization's and where the emulator runs.
+RUN_OPTIONS = ("device", "batch_size")
 
 
 def _arrays(inputs: Any) -> dict[str, np.ndarray]:
@@ -156,7 +161,8 @@ class FixedBackend:
     """The ``fixed`` backend (:class:`~nirbridge.backends.Backend`)."""
 
     name = "fixed"
-    description = "numpy integer executor of the quantized graph (golden model of lava-fixed)"
+    description = ("batched bit-accurate emulator of the quantized graph on torch (integer for "
+                   "integer lava-fixed)")
     tolerance = FIXED_TOLERANCE
 
     def reading(self, graph: nir.NIRGraph, **options: Any) -> Reading:
@@ -166,7 +172,11 @@ class FixedBackend:
 
     def check(self, graph: nir.NIRGraph, **options: Any) -> list[str]:
         """Why ``graph`` cannot be quantized with ``options`` (quantizes, does not run)."""
-        check_options(self.name, options, QUANT_OPTIONS)
+        check_options(self.name, options, QUANT_OPTIONS + RUN_OPTIONS)
+        device = options.pop("device", "cpu")
+        options.pop("batch_size", None)
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            return [f"device={device!r}: torch sees no CUDA device"]
         reasons = graph_issues(graph)
         if reasons:
             return reasons
@@ -179,21 +189,23 @@ class FixedBackend:
     def run(self, graph: nir.NIRGraph, inputs: Any, *,
             record: bool | Iterable[str] | None = False, dt: float | None = None,
             **options: Any) -> RunResult:
-        """Quantize ``graph`` (see :func:`quantized_for`) and run it in integers."""
-        check_options(self.name, options, QUANT_OPTIONS)
+        """Quantize ``graph`` (see :func:`quantized_for`) and run it in integers on
+        ``device`` (default ``"cpu"``), ``batch_size`` samples at a time."""
+        check_options(self.name, options, QUANT_OPTIONS + RUN_OPTIONS)
+        device = options.pop("device", "cpu")
+        batch_size = options.pop("batch_size", DEFAULT_BATCH_SIZE)
         t0 = time.perf_counter()
         qgraph = quantized_for(graph, inputs, dt=dt, **options)
         t1 = time.perf_counter()
-        # every node is recorded: the saturation counts live in the records
-        out, records = run_fixed_point(qgraph, inputs, record=True)
-        t2 = time.perf_counter()
         want = set(qgraph.graph.nodes) if record is True else set(record or ())
+        res = run_emulated(qgraph, inputs, record=want, device=device, batch_size=batch_size)
+        out, kept = res.outputs, res.records
+        t2 = time.perf_counter()
         neurons = qgraph.neurons()
-        saturations = {n: dict(records[n].saturations) for n in qgraph.order if n in neurons}
-        input_sat = {n: records[n].n_saturations for n in qgraph.inputs}
-        kept = {n: r for n, r in records.items() if n in want}
+        saturations = {n: dict(res.saturations[n]) for n in qgraph.order if n in neurons}
+        input_sat = {n: sum(res.saturations[n].values()) for n in qgraph.inputs}
         info: dict[str, Any] = {
-            "backend": self.name, "mode": "fixed_pt", "dt": qgraph.dt,
+            "backend": self.name, "mode": "fixed_pt", "dt": qgraph.dt, "device": str(device),
             "seconds": {"quantize": t1 - t0, "run": t2 - t1, "wall": t2 - t0},
             "quantized": qgraph,
             "quantization": quantization_rows(qgraph, saturations, input_sat),
@@ -202,8 +214,9 @@ class FixedBackend:
         return RunResult(out, real_records(kept), info)
 
 
-#: The integer executor backend, as listed in :data:`nirbridge.backends.BACKENDS`.
+#: The emulator backend, as listed in :data:`nirbridge.backends.BACKENDS`.
 BACKEND = FixedBackend()
 
-__all__ = ["BACKEND", "FIXED_TOLERANCE", "GRADED_INPUT_FRAC_BITS", "QUANT_OPTIONS", "FixedBackend",
+__all__ = ["BACKEND", "FIXED_TOLERANCE", "GRADED_INPUT_FRAC_BITS", "QUANT_OPTIONS", "RUN_OPTIONS",
+           "FixedBackend",
            "input_quant_config", "quantization_rows", "quantized_for", "real_records"]

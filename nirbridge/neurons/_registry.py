@@ -35,6 +35,14 @@ InitState = Callable[[nir.NIRNode, torch.Tensor], Any]
 Lossy = Callable[[Any, float, dict[str, Any]], tuple[nir.NIRNode, str]]
 
 
+#: ``scan(a_in, state, params, sat, trace) -> (out, final_state, traces)``: ``a_in`` int64
+#: ``[T, B, *shape]``, ``state`` the state before step 0 (``[B, *shape]`` per field);
+#: ``out`` ``[T, B, *shape]`` int64; ``traces`` the state after every step by field
+#: (``[T, B, *shape]``) when ``trace`` is true, else ``{}``; ``sat`` gets the counts that
+#: ``T`` calls of ``step`` would have added.
+Scan = Callable[[np.ndarray, Any, Any, Any, bool], tuple[np.ndarray, Any, dict[str, np.ndarray]]]
+
+
 @dataclass(frozen=True)
 class StockLava:
     """A Lava-shipped Process that runs an integer model exactly (e.g. Lava's own LIF):
@@ -60,6 +68,11 @@ class IntegerModel:
     ``input_shift_is_frac``: the model shifts its input left by its base fractional bits
     (Lava's LIF: ``a_in << 6``), so the quantizer sets ``act_shift`` to them and bounds the
     state format by the synapses' exponent range.
+
+    ``scan`` (optional, see :data:`Scan`): the same model over a whole sequence in one
+    call, bit for bit equal to ``step`` in a loop (outputs, final state, per-step states,
+    saturation counts); the batched emulator uses it where set. ``step`` stays the
+    specification; a model without ``scan`` is stepped once per time step.
     """
 
     kind: str
@@ -69,6 +82,7 @@ class IntegerModel:
     stock_lava: Callable[[Any], StockLava | list[str]] | None = None
     stock_name: str = ""
     input_shift_is_frac: bool = False
+    scan: Scan | None = None
 
 
 @dataclass
@@ -275,6 +289,7 @@ __all__ = [
     "NEURONS",
     "NeuronSpec",
     "QuantPlan",
+    "Scan",
     "StockLava",
     "custom_node_class",
     "custom_nodes",

@@ -10,13 +10,14 @@ of :mod:`~nirbridge.neurons.standard`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache, cached_property
 from typing import Any, NamedTuple
 
 import nir
 import numpy as np
 
 from nirbridge import fixed_point as fx
-from nirbridge.errors import QuantizationError
+from nirbridge.errors import InvalidParameterError, QuantizationError
 from nirbridge.neurons._base import compare_of
 from nirbridge.neurons._registry import IntegerModel, QuantPlan, StockLava
 
@@ -61,9 +62,11 @@ class LavaLIFParams:
     gain_frac: int = 12
     a_bias: Any = None
 
-    @property
+    @cached_property
     def effective_bias(self) -> np.ndarray:
-        """Lava's ``scale_bias``: ``mant << exp`` where ``exp ≥ 0``, else ``mant >> −exp``."""
+        """Lava's ``scale_bias``: ``mant << exp`` where ``exp ≥ 0``, else ``mant >> −exp``
+        (computed once: the quantizer builds the parameters and nothing changes them, and
+        every step reads it)."""
         mant = fx.as_int(self.bias_mant)
         exp = fx.as_int(self.bias_exp)
         return np.where(exp >= 0, mant << np.maximum(exp, 0), mant >> np.maximum(-exp, 0))
@@ -141,6 +144,105 @@ def lava_lif_step(a_in: np.ndarray, state: LavaLIFState, p: LavaLIFParams,
     return s, LavaLIFState(u, v)
 
 
+@cache
+def _scan_kernel():
+    """The compiled loop of :func:`lava_lif_scan` (numba, compiled at its first call, about
+    a second, once per process: no cache file is written)."""
+    import numba
+
+    @numba.njit(cache=False, nogil=True)
+    def kernel(a, u, v, cu, cv, bias, vth, gain, abias, decay_bits, act_shift, state_bits,
+               gain_frac, ge, spiking, use_gain, trace, out, u_tr, v_tr, counts):
+        # every operation is lava_lif_step's on one neuron, in int64 (numba's int64 >> is
+        # arithmetic and its + and * wrap, like numpy's)
+        n_t, n_b, n_p = a.shape
+        m = np.int64(1) << (state_bits - 1)
+        lim = m - 1
+        half = (np.int64(1) << (gain_frac - 1)) if gain_frac > 0 else np.int64(0)
+        n_u = np.int64(0)
+        n_v = np.int64(0)
+        for t in range(n_t):
+            for b in range(n_b):
+                for k in range(n_p):
+                    x = a[t, b, k]
+                    if use_gain:
+                        g = x * gain[k]
+                        x = (g + half) >> gain_frac if gain_frac > 0 else g << (-gain_frac)
+                    x = x + abias[k]
+                    pu = u[b, k] * cu[k]
+                    uu = (pu >> decay_bits if pu >= 0 else -((-pu) >> decay_bits)) \
+                        + (x << act_shift)
+                    w = uu - 2 * m if uu > m else uu
+                    if w <= -m:
+                        w = uu + 2 * m
+                    if w != uu:
+                        n_u += 1
+                    pv = v[b, k] * cv[k]
+                    vv = (pv >> decay_bits if pv >= 0 else -((-pv) >> decay_bits)) \
+                        + w + bias[k]
+                    if vv > lim:
+                        vv = lim
+                        n_v += 1
+                    elif vv < -lim:
+                        vv = -lim
+                        n_v += 1
+                    if spiking:
+                        s = vv >= vth[k] if ge else vv > vth[k]
+                        out[t, b, k] = 1 if s else 0
+                        if s:
+                            vv = 0
+                    else:
+                        out[t, b, k] = vv
+                    u[b, k] = w
+                    v[b, k] = vv
+                    if trace:
+                        u_tr[t, b, k] = w
+                        v_tr[t, b, k] = vv
+        counts[0] = n_u
+        counts[1] = n_v
+
+    return kernel
+
+
+def lava_lif_scan(a_in: np.ndarray, state: LavaLIFState, p: LavaLIFParams,
+                  sat: fx.SaturationCounter | None = None, trace: bool = False
+                  ) -> tuple[np.ndarray, LavaLIFState, dict[str, np.ndarray]]:
+    """:func:`lava_lif_step` over a whole sequence ``a_in`` ``[T, B, *shape]`` in one
+    compiled loop (see :data:`~nirbridge.neurons.Scan`): the same integers, final state,
+    per-step ``u``, ``v`` (when ``trace``) and saturation counts as ``T`` steps."""
+    a = np.asarray(a_in, dtype=np.int64)
+    n_t, n_b, shape = a.shape[0], a.shape[1], tuple(a.shape[2:])
+    n_p = int(np.prod(shape, dtype=np.int64))
+    if p.vth is not None and p.compare not in fx.COMPARES:
+        raise InvalidParameterError(f"compare={p.compare!r} is not a firing convention; "
+                                    "use '>' or '>='")
+    unity = 1 << p.decay_bits
+    # the per-neuron constants lava_lif_step forms every step, formed once
+    cu = fx.per_neuron(unity - (fx.as_int(p.du) + 1), shape)
+    cv = fx.per_neuron(unity - fx.as_int(p.dv), shape)
+    bias = fx.per_neuron(p.effective_bias, shape)
+    vth = fx.per_neuron(0 if p.vth is None else fx.as_int(p.vth) << p.vth_shift, shape)
+    gain = fx.per_neuron(1 if p.in_gain is None else p.in_gain, shape)
+    abias = fx.per_neuron(0 if p.a_bias is None else p.a_bias, shape)
+    u = np.array(np.broadcast_to(fx.as_int(state.u), (n_b, *shape))).reshape(n_b, n_p)
+    v = np.array(np.broadcast_to(fx.as_int(state.v), (n_b, *shape))).reshape(n_b, n_p)
+    out = np.empty((n_t, n_b, n_p), dtype=np.int64)
+    n_tr = n_t if trace else 0
+    u_tr = np.empty((n_tr, n_b, n_p), dtype=np.int64)
+    v_tr = np.empty((n_tr, n_b, n_p), dtype=np.int64)
+    counts = np.zeros(2, dtype=np.int64)
+    _scan_kernel()(np.ascontiguousarray(a).reshape(n_t, n_b, n_p), u, v, cu, cv, bias, vth,
+                   gain, abias, p.decay_bits, p.act_shift, p.state_bits, p.gain_frac,
+                   p.compare == ">=", p.vth is not None, p.in_gain is not None, trace, out,
+                   u_tr, v_tr, counts)
+    if sat is not None and n_t:
+        sat.add("u", int(counts[0]))
+        sat.add("v", int(counts[1]))
+    full = (n_b, *shape)
+    traces = {"u": u_tr.reshape(n_t, *full), "v": v_tr.reshape(n_t, *full)} if trace else {}
+    return out.reshape(n_t, *full), LavaLIFState(u.reshape(full), v.reshape(full)), traces
+
+
 #: Lava's own LIF with periodic reset (the runner sets ``reset_interval``/``offset``).
 LAVA_LIF_PROCESS = "lava.proc.lif.process:LIFReset"
 
@@ -175,7 +277,7 @@ def stock_lava(layer: Any) -> StockLava | list[str]:
 
 LAVA_LIF_MODEL = IntegerModel("lava_lif", lava_lif_step, LavaLIFParams, ("u", "v"),
                               stock_lava=stock_lava, stock_name="Lava LIF",
-                              input_shift_is_frac=True)
+                              input_shift_is_frac=True, scan=lava_lif_scan)
 
 
 def lava_bias(fq: fx.Rounder, bias: np.ndarray, S: int) -> tuple[np.ndarray, np.ndarray]:
@@ -271,4 +373,4 @@ _FRAC_KEY: dict[type, str] = {nir.LIF: "lif", nir.IF: "if", nir.I: "if", nir.LI:
 
 
 __all__ = ["LAVA_LIF_MODEL", "LAVA_LIF_PROCESS", "LavaLIFParams", "LavaLIFState", "lava_bias",
-           "lava_lif_step", "quantize_standard", "stock_lava"]
+           "lava_lif_scan", "lava_lif_step", "quantize_standard", "stock_lava"]

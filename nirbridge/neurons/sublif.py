@@ -11,6 +11,7 @@ reset, which DA-LIF shares (:data:`LINEAR_LIF_MODEL`, :func:`linear_plan`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, ClassVar, NamedTuple
 
 import nir
@@ -94,7 +95,100 @@ def linear_lif_step(a_in: np.ndarray, state: IntLIFState, p: LinearLIFParams,
     return s, IntLIFState(v)
 
 
-LINEAR_LIF_MODEL = IntegerModel("linear_lif", linear_lif_step, LinearLIFParams)
+@cache
+def _scan_kernel():
+    """The compiled loop of :func:`linear_lif_scan` (numba, compiled at its first call,
+    about a second, once per process: no cache file is written)."""
+    import numba
+
+    def round_shift(p, n):  # fx.shift_round on one int64
+        return (p + (np.int64(1) << (n - 1))) >> n if n > 0 else p << (-n)
+
+    round_shift = numba.njit(round_shift)
+
+    @numba.njit(cache=False, nogil=True)
+    def kernel(a, v, decay, bias, theta, v_reset, gain, act_shift, state_bits, decay_bits,
+               gain_frac, ge, hard, use_gain, trace, out, v_tr, counts):
+        n_t, n_b, n_p = a.shape
+        lim = (np.int64(1) << (state_bits - 1)) - 1
+        n_x = np.int64(0)
+        n_v = np.int64(0)
+        for t in range(n_t):
+            for b in range(n_b):
+                for k in range(n_p):
+                    x = a[t, b, k] << act_shift
+                    if use_gain:
+                        x = round_shift(x * gain[k], gain_frac)
+                    x = x + bias[k]
+                    if x > lim:
+                        x = lim
+                        n_x += 1
+                    elif x < -lim:
+                        x = -lim
+                        n_x += 1
+                    vv = round_shift(v[b, k] * decay[k], decay_bits) + x
+                    if vv > lim:
+                        vv = lim
+                        n_v += 1
+                    elif vv < -lim:
+                        vv = -lim
+                        n_v += 1
+                    s = vv >= theta[k] if ge else vv > theta[k]
+                    out[t, b, k] = 1 if s else 0
+                    if s:
+                        if hard:
+                            vv = v_reset[k]
+                        else:
+                            vv = vv - theta[k]
+                            if vv > lim:
+                                vv = lim
+                                n_v += 1
+                            elif vv < -lim:
+                                vv = -lim
+                                n_v += 1
+                    v[b, k] = vv
+                    if trace:
+                        v_tr[t, b, k] = vv
+        counts[0] = n_x
+        counts[1] = n_v
+
+    return kernel
+
+
+def linear_lif_scan(a_in: np.ndarray, state: IntLIFState, p: LinearLIFParams,
+                    sat: fx.SaturationCounter | None = None, trace: bool = False
+                    ) -> tuple[np.ndarray, IntLIFState, dict[str, np.ndarray]]:
+    """:func:`linear_lif_step` over a whole sequence ``a_in`` ``[T, B, *shape]`` in one
+    compiled loop (see :data:`~nirbridge.neurons.Scan`): the same spikes, final and
+    per-step ``v`` and saturation counts (``x``, ``v``) as ``T`` steps."""
+    a = np.asarray(a_in, dtype=np.int64)
+    n_t, n_b, shape = a.shape[0], a.shape[1], tuple(a.shape[2:])
+    n_p = int(np.prod(shape, dtype=np.int64))
+    if n_t and p.compare not in fx.COMPARES:
+        raise InvalidParameterError(f"compare={p.compare!r} is not a firing convention; "
+                                    "use '>' or '>='")
+    if n_t and p.reset not in ("hard", "soft", "subtract"):
+        raise InvalidParameterError(f"reset={p.reset!r} is unknown; use 'hard' or 'soft'")
+    v = np.array(np.broadcast_to(fx.as_int(state.v), (n_b, *shape))).reshape(n_b, n_p)
+    out = np.empty((n_t, n_b, n_p), dtype=np.int64)
+    v_tr = np.empty((n_t if trace else 0, n_b, n_p), dtype=np.int64)
+    counts = np.zeros(2, dtype=np.int64)
+    _scan_kernel()(np.ascontiguousarray(a).reshape(n_t, n_b, n_p), v,
+                   fx.per_neuron(p.decay, shape), fx.per_neuron(p.bias, shape),
+                   fx.per_neuron(p.theta, shape), fx.per_neuron(p.v_reset, shape),
+                   fx.per_neuron(1 if p.in_gain is None else p.in_gain, shape),
+                   p.act_shift, p.state_bits, p.decay_bits, p.gain_frac, p.compare == ">=",
+                   p.reset == "hard", p.in_gain is not None, trace, out, v_tr, counts)
+    if sat is not None and n_t:
+        sat.add("x", int(counts[0]))
+        sat.add("v", int(counts[1]))
+    full = (n_b, *shape)
+    traces = {"v": v_tr.reshape(n_t, *full)} if trace else {}
+    return out.reshape(n_t, *full), IntLIFState(v.reshape(full)), traces
+
+
+LINEAR_LIF_MODEL = IntegerModel("linear_lif", linear_lif_step, LinearLIFParams,
+                                scan=linear_lif_scan)
 
 
 def linear_plan(key: str, cmp: str, cfg: Any, gain: np.ndarray, own: np.ndarray,
@@ -142,6 +236,7 @@ __all__ = [
     "LinearLIFParams",
     "SubtractiveLIF",
     "SubtractiveLIFNode",
+    "linear_lif_scan",
     "linear_lif_step",
     "linear_plan",
 ]

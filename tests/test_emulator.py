@@ -1,0 +1,158 @@
+"""The batched emulator (``nirbridge.quantize.emulator``, the ``fixed`` backend) equals the
+numpy golden model :func:`nirbridge.quantize.run_fixed_point` integer by integer: every
+recorded node's input, output and states, the saturation counts, the outputs, on every
+registered neuron (the test-only FloorLIF included, recurrent branches too), the digits
+conv net, a recurrent graph with delays, in chunks of any size; and its exact integer
+kernels equal int64 arithmetic where no float kernel would be exact. (Lava fixed_pt
+equals the golden model: tests/test_lava_fixed.py, test_registry.py.)"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+import nirbridge
+from nirbridge.backends import get
+from nirbridge.errors import InvalidParameterError
+from nirbridge.examples import DigitsConvSNN
+from nirbridge.neurons import NEURONS
+from nirbridge.quantize import QuantConfig, quantize, run_fixed_point
+from nirbridge.quantize.emulator import int_conv, int_linear, run_emulated
+from nirbridge.quantize.executor import _int_conv
+
+sys.path.insert(0, str(Path(__file__).parent))
+import example_neuron  # noqa: E402, F401  (registers FloorLIF)
+from test_recurrence_lava import recurrent_graph  # noqa: E402
+from test_registry import _model, _side_by_side, _with_recurrence  # noqa: E402
+
+
+def _assert_equal_runs(gold_out, gold, emu) -> None:
+    if isinstance(gold_out, dict):
+        assert gold_out.keys() == emu.outputs.keys()
+        for k in gold_out:
+            np.testing.assert_array_equal(emu.outputs[k], gold_out[k], err_msg=k)
+    else:
+        np.testing.assert_array_equal(emu.outputs, gold_out)
+    assert emu.records.keys() == gold.keys()
+    for n, g in gold.items():
+        e = emu.records[n]
+        assert e.output.dtype == np.int64, n
+        np.testing.assert_array_equal(e.output, g.output, err_msg=f"{n}: output")
+        if g.input is None:
+            assert e.input is None, n
+        else:
+            np.testing.assert_array_equal(e.input, g.input, err_msg=f"{n}: input")
+        assert e.states.keys() == g.states.keys(), n
+        for f, v in g.states.items():
+            np.testing.assert_array_equal(e.states[f], v, err_msg=f"{n}: state {f}")
+        assert e.frac_bits == g.frac_bits, n
+        assert e.saturations == g.saturations, n
+        if n in emu.saturations:
+            assert emu.saturations[n] == g.saturations, n
+
+
+@pytest.mark.parametrize("kind", ["scalar", "per_channel"])
+def test_every_registered_neuron_with_and_without_recurrence(kind):
+    models = {name: _model(name, kind, seed=i) for i, name in enumerate(sorted(NEURONS))}
+    graphs = {name: nirbridge.to_nir(m, torch.zeros(1, 4, dtype=torch.float64), dt=1.0)
+              for name, m in models.items()}
+    graph = _with_recurrence(_side_by_side(graphs), list(graphs))
+    x = np.random.default_rng(1).normal(0.3, 1.0, (10, 3, 4))
+    q = quantize(graph, QuantConfig.from_profile("loihi2", input_frac_bits=8))
+    gold_out, gold = run_fixed_point(q, x)
+    emu = run_emulated(q, x, record=True, batch_size=2)  # two chunks: 2 + 1 samples
+    _assert_equal_runs(gold_out, gold, emu)
+    assert "n_FloorLIF" in emu.records and "nr_FloorLIF" in emu.records
+    spiking = [f"n_{n}" for n, s in NEURONS.items() if s.spiking]
+    assert all(0 < emu.records[n].output.mean() < 1 for n in spiking)
+
+
+@pytest.mark.parametrize("neuron", ["lif", "arlif", "klif", "dalif", "clif"])
+def test_digits_conv_net_in_uneven_chunks(neuron):
+    torch.manual_seed(0)
+    graph = nirbridge.to_nir(DigitsConvSNN(neuron).eval(), torch.zeros(1, 1, 8, 8))
+    x = np.floor(np.random.default_rng(2).random((8, 5, 1, 8, 8)) * 17) / 16 * 2
+    q = quantize(graph, QuantConfig.from_profile("loihi2", input_frac_bits=8))
+    gold_out, gold = run_fixed_point(q, x)
+    for bs in (None, 2, 5):
+        _assert_equal_runs(gold_out, gold, run_emulated(q, x, record=True, batch_size=bs))
+    spikes = [n for n in gold if n.startswith("sn")]
+    assert sum(int(gold[n].output.sum()) for n in spikes) > 0
+
+
+def test_recurrent_graph_with_delays():
+    graph = recurrent_graph()
+    x = np.random.default_rng(1).normal(0.4, 1.0, (12, 3, graph.nodes["input"].input_type[
+        "input"][0]))
+    q = quantize(graph, QuantConfig.from_profile("loihi2", input_frac_bits=8))
+    gold_out, gold = run_fixed_point(q, x)
+    _assert_equal_runs(gold_out, gold, run_emulated(q, x, record=True, batch_size=2))
+
+
+def test_saturation_counts_through_the_backend():
+    """Inputs beyond the input format and drives beyond the state width: the ``fixed``
+    backend's per-node counts and quantization rows equal the golden model's."""
+    rng = np.random.default_rng(3)
+    lif = nir.LIF(tau=np.full(5, 4.0), r=np.ones(5), v_leak=np.zeros(5),
+                  v_threshold=np.full(5, 1.0), v_reset=np.zeros(5))
+    graph = nir.NIRGraph(
+        nodes={"input": nir.Input(np.array([3])),
+               "fc": nir.Affine(rng.normal(0, 40.0, (5, 3)), np.zeros(5)), "lif": lif,
+               "output": nir.Output(np.array([5]))},
+        edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")], metadata={"dt": 1.0},
+        type_check=False)
+    cfg = QuantConfig.from_profile("loihi2", input_frac_bits=8, input_max=1.0)
+    x = rng.normal(0, 150.0, (6, 4, 3))  # the 16-bit input holds ±128
+    q = quantize(graph, cfg)
+    gold_out, gold = run_fixed_point(q, x)
+    res = get("fixed").run(graph, x, quant=q, batch_size=3, record=True)
+    assert gold["input"].saturations["input"] > 0 and gold["lif"].n_saturations > 0
+    assert res.info["saturations"] == {"lif": gold["lif"].saturations}
+    rows = {r["node"]: r["saturated"] for r in res.info["quantization"]}
+    assert rows["input"] == gold["input"].n_saturations and rows["lif"] == gold["lif"].n_saturations
+    np.testing.assert_array_equal(res.outputs, gold_out)
+    _assert_equal_runs(gold_out, gold, run_emulated(q, x, record=True, batch_size=3))
+
+
+def test_exact_kernels_beyond_float64():
+    """Operands whose sums pass 2^53: the limb path equals int64 arithmetic, dense and
+    conv (a float64 kernel alone would round them)."""
+    rng = np.random.default_rng(4)
+    w = rng.integers(-255, 256, (7, 40))
+    x = rng.integers(-(1 << 45), 1 << 45, (9, 40))
+    np.testing.assert_array_equal(int_linear(torch.from_numpy(x), w).numpy(), x @ w.T)
+    wc = rng.integers(-255, 256, (4, 2, 3, 3))
+    xc = rng.integers(-(1 << 44), 1 << 44, (3, 2, 6, 6))
+    syn = type("Syn", (), dict(mant=wc, padding=(1, 1), stride=(2, 1), dilation=(1, 2),
+                               groups=1))()
+    got = int_conv(torch.from_numpy(xc), wc, stride=(2, 1), padding=(1, 1), dilation=(1, 2),
+                   groups=1).numpy()
+    np.testing.assert_array_equal(got, _int_conv(xc, syn))
+    assert float(np.abs(got).max()) > 2.0 ** 53
+
+
+def test_device_and_batch_size_are_checked():
+    graph = nirbridge.to_nir(DigitsConvSNN("lif").eval(), torch.zeros(1, 1, 8, 8))
+    q = quantize(graph, QuantConfig.from_profile("loihi2", input_frac_bits=8))
+    x = np.zeros((2, 1, 1, 8, 8))
+    with pytest.raises(InvalidParameterError, match="batch_size"):
+        run_emulated(q, x, batch_size=0)
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidParameterError, match="CUDA"):
+            run_emulated(q, x, device="cuda")
+        assert "CUDA" in get("fixed").check(graph, device="cuda")[0]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_equals_the_golden_model():
+    torch.manual_seed(0)
+    graph = nirbridge.to_nir(DigitsConvSNN("lif").eval(), torch.zeros(1, 1, 8, 8))
+    x = np.floor(np.random.default_rng(2).random((8, 4, 1, 8, 8)) * 17) / 16 * 2
+    q = quantize(graph, QuantConfig.from_profile("loihi2", input_frac_bits=8))
+    gold_out, gold = run_fixed_point(q, x)
+    _assert_equal_runs(gold_out, gold, run_emulated(q, x, record=True, device="cuda"))
