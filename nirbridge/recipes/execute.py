@@ -219,8 +219,8 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
     out_dir.mkdir(parents=True, exist_ok=True)
     if samples is not None and samples < 1:
         raise RecipeError(f"--samples {samples}: give a positive number")
-    if lava_samples is not None and lava_samples < 1:
-        raise RecipeError(f"--lava-samples {lava_samples}: give a positive number")
+    if lava_samples is not None and lava_samples < 0:
+        raise RecipeError(f"--lava-samples {lava_samples}: give a number >= 0 (0: no Lava)")
     if framework is not None and recipe.model.factory is not None:
         raise RecipeError(f"{recipe.path}: --from {framework} applies to a recipe of a .nir "
                           "file (model.nir); this one exports model.factory")
@@ -230,10 +230,11 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
         first = next(batches)
     except NirbridgeError as exc:
         raise RecipeError(f"{recipe.path}: field 'data.dataset': {exc}") from exc
-    n_lava = min(n, lava_samples) if lava_samples else sim.lava_count(n)
+    n_lava = min(n, lava_samples) if lava_samples is not None else sim.lava_count(n)
     run = RecipeRun(recipe=recipe, samples=n, lava_samples=n_lava)
     fixed = "fixed_pt" in sim.modes
-    stages = 3 + fixed + len(sim.modes) + bool(recipe.verify)
+    lava_modes = sim.modes if n_lava else ()
+    stages = 3 + len(lava_modes) + bool(recipe.verify and n_lava)
     stage = 0
     what = (f"{n} {recipe.data.dataset} {recipe.data.split} samples ({recipe.data.encoding}, "
             f"T = {sim.steps}, batches of {sim.batch_size})")
@@ -328,7 +329,9 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
     # --- Lava, on the first n_lava samples
     x_sub, y_sub = res.lava_x, res.lava_labels
     ref_sub = None
-    for mode in sim.modes:
+    if not n_lava:
+        echo("      Lava not run: lava_samples = 0 (the emulator's scores stand alone)")
+    for mode in lava_modes:
         short = MODE_SHORT[mode]
         t0 = step(f"Lava {mode} ({sim.target} simulation), first {n_lava} of {n} samples × "
                   f"{sim.steps} steps" + (", each confirmed against the emulator's integers"
@@ -364,7 +367,9 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
     done("profile", t0, f"{run.sops:.4g} SOPs per sample")
 
     # --- verify
-    if recipe.verify:
+    if recipe.verify and not n_lava:
+        run.errors["verify"] = "no samples kept for it (lava_samples = 0)"
+    elif recipe.verify:
         t0 = step(f"verify: {', '.join(recipe.verify)} against the reference, per layer, "
                   f"on the first {n_lava} samples")
         if ref_sub is None:
@@ -379,7 +384,7 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
     for c in recipe.checks:
         value = m.get(c.metric)
         run.checks.append(CheckResult(c.key, c.text, value, c.passes(value)))
-    if "fixed_pt" in sim.modes and not any(c.metric == "lava_fixed_identical"
+    if "fixed_pt" in lava_modes and not any(c.metric == "lava_fixed_identical"
                                            for c in recipe.checks):
         value = m.get("lava_fixed_identical")
         run.checks.append(CheckResult(

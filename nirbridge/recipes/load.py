@@ -174,7 +174,7 @@ def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
         modes=tuple(dict.fromkeys(modes)),
         target=_target(root, target, "simulation.target", need_quantization=True),
         timeout_s=s.number("timeout_s", required=False, default=600.0, above=0),
-        lava_samples=s.integer("lava_samples", required=False, default=None, minimum=1),
+        lava_samples=s.integer("lava_samples", required=False, default=None, minimum=0),
         batch_size=s.integer("batch_size", required=False, default=128, minimum=1),
     )
     shape = IMAGE_SHAPES.get(dspec.dataset)

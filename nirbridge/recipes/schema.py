@@ -78,7 +78,8 @@ class SimulationSpec:
     """Time steps, samples and Lava settings. ``samples``: the first samples of the split
     through every stage but Lava (None: all); ``lava_samples``: the first samples Lava
     confirms (None: all when there are at most :data:`LAVA_SAMPLES_DEFAULT`, else that
-    many); ``batch_size``: samples per batch of the streamed stages."""
+    many; 0: Lava does not run, the emulator's scores stand alone); ``batch_size``:
+    samples per batch of the streamed stages."""
 
     steps: int
     samples: int | None = None
@@ -90,7 +91,8 @@ class SimulationSpec:
 
     def lava_count(self, n: int) -> int:
         """How many of ``n`` samples Lava runs."""
-        return min(n, self.lava_samples or LAVA_SAMPLES_DEFAULT)
+        return min(n, LAVA_SAMPLES_DEFAULT if self.lava_samples is None
+                   else self.lava_samples)
 
 
 @dataclass(frozen=True)
