@@ -4,9 +4,12 @@
 ``deploy/digits_arlif_rate.toml`` (rate-encoded spike input) and
 ``deploy/digits_seq_{alif,cubalif}.toml`` (sequential digits, one image row per step, on a
 recurrent ALIF or CubaLIF network): each trained network (residual conv SNNs and the
-recurrent ones; checkpoints committed in ``deploy/checkpoints/``) is evaluated in
-PyTorch, exported to NIR, run by the float64 reference executor, deployed to Lava's
-Loihi 2 simulation in floating_pt and bit-accurate fixed_pt, and profiled; every recipe
+recurrent ones; checkpoints committed in ``deploy/checkpoints/``) is exported to NIR and
+every sample of the test split (360) is scored in PyTorch, by the float64 reference
+executor and by the fixed-point emulator (the ``fixed`` backend); the first 96 samples
+(``lava_samples``) are deployed to Lava's Loihi 2 simulation in floating_pt and
+bit-accurate fixed_pt, each fixed_pt sample checked to hold the emulator's integers
+exactly; then every recipe is profiled. The seconds of each stage are printed; every recipe
 writes its ``.nir`` file and JSON/HTML reports under ``OUT_DIR/<recipe>/``, and the demo
 prints one summary table (also written to ``OUT_DIR/summary.md`` and ``summary.json``).
 """
