@@ -115,7 +115,7 @@ def test_recipe_scores_the_whole_digits_test_split_with_the_emulator(tmp_path, c
     assert rows["fixed point (emulator)"][1] == "360" and rows["Lava fixed_pt"][1] == "2"
     assert rows["Lava fixed_pt"][6] == "100.00%"
     out = capsys.readouterr().out
-    assert "360 digits test samples" in out and "batches of 100" in out
+    assert "360 digits test samples (direct, T = 4, batches of 100)" in out
     assert "integers identical to the emulator on 100.00% of 2 samples" in out
 
 

@@ -285,8 +285,8 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
         refuse(check_time_step(graph, run.dt))
 
     # --- every sample: torch, reference, emulator (streamed)
-    t0 = step(f"every sample, streamed: {'torch, ' if model is not None else ''}float64 "
-              f"reference{', fixed-point emulator' if fixed else ''} on {what}; "
+    t0 = step(f"every sample, streamed: {what}: {'torch, ' if model is not None else ''}"
+              f"{'fixed-point emulator, ' if fixed else ''}float64 reference executor, "
               f"{timestep.line}")
 
     def chained() -> Any:
