@@ -211,26 +211,31 @@ class NpzSource(Source):
 
 
 class _IndexedSource(Source):
-    """A map-style data set ``ds[i] -> (sample, label)``, samples made into frames by
-    ``transform`` (or encoded)."""
+    """A map-style data set ``ds[i] -> (sample, label)``; samples are encoded (or taken as
+    frames ``[T, ...]``)."""
 
-    def __init__(self, name: str, ds: Any, transform: Any = None) -> None:
-        self.name, self._ds, self._transform = name, ds, transform
+    def __init__(self, name: str, ds: Any) -> None:
+        self.name, self._ds = name, ds
 
     def __len__(self) -> int:
         return len(self._ds)
 
+    def _frames_of(self, steps: int) -> Any:
+        """What turns one raw sample into frames ``[T', ...]`` (None: used as it is)."""
+        return None
+
     def batches(self, n: int, batch_size: int, encoding: str, steps: int,
                 seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        transform = self._frames_of(steps) if encoding == "frames" else None
         for s in range(0, n, batch_size):
             xs, ys = [], []
             for i in range(s, min(n, s + batch_size)):
                 x, y = self._ds[i]
-                if self._transform is not None:
-                    x = self._transform(x)
+                if transform is not None:
+                    x = transform(x)
                 xs.append(x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x))
                 ys.append(int(y))
-            if self._transform is not None:
+            if transform is not None:
                 raw = _frames(xs, steps, self.name)
             else:
                 try:
@@ -239,6 +244,24 @@ class _IndexedSource(Source):
                     raise InputError(f"{self.name}: samples {s}.. differ in shape "
                                      f"({exc})") from exc
             yield _encoded(raw, encoding, steps, seed, s), _labels(ys, self.name)
+
+
+class _TonicSource(_IndexedSource):
+    """A tonic data set: events binned by ``ToFrame(sensor_size, n_time_bins=steps)``."""
+
+    def __init__(self, name: str, ds: Any, sensor_size: tuple[int, int, int]) -> None:
+        super().__init__(name, ds)
+        self._sensor = sensor_size
+
+    def _frames_of(self, steps: int) -> Any:
+        return _to_frame(self._sensor, steps)
+
+    def batches(self, n: int, batch_size: int, encoding: str, steps: int,
+                seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        if encoding != "frames":
+            raise InputError(f"{self.name}: events are binned into frames; give encoding = "
+                             "'frames'")
+        return super().batches(n, batch_size, encoding, steps, seed)
 
 
 def _tonic_source(name: str, root: Path, split: str) -> Source:
@@ -274,20 +297,6 @@ def _tonic_source(name: str, root: Path, split: str) -> Source:
     except Exception as exc:
         raise InputError(f"tonic:{name} in {root}: {type(exc).__name__}: {exc}") from exc
     return _TonicSource(f"tonic:{name}", ds, tuple(cls.sensor_size))
-
-
-class _TonicSource(_IndexedSource):
-    def __init__(self, name: str, ds: Any, sensor_size: tuple[int, int, int]) -> None:
-        super().__init__(name, ds)
-        self._sensor = sensor_size
-
-    def batches(self, n: int, batch_size: int, encoding: str, steps: int,
-                seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        if encoding != "frames":
-            raise InputError(f"{self.name}: events are binned into frames; give encoding = "
-                             "'frames'")
-        self._transform = _to_frame(self._sensor, steps)
-        return super().batches(n, batch_size, encoding, steps, seed)
 
 
 def open_source(dataset: str, split: str = "test", *, root: Path | None = None,

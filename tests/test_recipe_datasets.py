@@ -4,6 +4,7 @@ by integer; a tonic data set read from a folder in tonic's own on-disk format (S
 here); ``.npz`` frames and events; a ``MODULE:FACTORY`` torch Dataset; the Lava options
 ``workers``/``cluster`` reaching the backend's ``run``."""
 
+import json
 import re
 from pathlib import Path
 
@@ -114,6 +115,14 @@ def test_recipe_scores_the_whole_digits_test_split_with_the_emulator(tmp_path, c
     rows = {r[0]: r for r in stage_rows(run)}
     assert rows["fixed point (emulator)"][1] == "360" and rows["Lava fixed_pt"][1] == "2"
     assert rows["Lava fixed_pt"][6] == "100.00%"
+    from nirbridge.recipes import write_recipe_reports
+
+    (js,) = write_recipe_reports(run, tmp_path / "r.json", None)
+    meta = json.loads(js.read_text())["meta"]
+    assert meta["samples"] == 360 and meta["lava_samples"] == 2
+    assert meta["lava_fixed_mismatch"] == [] and meta["emulator"]["samples"] == 360
+    assert [la["node"] for la in meta["emulator"]["layers"]] == [
+        la.node for la in run.stream.fixed_layers]
     out = capsys.readouterr().out
     assert "360 digits test samples (direct, T = 4, batches of 100)" in out
     assert "integers identical to the emulator on 100.00% of 2 samples" in out
