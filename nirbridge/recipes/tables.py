@@ -106,6 +106,11 @@ def format_run(run: RecipeRun) -> str:
     for cr in run.checks:
         lines.append(f"check {'PASS' if cr.passed else 'FAIL'}: {cr.text} "
                      f"(measured {format_value(cr.value, cr.key)})")
+    if run.lava_fixed_mismatch:
+        shown = ", ".join(map(str, run.lava_fixed_mismatch[:20]))
+        more = len(run.lava_fixed_mismatch) - 20
+        lines.append(f"Lava fixed_pt differs from the emulator on samples {shown}"
+                     + (f" (and {more} more)" if more > 0 else ""))
     for s, e in run.errors.items():
         lines.append(f"stage FAILED: {s}: {e}")
     for f in run.findings:
