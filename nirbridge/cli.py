@@ -273,7 +273,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
         return run_recipe(args.file, echo=print, json_path=args.json, report_path=args.report,
                           samples=args.samples, dt=args.dt, framework=args.framework,
-                          strict=args.strict)
+                          strict=args.strict, lava_samples=args.lava_samples,
+                          workers=args.workers, cluster=args.cluster)
     if args.input is None:
         raise InputError("deploy FILE.nir needs --input IN.npy ([T, B, ...])")
     from nirbridge.profile import load_profile
@@ -287,7 +288,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     labels = load_array(args.labels, "--labels") if args.labels else None
     result = deploy_graph(graph, x, mode="fixed_pt" if args.fixed_point else "floating_pt",
                           target=args.target, labels=labels, steps=args.steps,
-                          timeout_s=args.timeout, dt=step.dt)
+                          timeout_s=args.timeout, dt=step.dt, workers=args.workers,
+                          cluster=args.cluster)
     result.dt_source = step.source
     print(format_deploy(result))
     if args.output:
@@ -411,10 +413,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from nirbridge.demo import run_demo
 
-    return run_demo(Path(args.out_dir), echo=print, samples=args.samples)
+    return run_demo(Path(args.out_dir), echo=print, samples=args.samples,
+                    lava_samples=args.lava_samples, workers=args.workers,
+                    cluster=args.cluster)
 
 
 # -------------------------------------------------------------------------------- main
+def _lava_parallel_options(p: argparse.ArgumentParser, *, recipes: bool) -> None:
+    """``--workers``/``--cluster`` (passed to the Lava backends' run only when given) and,
+    for recipes, ``--lava-samples``."""
+    if recipes:
+        p.add_argument("--lava-samples", type=int,
+                       help="recipes: samples Lava confirms (default: the recipe's "
+                            "[simulation] lava_samples, else all up to 360)")
+    p.add_argument("--workers", type=int,
+                   help="Lava: shard the samples over N child processes")
+    p.add_argument("--cluster", help="Lava: run the shards on this distributed cluster "
+                                     "(its scheduler ADDRESS)")
+
+
 def _backend_help(what: str) -> str:
     """``--backend``'s help: every name of the backend table and its aliases. The option
     stays free text so that an unknown name gets the backends' own one-line error."""
@@ -517,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--timeout", type=float, default=600.0,
                     help="time limit in seconds of each Lava run (default 600)")
     dp.add_argument("--samples", type=int, help="recipes: override the number of test samples")
+    _lava_parallel_options(dp, recipes=True)
     dp.add_argument("-o", "--output", help="write Lava and reference outputs to this .npz")
     dp.add_argument("--json", help="write the deployment report as JSON")
     dp.add_argument("--report", help="recipes: write the HTML report here")
@@ -585,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out-dir", default="out", help="where to write the demo's files")
     d.add_argument("--samples", type=int,
                    help="test samples per recipe (default: the recipes' own, 360)")
+    _lava_parallel_options(d, recipes=True)
     d.set_defaults(func=cmd_demo)
     return p
 

@@ -14,6 +14,8 @@ Encodings turn images ``[N, C, H, W]`` in [0, 1] into inputs ``[T, N, C, H, W]``
   (Bernoulli, drawn from ``numpy.random.default_rng(seed)``: the same spikes every run);
 - ``latency``: one spike per pixel, earlier for brighter pixels, at step
   ``round((1 − x)·(T − 1))``; pixels at 0 never spike;
+- ``frames``: the data are already one frame per step (``[N, T, ...]``, event frames of a
+  neuromorphic data set): taken as they are, ``T`` must equal the recipe's steps;
 - ``rows``: the image presented row by row, the sequential-digits task of recurrent
   networks: step ``t`` gets row ``t`` (its ``C·W`` pixel values, channel-major, in [0, 1],
   graded like ``direct``), so a network sees one 8-pixel row per step and must remember
@@ -32,7 +34,7 @@ from nirbridge.errors import InputError
 
 #: Size of the fixed test split of ``digits`` (its last samples).
 DIGITS_TEST = 360
-ENCODINGS = ("direct", "rate", "latency", "rows")
+ENCODINGS = ("direct", "rate", "latency", "rows", "frames")
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ def encode(images: np.ndarray, encoding: str, steps: int, *, seed: int = 0,
         return (gen.random((steps, *x.shape)) < x).astype(np.float64)
     if encoding == "rows":
         return _rows(x, steps)
+    if encoding == "frames":
+        return _frames(np.asarray(images, dtype=np.float64), steps)
     if encoding == "latency":
         t_spike = np.rint((1.0 - x) * (steps - 1)).astype(np.int64)
         out = np.zeros((steps, *x.shape))
@@ -127,6 +131,18 @@ def _rows(x: np.ndarray, steps: int) -> np.ndarray:
     # [N, C, H, W] -> [H, N, C, W] -> [H, N, C·W]: step t holds row t of each channel
     out[:h] = x.transpose(2, 0, 1, 3).reshape(h, n, c * w)
     return out
+
+
+def _frames(x: np.ndarray, steps: int) -> np.ndarray:
+    """``[T, N, ...]`` from frames ``[N, T, ...]``, unclipped (event counts may exceed 1)."""
+    if x.ndim < 3:
+        raise InputError(f"encoding 'frames' needs samples [N, T, ...] (one frame per step); "
+                         f"got shape {x.shape}")
+    if x.shape[1] != steps:
+        raise InputError(f"encoding 'frames': the samples have {x.shape[1]} frames and the "
+                         f"recipe runs steps = {steps}; give steps = {x.shape[1]} (or bin "
+                         "the events into that many frames)")
+    return np.ascontiguousarray(np.swapaxes(x, 0, 1))
 
 
 def is_spike_encoding(encoding: str) -> bool:

@@ -4,9 +4,12 @@
 ``deploy/digits_arlif_rate.toml`` (rate-encoded spike input) and
 ``deploy/digits_seq_{alif,cubalif}.toml`` (sequential digits, one image row per step, on a
 recurrent ALIF or CubaLIF network): each trained network (residual conv SNNs and the
-recurrent ones; checkpoints committed in ``deploy/checkpoints/``) is evaluated in
-PyTorch, exported to NIR, run by the float64 reference executor, deployed to Lava's
-Loihi 2 simulation in floating_pt and bit-accurate fixed_pt, and profiled; every recipe
+recurrent ones; checkpoints committed in ``deploy/checkpoints/``) is exported to NIR and
+every sample of the test split (360) is scored in PyTorch, by the float64 reference
+executor and by the fixed-point emulator (the ``fixed`` backend); the first 96 samples
+(``lava_samples``) are deployed to Lava's Loihi 2 simulation in floating_pt and
+bit-accurate fixed_pt, each fixed_pt sample checked to hold the emulator's integers
+exactly; then every recipe is profiled. The seconds of each stage are printed; every recipe
 writes its ``.nir`` file and JSON/HTML reports under ``OUT_DIR/<recipe>/``, and the demo
 prints one summary table (also written to ``OUT_DIR/summary.md`` and ``summary.json``).
 """
@@ -46,16 +49,20 @@ def deploy_dir() -> Path:
 
 
 def run_demo(out_dir: Path, echo: Callable[[str], None] = print, samples: int | None = None,
-             recipes: Sequence[str | Path] | None = None, progress: bool | None = None
-             ) -> int:
+             recipes: Sequence[str | Path] | None = None, progress: bool | None = None, *,
+             lava_samples: int | None = None, workers: int | None = None,
+             cluster: str | None = None) -> int:
     """Run the default deployment (``recipes``: names in ``deploy/`` or paths) and print
-    the summary table; returns 0 when every check passed, else raises
-    :class:`CheckFailed` (exit code 3) after printing and writing everything."""
+    the summary table and the seconds of each stage; returns 0 when every check passed,
+    else raises :class:`CheckFailed` (exit code 3) after printing and writing everything.
+    ``lava_samples``, ``workers``, ``cluster``: as
+    :func:`~nirbridge.recipes.execute.execute_recipe` takes them."""
     from nirbridge.recipes import (
         execute_recipe,
         format_run,
         load_recipe,
         summary_table,
+        timing_table,
         write_recipe_reports,
     )
     from nirbridge.report import _jsonable, write_json
@@ -74,7 +81,8 @@ def run_demo(out_dir: Path, echo: Callable[[str], None] = print, samples: int | 
              f"({time.perf_counter() - t_start:.0f} s elapsed)")
         rdir = out_dir / recipe.name
         run = execute_recipe(recipe, echo=echo, samples=samples, out_dir=rdir,
-                             progress=progress)
+                             progress=progress, lava_samples=lava_samples, workers=workers,
+                             cluster=cluster)
         echo("")
         echo(format_run(run))
         for w in write_recipe_reports(run, rdir / "report.json", rdir / "report.html"):
@@ -84,10 +92,17 @@ def run_demo(out_dir: Path, echo: Callable[[str], None] = print, samples: int | 
     table = summary_table(runs)
     md = summary_table(runs, markdown=True)
     n = sorted({r.samples for r in runs})
-    echo(f"Summary: {'/'.join(map(str, n))} digits test samples per model through every "
-         f"stage; accuracies in %, energy per sample (model estimates)")
+    nl = sorted({r.lava_samples for r in runs})
+    echo(f"Summary: {'/'.join(map(str, n))} test samples per model scored by torch, the "
+         f"float64 reference and the fixed-point emulator; the first "
+         f"{'/'.join(map(str, nl))} confirmed on Lava (floating_pt, and fixed_pt integer "
+         f"by integer against the emulator); accuracies in %, energy per sample (model "
+         f"estimates)")
     echo(table)
-    (out_dir / "summary.md").write_text(md + "\n")
+    echo("\nSeconds per stage:")
+    echo(timing_table(runs))
+    (out_dir / "summary.md").write_text(md + "\n\n" + timing_table(runs, markdown=True)
+                                        + "\n")
     write_json(_jsonable({"runs": [r.summary() for r in runs]}), out_dir / "summary.json")
     echo(f"\nwrote {out_dir / 'summary.md'}, {out_dir / 'summary.json'} and one report per "
          f"recipe under {out_dir}/; total {time.perf_counter() - t_start:.0f} s")

@@ -162,7 +162,8 @@ def deploy_graph(graph: nir.NIRGraph, inputs: np.ndarray, *, mode: str = "floati
                  steps: int | None = None, timeout_s: float = 600.0,
                  progress: bool | None = None,
                  reference: RunResult | None = None, dt: float | None = None,
-                 strict: bool = False) -> DeployResult:
+                 strict: bool = False, workers: int | None = None,
+                 cluster: str | None = None) -> DeployResult:
     """Run ``graph`` in the reference and in Lava (``mode``) and compare them.
 
     In fixed_pt the ``target``'s quantization is used with the input format fitted to
@@ -170,7 +171,8 @@ def deploy_graph(graph: nir.NIRGraph, inputs: np.ndarray, *, mode: str = "floati
     reference run of these inputs (after ``steps``) with every node recorded, to reuse.
     ``dt``: the time step (default the graph's ``metadata["dt"]``; a graph without one is
     refused with :class:`InputError`). ``strict``: refuse a forward-Euler step with
-    dt/τ > 1 (:func:`nirbridge.sanity.refuse`) instead of reporting it.
+    dt/τ > 1 (:func:`nirbridge.sanity.refuse`) instead of reporting it. ``workers``,
+    ``cluster``: the Lava backend's options of those names, passed only when given.
     """
     if mode not in MODES:
         raise InputError(f"mode {mode!r} is unknown; use one of {MODES}")
@@ -181,6 +183,8 @@ def deploy_graph(graph: nir.NIRGraph, inputs: np.ndarray, *, mode: str = "floati
     if sum(isinstance(n, nir.Output) for n in graph.nodes.values()) > 1:
         raise InputError("deploy compares graphs with one Output node")
     options: dict[str, Any] = dict(timeout_s=timeout_s, progress=progress)
+    options.update({k: v for k, v in (("workers", workers), ("cluster", cluster))
+                    if v is not None})
     if mode == "fixed_pt":
         options["target"] = target
     cmp = compare(graph, x, "reference", BACKEND_OF_MODE[mode], labels=labels,

@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 VPY=.venv/bin/python
-if "$VPY" -c "import nirbridge, lava.magma, lava.lib.dl.netx, norse, snntorch, onnxruntime, spikingjelly.activation_based.neuron, sinabs.layers, distributed" 2>/dev/null \
+if "$VPY" -c "import nirbridge, lava.magma, lava.lib.dl.netx, norse, snntorch, onnxruntime, spikingjelly.activation_based.neuron, sinabs.layers, distributed, tonic.datasets" 2>/dev/null \
     && [ "${NIRBRIDGE_REINSTALL:-0}" != 1 ]; then
     echo "[setup] environment in .venv is complete"
     exit 0
@@ -33,4 +33,9 @@ fi
 # torch. Install both without dependencies, plus what they import.
 "$VPY" -m pip install -q --no-deps "spikingjelly==2.0.0" "sinabs==3.1.3"
 "$VPY" -m pip install -q "loguru==0.7.3" "pbr==7.1.3"
-"$VPY" -c "import nirbridge, lava.magma, lava.lib.dl.netx, norse, snntorch, onnxruntime, spikingjelly.activation_based.neuron, sinabs.layers, distributed; print('[setup] environment ready')"
+# tonic 1.6.0 (recipes' neuromorphic data sets) declares librosa (audio transforms only,
+# never imported by its data sets or ToFrame) and expelliarmus (declared, imported nowhere in
+# 1.6.0): install it without dependencies, plus what `import
+# tonic.datasets` imports (importRosbag; pbr, h5py, scipy and tqdm are already here).
+"$VPY" -m pip install -q --no-deps "tonic==1.6.0" "importRosbag==1.0.4"
+"$VPY" -c "import nirbridge, lava.magma, lava.lib.dl.netx, norse, snntorch, onnxruntime, spikingjelly.activation_based.neuron, sinabs.layers, distributed, tonic.datasets; print('[setup] environment ready')"

@@ -251,7 +251,7 @@ def test_summary_table_has_the_readme_columns(tmp_path):
     for col in ("torch", "reference", "Lava float", "Lava fixed", "spikes identical",
                 "SOPs/sample", "energy loihi2", "energy cmos45-fp32"):
         assert col in table
-    assert "| tiny | lif | direct, T=4 | 2 |" in table
+    assert "| tiny | lif | direct, T=4 | 2 / 2 |" in table
 
 
 # ----------------------------------------------------------------- shipped recipes

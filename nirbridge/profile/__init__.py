@@ -39,6 +39,7 @@ from nirbridge.profile.counting import (
     count_events,
     count_run,
     fanout_map,
+    merge_counts,
     recurrent_synapses,
 )
 from nirbridge.profile.energy import EnergyReport, EnergyTerm, estimate_energy
@@ -109,6 +110,7 @@ __all__ = [
     "SynapseCount",
     "count_events",
     "count_run",
+    "merge_counts",
     "energy_label",
     "estimate_energy",
     "fanout_map",

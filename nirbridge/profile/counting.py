@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from collections.abc import Mapping as MappingABC
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import nir
@@ -494,5 +494,42 @@ def count_run(graph: nir.NIRGraph, inputs: Any, *, dt: float | None = None,
     return got, counter.counts()
 
 
+def merge_counts(parts: list[Counts]) -> Counts:
+    """The counts of one run over all the samples of ``parts`` (runs of the same graph and
+    steps on disjoint batches): every per-sample value is the batch-weighted mean, so the
+    result equals :func:`count_events` of one run over all those samples."""
+    if not parts:
+        raise InputError("merge_counts() needs at least one Counts")
+    first = parts[0]
+    if any(c.time_steps != first.time_steps or c.synapses.keys() != first.synapses.keys()
+           or c.neurons.keys() != first.neurons.keys() for c in parts):
+        raise InputError("merge_counts(): the parts count different graphs or time steps")
+    w = np.array([c.batch for c in parts], dtype=np.float64)
+    w = w / w.sum()
+
+    def mean(values: list[Any]) -> Any:
+        if values[0] is None:
+            return None
+        return sum(wi * np.asarray(v, dtype=np.float64) for wi, v in zip(w, values,
+                                                                          strict=True))
+
+    synapses = {k: replace(s, effective=float(mean([c.synapses[k].effective for c in parts])),
+                           effective_per_step=mean([c.synapses[k].effective_per_step
+                                                    for c in parts]))
+                for k, s in first.synapses.items()}
+    neurons = {}
+    for k, n in first.neurons.items():
+        spikes = mean([c.neurons[k].spikes for c in parts])
+        neurons[k] = replace(
+            n, updates_driven=float(mean([c.neurons[k].updates_driven for c in parts])),
+            driven_per_step=mean([c.neurons[k].driven_per_step for c in parts]),
+            spikes=None if spikes is None else float(spikes),
+            spikes_per_step=mean([c.neurons[k].spikes_per_step for c in parts]))
+    inputs = {k: float(mean([c.input_events[k] for c in parts])) for k in first.input_events}
+    return Counts(time_steps=first.time_steps, batch=int(sum(c.batch for c in parts)),
+                  synapses=synapses, neurons=neurons, params=dict(first.params),
+                  input_events=inputs)
+
+
 __all__ = ["Counts", "EventCounter", "NeuronCount", "ParamCount", "SynapseCount", "count_events",
-           "count_run", "fanout_map", "recurrent_synapses"]
+           "count_run", "fanout_map", "merge_counts", "recurrent_synapses"]

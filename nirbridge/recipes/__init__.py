@@ -4,18 +4,24 @@
 
 1. the model: the factory called with its keyword arguments and the checkpoint loaded
    (``torch.load(weights_only=True)``), or a ``.nir`` file;
-2. the data: the recipe's split of the data set, encoded over ``steps`` time steps;
-3. torch accuracy (the trained module, float64);
-4. export to NIR, written to the output directory and read back;
-5. reference accuracy (nirbridge's float64 executor on the file read back) and the
-   largest output difference from torch;
-6. Lava floating_pt and 7. Lava fixed_pt (Loihi 2 simulation; per-layer spike agreement
-   with the reference, prediction agreement, accuracy);
-8. profile: event counts of the reference run, energy per target, chip mapping;
-9. verify (optional ``[verify]``): the agreement matrix of the named backends
-   (:func:`nirbridge.verify.verify`, reusing the reference run);
+2. export to NIR, written to the output directory and read back;
+3. every sample of the data set's split (:mod:`nirbridge.datasets`), streamed in batches
+   of ``batch_size`` (:mod:`~nirbridge.recipes.stream`): torch accuracy (the trained
+   module, float64), reference accuracy (nirbridge's float64 executor on the file read
+   back) and the largest output difference from torch, and the fixed-point emulator (the
+   ``fixed`` backend: accuracy, spike and prediction agreement with the reference), the
+   event counts and the sanity checks;
+4. Lava floating_pt and 5. Lava fixed_pt (Loihi 2 simulation) on the first
+   ``lava_samples`` samples: per-layer spike agreement with the reference, prediction
+   agreement, accuracy; in fixed_pt every sample's integers (every node's output, input
+   and states, and the outputs) must equal the emulator's: the check
+   ``lava_fixed_identical``, added to every recipe that runs fixed_pt on Lava;
+6. profile: the event counts of every sample, energy per target, chip mapping;
+7. verify (optional ``[verify]``): the agreement matrix of the named backends
+   (:func:`nirbridge.verify.verify`) on the samples kept for Lava;
 
-then prints one summary table, writes the JSON and HTML reports, and fails with
+then prints one summary table and the seconds of each stage, writes the JSON and HTML
+reports, and fails with
 :class:`~nirbridge.errors.CheckFailed` (exit code 3) when a check is not met or the
 reference run is not sane (:mod:`nirbridge.sanity`: a forward-Euler step with dt/τ > 1,
 a diverged state, a spiking layer that never spikes). The dt used is printed with the
@@ -38,15 +44,22 @@ Recipe schema (every error names the file and the field)::
                                                  # a file without one needs it or from)
 
     [data]
-    dataset = "digits"                           # see nirbridge.data.DATASETS
+    dataset = "digits"                           # digits | npz:PATH | tonic:NAME |
+                                                 # MODULE:FACTORY (nirbridge.datasets)
+    # root = "data/tonic"                        # tonic:NAME only: tonic's save_to folder
     split = "test"                               # optional: test (default) | train
-    encoding = "direct"                          # direct | rate | latency | rows
-                                                 # (rows: row t at step t, steps >= 8)
+    encoding = "direct"                          # direct | rate | latency | rows | frames
+                                                 # (rows: row t at step t, steps >= 8;
+                                                 # frames: the data are [T, ...] per sample)
     seed = 0                                     # optional: seed of the rate encoding
 
     [simulation]
     steps = 8                                    # time steps per sample
-    samples = 360                                # samples through every stage
+    samples = 360                                # optional: the first samples scored
+                                                 # (default: the whole split)
+    lava_samples = 96                            # optional: the first samples Lava runs
+                                                 # (default: all up to 360; 0: no Lava)
+    batch_size = 128                             # optional: samples per streamed batch
     modes = ["floating_pt", "fixed_pt"]          # optional: Lava modes run (default both)
     target = "loihi2"                            # optional: simulated target (quantization)
     timeout_s = 600.0                            # optional: time limit of each Lava run
@@ -91,6 +104,8 @@ from nirbridge.recipes.execute import (
     RecipeRun,
     _build_model,  # noqa: F401  (used by the tests of the shipped checkpoints)
     execute_recipe,
+    lava_options,
+    recipe_batches,
     recipe_inputs,
 )
 from nirbridge.recipes.load import load_recipe
@@ -107,10 +122,16 @@ from nirbridge.recipes.schema import (
     SimulationSpec,
     TrainSpec,
 )
-from nirbridge.recipes.tables import energy_cell, format_run, stage_rows, summary_table
+from nirbridge.recipes.tables import (
+    energy_cell,
+    format_run,
+    stage_rows,
+    summary_table,
+    timing_table,
+)
 
 __all__ = ["METRICS", "MODES", "MODE_SHORT", "Check", "CheckResult", "DataSpec", "Echo",
            "ModelSpec", "Recipe", "RecipeRun", "SimulationSpec", "TrainSpec",
-           "build_recipe_report", "energy_cell", "execute_recipe", "format_run", "load_recipe",
-           "recipe_inputs", "run_recipe", "stage_rows", "summary_table",
-           "write_recipe_reports"]
+           "build_recipe_report", "energy_cell", "execute_recipe", "format_run",
+           "lava_options", "load_recipe", "recipe_batches", "recipe_inputs", "run_recipe",
+           "stage_rows", "summary_table", "timing_table", "write_recipe_reports"]

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from nirbridge.data import encode, is_spike_encoding, load_split
+from nirbridge.backends import get as get_backend
+from nirbridge.data import is_spike_encoding
 from nirbridge.errors import ExportError, NirbridgeError, RecipeError
 from nirbridge.recipes.schema import MODE_SHORT, Echo, Recipe, format_value, kwargs_text
 
@@ -35,7 +35,8 @@ class RecipeRun:
     """Everything one run of a recipe measured (see :func:`execute_recipe`)."""
 
     recipe: Recipe
-    samples: int
+    samples: int  #: samples through the streamed stages (torch, reference, emulator)
+    lava_samples: int = 0  #: the first samples Lava ran
     metrics: dict[str, float | None] = field(default_factory=dict)
     deploys: dict[str, Any] = field(default_factory=dict)  #: mode → DeployResult
     errors: dict[str, str] = field(default_factory=dict)  #: stage → error message
@@ -51,6 +52,8 @@ class RecipeRun:
     dt_source: str | None = None  #: where it came from
     findings: list[Any] = field(default_factory=list)  #: :mod:`nirbridge.sanity` findings
     verification: Any = None  #: the ``[verify]`` stage's :class:`~nirbridge.verify.Verification`
+    stream: Any = None  #: the :class:`~nirbridge.recipes.stream.StreamResult`
+    lava_fixed_mismatch: list[int] = field(default_factory=list)  #: samples Lava ≠ emulator
 
     @property
     def failed(self) -> list[str]:
@@ -60,6 +63,12 @@ class RecipeRun:
         out += [f"stage {s} failed: {e}" for s, e in self.errors.items()]
         out += [f"sanity: {f.message}" for f in self.findings]
         return out
+
+    @property
+    def total_seconds(self) -> float:
+        """Wall time of every stage (the streamed stages once, not per part)."""
+        parts = ("torch", "reference", "counting", "emulator", "emulator_confirm")
+        return sum(v for k, v in self.seconds.items() if k not in parts)
 
     @property
     def sops(self) -> float | None:
@@ -83,6 +92,7 @@ class RecipeRun:
         return {
             "recipe": self.recipe.name, "neuron": self.recipe.model.neuron,
             "encoding": self.recipe.data.encoding, "samples": self.samples,
+            "lava_samples": self.lava_samples, "dataset": self.recipe.data.dataset,
             "steps": self.recipe.simulation.steps, **self.metrics,
             "sops_per_sample": self.sops,
             "energy_j_per_sample": {e.profile: e.total_j for e in self.energies},
@@ -108,27 +118,49 @@ def _build_model(recipe: Recipe) -> Any:
     return model.eval()
 
 
+def recipe_source(recipe: Recipe) -> Any:
+    """The recipe's data set split (:func:`nirbridge.datasets.open_source`)."""
+    from nirbridge.datasets import open_source
+
+    d = recipe.data
+    return open_source(d.dataset, d.split, root=d.root, base=Path(recipe.path).parent)
+
+
+def _sample_count(recipe: Recipe, source: Any, samples: int | None) -> int:
+    n = samples or recipe.simulation.samples or len(source)
+    if n > len(source):
+        raise RecipeError(f"{recipe.path}: field 'simulation.samples': {n} samples asked "
+                          f"for; the {recipe.data.dataset} {recipe.data.split} split has "
+                          f"{len(source)}")
+    return n
+
+
+def recipe_batches(recipe: Recipe, samples: int | None = None, *,
+                   batch_size: int | None = None) -> tuple[int, Any]:
+    """``(n, batches)``: the number of samples the recipe evaluates and an iterator of
+    encoded ``(inputs [T, B, ...], labels [B])`` batches over them, streamed from its
+    data set (``[simulation] batch_size`` samples each unless ``batch_size`` is given)."""
+    source = recipe_source(recipe)
+    n = _sample_count(recipe, source, samples)
+    d, sim = recipe.data, recipe.simulation
+    try:
+        it = source.batches(n, batch_size or sim.batch_size, d.encoding, sim.steps, d.seed)
+    except NirbridgeError as exc:
+        raise RecipeError(f"{recipe.path}: field 'data.dataset': {exc}") from exc
+    return n, it
+
+
 def recipe_inputs(recipe: Recipe, samples: int | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Encoded inputs ``[T, N, ...]`` and labels ``[N]`` of the recipe's split.
+    """Encoded inputs ``[T, N, ...]`` and labels ``[N]`` of the recipe's split, all in
+    memory (for small sets: training, tests; the recipe's own stages stream).
 
-    The encoding is drawn over the whole split first, so the first ``samples`` samples
-    get the same spikes whatever ``samples`` is.
+    The digits encoding is drawn over the whole split first, so the first ``samples``
+    samples get the same spikes whatever ``samples`` is.
     """
-    d = recipe.data
-    split = load_split(d.dataset, d.split)
-    x = encode(split.images, d.encoding, recipe.simulation.steps, seed=d.seed)
-    n = samples or recipe.simulation.samples
-    if n > len(split):
-        raise RecipeError(f"{recipe.path}: field 'simulation.samples': {n} samples asked "
-                          f"for; the {d.dataset} {d.split} split has {len(split)}")
-    return x[:, :n], split.labels[:n]
-
-
-def _predict(out: np.ndarray) -> np.ndarray:
-    from nirbridge.verify import predictions
-
-    return predictions(out)
+    _, it = recipe_batches(recipe, samples)
+    xs, ys = zip(*it, strict=True)
+    return np.concatenate(xs, axis=1), np.concatenate(ys)
 
 
 def _resolve_dt(recipe: Recipe, graph: Any, dt: float | None, option: str) -> Any:
@@ -143,44 +175,69 @@ def _resolve_dt(recipe: Recipe, graph: Any, dt: float | None, option: str) -> An
                           f"{exc}") from exc
 
 
+def lava_options(workers: int | None = None, cluster: str | None = None) -> dict[str, Any]:
+    """The parallel options given for the Lava backends' ``run``: only those set, so that
+    a run without them works with a backend that does not take them."""
+    if workers is not None and workers < 1:
+        raise RecipeError(f"--workers {workers}: give a positive number of processes")
+    return {k: v for k, v in (("workers", workers), ("cluster", cluster)) if v is not None}
+
+
 def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
                    samples: int | None = None, out_dir: Path | None = None,
                    progress: bool | None = None, dt: float | None = None,
-                   framework: str | None = None, strict: bool = False) -> RecipeRun:
+                   framework: str | None = None, strict: bool = False,
+                   lava_samples: int | None = None, workers: int | None = None,
+                   cluster: str | None = None) -> RecipeRun:
     """Run every stage of ``recipe`` and evaluate its checks; never raises for a failed
     check or a failed Lava stage (they are recorded in the returned :class:`RecipeRun`).
 
-    ``samples`` overrides the recipe's number of samples; ``out_dir`` its output
-    directory (where ``model.nir`` is written). ``echo`` receives one line per stage;
-    ``progress`` shows tqdm bars of the Lava runs (None: only on a terminal). ``dt`` and
-    ``framework`` override the recipe's ``model.dt`` and ``model.from``; the sanity
-    findings of the reference run (:mod:`nirbridge.sanity`) count as failed checks, and
-    ``strict`` refuses a forward-Euler step with dt/τ > 1 before anything runs.
+    Every sample of the recipe's split (``samples``, else ``[simulation] samples``, else
+    all) is streamed in batches through torch, the float64 reference and the fixed-point
+    emulator (:mod:`nirbridge.recipes.stream`); Lava runs the first ``lava_samples``
+    (else ``[simulation] lava_samples``, else :meth:`SimulationSpec.lava_count`), and in
+    fixed_pt every one of them must hold the emulator's integers (check
+    ``lava_fixed_identical``). ``out_dir`` overrides the output directory (where
+    ``model.nir`` is written). ``echo`` receives one line per stage, with its time;
+    ``progress`` shows tqdm bars (None: only on a terminal). ``dt`` and ``framework``
+    override ``model.dt`` and ``model.from``; the sanity findings of the reference run
+    (:mod:`nirbridge.sanity`) count as failed checks, and ``strict`` refuses a
+    forward-Euler step with dt/τ > 1 before anything runs. ``workers``/``cluster`` go to
+    the Lava backends' ``run`` (only when given).
     """
     import torch
 
     from nirbridge.api import read, to_nir, write
-    from nirbridge.backends import get
-    from nirbridge.deploy import deploy_graph
     from nirbridge.io.read import from_framework
-    from nirbridge.neurons import run_steps
     from nirbridge.passes import TimeStep
-    from nirbridge.profile import count_events, estimate_energy, load_profile, map_to_chip
-    from nirbridge.sanity import check, check_time_step, refuse
+    from nirbridge.profile import estimate_energy, load_profile, map_to_chip
+    from nirbridge.recipes.stream import stream_stages
+    from nirbridge.sanity import check_time_step, refuse
 
     sim = recipe.simulation
     out_dir = Path(out_dir or recipe.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if samples is not None and samples < 1:
         raise RecipeError(f"--samples {samples}: give a positive number")
+    if lava_samples is not None and lava_samples < 0:
+        raise RecipeError(f"--lava-samples {lava_samples}: give a number >= 0 (0: no Lava)")
     if framework is not None and recipe.model.factory is not None:
         raise RecipeError(f"{recipe.path}: --from {framework} applies to a recipe of a .nir "
                           "file (model.nir); this one exports model.factory")
-    x, labels = recipe_inputs(recipe, samples)
-    n = int(x.shape[1])
-    run = RecipeRun(recipe=recipe, samples=n)
-    stages = 4 + len(sim.modes) + bool(recipe.verify)
+    parallel = lava_options(workers, cluster)
+    n, batches = recipe_batches(recipe, samples)
+    try:
+        first = next(batches)
+    except NirbridgeError as exc:
+        raise RecipeError(f"{recipe.path}: field 'data.dataset': {exc}") from exc
+    n_lava = min(n, lava_samples) if lava_samples is not None else sim.lava_count(n)
+    run = RecipeRun(recipe=recipe, samples=n, lava_samples=n_lava)
+    fixed = "fixed_pt" in sim.modes
+    lava_modes = sim.modes if n_lava else ()
+    stages = 3 + len(lava_modes) + bool(recipe.verify and n_lava)
     stage = 0
+    what = (f"{n} {recipe.data.dataset} {recipe.data.split} samples ({recipe.data.encoding}, "
+            f"T = {sim.steps}, batches of {sim.batch_size})")
 
     def step(text: str) -> float:
         nonlocal stage
@@ -188,26 +245,20 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
         echo(f"[{recipe.name} {stage}/{stages}] {text}")
         return time.perf_counter()
 
-    def done(key: str, t0: float, text: str) -> None:
-        run.seconds[key] = time.perf_counter() - t0
+    def done(key: str, t0: float | None, text: str) -> None:
+        if t0 is not None:
+            run.seconds[key] = time.perf_counter() - t0
         echo(f"      {text} ({run.seconds[key]:.1f} s)")
 
-    # --- model, torch accuracy, export
-    torch_out = None
+    # --- model, export
+    model = None
     if recipe.model.factory is not None:
         t0 = step(f"torch model {recipe.model.factory}({kwargs_text(recipe.model.kwargs)}) + "
                   f"{recipe.model.checkpoint.name if recipe.model.checkpoint else ''}: "
-                  f"accuracy on {n} {recipe.data.dataset} {recipe.data.split} samples "
-                  f"({recipe.data.encoding}, T = {sim.steps})")
+                  f"export to NIR, write, read back")
         model = _build_model(recipe)
-        with torch.no_grad():
-            torch_out = run_steps(copy.deepcopy(model).double(),
-                                  torch.from_numpy(x)).numpy()
-        run.metrics["torch_accuracy"] = _pct((_predict(torch_out) == labels).mean())
-        done("torch", t0, f"torch accuracy {run.metrics['torch_accuracy']:.2f}%")
-        t0 = step("export to NIR, write, read back")
         export_dt = dt if dt is not None else recipe.model.dt
-        graph = to_nir(model, torch.from_numpy(x[0, :1]).float(),
+        graph = to_nir(model, torch.from_numpy(first[0][0, :1]).float(),
                        dt=1.0 if export_dt is None else export_dt)
         run.nir_path = out_dir / "model.nir"
         write(run.nir_path, graph)
@@ -233,46 +284,76 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
     if strict:
         refuse(check_time_step(graph, run.dt))
 
-    # --- reference
-    t0 = step(f"float64 reference executor, {timestep.line}")
-    ref = get("reference").run(graph, x, record=True, dt=run.dt)  # reused by every stage
-    ref_out, records = ref.outputs, ref.records
-    run.metrics["reference_accuracy"] = _pct((_predict(ref_out) == labels).mean())
-    text = f"reference accuracy {run.metrics['reference_accuracy']:.2f}%"
-    if torch_out is not None:
-        diff = float(np.abs(ref_out - torch_out).max())
-        run.metrics["reference_torch_diff"] = diff
-        text += f", max |Δ| vs torch {diff:.2g}"
-    done("reference", t0, text)
-    run.findings = check(graph, run.dt, records)
+    # --- every sample: torch, reference, emulator (streamed)
+    t0 = step(f"every sample, streamed: {what}: {'torch, ' if model is not None else ''}"
+              f"{'fixed-point emulator, ' if fixed else ''}float64 reference executor, "
+              f"{timestep.line}")
+
+    def chained() -> Any:
+        yield first
+        try:
+            yield from batches
+        except NirbridgeError as exc:
+            raise RecipeError(f"{recipe.path}: field 'data.dataset': {exc}") from exc
+
+    res = stream_stages(graph, chained(), n=n, dt=run.dt, model=model, fixed=fixed,
+                        target=sim.target, lava_n=n_lava, progress=progress,
+                        spike_inputs=is_spike_encoding(recipe.data.encoding))
+    run.stream = res
+    run.seconds.update({k: v for k, v in res.seconds.items() if v})
+    labels = res.labels
+    m = run.metrics
+    if res.torch_pred is not None:
+        m["torch_accuracy"] = _pct((res.torch_pred == labels).mean())
+        m["reference_torch_diff"] = res.torch_diff
+    m["reference_accuracy"] = _pct((res.reference_pred == labels).mean())
+    if res.fixed_pred is not None:
+        m["fixed_accuracy"] = _pct((res.fixed_pred == labels).mean())
+        m["fixed_accuracy_drop"] = m["reference_accuracy"] - m["fixed_accuracy"]
+        m["fixed_spike_agreement"] = _pct(res.fixed_spike_agreement)
+        m["fixed_prediction_agreement"] = _pct((res.fixed_pred == res.reference_pred).mean())
+    run.seconds["stream"] = time.perf_counter() - t0
+    done("stream", None, "; ".join(
+        ([f"torch {m['torch_accuracy']:.2f}% ({run.seconds.get('torch', 0):.1f} s)"]
+         if "torch_accuracy" in m else []) +
+        [f"reference {m['reference_accuracy']:.2f}% ({run.seconds['reference']:.1f} s)"] +
+        ([f"max |Δ| vs torch {m['reference_torch_diff']:.2g}"] if "torch_accuracy" in m
+         else []) +
+        ([f"emulator {m['fixed_accuracy']:.2f}%, spikes identical to the reference "
+          f"{m['fixed_spike_agreement']:.3f}% ({run.seconds['emulator']:.1f} s)"]
+         if fixed else [])))
+    run.findings = res.findings
     for f in run.findings:
         echo(f"      warning: {f.message}")
 
-    # --- Lava
-    for mode in sim.modes:
+    # --- Lava, on the first n_lava samples
+    x_sub, y_sub = res.lava_x, res.lava_labels
+    ref_sub = None
+    if not n_lava:
+        echo("      Lava not run: lava_samples = 0 (the emulator's scores stand alone)")
+    for mode in lava_modes:
         short = MODE_SHORT[mode]
-        t0 = step(f"Lava {mode} ({sim.target} simulation), {n} samples × {sim.steps} steps")
+        t0 = step(f"Lava {mode} ({sim.target} simulation), first {n_lava} of {n} samples × "
+                  f"{sim.steps} steps" + (", each confirmed against the emulator's integers"
+                                          if mode == "fixed_pt" else ""))
         try:
-            res = deploy_graph(graph, x, mode=mode, target=sim.target, labels=labels,
-                               timeout_s=sim.timeout_s, progress=progress, reference=ref,
-                               dt=run.dt)
+            if ref_sub is None:
+                ref_sub = get_backend("reference").run(graph, x_sub, record=True, dt=run.dt)
+            _lava_stage(run, graph, mode, x_sub, y_sub, ref_sub, res.quant, progress,
+                        parallel)
         except NirbridgeError as exc:
             run.errors[f"lava_{short}"] = str(exc).splitlines()[0]
             done(f"lava_{short}", t0, f"FAILED: {run.errors[f'lava_{short}']}")
             continue
-        run.deploys[mode] = res
-        run.metrics[f"{short}_accuracy"] = _pct(res.lava_accuracy)
-        run.metrics[f"{short}_accuracy_drop"] = _pct(res.accuracy_drop)
-        run.metrics[f"{short}_spike_agreement"] = _pct(res.spike_agreement)
-        run.metrics[f"{short}_prediction_agreement"] = _pct(res.prediction_agreement)
-        done(f"lava_{short}", t0, f"accuracy {run.metrics[f'{short}_accuracy']:.2f}%, "
-                                  f"spikes identical "
-                                  f"{run.metrics[f'{short}_spike_agreement']:.3f}%")
+        done(f"lava_{short}", t0, f"accuracy {m[f'lava_{short}_accuracy']:.2f}%, spikes "
+             f"identical to the reference {m[f'lava_{short}_spike_agreement']:.3f}%" + (
+                 f"; integers identical to the emulator on "
+                 f"{m['lava_fixed_identical']:.2f}% of {n_lava} samples"
+                 if mode == "fixed_pt" else ""))
 
     # --- profile
-    t0 = step(f"profile: event counts, energy on {', '.join(recipe.targets)}")
-    run.counts = count_events(graph, records,
-                              spike_inputs=is_spike_encoding(recipe.data.encoding))
+    t0 = step(f"profile: event counts of {n} samples, energy on {', '.join(recipe.targets)}")
+    run.counts = res.counts
     for tname in recipe.targets:
         prof = load_profile(tname)
         run.energies.append(estimate_energy(run.counts, prof))
@@ -282,13 +363,18 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
     if node is not None:
         from nirbridge.report import raster_from_records
 
-        run.raster, run.raster_node = raster_from_records(records, node), node
+        run.raster, run.raster_node = raster_from_records(res.first_records, node), node
     done("profile", t0, f"{run.sops:.4g} SOPs per sample")
 
     # --- verify
-    if recipe.verify:
-        t0 = step(f"verify: {', '.join(recipe.verify)} against the reference, per layer")
-        _verify_stage(run, graph, x, labels, ref)
+    if recipe.verify and not n_lava:
+        run.errors["verify"] = "no samples kept for it (lava_samples = 0)"
+    elif recipe.verify:
+        t0 = step(f"verify: {', '.join(recipe.verify)} against the reference, per layer, "
+                  f"on the first {n_lava} samples")
+        if ref_sub is None:
+            ref_sub = get_backend("reference").run(graph, x_sub, record=True, dt=run.dt)
+        _verify_stage(run, graph, x_sub, y_sub, ref_sub)
         done("verify", t0, "; ".join(
             f"{b.backend} {'PASS' if b.passed else 'FAIL'}"
             for b in run.verification.backends) if run.verification is not None
@@ -296,8 +382,14 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
 
     # --- checks
     for c in recipe.checks:
-        value = run.metrics.get(c.metric)
+        value = m.get(c.metric)
         run.checks.append(CheckResult(c.key, c.text, value, c.passes(value)))
+    if "fixed_pt" in lava_modes and not any(c.metric == "lava_fixed_identical"
+                                           for c in recipe.checks):
+        value = m.get("lava_fixed_identical")
+        run.checks.append(CheckResult(
+            "lava_fixed_identical", f"Lava fixed_pt integers identical to the emulator's on "
+            f"every confirmed sample ({n_lava})", value, value == 100.0))
     if run.verification is not None:
         v = run.verification
         ran = v.verified
@@ -306,6 +398,42 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
             "verify", f"verify: {', '.join(recipe.verify)} within their tolerances "
             f"(backends passing)", value, v.passed))
     return run
+
+
+def _lava_stage(run: RecipeRun, graph: Any, mode: str, x: np.ndarray, labels: np.ndarray,
+                ref: Any, quant: Any, progress: bool | None,
+                parallel: dict[str, Any]) -> None:
+    """One Lava mode on the kept samples against the reference; in fixed_pt with the
+    emulator's quantization, and each sample's integers compared with the emulator's."""
+    from nirbridge.deploy import BACKEND_OF_MODE, DeployResult
+    from nirbridge.recipes.stream import identical_samples
+    from nirbridge.verify import compare
+
+    sim, short, m = run.recipe.simulation, MODE_SHORT[mode], run.metrics
+    options: dict[str, Any] = dict(timeout_s=sim.timeout_s, progress=progress, **parallel)
+    if mode == "fixed_pt":
+        options["quant"] = quant
+    cmp = compare(graph, x, "reference", BACKEND_OF_MODE[mode], labels=labels,
+                  options_b=options, result_a=ref, dt=run.dt)
+    res = DeployResult.from_comparison(cmp, mode, sim.target)
+    res.dt_source = run.dt_source
+    run.deploys[mode] = res
+    m[f"lava_{short}_accuracy"] = _pct(res.lava_accuracy)
+    m[f"lava_{short}_spike_agreement"] = _pct(res.spike_agreement)
+    if mode == "floating_pt":
+        m["float_accuracy"] = _pct(res.lava_accuracy)
+        m["float_accuracy_drop"] = _pct(res.accuracy_drop)
+        m["float_spike_agreement"] = _pct(res.spike_agreement)
+        m["float_prediction_agreement"] = _pct(res.prediction_agreement)
+        return
+    t0 = time.perf_counter()
+    emu = get_backend("fixed").run(graph, x, record=True, dt=run.dt, quant=quant)
+    run.seconds["emulator_confirm"] = time.perf_counter() - t0
+    if not (emu.info.get("fixed_records") and cmp.result_b.info.get("fixed_records")):
+        raise RecipeError("the fixed-point runs recorded no integers to compare")
+    same = identical_samples(emu, cmp.result_b)
+    run.lava_fixed_mismatch = [int(i) for i in np.flatnonzero(~same)]
+    m["lava_fixed_identical"] = _pct(same.mean())
 
 
 def _verify_stage(run: RecipeRun, graph: Any, x: np.ndarray, labels: np.ndarray,
@@ -332,4 +460,5 @@ def _verify_stage(run: RecipeRun, graph: Any, x: np.ndarray, labels: np.ndarray,
         run.errors["verify"] = str(exc).splitlines()[0]
 
 
-__all__ = ["CheckResult", "RecipeRun", "execute_recipe", "recipe_inputs"]
+__all__ = ["CheckResult", "RecipeRun", "execute_recipe", "lava_options", "recipe_batches",
+           "recipe_inputs", "recipe_source"]

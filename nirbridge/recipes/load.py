@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nirbridge.config import Table, load_toml
-from nirbridge.data import DATASETS, ENCODINGS, IMAGE_SHAPES, min_steps
+from nirbridge.data import ENCODINGS, IMAGE_SHAPES, min_steps
 from nirbridge.errors import NirbridgeError, RecipeError
 from nirbridge.recipes.schema import (
     METRICS,
@@ -35,6 +35,32 @@ def _file(root: Table, value: str, fld: str, must_exist: bool) -> Path:
             " (train it with `nirbridge train " + str(recipe) + "`)"
             if fld == "model.checkpoint" else ""))
     return p
+
+
+def _folder(root: Table, value: str, fld: str) -> Path:
+    """``value`` as an existing folder, relative to the recipe's directory."""
+    p = Path(value).expanduser()
+    if not p.is_absolute():
+        p = (Path(str(root.source)).parent / p).resolve()
+    if not p.is_dir():
+        raise root.fail(fld, f"folder '{p}' does not exist")
+    return p
+
+
+def _check_dataset(root: Table, d: DataSpec) -> None:
+    """The data set opens (files present, tonic installed, the factory imports): every
+    error before anything runs; opening reads only its index, not its samples."""
+    from nirbridge.datasets import open_source
+
+    if d.dataset.startswith("tonic:") and d.root is None:
+        raise root.fail("data.root", f"missing; dataset {d.dataset!r} reads tonic's folder "
+                                     "(its save_to): give root = \"FOLDER\"")
+    if d.root is not None and not d.dataset.startswith("tonic:"):
+        raise root.fail("data.root", "only with dataset = 'tonic:NAME'")
+    try:
+        open_source(d.dataset, d.split, root=d.root, base=Path(str(root.source)).parent)
+    except NirbridgeError as exc:
+        raise root.fail("data.dataset", str(exc)) from None
 
 
 def _target(root: Table, name: str, fld: str, need_quantization: bool = False) -> str:
@@ -127,24 +153,29 @@ def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
         model = ModelSpec(None, {}, None, nir_path, dt, framework)
 
     # --- data
-    d = root.table("data", known=("dataset", "split", "encoding", "seed"))
+    d = root.table("data", known=("dataset", "split", "encoding", "seed", "root"))
     dspec = DataSpec(
-        dataset=d.choice("dataset", sorted(DATASETS)),
+        dataset=d.string("dataset"),
         split=d.choice("split", ("test", "train"), required=False, default="test"),
         encoding=d.choice("encoding", ENCODINGS),
         seed=d.integer("seed", required=False, default=0, minimum=0),
+        root=(None if "root" not in d else _folder(root, d.string("root"), "data.root")),
     )
+    _check_dataset(root, dspec)
 
     # --- simulation
-    s = root.table("simulation", known=("steps", "samples", "modes", "target", "timeout_s"))
+    s = root.table("simulation", known=("steps", "samples", "modes", "target", "timeout_s",
+                                        "lava_samples", "batch_size"))
     modes = s.strings("modes", required=False, default=list(MODES), choices=MODES)
     target = s.string("target", required=False, default="loihi2")
     sim = SimulationSpec(
         steps=s.integer("steps", minimum=1),
-        samples=s.integer("samples", minimum=1),
+        samples=s.integer("samples", required=False, default=None, minimum=1),
         modes=tuple(dict.fromkeys(modes)),
         target=_target(root, target, "simulation.target", need_quantization=True),
         timeout_s=s.number("timeout_s", required=False, default=600.0, above=0),
+        lava_samples=s.integer("lava_samples", required=False, default=None, minimum=0),
+        batch_size=s.integer("batch_size", required=False, default=128, minimum=1),
     )
     shape = IMAGE_SHAPES.get(dspec.dataset)
     if shape is not None and sim.steps < min_steps(dspec.encoding, shape):

@@ -23,6 +23,9 @@ def build_recipe_report(run: RecipeRun) -> dict[str, Any]:
         "kind": "deployment",
         "recipe": run.recipe.to_dict(),
         "samples": run.samples,
+        "lava_samples": run.lava_samples,
+        "lava_fixed_mismatch": list(run.lava_fixed_mismatch),
+        "emulator": _emulator_dict(run),
         "summary": run.summary(),
         "deploy": {mode: res.to_dict() for mode, res in run.deploys.items()},
         "errors": dict(run.errors),
@@ -37,13 +40,24 @@ def build_recipe_report(run: RecipeRun) -> dict[str, Any]:
                         meta=meta)
 
 
+def _emulator_dict(run: RecipeRun) -> dict[str, Any] | None:
+    """The fixed-point emulator's per-layer agreement with the reference, every sample."""
+    st = run.stream
+    if st is None or st.fixed_pred is None:
+        return None
+    return {"samples": st.n, "saturated": st.saturated, "layers": [
+        {"node": t.node, "op": t.op, "identical": t.identical / t.entries if t.entries else 1.0,
+         "spikes_reference": t.spikes_a / st.n, "spikes_emulator": t.spikes_b / st.n,
+         "first_divergent_step": t.first_divergent_step} for t in st.fixed_layers]}
+
+
 def _report_sections(run: RecipeRun) -> list[tuple[str, list[list[str]], list[str]]]:
     sections: list[tuple[str, list[list[str]], list[str]]] = []
     r = run.recipe
     sections.append(("Deployment summary", stage_rows(run), [
-        f"{r.data.dataset} {r.data.split} split, {run.samples} samples, T = "
-        f"{r.simulation.steps}, {r.data.encoding} encoding; Lava simulates "
-        f"{r.simulation.target}",
+        f"{r.data.dataset} {r.data.split} split, {run.samples} samples (the first "
+        f"{run.lava_samples} on Lava), T = {r.simulation.steps}, {r.data.encoding} encoding; "
+        f"Lava simulates {r.simulation.target}",
         f"dt = {run.dt:g} ({run.dt_source})" if run.dt is not None else "dt unknown",
         "spikes identical: fraction of (step, sample, neuron) entries of every spiking "
         "layer equal to the reference's", *[f"stage failed: {s}: {e}"
@@ -53,6 +67,16 @@ def _report_sections(run: RecipeRun) -> list[tuple[str, list[list[str]], list[st
         sections.append(("Checks", [["check", "condition", "measured", "result"], *[
             [c.key, c.text, format_value(c.value, c.key), "pass" if c.passed else "FAIL"]
             for c in run.checks]], []))
+    emu = _emulator_dict(run)
+    if emu is not None:
+        sections.append((f"Fixed-point emulator: agreement per layer ({emu['samples']} "
+                         "samples, spikes per sample)", [
+            ["layer", "type", "spikes ref", "spikes emulator", "identical", "first diff"],
+            *[[la["node"], la["op"], f"{la['spikes_reference']:.1f}",
+               f"{la['spikes_emulator']:.1f}", f"{100 * la['identical']:.3f}%",
+               "-" if la["first_divergent_step"] is None else str(la["first_divergent_step"])]
+              for la in emu["layers"]]],
+            [f"saturation events over every sample: {emu['saturated']}"]))
     for mode, res in run.deploys.items():
         rows = [["layer", "type", "spikes ref", "spikes Lava", "identical", "first diff"]]
         rows += [[la.node, la.op, f"{la.reference_spikes:.1f}", f"{la.lava_spikes:.1f}",

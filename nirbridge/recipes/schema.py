@@ -12,6 +12,9 @@ from typing import Any
 Echo = Callable[[str], None]
 
 MODES = ("floating_pt", "fixed_pt")
+#: Samples Lava confirms by default: every sample of a set this small (the digits test
+#: split has 360), else the first this many (Lava runs 100-1,000 steps/s).
+LAVA_SAMPLES_DEFAULT = 360
 #: Short names of the Lava modes in tables and metric names.
 MODE_SHORT = {"floating_pt": "float", "fixed_pt": "fixed"}
 
@@ -21,17 +24,20 @@ METRICS: dict[str, tuple[str, str, str | None]] = {
     "reference_accuracy": ("accuracy of the float64 reference run of the .nir", "%", None),
     "reference_torch_diff": ("max |Δ| between reference and torch outputs", "", None),
     "float_accuracy": ("accuracy in Lava floating_pt", "%", "floating_pt"),
-    "fixed_accuracy": ("accuracy in Lava fixed_pt", "%", "fixed_pt"),
+    "fixed_accuracy": ("accuracy in fixed point (emulator, every sample)", "%", "fixed_pt"),
     "float_accuracy_drop": ("reference − Lava floating_pt accuracy", " pt", "floating_pt"),
-    "fixed_accuracy_drop": ("reference − Lava fixed_pt accuracy", " pt", "fixed_pt"),
+    "fixed_accuracy_drop": ("reference − fixed-point accuracy (every sample)", " pt",
+                            "fixed_pt"),
     "float_spike_agreement": ("identical spikes, Lava floating_pt vs reference", "%",
                               "floating_pt"),
-    "fixed_spike_agreement": ("identical spikes, Lava fixed_pt vs reference", "%",
-                              "fixed_pt"),
+    "fixed_spike_agreement": ("identical spikes, fixed point vs reference (every sample)",
+                              "%", "fixed_pt"),
     "float_prediction_agreement": ("same predicted class, floating_pt vs reference", "%",
                                    "floating_pt"),
-    "fixed_prediction_agreement": ("same predicted class, fixed_pt vs reference", "%",
+    "fixed_prediction_agreement": ("same predicted class, fixed point vs reference", "%",
                                    "fixed_pt"),
+    "lava_fixed_identical": ("Lava fixed_pt samples whose integers equal the emulator's",
+                             "%", "fixed_pt"),
 }
 
 
@@ -57,23 +63,36 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """The data set, split and encoding."""
+    """The data set (a :func:`nirbridge.datasets.open_source` spelling), split, encoding,
+    rate seed and ``root`` (the folder of a ``tonic:NAME`` data set)."""
 
     dataset: str
     split: str = "test"
     encoding: str = "direct"
     seed: int = 0
+    root: Path | None = None
 
 
 @dataclass(frozen=True)
 class SimulationSpec:
-    """Time steps, samples and Lava settings."""
+    """Time steps, samples and Lava settings. ``samples``: the first samples of the split
+    through every stage but Lava (None: all); ``lava_samples``: the first samples Lava
+    confirms (None: all when there are at most :data:`LAVA_SAMPLES_DEFAULT`, else that
+    many; 0: Lava does not run, the emulator's scores stand alone); ``batch_size``:
+    samples per batch of the streamed stages."""
 
     steps: int
-    samples: int
+    samples: int | None = None
     modes: tuple[str, ...] = MODES
     target: str = "loihi2"
     timeout_s: float = 600.0
+    lava_samples: int | None = None
+    batch_size: int = 128
+
+    def lava_count(self, n: int) -> int:
+        """How many of ``n`` samples Lava runs."""
+        return min(n, LAVA_SAMPLES_DEFAULT if self.lava_samples is None
+                   else self.lava_samples)
 
 
 @dataclass(frozen=True)
@@ -134,9 +153,10 @@ class Recipe:
                       "nir": None if m.nir is None else str(m.nir), "dt": m.dt,
                       "from": m.framework},
             "data": {"dataset": d.dataset, "split": d.split, "encoding": d.encoding,
-                     "seed": d.seed},
+                     "seed": d.seed, "root": None if d.root is None else str(d.root)},
             "simulation": {"steps": s.steps, "samples": s.samples, "modes": list(s.modes),
-                           "target": s.target, "timeout_s": s.timeout_s},
+                           "target": s.target, "timeout_s": s.timeout_s,
+                           "lava_samples": s.lava_samples, "batch_size": s.batch_size},
             "targets": list(self.targets),
             "checks": {c.key: c.bound for c in self.checks},
             "train": {"epochs": t.epochs, "batch_size": t.batch_size, "lr": t.lr,
@@ -161,5 +181,6 @@ def kwargs_text(kwargs: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
 
 
-__all__ = ["MODES", "MODE_SHORT", "METRICS", "Check", "DataSpec", "Echo", "ModelSpec",
-           "Recipe", "SimulationSpec", "TrainSpec", "format_value", "kwargs_text"]
+__all__ = ["LAVA_SAMPLES_DEFAULT", "MODES", "MODE_SHORT", "METRICS", "Check", "DataSpec",
+           "Echo", "ModelSpec", "Recipe", "SimulationSpec", "TrainSpec", "format_value",
+           "kwargs_text"]

@@ -31,29 +31,58 @@ def _grid(rows: Sequence[Sequence[str]], markdown: bool = False) -> str:
 
 
 def stage_rows(run: RecipeRun) -> list[list[str]]:
-    """The per-stage summary of one run: header first."""
-    m = run.metrics
-    rows = [["stage", "accuracy", "Δ vs reference", "spikes identical", "same prediction",
-             "seconds"]]
+    """The per-stage summary of one run: header first. The streamed stages (torch,
+    reference, emulator) saw every sample; Lava the first ``run.lava_samples``."""
+    m, n, nl, sec = run.metrics, str(run.samples), str(run.lava_samples), run.seconds
+    rows = [["stage", "samples", "accuracy", "Δ vs reference", "spikes identical",
+             "same prediction", "integers = emulator", "seconds"]]
     if "torch_accuracy" in m:
-        rows.append(["torch (trained module)", _p(m["torch_accuracy"]),
-                     f"max |Δ| {m.get('reference_torch_diff', 0.0):.1g}", "-", "-",
-                     f"{run.seconds.get('torch', 0.0):.1f}"])
-    rows.append(["reference (.nir, float64)", _p(m.get("reference_accuracy")), "-", "-",
-                 "-", f"{run.seconds.get('reference', 0.0):.1f}"])
+        rows.append(["torch (trained module)", n, _p(m["torch_accuracy"]),
+                     f"max |Δ| {m.get('reference_torch_diff', 0.0):.1g}", "-", "-", "-",
+                     f"{sec.get('torch', 0.0):.1f}"])
+    rows.append(["reference (.nir, float64)", n, _p(m.get("reference_accuracy")), "-", "-",
+                 "-", "-", f"{sec.get('reference', 0.0):.1f}"])
+    if "fixed_accuracy" in m:
+        rows.append(["fixed point (emulator)", n, _p(m["fixed_accuracy"]),
+                     f"{0.0 - m['fixed_accuracy_drop']:+.2f} pt",
+                     _p(m.get("fixed_spike_agreement"), 3),
+                     _p(m.get("fixed_prediction_agreement")), "-",
+                     f"{sec.get('emulator', 0.0):.1f}"])
     for mode in run.recipe.simulation.modes:
         short = MODE_SHORT[mode]
+        secs = f"{sec.get(f'lava_{short}', 0.0):.1f}"
         if f"lava_{short}" in run.errors:
-            rows.append([f"Lava {mode}", "FAILED", run.errors[f"lava_{short}"][:40], "-",
-                         "-", f"{run.seconds.get(f'lava_{short}', 0.0):.1f}"])
+            rows.append([f"Lava {mode}", nl, "FAILED", run.errors[f"lava_{short}"][:40], "-",
+                         "-", "-", secs])
             continue
-        drop = m.get(f"{short}_accuracy_drop")
-        rows.append([f"Lava {mode}", _p(m.get(f"{short}_accuracy")),
-                     "-" if drop is None else f"{0.0 - drop:+.2f} pt",
-                     _p(m.get(f"{short}_spike_agreement"), 3),
-                     _p(m.get(f"{short}_prediction_agreement")),
-                     f"{run.seconds.get(f'lava_{short}', 0.0):.1f}"])
+        res = run.deploys.get(mode)
+        if res is None:
+            continue
+        drop = res.accuracy_drop
+        rows.append([f"Lava {mode}", nl, _p(m.get(f"lava_{short}_accuracy")),
+                     "-" if drop is None else f"{0.0 - 100 * drop:+.2f} pt",
+                     _p(m.get(f"lava_{short}_spike_agreement"), 3),
+                     _p(100 * res.prediction_agreement),
+                     _p(m.get("lava_fixed_identical")) if mode == "fixed_pt" else "-", secs])
     return rows
+
+
+#: The stages :func:`timing_table` lists: key in ``RecipeRun.seconds`` → column.
+TIMED = (("export", "export"), ("torch", "torch"), ("reference", "reference"),
+         ("counting", "counting"), ("emulator", "emulator"), ("lava_float", "Lava float"),
+         ("lava_fixed", "Lava fixed"), ("profile", "profile"), ("verify", "verify"))
+
+
+def timing_table(runs: Sequence[RecipeRun], *, markdown: bool = False) -> str:
+    """Seconds each stage took, one row per run (the streamed stages' own times, Lava's
+    including its compile and the emulator's confirmation run)."""
+    cols = [(k, c) for k, c in TIMED if any(k in r.seconds for r in runs)]
+    rows = [["recipe", "samples / Lava", *[c for _, c in cols], "total"]]
+    for r in runs:
+        rows.append([r.recipe.name, f"{r.samples} / {r.lava_samples}",
+                     *[f"{r.seconds[k]:.1f}" if k in r.seconds else "-" for k, _ in cols],
+                     f"{r.total_seconds:.1f}"])
+    return _grid(rows, markdown)
 
 
 def format_run(run: RecipeRun) -> str:
@@ -62,7 +91,8 @@ def format_run(run: RecipeRun) -> str:
     dt = "" if run.dt is None else f", dt = {run.dt:g}"
     lines = [f"{r.name}: {r.model.factory or r.model.nir}"
              f"{' (' + kwargs_text(r.model.kwargs) + ')' if r.model.kwargs else ''}, "
-             f"{r.data.dataset} {r.data.split} split, {run.samples} samples, "
+             f"{r.data.dataset} {r.data.split} split, {run.samples} samples "
+             f"({run.lava_samples} on Lava), "
              f"T = {r.simulation.steps}{dt}, {r.data.encoding} encoding",
              _grid(stage_rows(run))]
     if run.counts is not None:
@@ -76,6 +106,11 @@ def format_run(run: RecipeRun) -> str:
     for cr in run.checks:
         lines.append(f"check {'PASS' if cr.passed else 'FAIL'}: {cr.text} "
                      f"(measured {format_value(cr.value, cr.key)})")
+    if run.lava_fixed_mismatch:
+        shown = ", ".join(map(str, run.lava_fixed_mismatch[:20]))
+        more = len(run.lava_fixed_mismatch) - 20
+        lines.append(f"Lava fixed_pt differs from the emulator on samples {shown}"
+                     + (f" (and {more} more)" if more > 0 else ""))
     for s, e in run.errors.items():
         lines.append(f"stage FAILED: {s}: {e}")
     for f in run.findings:
@@ -85,22 +120,29 @@ def format_run(run: RecipeRun) -> str:
 
 def summary_table(runs: Sequence[RecipeRun], targets: Sequence[str] | None = None, *,
                   markdown: bool = False) -> str:
-    """One row per run: the README's table (accuracies in %, spikes identical float /
-    fixed in %, SOPs and energy per sample on each target; ``≥`` marks a total of which
-    only the known terms could be priced)."""
+    """One row per run: the README's table (accuracies in %: torch, reference and the
+    fixed-point emulator on every sample, Lava floating_pt on the confirmed ones; Lava
+    fixed_pt confirmed samples whose integers equal the emulator's; spikes identical to
+    the reference, Lava float / emulator; SOPs and energy per sample on each target;
+    ``≥`` marks a total of which only the known terms could be priced)."""
     if targets is None:
         targets = list(dict.fromkeys(e.profile for r in runs for e in r.energies))
-    header = ["recipe", "neuron", "input", "samples", "torch", "reference", "Lava float",
-              "Lava fixed", "spikes identical float / fixed", "SOPs/sample",
+    header = ["recipe", "neuron", "input", "samples / Lava", "torch", "reference",
+              "fixed point", "Lava float", "Lava fixed = emulator",
+              "spikes identical float / fixed", "SOPs/sample",
               *[f"energy {t}" for t in targets]]
     rows = [header]
     for r in runs:
         m = r.metrics
+        same = m.get("lava_fixed_identical")
         rows.append([
             r.recipe.name, r.recipe.model.neuron or "-",
-            f"{r.recipe.data.encoding}, T={r.recipe.simulation.steps}", str(r.samples),
+            f"{r.recipe.data.encoding}, T={r.recipe.simulation.steps}",
+            f"{r.samples} / {r.lava_samples}",
             _p(m.get("torch_accuracy")), _p(m.get("reference_accuracy")),
-            _p(m.get("float_accuracy")), _p(m.get("fixed_accuracy")),
+            _p(m.get("fixed_accuracy")), _p(m.get("float_accuracy")),
+            "-" if same is None else
+            f"{round(same * r.lava_samples / 100)}/{r.lava_samples}",
             f"{_p(m.get('float_spike_agreement'))} / {_p(m.get('fixed_spike_agreement'))}",
             "-" if r.sops is None else f"{r.sops:,.0f}",
             *[energy_cell(r.energy_report(t)) for t in targets],
@@ -108,4 +150,5 @@ def summary_table(runs: Sequence[RecipeRun], targets: Sequence[str] | None = Non
     return _grid(rows, markdown)
 
 
-__all__ = ["energy_cell", "format_run", "stage_rows", "summary_table"]
+__all__ = ["TIMED", "energy_cell", "format_run", "stage_rows", "summary_table",
+           "timing_table"]
