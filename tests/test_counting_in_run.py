@@ -157,3 +157,22 @@ def test_chunked_convolution_and_freed_values_change_no_bit(monkeypatch):
                          torch.as_tensor(node.weight, dtype=dtype),
                          torch.as_tensor(node.bias, dtype=dtype), stride=2, padding=1)
         assert torch.equal(rec_chunked["conv1"].output.reshape(want.shape), want)
+
+
+@pytest.mark.parametrize("block", [1, 7, 1 << 18])
+def test_nonzero_counts_by_element_and_step_equal_count_nonzero(monkeypatch, block):
+    """The blocked counts (odd block sizes: a last block shorter than the others) equal
+    torch's own count_nonzero, on graded values of both signs, exact zeros and -0.0."""
+    from nirbridge.profile import counting
+
+    monkeypatch.setattr(counting, "COUNT_BLOCK_ELEMENTS", block)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(9, 3, 2, 5, generator=g, dtype=torch.float64)
+    x[x.abs() < 0.7] = 0.0
+    x[0, 0, 0, 0] = -0.0
+    c = counting.nonzero_by_element(x)
+    assert c.dtype == torch.float64 and c.shape == (9, 2, 5)
+    assert torch.equal(c.to(torch.int64), torch.count_nonzero(x, dim=1))
+    assert torch.equal(counting.nonzero_per_step(x),
+                       torch.count_nonzero(x.reshape(9, -1), dim=1))
+    assert counting.nonzero_per_step(x[:0]).shape == (0,)

@@ -22,6 +22,7 @@ Feed-forward graphs count exactly as before.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
@@ -90,6 +91,43 @@ def fanout_map(node: nir.NIRNode, in_shape: tuple[int, ...], ones: bool = False
         x = torch.zeros((1, *in_shape), dtype=torch.float64, requires_grad=True)
         (grad,) = torch.autograd.grad(_connect(node, x, ones).sum(), x)
     return grad[0].detach()
+
+
+#: Elements per block when counting non-zeros (:func:`nonzero_by_element`): a block of
+#: time steps whose comparison buffer stays in cache while it is summed.
+COUNT_BLOCK_ELEMENTS = 1 << 18
+
+
+def nonzero_by_element(x: torch.Tensor) -> torch.Tensor:
+    """``C[t, ...] = Σ_b (x[t, b, ...] ≠ 0)``, float64 ``[T, ...]`` on the CPU: the non-zero
+    count of every input element over the batch, all that the SOPs of any downstream
+    synapse (``Σ_i C[t, i]·fanout_i``), the spike counts and the events need of ``x``.
+
+    One pass over ``x``, a block of time steps at a time, with no whole-tensor copy: the
+    comparison is written into a small float32 buffer and summed over the batch there.
+    Exact: every partial sum is an integer ≤ B, below 2^24 (float32; float64 beyond).
+    """
+    t, b = int(x.shape[0]), int(x.shape[1])
+    per_step = max(int(x[0].numel()) if t else 1, 1)
+    acc = torch.float32 if b < (1 << 24) else torch.float64
+    k = max(1, min(t, COUNT_BLOCK_ELEMENTS // per_step))
+    out = torch.empty((t, *x.shape[2:]), dtype=acc, device=x.device)
+    buf = torch.empty((k, *x.shape[1:]), dtype=acc, device=x.device)
+    for a in range(0, t, k):
+        e = min(a + k, t)
+        nz = buf[:e - a]
+        torch.ne(x[a:e], 0, out=nz)
+        torch.sum(nz, 1, out=out[a:e])
+    return out.to(device="cpu", dtype=torch.float64)
+
+
+def nonzero_per_step(x: torch.Tensor) -> torch.Tensor:
+    """``[T]`` int64 on the CPU: the non-zero elements of each time step of ``x``
+    (``count_nonzero`` of one step at a time: over a whole ``[T, ·]`` tensor with ``dim``
+    it is several times slower)."""
+    if x.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    return torch.stack([torch.count_nonzero(x[t]) for t in range(x.shape[0])]).cpu()
 
 
 @dataclass
@@ -358,6 +396,24 @@ class EventCounter:
         self._neurons: dict[str, NeuronCount] = {}
         self._inputs: dict[str, float] = {}
         self._tb: tuple[int, int] | None = None
+        # per-element non-zero counts of tensors seen, by a weak reference to the tensor:
+        # a neuron's (or Input's) output counted once serves the synapse it feeds (the
+        # executor passes that very tensor), and is dropped as soon as the run frees it
+        self._seen: list[tuple[weakref.ref, torch.Tensor]] = []
+        self._fanouts: dict[tuple[str, tuple[int, ...]], tuple[torch.Tensor, float]] = {}
+
+    def _by_element(self, x: torch.Tensor) -> torch.Tensor:
+        """:func:`nonzero_by_element` of ``x``, computed once per tensor."""
+        self._seen = [(r, c) for r, c in self._seen if r() is not None]
+        for r, c in self._seen:
+            if r() is x:
+                return c
+        c = nonzero_by_element(x)
+        try:
+            self._seen.append((weakref.ref(x), c))
+        except TypeError:  # not weak-referenceable: counted again if seen again
+            pass
+        return c
 
     def _check_tb(self, x: torch.Tensor, name: str) -> tuple[int, int]:
         if x.dim() < 2:
@@ -375,8 +431,9 @@ class EventCounter:
         node = self.graph.nodes.get(name)
         if isinstance(node, nir.Input):
             if y is not None:
+                y = torch.as_tensor(y)
                 _, b = self._check_tb(y, name)
-                self._inputs[name] = float(torch.count_nonzero(y).item()) / b
+                self._inputs[name] = float(self._by_element(y).sum().item()) / b
         elif isinstance(node, SYNAPSE_TYPES):
             if x is None:
                 raise InputError(f"no input for synapse node '{name}'")
@@ -386,23 +443,30 @@ class EventCounter:
                 raise InputError(f"neuron node '{name}' needs its input and output")
             self._neuron(name, node, torch.as_tensor(x), torch.as_tensor(y))
 
+    def _fanout(self, name: str, node: nir.NIRNode, shape: tuple[int, ...]
+                ) -> tuple[torch.Tensor, float]:
+        key = (name, shape)
+        if key not in self._fanouts:
+            fmap = fanout_map(node, shape).reshape(-1).to(torch.float64)
+            dense = float(fanout_map(node, shape, ones=True).sum().item())
+            self._fanouts[key] = (fmap, dense)
+        return self._fanouts[key]
+
     def _synapse(self, name: str, node: nir.NIRNode, x: torch.Tensor) -> None:
         t, b = self._check_tb(x, name)
         preds = self._preds[name]
-        if name in self._late:
-            x = _previous_step(x)
         shape = tuple(int(s) for s in x.shape[2:])
-        fmap = fanout_map(node, shape)
-        fones = fanout_map(node, shape, ones=True)
-        # one event per non-zero input (NeuroBench), n events for a count of n
+        fmap, dense_step = self._fanout(name, node, shape)
+        # SOPs of a step = Σ_i (events of input element i over the batch) · fanout_i: one
+        # event per non-zero input (NeuroBench), n events for a count of n
         counts = any(self._tags[p] == "count" for p in preds)
-        nz = x.to(torch.float64) if counts else (x != 0).to(torch.float64)
-        # Σ over a sample of integer events × integer fan-outs: every partial sum is an
-        # integer below 2^53, so the matrix-vector product is exact in any order
-        n = int(fmap.numel())
-        step_sums = (nz.reshape(t * b, n) @ fmap.reshape(n).to(nz.device)).reshape(t, b).sum(1)
-        step_sums = step_sums.cpu()
-        dense_step = float(fones.sum().item())
+        per_elem = (torch.sum(x, 1, dtype=torch.float64).cpu() if counts
+                    else self._by_element(x)).reshape(t, -1)
+        if name in self._late:
+            per_elem = _previous_step(per_elem)
+        # integer events × integer fan-outs: every partial sum is an integer below 2^53,
+        # so the matrix-vector product is exact in any order
+        step_sums = per_elem @ fmap
         self._synapses[name] = SynapseCount(
             node=name, op=type(node).__name__, kind=synapse_kind(self.graph, name, self._tags),
             predecessors=list(preds), neurobench=isinstance(node, NEUROBENCH_TYPES),
@@ -414,13 +478,14 @@ class EventCounter:
     def _neuron(self, name: str, node: nir.NIRNode, x: torch.Tensor, y: torch.Tensor) -> None:
         t, b = self._check_tb(x, name)
         n = int(np.prod(x.shape[2:], dtype=np.int64))
-        driven = torch.count_nonzero(x.reshape(t, -1), dim=1).cpu()  # exact, per step
+        driven = nonzero_per_step(x)  # exact, per step
         spiking = is_spiking(node)
         spk = None
         if spiking:
-            yt = y.reshape(t, -1)
-            spk = (yt.sum(1) if self._tags[name] == "count"
-                   else torch.count_nonzero(yt, dim=1)).cpu()
+            if self._tags[name] == "count":
+                spk = y.reshape(t, -1).sum(1).cpu()
+            else:  # counted per element: the synapse this output feeds reuses it
+                spk = self._by_element(y).reshape(t, -1).sum(1).to(torch.int64)
         self._neurons[name] = NeuronCount(
             node=name, op=type(node).__name__, spiking=spiking, neurons=n,
             updates_dense=float(n * t), updates_driven=int(driven.sum().item()) / b,
@@ -494,5 +559,6 @@ def count_run(graph: nir.NIRGraph, inputs: Any, *, dt: float | None = None,
     return got, counter.counts()
 
 
-__all__ = ["Counts", "EventCounter", "NeuronCount", "ParamCount", "SynapseCount", "count_events",
-           "count_run", "fanout_map", "recurrent_synapses"]
+__all__ = ["COUNT_BLOCK_ELEMENTS", "Counts", "EventCounter", "NeuronCount", "ParamCount",
+           "SynapseCount", "count_events", "count_run", "fanout_map", "nonzero_by_element",
+           "nonzero_per_step", "recurrent_synapses"]
