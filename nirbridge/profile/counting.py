@@ -82,9 +82,10 @@ def fanout_map(node: nir.NIRNode, in_shape: tuple[int, ...], ones: bool = False
     summed (NeuroBench's effective count) exactly, padding and stride included.
     """
     if isinstance(node, (nir.Affine, nir.Linear)):  # the same, without a W-sized copy
-        w = np.asarray(node.weight)
-        col = np.full(w.shape[-1], w.shape[0]) if ones else np.count_nonzero(w, axis=0)
-        cols = torch.as_tensor(col.astype(np.float64))
+        w = torch.as_tensor(np.asarray(node.weight))
+        # counted as inputs are: numpy's count along an axis builds the w ≠ 0 mask first
+        cols = (torch.full((w.shape[-1],), w.shape[0], dtype=torch.float64) if ones
+                else nonzero_by_element(w.reshape(1, *w.shape))[0])
         return cols.expand(*in_shape[:-1], cols.shape[0]).clone() if in_shape \
             else cols
     with torch.inference_mode(False), torch.enable_grad():
@@ -95,7 +96,23 @@ def fanout_map(node: nir.NIRNode, in_shape: tuple[int, ...], ones: bool = False
 
 #: Elements per block when counting non-zeros (:func:`nonzero_by_element`): a block of
 #: time steps whose comparison buffer stays in cache while it is summed.
-COUNT_BLOCK_ELEMENTS = 1 << 18
+COUNT_BLOCK_ELEMENTS = 1 << 16
+
+
+def _nonzero_blocks(x: torch.Tensor, limit: int):
+    """``(a, e, nz)`` per block of time steps ``a:e`` of ``x``: ``nz = (x[a:e] ≠ 0)`` as 0/1
+    written into one small buffer (float32 while sums of up to ``limit`` ones are exact,
+    below 2^24; float64 beyond), so that each block is summed while it is in cache."""
+    t = int(x.shape[0])
+    per_step = max(int(np.prod(x.shape[1:], dtype=np.int64)), 1)
+    acc = torch.float32 if limit < (1 << 24) else torch.float64
+    k = max(1, min(t, COUNT_BLOCK_ELEMENTS // per_step))
+    buf = torch.empty((k, *x.shape[1:]), dtype=acc, device=x.device)
+    for a in range(0, t, k):
+        e = min(a + k, t)
+        nz = buf[:e - a]
+        torch.ne(x[a:e], 0, out=nz)
+        yield a, e, nz
 
 
 def nonzero_by_element(x: torch.Tensor) -> torch.Tensor:
@@ -104,30 +121,24 @@ def nonzero_by_element(x: torch.Tensor) -> torch.Tensor:
     synapse (``Σ_i C[t, i]·fanout_i``), the spike counts and the events need of ``x``.
 
     One pass over ``x``, a block of time steps at a time, with no whole-tensor copy: the
-    comparison is written into a small float32 buffer and summed over the batch there.
-    Exact: every partial sum is an integer ≤ B, below 2^24 (float32; float64 beyond).
+    comparison is written into a small buffer and summed over the batch there. Exact:
+    every partial sum is an integer ≤ B (see :func:`_nonzero_blocks`).
     """
-    t, b = int(x.shape[0]), int(x.shape[1])
-    per_step = max(int(x[0].numel()) if t else 1, 1)
-    acc = torch.float32 if b < (1 << 24) else torch.float64
-    k = max(1, min(t, COUNT_BLOCK_ELEMENTS // per_step))
-    out = torch.empty((t, *x.shape[2:]), dtype=acc, device=x.device)
-    buf = torch.empty((k, *x.shape[1:]), dtype=acc, device=x.device)
-    for a in range(0, t, k):
-        e = min(a + k, t)
-        nz = buf[:e - a]
-        torch.ne(x[a:e], 0, out=nz)
-        torch.sum(nz, 1, out=out[a:e])
-    return out.to(device="cpu", dtype=torch.float64)
+    out = torch.empty((x.shape[0], *x.shape[2:]), dtype=torch.float64, device=x.device)
+    for a, e, nz in _nonzero_blocks(x, int(x.shape[1])):
+        torch.sum(nz, 1, dtype=torch.float64, out=out[a:e])
+    return out.cpu()
 
 
 def nonzero_per_step(x: torch.Tensor) -> torch.Tensor:
-    """``[T]`` int64 on the CPU: the non-zero elements of each time step of ``x``
-    (``count_nonzero`` of one step at a time: over a whole ``[T, ·]`` tensor with ``dim``
-    it is several times slower)."""
-    if x.shape[0] == 0:
-        return torch.zeros(0, dtype=torch.int64)
-    return torch.stack([torch.count_nonzero(x[t]) for t in range(x.shape[0])]).cpu()
+    """``[T]`` int64 on the CPU: the non-zero elements of each time step of ``x``, blocked
+    as :func:`nonzero_by_element` (``count_nonzero`` with ``dim`` over a whole ``[T, ·]``
+    tensor is several times slower; one call a step costs a call a step)."""
+    out = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+    per_step = int(np.prod(x.shape[1:], dtype=np.int64))
+    for a, e, nz in _nonzero_blocks(x, per_step):
+        torch.sum(nz.reshape(e - a, -1), 1, dtype=torch.float64, out=out[a:e])
+    return out.cpu().to(torch.int64)  # whole numbers below 2^53: exact
 
 
 @dataclass
@@ -305,7 +316,9 @@ def _param_count(name: str, node: nir.NIRNode) -> ParamCount | None:
         if isinstance(node, (nir.Conv1d, nir.Conv2d)) and bias is not None \
                 and not np.any(np.asarray(bias)):
             nb = 0  # NIR writes a zero bias for bias-free convolutions
-        return ParamCount(name, int(w.size), int(np.count_nonzero(w)), nb, 0)
+        # torch's count: numpy's is several times slower on float arrays
+        return ParamCount(name, int(w.size), int(torch.count_nonzero(torch.as_tensor(w))),
+                          nb, 0)
     if is_neuron(node):
         n = 0
         for fname, val in vars(node).items():
