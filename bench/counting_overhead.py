@@ -11,7 +11,8 @@ reads, the 700-256-256-20 LIF MLP), float64. Contenders, alternating, min and me
 - ``plain``: ``get("reference").run(graph, x)`` (no records);
 - ``count_run``: :func:`nirbridge.profile.count_run`, the counts made while it runs;
 - ``profile``: what ``nirbridge profile --backend reference`` computes (``count_run``
-  recording the neuron nodes, then the sanity check ``check_run`` on those records);
+  recording the neuron nodes, then the sanity check ``check_run`` on those records, told
+  the spike counts);
 - ``records``: the way before in-run counting: ``run(..., record=True)`` then
   ``count_events`` over every record.
 
@@ -107,7 +108,7 @@ def main() -> None:
 
             def profile(graph=graph, x=x, keep=keep):
                 (_, records), counts = count_run(graph, x, record=keep)
-                check_run(graph, records)
+                check_run(graph, records, spikes={n: c.spikes for n, c in counts.neurons.items()})
                 return counts
 
             def old_way(graph=graph, x=x):

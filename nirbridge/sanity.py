@@ -114,6 +114,10 @@ def _values(x: Any) -> Any:
     return a if a.dtype.kind == "f" else a.astype(np.float64)
 
 
+def _size(x: Any) -> int:
+    return int(x.numel()) if torch.is_tensor(x) else int(np.size(x))
+
+
 def _any_nonzero(x: Any) -> bool:
     return bool(torch.count_nonzero(x) if torch.is_tensor(x) else np.count_nonzero(x))
 
@@ -124,7 +128,7 @@ def _first_step(bad: np.ndarray) -> int:
 
 def _state_findings(name: str, op: str, field: str, values: Any, where: str,
                     bound: float) -> list[Finding]:
-    if np.size(values) == 0 or np.ndim(values) < 1:
+    if _size(values) == 0 or values.ndim < 1:
         return []
     # one pass, no copy: the extremes say whether anything is NaN/inf (NaN propagates to
     # both) or beyond the bound; the element-wise masks are made only for a finding
@@ -152,10 +156,14 @@ def _state_findings(name: str, op: str, field: str, values: Any, where: str,
 
 
 def check_run(graph: nir.NIRGraph, records: Mapping[str, Any], *,
-              where: str = "reference run", bound: float = STATE_BOUND) -> list[Finding]:
+              where: str = "reference run", bound: float = STATE_BOUND,
+              spikes: Mapping[str, float | None] | None = None) -> list[Finding]:
     """Findings of a run's ``records`` (node → :class:`~nirbridge.backends.reference.RunRecord`):
     per recorded neuron, a state beyond ``bound`` or NaN/inf, and a spiking layer that
-    never spiked. ``where`` names the run in the messages."""
+    never spiked. ``where`` names the run in the messages. ``spikes`` (node → spikes of
+    the run, e.g. ``{n: c.spikes for n, c in counts.neurons.items()}`` of its
+    :class:`~nirbridge.profile.Counts`) says whether a layer spiked without reading its
+    output again; layers it does not name are read."""
     found: list[Finding] = []
     for name, node in graph.nodes.items():
         rec = records.get(name)
@@ -171,10 +179,13 @@ def check_run(graph: nir.NIRGraph, records: Mapping[str, Any], *,
         found += problems[:1]  # the first diverging state says it; the others follow it
         out = getattr(rec, "output", None)
         if not problems and is_spiking(node) and out is not None:
-            spikes = _values(out)
-            if np.size(spikes) and not _any_nonzero(spikes):
-                t = spikes.shape[0]
-                b = spikes.shape[1] if spikes.ndim > 1 else 1
+            seen = out if torch.is_tensor(out) else np.asarray(out)
+            counted = None if spikes is None else spikes.get(name)
+            silent = (counted == 0 if counted is not None
+                      else not _any_nonzero(seen))
+            if _size(seen) and silent:
+                t = seen.shape[0]
+                b = seen.shape[1] if seen.ndim > 1 else 1
                 found.append(Finding(
                     "silent", name, value=0.0,
                     message=f"{where}: spiking layer {name!r} ({op}) never spiked in {t} "

@@ -128,6 +128,12 @@ def test_run_checks_read_numpy_records_of_any_dtype_in_place():
                               states={"v": np.full((6, 2, 1), 7, dtype=np.int64)})}
     (f,) = check_run(g, quiet)
     assert f.kind == "silent" and "never spiked in 6 steps × 2 samples" in f.message
+    # the run's spike counts, when given, say it instead of the output
+    assert check_run(g, quiet, spikes={"neu": 0.5}) == []
+    loud = {"neu": RunRecord(output=np.ones((6, 2, 1)), states={"v": np.zeros((6, 2, 1))})}
+    assert check_run(g, loud) == []
+    assert [f.kind for f in check_run(g, loud, spikes={"neu": 0.0})] == ["silent"]
+    assert check_run(g, loud, spikes={"other": 0.0}) == []
 
 
 def test_cli_run_and_profile_warn_about_a_silent_reference(tmp_path, capsys):

@@ -124,6 +124,8 @@ def nonzero_by_element(x: torch.Tensor) -> torch.Tensor:
     comparison is written into a small buffer and summed over the batch there. Exact:
     every partial sum is an integer ≤ B (see :func:`_nonzero_blocks`).
     """
+    if x.shape[1] == 1:  # nothing to sum over: one comparison (a reduction costs more)
+        return (x[:, 0] != 0).to(device="cpu", dtype=torch.float64)
     out = torch.empty((x.shape[0], *x.shape[2:]), dtype=torch.float64, device=x.device)
     for a, e, nz in _nonzero_blocks(x, int(x.shape[1])):
         torch.sum(nz, 1, dtype=torch.float64, out=out[a:e])
@@ -133,7 +135,11 @@ def nonzero_by_element(x: torch.Tensor) -> torch.Tensor:
 def nonzero_per_step(x: torch.Tensor) -> torch.Tensor:
     """``[T]`` int64 on the CPU: the non-zero elements of each time step of ``x``, blocked
     as :func:`nonzero_by_element` (``count_nonzero`` with ``dim`` over a whole ``[T, ·]``
-    tensor is several times slower; one call a step costs a call a step)."""
+    tensor is several times slower, except on a tensor small enough to stay in cache)."""
+    if x.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    if x.numel() <= COUNT_BLOCK_ELEMENTS:  # in cache as it is: one call
+        return torch.count_nonzero(x.reshape(x.shape[0], -1), dim=1).cpu()
     out = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
     per_step = int(np.prod(x.shape[1:], dtype=np.int64))
     for a, e, nz in _nonzero_blocks(x, per_step):
