@@ -186,9 +186,9 @@ def test_neuron_writing_over_its_input_changes_no_value():
     and a state holding a view of the input stops it."""
     rng = np.random.default_rng(5)
 
-    def lif(n):
+    def lif(n, vth=0.4):
         return nir.LIF(tau=np.full(n, 2.0), r=np.ones(n), v_leak=np.zeros(n),
-                       v_threshold=np.full(n, 0.4), v_reset=np.zeros(n))
+                       v_threshold=np.full(n, vth), v_reset=np.zeros(n))
 
     # flat: a view of the caller's input; view: fc's own tensor, which mix reads after d
     g = nir.NIRGraph(
@@ -197,7 +197,7 @@ def test_neuron_writing_over_its_input_changes_no_value():
                                    input_type={"input": np.array([2, 3])}),
                "fc": nir.Affine(rng.normal(0, 1, (6, 6)), rng.normal(0, .1, 6)),
                "view": nir.Flatten(start_dim=0, end_dim=-1, input_type={"input": np.array([6])}),
-               "a": lif(6), "d": lif(6), "e": lif(6), "f": lif(6),
+               "a": lif(6), "d": lif(6), "e": lif(6), "f": lif(6, 0.6),
                "mix": nir.Affine(np.eye(6), np.zeros(6)),
                "graded": nir.Output(np.array([6])), "spikes": nir.Output(np.array([6]))},
         edges=[("input", "flat"), ("flat", "a"), ("flat", "fc"), ("fc", "view"), ("view", "d"),
@@ -210,6 +210,11 @@ def test_neuron_writing_over_its_input_changes_no_value():
     kept = run_reference(g, x, observe=lambda *a: None)
     assert plain["spikes"].sum() > 0 and torch.equal(x, x0)
     assert all(torch.equal(plain[k], kept[k]) for k in ("graded", "spikes"))
+    # counted in the run (inputs read before a neuron writes over them; a spiking
+    # neuron's counts not reused once the next neuron has written over its output)
+    _, counts = count_run(g, x)
+    assert 0 < counts.neurons["f"].spikes < counts.neurons["e"].spikes
+    assert counts.to_dict() == count_events(g, run_reference(g, x, record=True)[1]).to_dict()
 
     spec = NEURONS["LIF"]
     init, step = spec.runner(lif(4), 1.0)

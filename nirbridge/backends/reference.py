@@ -277,6 +277,9 @@ def _run_neuron(runner: tuple[Any, Any], x: torch.Tensor, rec: RunRecord | None,
 
 
 #: ``observe(name, input, output)``: what :meth:`ReferenceExecutor.forward` calls per node.
+#: An observer with a method ``before(name, input)`` lets a neuron write its outputs over
+#: an input nothing else reads: it is called with that input before the neuron runs, and
+#: the call after it gets None for the input.
 Observer = Callable[[str, "torch.Tensor | None", torch.Tensor], None]
 
 
@@ -353,7 +356,8 @@ class ReferenceExecutor(torch.nn.Module):
         """Run ``inputs``; see the class docstring. ``observe(name, input, output)``, when
         given, is called once per node with its whole ``[T, B, ...]`` summed input (None
         for an Input node) and output, as soon as they are known (an event counter reads
-        them there instead of keeping every record)."""
+        them there instead of keeping every record); see :data:`Observer` for its
+        ``before``."""
         if not isinstance(inputs, dict):
             if len(self.inputs) != 1:
                 raise InputError(f"graph has inputs {self.inputs}; pass a dict by name")
@@ -393,18 +397,23 @@ class ReferenceExecutor(torch.nn.Module):
         for q in preds[1:]:
             x = self._add(name, x, preds[0], values[q], q)
         rec = RunRecord(input=x) if name in want else None
-        # x may be overwritten when nothing reads it after this node: no observer, no
-        # record of it, and a sum made here or a value only this node reads
-        donate = observe is None and rec is None and (
-            len(preds) > 1 or (preds[0] in self._sole and preds[0] not in want)) \
+        # a neuron may write over x when nothing reads it after this node: no record of
+        # it, a sum made here or a value only this node reads, and no observer or one
+        # that reads the input first (``observe.before``)
+        before = getattr(observe, "before", None)
+        donate = (observe is None or before is not None) and rec is None \
+            and is_neuron(node) and (
+                len(preds) > 1 or (preds[0] in self._sole and preds[0] not in want)) \
             and not self._aliased(x, preds[0], values, records)
+        if donate and before is not None:
+            before(name, x)
         y = self._run_node(name, node, x, rec, ops, donate)
         values[name] = y
         if rec is not None:
             rec.output = y
             records[name] = rec
         if observe is not None:
-            observe(name, x, y)
+            observe(name, None if donate else x, y)
 
     @staticmethod
     def _aliased(x: torch.Tensor, source: str, values: dict[str, torch.Tensor],

@@ -420,6 +420,16 @@ class EventCounter:
         # executor passes that very tensor), and is dropped as soon as the run frees it
         self._seen: list[tuple[weakref.ref, torch.Tensor]] = []
         self._fanouts: dict[tuple[str, tuple[int, ...]], tuple[torch.Tensor, float]] = {}
+        self._driven: dict[str, tuple[torch.Tensor, tuple[int, ...]]] = {}
+
+    def before(self, name: str, x: torch.Tensor) -> None:
+        """A neuron's input, before the neuron writes its outputs over it (see
+        :data:`nirbridge.backends.reference.Observer`): its driven updates are counted
+        now, and no count of that tensor is kept (it is about to change)."""
+        self._seen = [(r, c) for r, c in self._seen if r() is not None and r() is not x]
+        node = self.graph.nodes.get(name)
+        if node is not None and is_neuron(node):
+            self._driven[name] = (nonzero_per_step(torch.as_tensor(x)), tuple(x.shape))
 
     def _by_element(self, x: torch.Tensor) -> torch.Tensor:
         """:func:`nonzero_by_element` of ``x``, computed once per tensor."""
@@ -458,9 +468,10 @@ class EventCounter:
                 raise InputError(f"no input for synapse node '{name}'")
             self._synapse(name, node, torch.as_tensor(x))
         elif node is not None and is_neuron(node):
-            if x is None or y is None:
+            if (x is None and name not in self._driven) or y is None:
                 raise InputError(f"neuron node '{name}' needs its input and output")
-            self._neuron(name, node, torch.as_tensor(x), torch.as_tensor(y))
+            self._neuron(name, node, None if x is None else torch.as_tensor(x),
+                         torch.as_tensor(y))
 
     def _fanout(self, name: str, node: nir.NIRNode, shape: tuple[int, ...]
                 ) -> tuple[torch.Tensor, float]:
@@ -494,10 +505,13 @@ class EventCounter:
             dense_per_step=dense_step, synapses=int(round(float(fmap.sum().item()))),
             connections=int(round(dense_step)))
 
-    def _neuron(self, name: str, node: nir.NIRNode, x: torch.Tensor, y: torch.Tensor) -> None:
-        t, b = self._check_tb(x, name)
-        n = int(np.prod(x.shape[2:], dtype=np.int64))
-        driven = nonzero_per_step(x)  # exact, per step
+    def _neuron(self, name: str, node: nir.NIRNode, x: torch.Tensor | None,
+                y: torch.Tensor) -> None:
+        # the input as seen now, or as counted before the neuron wrote over it
+        driven, shape = ((nonzero_per_step(x), tuple(x.shape)) if x is not None
+                         else self._driven.pop(name))
+        t, b = self._check_tb(torch.empty(shape[:2] + (0,)), name)
+        n = int(np.prod(shape[2:], dtype=np.int64))
         spiking = is_spiking(node)
         spk = None
         if spiking:
