@@ -237,7 +237,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     else:
         records = get(args.backend).run(graph, x, record=True, dt=step.dt).records
         counts = count_events(graph, records, spike_inputs=args.spike_inputs)
-    ran = check_run(graph, records, where=f"{args.backend} run")
+    ran = check_run(graph, records, where=f"{args.backend} run",
+                    spikes={n: c.spikes for n, c in counts.neurons.items()})
     for f in ran:
         warn(args, f.message)
     findings = findings + ran

@@ -106,23 +106,48 @@ def _numpy(x: Any) -> np.ndarray:
     return x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
 
 
+def _values(x: Any) -> Any:
+    """A record as it is (a tensor, or a numpy array without a copy): read in place."""
+    if torch.is_tensor(x):
+        return x if x.is_floating_point() else x.to(torch.float64)
+    a = np.asarray(x)
+    return a if a.dtype.kind == "f" else a.astype(np.float64)
+
+
+def _size(x: Any) -> int:
+    return int(x.numel()) if torch.is_tensor(x) else int(np.size(x))
+
+
+def _any_nonzero(x: Any) -> bool:
+    return bool(torch.count_nonzero(x) if torch.is_tensor(x) else np.count_nonzero(x))
+
+
 def _first_step(bad: np.ndarray) -> int:
     return int(np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1))[0])
 
 
-def _state_findings(name: str, op: str, field: str, values: np.ndarray, where: str,
+def _state_findings(name: str, op: str, field: str, values: Any, where: str,
                     bound: float) -> list[Finding]:
-    if values.size == 0 or values.ndim < 1:
+    if _size(values) == 0 or values.ndim < 1:
         return []
-    finite = np.isfinite(values)
+    # one pass, no copy: the extremes say whether anything is NaN/inf (NaN propagates to
+    # both) or beyond the bound; the element-wise masks are made only for a finding
+    if torch.is_tensor(values):
+        lo, hi = (float(v) for v in torch.aminmax(values.detach()))
+    else:
+        lo, hi = float(np.min(values)), float(np.max(values))
+    if np.isfinite(lo) and np.isfinite(hi) and max(-lo, hi) <= bound:
+        return []
+    a = _numpy(values)
+    finite = np.isfinite(a)
     if not finite.all():
         step = _first_step(~finite)
         return [Finding("non_finite", name, value=None,
                         message=f"{where}: layer {name!r} ({op}): state '{field}' became "
                                 f"NaN/inf at step {step}: the run diverged")]
-    peak = float(np.abs(values).max())
+    peak = float(np.abs(a).max())
     if peak > bound:
-        step = _first_step(np.abs(values) > bound)
+        step = _first_step(np.abs(a) > bound)
         return [Finding("exploded", name, value=peak,
                         message=f"{where}: layer {name!r} ({op}): |{field}| reached "
                                 f"{peak:.3g} (> {bound:g}, first at step {step}): the run "
@@ -131,10 +156,14 @@ def _state_findings(name: str, op: str, field: str, values: np.ndarray, where: s
 
 
 def check_run(graph: nir.NIRGraph, records: Mapping[str, Any], *,
-              where: str = "reference run", bound: float = STATE_BOUND) -> list[Finding]:
+              where: str = "reference run", bound: float = STATE_BOUND,
+              spikes: Mapping[str, float | None] | None = None) -> list[Finding]:
     """Findings of a run's ``records`` (node → :class:`~nirbridge.backends.reference.RunRecord`):
     per recorded neuron, a state beyond ``bound`` or NaN/inf, and a spiking layer that
-    never spiked. ``where`` names the run in the messages."""
+    never spiked. ``where`` names the run in the messages. ``spikes`` (node → spikes of
+    the run, e.g. ``{n: c.spikes for n, c in counts.neurons.items()}`` of its
+    :class:`~nirbridge.profile.Counts`) says whether a layer spiked without reading its
+    output again; layers it does not name are read."""
     found: list[Finding] = []
     for name, node in graph.nodes.items():
         rec = records.get(name)
@@ -146,15 +175,17 @@ def check_run(graph: nir.NIRGraph, records: Mapping[str, Any], *,
             states = {"output": rec.output}
         problems: list[Finding] = []
         for field, values in states.items():
-            problems += _state_findings(name, op, field, _numpy(values).astype(np.float64),
-                                        where, bound)
+            problems += _state_findings(name, op, field, _values(values), where, bound)
         found += problems[:1]  # the first diverging state says it; the others follow it
         out = getattr(rec, "output", None)
         if not problems and is_spiking(node) and out is not None:
-            spikes = _numpy(out)
-            if spikes.size and not np.any(spikes != 0):
-                t = spikes.shape[0]
-                b = spikes.shape[1] if spikes.ndim > 1 else 1
+            seen = out if torch.is_tensor(out) else np.asarray(out)
+            counted = None if spikes is None else spikes.get(name)
+            silent = (counted == 0 if counted is not None
+                      else not _any_nonzero(seen))
+            if _size(seen) and silent:
+                t = seen.shape[0]
+                b = seen.shape[1] if seen.ndim > 1 else 1
                 found.append(Finding(
                     "silent", name, value=0.0,
                     message=f"{where}: spiking layer {name!r} ({op}) never spiked in {t} "

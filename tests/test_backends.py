@@ -233,3 +233,17 @@ def test_lava_fixed_computes_the_integers_of_fixed(lava_runs):
     (layer,) = cmp.layers
     assert layer.spikes_a > 0 and layer.identical == 1.0 and cmp.output_max_abs_diff == 0.0
     assert lava.info["quantized"].config == fixed.info["quantized"].config
+
+
+def test_reference_refuses_nan_and_inf_inputs_but_not_a_sum_that_overflows():
+    g, x = _tiny(), torch.as_tensor(_inputs())
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        y = x.clone()
+        y[1, 0, 0] = bad
+        with pytest.raises(InputError, match="contains NaN or inf"):
+            run_reference(g, y)
+    huge = torch.zeros_like(x)
+    huge[:, :, 0] = 1e308  # every value finite, their sum is not
+    assert not torch.isfinite(huge.sum())
+    out = run_reference(g, huge)
+    assert out.shape[:2] == x.shape[:2]

@@ -157,3 +157,75 @@ def test_chunked_convolution_and_freed_values_change_no_bit(monkeypatch):
                          torch.as_tensor(node.weight, dtype=dtype),
                          torch.as_tensor(node.bias, dtype=dtype), stride=2, padding=1)
         assert torch.equal(rec_chunked["conv1"].output.reshape(want.shape), want)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("block", [1, 7, 1 << 16])
+def test_nonzero_counts_by_element_and_step_equal_count_nonzero(monkeypatch, block, batch):
+    """The blocked counts (odd block sizes: a last block shorter than the others) equal
+    torch's own count_nonzero, on graded values of both signs, exact zeros and -0.0."""
+    from nirbridge.profile import counting
+
+    monkeypatch.setattr(counting, "COUNT_BLOCK_ELEMENTS", block)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(9, batch, 2, 5, generator=g, dtype=torch.float64)
+    x[x.abs() < 0.7] = 0.0
+    x[0, 0, 0, 0] = -0.0
+    c = counting.nonzero_by_element(x)
+    assert c.dtype == torch.float64 and c.shape == (9, 2, 5)
+    assert torch.equal(c.to(torch.int64), torch.count_nonzero(x, dim=1))
+    assert torch.equal(counting.nonzero_per_step(x),
+                       torch.count_nonzero(x.reshape(9, -1), dim=1))
+    assert counting.nonzero_per_step(x[:0]).shape == (0,)
+
+
+def test_neuron_writing_over_its_input_changes_no_value():
+    """A neuron may write its outputs over its input when nothing reads that after it: the
+    same bits as a run that keeps every value (the observer's), no value it still needs
+    overwritten (a Flatten's view of a value also read elsewhere, the caller's input),
+    and a state holding a view of the input stops it."""
+    rng = np.random.default_rng(5)
+
+    def lif(n, vth=0.4):
+        return nir.LIF(tau=np.full(n, 2.0), r=np.ones(n), v_leak=np.zeros(n),
+                       v_threshold=np.full(n, vth), v_reset=np.zeros(n))
+
+    # flat: a view of the caller's input; view: fc's own tensor, which mix reads after d
+    g = nir.NIRGraph(
+        nodes={"input": nir.Input(np.array([2, 3])),
+               "flat": nir.Flatten(start_dim=0, end_dim=-1,
+                                   input_type={"input": np.array([2, 3])}),
+               "fc": nir.Affine(rng.normal(0, 1, (6, 6)), rng.normal(0, .1, 6)),
+               "view": nir.Flatten(start_dim=0, end_dim=-1, input_type={"input": np.array([6])}),
+               "a": lif(6), "d": lif(6), "e": lif(6), "f": lif(6, 0.6),
+               "mix": nir.Affine(np.eye(6), np.zeros(6)),
+               "graded": nir.Output(np.array([6])), "spikes": nir.Output(np.array([6]))},
+        edges=[("input", "flat"), ("flat", "a"), ("flat", "fc"), ("fc", "view"), ("view", "d"),
+               ("fc", "mix"), ("d", "mix"), ("a", "mix"), ("mix", "graded"), ("mix", "e"),
+               ("e", "f"), ("f", "spikes")],
+        type_check=False)
+    x = torch.as_tensor(rng.normal(0, 1, (7, 3, 2, 3)))
+    x0 = x.clone()
+    plain = run_reference(g, x)
+    kept = run_reference(g, x, observe=lambda *a: None)
+    assert plain["spikes"].sum() > 0 and torch.equal(x, x0)
+    assert all(torch.equal(plain[k], kept[k]) for k in ("graded", "spikes"))
+    # counted in the run (inputs read before a neuron writes over them; a spiking
+    # neuron's counts not reused once the next neuron has written over its output)
+    _, counts = count_run(g, x)
+    assert 0 < counts.neurons["f"].spikes < counts.neurons["e"].spikes
+    assert counts.to_dict() == count_events(g, run_reference(g, x, record=True)[1]).to_dict()
+
+    spec = NEURONS["LIF"]
+    init, step = spec.runner(lif(4), 1.0)
+
+    def holding(xt, s):  # from step 2 on, the state keeps a view of the input it reads
+        v, prev, t = s
+        y, v = step(xt + (0 if prev is None else prev), v)
+        return y, (v, xt if t >= 1 else None, t + 1)
+
+    xin = torch.as_tensor(rng.normal(0, 1, (5, 2, 4)))
+    runner = (lambda x0: (init(x0), None, 0), holding)
+    want = reference._run_neuron(runner, xin.clone(), None)
+    got = reference._run_neuron(runner, xin.clone(), None, donated=True)
+    assert torch.equal(want, got)

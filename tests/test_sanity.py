@@ -111,6 +111,31 @@ def test_exploding_nan_and_silent_runs_are_named():
     assert res.outputs.sum() > 0 and check(healthy, 1.0, res.records) == []
 
 
+def test_run_checks_read_numpy_records_of_any_dtype_in_place():
+    """Records of other backends (numpy, float32 or integer): the same findings, the
+    first bad step and the peak named, as from the reference's tensors."""
+    from nirbridge.backends.reference import RunRecord
+
+    g = _graph(_lif())
+    v = np.zeros((6, 2, 1), dtype=np.float32)
+    v[4, 1, 0] = -3e6
+    (f,) = check_run(g, {"neu": RunRecord(output=np.ones((6, 2, 1)), states={"v": v})})
+    assert f.kind == "exploded" and f.value == 3e6 and "first at step 4" in f.message
+    v[2, 0, 0] = np.inf
+    (f,) = check_run(g, {"neu": RunRecord(output=np.ones((6, 2, 1)), states={"v": v})})
+    assert f.kind == "non_finite" and "at step 2" in f.message
+    quiet = {"neu": RunRecord(output=np.zeros((6, 2, 1), dtype=np.int64),
+                              states={"v": np.full((6, 2, 1), 7, dtype=np.int64)})}
+    (f,) = check_run(g, quiet)
+    assert f.kind == "silent" and "never spiked in 6 steps × 2 samples" in f.message
+    # the run's spike counts, when given, say it instead of the output
+    assert check_run(g, quiet, spikes={"neu": 0.5}) == []
+    loud = {"neu": RunRecord(output=np.ones((6, 2, 1)), states={"v": np.zeros((6, 2, 1))})}
+    assert check_run(g, loud) == []
+    assert [f.kind for f in check_run(g, loud, spikes={"neu": 0.0})] == ["silent"]
+    assert check_run(g, loud, spikes={"other": 0.0}) == []
+
+
 def test_cli_run_and_profile_warn_about_a_silent_reference(tmp_path, capsys):
     nirbridge.write(tmp_path / "f.nir", _graph(_lif(vth=1e6)))
     np.save(tmp_path / "x.npy", _x())

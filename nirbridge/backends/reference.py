@@ -214,24 +214,56 @@ def check_graph_input(graph: nir.NIRGraph, name: str, x: torch.Tensor) -> torch.
         if tuple(x.shape[2:]) != want:
             raise InputError(f"input for node '{name}' has per-step shape "
                              f"{tuple(x.shape[2:])}; the graph expects {want}")
-    if not torch.isfinite(x).all():
+    # the sum is finite when every value is (one pass, no mask); only a sum that is not
+    # (a NaN or inf, or finite values overflowing it) needs the element-wise test
+    if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
         raise InputError(f"input for node '{name}' contains NaN or inf")
     return x
 
 
-def _run_neuron(runner: tuple[Any, Any], x: torch.Tensor, rec: RunRecord | None
-                ) -> torch.Tensor:
+def _tensors(state: Any):
+    """Every tensor in ``state`` (a NamedTuple of tensors, or nested tuples, lists, dicts)."""
+    if torch.is_tensor(state):
+        yield state
+    elif isinstance(state, (tuple, list)):
+        for v in state:
+            yield from _tensors(v)
+    elif isinstance(state, dict):
+        for v in state.values():
+            yield from _tensors(v)
+
+
+def _shares_storage(a: Any, x: torch.Tensor) -> bool:
+    return torch.is_tensor(a) and a.untyped_storage().data_ptr() == \
+        x.untyped_storage().data_ptr()
+
+
+def _run_neuron(runner: tuple[Any, Any], x: torch.Tensor, rec: RunRecord | None,
+                donated: bool = False) -> torch.Tensor:
     """A neuron over ``x`` ``[T, B, ...]``, one step at a time; its outputs (and, for
-    ``rec``, its states) written into tensors allocated once, not stacked from lists."""
+    ``rec``, its states) written into tensors allocated once, not stacked from lists.
+
+    ``donated``: nothing reads ``x`` after this node, so step ``t``'s output is written
+    over ``x[t]`` once the step has read it (no fresh ``[T, B, ...]`` buffer: its page
+    faults cost as much as the copy). Only while the output has ``x``'s shape and dtype
+    and no state holds a view of ``x``; otherwise (checked every step, before writing)
+    into a buffer of its own, as without ``donated``. The values are the same either way.
+    """
     init, step = runner
     state = init(x[0])
     out: torch.Tensor | None = None
     trace: dict[str, torch.Tensor] = {}
     n = x.shape[0]
+    donated = donated and x.is_contiguous()
     for t in range(n):
         y, state = step(x[t], state)
+        if donated and (y.shape != x.shape[1:] or y.dtype != x.dtype
+                        or any(_shares_storage(v, x) for v in _tensors(state))):
+            donated = False
+            if out is not None:  # the steps so far: over x[:t], which nothing else holds
+                out = out[:t].clone().resize_((n, *y.shape))
         if out is None:
-            out = y.new_empty((n, *y.shape))
+            out = x if donated else y.new_empty((n, *y.shape))
             if rec is not None:
                 trace = {f: v.new_empty((n, *v.shape)) for f, v in state._asdict().items()}
         out[t] = y
@@ -245,6 +277,9 @@ def _run_neuron(runner: tuple[Any, Any], x: torch.Tensor, rec: RunRecord | None
 
 
 #: ``observe(name, input, output)``: what :meth:`ReferenceExecutor.forward` calls per node.
+#: An observer with a method ``before(name, input)`` lets a neuron write its outputs over
+#: an input nothing else reads: it is called with that input before the neuron runs, and
+#: the call after it gets None for the input.
 Observer = Callable[[str, "torch.Tensor | None", torch.Tensor], None]
 
 
@@ -288,6 +323,14 @@ class ReferenceExecutor(torch.nn.Module):
             raise GraphError("graph needs at least one Input and one Output node "
                              f"(has inputs {self.inputs}, outputs {self.outputs})")
         self._free = self._free_schedule()
+        readers: dict[str, int] = {}
+        for n in graph.nodes:
+            for p in self.preds[n]:
+                readers[p] = readers.get(p, 0) + 1
+        kept = set(self.inputs) | set(self.outputs)
+        #: values read by one node only (and not an Input's or Output's): that node may
+        #: write over them (see :func:`_run_neuron`)
+        self._sole: set[str] = {p for p, k in readers.items() if k == 1 and p not in kept}
 
     def _check_input(self, name: str, x: torch.Tensor) -> torch.Tensor:
         return check_graph_input(self.graph, name, x).to(self.dtype)
@@ -313,7 +356,8 @@ class ReferenceExecutor(torch.nn.Module):
         """Run ``inputs``; see the class docstring. ``observe(name, input, output)``, when
         given, is called once per node with its whole ``[T, B, ...]`` summed input (None
         for an Input node) and output, as soon as they are known (an event counter reads
-        them there instead of keeping every record)."""
+        them there instead of keeping every record); see :data:`Observer` for its
+        ``before``."""
         if not isinstance(inputs, dict):
             if len(self.inputs) != 1:
                 raise InputError(f"graph has inputs {self.inputs}; pass a dict by name")
@@ -353,13 +397,32 @@ class ReferenceExecutor(torch.nn.Module):
         for q in preds[1:]:
             x = self._add(name, x, preds[0], values[q], q)
         rec = RunRecord(input=x) if name in want else None
-        y = self._run_node(name, node, x, rec, ops)
+        # a neuron may write over x when nothing reads it after this node: no record of
+        # it, a sum made here or a value only this node reads, and no observer or one
+        # that reads the input first (``observe.before``)
+        before = getattr(observe, "before", None)
+        donate = (observe is None or before is not None) and rec is None \
+            and is_neuron(node) and (
+                len(preds) > 1 or (preds[0] in self._sole and preds[0] not in want)) \
+            and not self._aliased(x, preds[0], values, records)
+        if donate and before is not None:
+            before(name, x)
+        y = self._run_node(name, node, x, rec, ops, donate)
         values[name] = y
         if rec is not None:
             rec.output = y
             records[name] = rec
         if observe is not None:
-            observe(name, x, y)
+            observe(name, None if donate else x, y)
+
+    @staticmethod
+    def _aliased(x: torch.Tensor, source: str, values: dict[str, torch.Tensor],
+                 records: dict[str, RunRecord]) -> bool:
+        """Whether a value other than ``source``'s, or a record, shares ``x``'s memory (a
+        Flatten's output is a view of its input, which may still be read)."""
+        held = [v for k, v in values.items() if k != source]
+        held += [t for r in records.values() for t in (r.input, r.output, *r.states.values())]
+        return any(_shares_storage(v, x) for v in held)
 
     @staticmethod
     def _add(name: str, x: torch.Tensor, first: str, v: torch.Tensor, q: str) -> torch.Tensor:
@@ -386,8 +449,8 @@ class ReferenceExecutor(torch.nn.Module):
                              f"shape {tuple(x.shape)}: {exc}") from exc
 
     def _run_node(self, name: str, node: nir.NIRNode, x: torch.Tensor,
-                  rec: RunRecord | None, ops: dict[str, SynapseOp] | None = None
-                  ) -> torch.Tensor:
+                  rec: RunRecord | None, ops: dict[str, SynapseOp] | None = None,
+                  donate: bool = False) -> torch.Tensor:
         if isinstance(node, nir.Output):
             return x
         if isinstance(node, nir.Delay):
@@ -395,7 +458,7 @@ class ReferenceExecutor(torch.nn.Module):
         runner = neuron_runner(node, self.dt)
         if runner is None:
             return self._synapse(name, node, x, ops)
-        return _run_neuron(runner, x, rec)
+        return _run_neuron(runner, x, rec, donate)
 
     # ------------------------------------------------------------ recurrent components
     def _run_cyclic(self, nodes: tuple[str, ...], values: dict[str, torch.Tensor],

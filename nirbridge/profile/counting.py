@@ -22,6 +22,7 @@ Feed-forward graphs count exactly as before.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, replace
@@ -81,15 +82,69 @@ def fanout_map(node: nir.NIRNode, in_shape: tuple[int, ...], ones: bool = False
     summed (NeuroBench's effective count) exactly, padding and stride included.
     """
     if isinstance(node, (nir.Affine, nir.Linear)):  # the same, without a W-sized copy
-        w = np.asarray(node.weight)
-        col = np.full(w.shape[-1], w.shape[0]) if ones else np.count_nonzero(w, axis=0)
-        cols = torch.as_tensor(col.astype(np.float64))
+        w = torch.as_tensor(np.asarray(node.weight))
+        # counted as inputs are: numpy's count along an axis builds the w ≠ 0 mask first
+        cols = (torch.full((w.shape[-1],), w.shape[0], dtype=torch.float64) if ones
+                else nonzero_by_element(w.reshape(1, *w.shape))[0])
         return cols.expand(*in_shape[:-1], cols.shape[0]).clone() if in_shape \
             else cols
     with torch.inference_mode(False), torch.enable_grad():
         x = torch.zeros((1, *in_shape), dtype=torch.float64, requires_grad=True)
         (grad,) = torch.autograd.grad(_connect(node, x, ones).sum(), x)
     return grad[0].detach()
+
+
+#: Elements per block when counting non-zeros (:func:`nonzero_by_element`): a block of
+#: time steps whose comparison buffer stays in cache while it is summed.
+COUNT_BLOCK_ELEMENTS = 1 << 16
+
+
+def _nonzero_blocks(x: torch.Tensor, limit: int):
+    """``(a, e, nz)`` per block of time steps ``a:e`` of ``x``: ``nz = (x[a:e] ≠ 0)`` as 0/1
+    written into one small buffer (float32 while sums of up to ``limit`` ones are exact,
+    below 2^24; float64 beyond), so that each block is summed while it is in cache."""
+    t = int(x.shape[0])
+    per_step = max(int(np.prod(x.shape[1:], dtype=np.int64)), 1)
+    acc = torch.float32 if limit < (1 << 24) else torch.float64
+    k = max(1, min(t, COUNT_BLOCK_ELEMENTS // per_step))
+    buf = torch.empty((k, *x.shape[1:]), dtype=acc, device=x.device)
+    for a in range(0, t, k):
+        e = min(a + k, t)
+        nz = buf[:e - a]
+        torch.ne(x[a:e], 0, out=nz)
+        yield a, e, nz
+
+
+def nonzero_by_element(x: torch.Tensor) -> torch.Tensor:
+    """``C[t, ...] = Σ_b (x[t, b, ...] ≠ 0)``, float64 ``[T, ...]`` on the CPU: the non-zero
+    count of every input element over the batch, all that the SOPs of any downstream
+    synapse (``Σ_i C[t, i]·fanout_i``), the spike counts and the events need of ``x``.
+
+    One pass over ``x``, a block of time steps at a time, with no whole-tensor copy: the
+    comparison is written into a small buffer and summed over the batch there. Exact:
+    every partial sum is an integer ≤ B (see :func:`_nonzero_blocks`).
+    """
+    if x.shape[1] == 1:  # nothing to sum over: one comparison (a reduction costs more)
+        return (x[:, 0] != 0).to(device="cpu", dtype=torch.float64)
+    out = torch.empty((x.shape[0], *x.shape[2:]), dtype=torch.float64, device=x.device)
+    for a, e, nz in _nonzero_blocks(x, int(x.shape[1])):
+        torch.sum(nz, 1, dtype=torch.float64, out=out[a:e])
+    return out.cpu()
+
+
+def nonzero_per_step(x: torch.Tensor) -> torch.Tensor:
+    """``[T]`` int64 on the CPU: the non-zero elements of each time step of ``x``, blocked
+    as :func:`nonzero_by_element` (``count_nonzero`` with ``dim`` over a whole ``[T, ·]``
+    tensor is several times slower, except on a tensor small enough to stay in cache)."""
+    if x.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    if x.numel() <= COUNT_BLOCK_ELEMENTS:  # in cache as it is: one call
+        return torch.count_nonzero(x.reshape(x.shape[0], -1), dim=1).cpu()
+    out = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+    per_step = int(np.prod(x.shape[1:], dtype=np.int64))
+    for a, e, nz in _nonzero_blocks(x, per_step):
+        torch.sum(nz.reshape(e - a, -1), 1, dtype=torch.float64, out=out[a:e])
+    return out.cpu().to(torch.int64)  # whole numbers below 2^53: exact
 
 
 @dataclass
@@ -267,7 +322,9 @@ def _param_count(name: str, node: nir.NIRNode) -> ParamCount | None:
         if isinstance(node, (nir.Conv1d, nir.Conv2d)) and bias is not None \
                 and not np.any(np.asarray(bias)):
             nb = 0  # NIR writes a zero bias for bias-free convolutions
-        return ParamCount(name, int(w.size), int(np.count_nonzero(w)), nb, 0)
+        # torch's count: numpy's is several times slower on float arrays
+        return ParamCount(name, int(w.size), int(torch.count_nonzero(torch.as_tensor(w))),
+                          nb, 0)
     if is_neuron(node):
         n = 0
         for fname, val in vars(node).items():
@@ -358,6 +415,34 @@ class EventCounter:
         self._neurons: dict[str, NeuronCount] = {}
         self._inputs: dict[str, float] = {}
         self._tb: tuple[int, int] | None = None
+        # per-element non-zero counts of tensors seen, by a weak reference to the tensor:
+        # a neuron's (or Input's) output counted once serves the synapse it feeds (the
+        # executor passes that very tensor), and is dropped as soon as the run frees it
+        self._seen: list[tuple[weakref.ref, torch.Tensor]] = []
+        self._fanouts: dict[tuple[str, tuple[int, ...]], tuple[torch.Tensor, float]] = {}
+        self._driven: dict[str, tuple[torch.Tensor, tuple[int, ...]]] = {}
+
+    def before(self, name: str, x: torch.Tensor) -> None:
+        """A neuron's input, before the neuron writes its outputs over it (see
+        :data:`nirbridge.backends.reference.Observer`): its driven updates are counted
+        now, and no count of that tensor is kept (it is about to change)."""
+        self._seen = [(r, c) for r, c in self._seen if r() is not None and r() is not x]
+        node = self.graph.nodes.get(name)
+        if node is not None and is_neuron(node):
+            self._driven[name] = (nonzero_per_step(torch.as_tensor(x)), tuple(x.shape))
+
+    def _by_element(self, x: torch.Tensor) -> torch.Tensor:
+        """:func:`nonzero_by_element` of ``x``, computed once per tensor."""
+        self._seen = [(r, c) for r, c in self._seen if r() is not None]
+        for r, c in self._seen:
+            if r() is x:
+                return c
+        c = nonzero_by_element(x)
+        try:
+            self._seen.append((weakref.ref(x), c))
+        except TypeError:  # not weak-referenceable: counted again if seen again
+            pass
+        return c
 
     def _check_tb(self, x: torch.Tensor, name: str) -> tuple[int, int]:
         if x.dim() < 2:
@@ -375,34 +460,43 @@ class EventCounter:
         node = self.graph.nodes.get(name)
         if isinstance(node, nir.Input):
             if y is not None:
+                y = torch.as_tensor(y)
                 _, b = self._check_tb(y, name)
-                self._inputs[name] = float(torch.count_nonzero(y).item()) / b
+                self._inputs[name] = float(self._by_element(y).sum().item()) / b
         elif isinstance(node, SYNAPSE_TYPES):
             if x is None:
                 raise InputError(f"no input for synapse node '{name}'")
             self._synapse(name, node, torch.as_tensor(x))
         elif node is not None and is_neuron(node):
-            if x is None or y is None:
+            if (x is None and name not in self._driven) or y is None:
                 raise InputError(f"neuron node '{name}' needs its input and output")
-            self._neuron(name, node, torch.as_tensor(x), torch.as_tensor(y))
+            self._neuron(name, node, None if x is None else torch.as_tensor(x),
+                         torch.as_tensor(y))
+
+    def _fanout(self, name: str, node: nir.NIRNode, shape: tuple[int, ...]
+                ) -> tuple[torch.Tensor, float]:
+        key = (name, shape)
+        if key not in self._fanouts:
+            fmap = fanout_map(node, shape).reshape(-1).to(torch.float64)
+            dense = float(fanout_map(node, shape, ones=True).sum().item())
+            self._fanouts[key] = (fmap, dense)
+        return self._fanouts[key]
 
     def _synapse(self, name: str, node: nir.NIRNode, x: torch.Tensor) -> None:
         t, b = self._check_tb(x, name)
         preds = self._preds[name]
-        if name in self._late:
-            x = _previous_step(x)
         shape = tuple(int(s) for s in x.shape[2:])
-        fmap = fanout_map(node, shape)
-        fones = fanout_map(node, shape, ones=True)
-        # one event per non-zero input (NeuroBench), n events for a count of n
+        fmap, dense_step = self._fanout(name, node, shape)
+        # SOPs of a step = Σ_i (events of input element i over the batch) · fanout_i: one
+        # event per non-zero input (NeuroBench), n events for a count of n
         counts = any(self._tags[p] == "count" for p in preds)
-        nz = x.to(torch.float64) if counts else (x != 0).to(torch.float64)
-        # Σ over a sample of integer events × integer fan-outs: every partial sum is an
-        # integer below 2^53, so the matrix-vector product is exact in any order
-        n = int(fmap.numel())
-        step_sums = (nz.reshape(t * b, n) @ fmap.reshape(n).to(nz.device)).reshape(t, b).sum(1)
-        step_sums = step_sums.cpu()
-        dense_step = float(fones.sum().item())
+        per_elem = (torch.sum(x, 1, dtype=torch.float64).cpu() if counts
+                    else self._by_element(x)).reshape(t, -1)
+        if name in self._late:
+            per_elem = _previous_step(per_elem)
+        # integer events × integer fan-outs: every partial sum is an integer below 2^53,
+        # so the matrix-vector product is exact in any order
+        step_sums = per_elem @ fmap
         self._synapses[name] = SynapseCount(
             node=name, op=type(node).__name__, kind=synapse_kind(self.graph, name, self._tags),
             predecessors=list(preds), neurobench=isinstance(node, NEUROBENCH_TYPES),
@@ -411,16 +505,20 @@ class EventCounter:
             dense_per_step=dense_step, synapses=int(round(float(fmap.sum().item()))),
             connections=int(round(dense_step)))
 
-    def _neuron(self, name: str, node: nir.NIRNode, x: torch.Tensor, y: torch.Tensor) -> None:
-        t, b = self._check_tb(x, name)
-        n = int(np.prod(x.shape[2:], dtype=np.int64))
-        driven = torch.count_nonzero(x.reshape(t, -1), dim=1).cpu()  # exact, per step
+    def _neuron(self, name: str, node: nir.NIRNode, x: torch.Tensor | None,
+                y: torch.Tensor) -> None:
+        # the input as seen now, or as counted before the neuron wrote over it
+        driven, shape = ((nonzero_per_step(x), tuple(x.shape)) if x is not None
+                         else self._driven.pop(name))
+        t, b = self._check_tb(torch.empty(shape[:2] + (0,)), name)
+        n = int(np.prod(shape[2:], dtype=np.int64))
         spiking = is_spiking(node)
         spk = None
         if spiking:
-            yt = y.reshape(t, -1)
-            spk = (yt.sum(1) if self._tags[name] == "count"
-                   else torch.count_nonzero(yt, dim=1)).cpu()
+            if self._tags[name] == "count":
+                spk = y.reshape(t, -1).sum(1).cpu()
+            else:  # counted per element: the synapse this output feeds reuses it
+                spk = self._by_element(y).reshape(t, -1).sum(1).to(torch.int64)
         self._neurons[name] = NeuronCount(
             node=name, op=type(node).__name__, spiking=spiking, neurons=n,
             updates_dense=float(n * t), updates_driven=int(driven.sum().item()) / b,
@@ -531,5 +629,6 @@ def merge_counts(parts: list[Counts]) -> Counts:
                   input_events=inputs)
 
 
-__all__ = ["Counts", "EventCounter", "NeuronCount", "ParamCount", "SynapseCount", "count_events",
-           "count_run", "fanout_map", "merge_counts", "recurrent_synapses"]
+__all__ = ["COUNT_BLOCK_ELEMENTS", "Counts", "EventCounter", "NeuronCount", "ParamCount",
+           "SynapseCount", "count_events", "count_run", "fanout_map", "merge_counts",
+           "nonzero_by_element", "nonzero_per_step", "recurrent_synapses"]
