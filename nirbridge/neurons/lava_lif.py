@@ -164,7 +164,7 @@ def _scan_kernel():
         for t in range(n_t):
             for b in range(n_b):
                 for k in range(n_p):
-                    x = a[t, b, k]
+                    x = np.int64(a[t, b, k])  # a float a holds integers exactly
                     if use_gain:
                         g = x * gain[k]
                         x = (g + half) >> gain_frac if gain_frac > 0 else g << (-gain_frac)
@@ -205,12 +205,13 @@ def _scan_kernel():
 
 
 def lava_lif_scan(a_in: np.ndarray, state: LavaLIFState, p: LavaLIFParams,
-                  sat: fx.SaturationCounter | None = None, trace: bool = False
+                  sat: fx.SaturationCounter | None = None, trace: bool = False,
+                  out_dtype: Any = np.int64
                   ) -> tuple[np.ndarray, LavaLIFState, dict[str, np.ndarray]]:
     """:func:`lava_lif_step` over a whole sequence ``a_in`` ``[T, B, *shape]`` in one
     compiled loop (see :data:`~nirbridge.neurons.Scan`): the same integers, final state,
     per-step ``u``, ``v`` (when ``trace``) and saturation counts as ``T`` steps."""
-    a = np.asarray(a_in, dtype=np.int64)
+    a = fx.scan_input(a_in)
     n_t, n_b, shape = a.shape[0], a.shape[1], tuple(a.shape[2:])
     n_p = int(np.prod(shape, dtype=np.int64))
     if p.vth is not None and p.compare not in fx.COMPARES:
@@ -226,12 +227,13 @@ def lava_lif_scan(a_in: np.ndarray, state: LavaLIFState, p: LavaLIFParams,
     abias = fx.per_neuron(0 if p.a_bias is None else p.a_bias, shape)
     u = np.array(np.broadcast_to(fx.as_int(state.u), (n_b, *shape))).reshape(n_b, n_p)
     v = np.array(np.broadcast_to(fx.as_int(state.v), (n_b, *shape))).reshape(n_b, n_p)
-    out = np.empty((n_t, n_b, n_p), dtype=np.int64)
+    out = fx.scan_output((n_t, n_b, n_p), out_dtype,
+                         1 if p.vth is not None else fx.sat_limit(p.state_bits), "Lava LIF")
     n_tr = n_t if trace else 0
     u_tr = np.empty((n_tr, n_b, n_p), dtype=np.int64)
     v_tr = np.empty((n_tr, n_b, n_p), dtype=np.int64)
     counts = np.zeros(2, dtype=np.int64)
-    _scan_kernel()(np.ascontiguousarray(a).reshape(n_t, n_b, n_p), u, v, cu, cv, bias, vth,
+    _scan_kernel()(a.reshape(n_t, n_b, n_p), u, v, cu, cv, bias, vth,
                    gain, abias, p.decay_bits, p.act_shift, p.state_bits, p.gain_frac,
                    p.compare == ">=", p.vth is not None, p.in_gain is not None, trace, out,
                    u_tr, v_tr, counts)

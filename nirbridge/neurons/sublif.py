@@ -116,7 +116,7 @@ def _scan_kernel():
         for t in range(n_t):
             for b in range(n_b):
                 for k in range(n_p):
-                    x = a[t, b, k] << act_shift
+                    x = np.int64(a[t, b, k]) << act_shift  # a float a holds integers
                     if use_gain:
                         x = round_shift(x * gain[k], gain_frac)
                     x = x + bias[k]
@@ -156,12 +156,13 @@ def _scan_kernel():
 
 
 def linear_lif_scan(a_in: np.ndarray, state: IntLIFState, p: LinearLIFParams,
-                    sat: fx.SaturationCounter | None = None, trace: bool = False
+                    sat: fx.SaturationCounter | None = None, trace: bool = False,
+                    out_dtype: Any = np.int64
                     ) -> tuple[np.ndarray, IntLIFState, dict[str, np.ndarray]]:
     """:func:`linear_lif_step` over a whole sequence ``a_in`` ``[T, B, *shape]`` in one
     compiled loop (see :data:`~nirbridge.neurons.Scan`): the same spikes, final and
     per-step ``v`` and saturation counts (``x``, ``v``) as ``T`` steps."""
-    a = np.asarray(a_in, dtype=np.int64)
+    a = fx.scan_input(a_in)
     n_t, n_b, shape = a.shape[0], a.shape[1], tuple(a.shape[2:])
     n_p = int(np.prod(shape, dtype=np.int64))
     if n_t and p.compare not in fx.COMPARES:
@@ -170,10 +171,10 @@ def linear_lif_scan(a_in: np.ndarray, state: IntLIFState, p: LinearLIFParams,
     if n_t and p.reset not in ("hard", "soft", "subtract"):
         raise InvalidParameterError(f"reset={p.reset!r} is unknown; use 'hard' or 'soft'")
     v = np.array(np.broadcast_to(fx.as_int(state.v), (n_b, *shape))).reshape(n_b, n_p)
-    out = np.empty((n_t, n_b, n_p), dtype=np.int64)
+    out = fx.scan_output((n_t, n_b, n_p), out_dtype, 1, "linear LIF")  # spikes
     v_tr = np.empty((n_t if trace else 0, n_b, n_p), dtype=np.int64)
     counts = np.zeros(2, dtype=np.int64)
-    _scan_kernel()(np.ascontiguousarray(a).reshape(n_t, n_b, n_p), v,
+    _scan_kernel()(a.reshape(n_t, n_b, n_p), v,
                    fx.per_neuron(p.decay, shape), fx.per_neuron(p.bias, shape),
                    fx.per_neuron(p.theta, shape), fx.per_neuron(p.v_reset, shape),
                    fx.per_neuron(1 if p.in_gain is None else p.in_gain, shape),

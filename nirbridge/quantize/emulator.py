@@ -32,6 +32,7 @@ from nirbridge.geometry import pool_geometry_of
 from nirbridge.graph import delay_steps, schedule
 from nirbridge.neurons import NEURONS
 from nirbridge.quantize.chains import _tname
+from nirbridge.quantize.emu_kernels import quantize_float
 from nirbridge.quantize.executor import FixedPointRecord, _Run
 from nirbridge.quantize.graph import (
     QuantizedGraph,
@@ -115,22 +116,43 @@ def _exact(op, x: torch.Tensor, w_l1: float, w: np.ndarray, x_bound: float | Non
 
     ``x_bound``: a known bound on ``max|x|`` (e.g. 1 for binary spikes), which spares the
     pass that measures it; ``cache``: a run's weights already converted, by dtype."""
+    y, _ = _exact_any(op, x, w_l1, w, x_bound, cache)
+    return _int(y)
+
+
+def _xmax(x: torch.Tensor, x_bound: float | None) -> float:
     if x_bound is not None:
-        xmax = float(x_bound)
-    elif x.numel():
-        lo, hi = torch.aminmax(x)
-        xmax = float(max(-int(lo), int(hi)))
-    else:
-        xmax = 0.0
-    dtype = _float_dtype(x.device, xmax * w_l1)
+        return float(x_bound)
+    if not x.numel():
+        return 0.0
+    lo, hi = torch.aminmax(x)
+    return float(max(-float(lo), float(hi)))
+
+
+def _as_kernel(w: np.ndarray, dtype: torch.dtype, device: torch.device,
+               cache: dict | None) -> torch.Tensor:
+    """Integer array ``w`` in the kernel's ``dtype`` (exact: the caller bounds it), made
+    once per run with ``cache``."""
+    key = (id(w), dtype, device)
+    wt = None if cache is None else cache.get(key)
+    if wt is None:
+        wt = torch.as_tensor(w, dtype=dtype, device=device)
+        if cache is not None:
+            cache[key] = wt
+    return wt
+
+
+def _exact_any(op, x: torch.Tensor, w_l1: float, w: np.ndarray, x_bound: float | None,
+               cache: dict | None) -> tuple[torch.Tensor, float]:
+    """:func:`_exact`, but the result stays in the float kernel's dtype where one is exact
+    (every value an integer the float holds: the bound of :func:`_exact`); int64 from the
+    limb path. Also returns the bound ``max|x| · w_l1`` on its magnitude."""
+    xmax = _xmax(x, x_bound)
+    bound = xmax * w_l1
+    dtype = _float_dtype(x.device, bound)
     if dtype is not None:
-        key = (id(w), dtype, x.device)
-        wt = None if cache is None else cache.get(key)
-        if wt is None:
-            wt = torch.as_tensor(w, dtype=dtype, device=x.device)
-            if cache is not None:
-                cache[key] = wt
-        return op(x.to(dtype), wt).to(torch.int64)
+        return op(x.to(dtype), _as_kernel(w, dtype, x.device, cache)), bound
+    x = _int(x)
     bits = int(np.floor(np.log2(2.0 ** 52 / max(w_l1, 1.0))))
     if bits < 1:
         raise QuantizationError(f"weights with row L1 norm {w_l1:g} leave no exact float64 "
@@ -141,7 +163,12 @@ def _exact(op, x: torch.Tensor, w_l1: float, w: np.ndarray, x_bound: float | Non
         y = op(limb.to(torch.float64), wt).to(torch.int64) << shift
         total = y if total is None else total + y
     assert total is not None
-    return total
+    return total, bound
+
+
+def _int(x: torch.Tensor) -> torch.Tensor:
+    """A value as int64 (a float value holds integers exactly: no rounding)."""
+    return x if x.dtype == torch.int64 else x.to(torch.int64)
 
 
 def _l1(mant: np.ndarray, cache: dict | None) -> float:
@@ -201,32 +228,74 @@ def _align(x: torch.Tensor, frm: int, to: int) -> torch.Tensor:
     return (x + (1 << (n - 1))) >> n
 
 
-def _apply(node: nir.NIRNode, layer: Any, x: torch.Tensor, x_bound: float | None = None,
-           cache: dict | None = None) -> torch.Tensor:
-    """A stateless node on int64 ``[T, B, ...]`` (``x_bound``, ``cache``: see
-    :func:`_exact`)."""
+def _synapse(node: nir.NIRNode, layer: QuantizedSynapse, x: torch.Tensor,
+             x_bound: float | None, cache: dict) -> tuple[torch.Tensor, float]:
+    """A weighted layer on integers ``[T, B, ...]`` (int64 or a float holding integers):
+    ``(x ⊛ mant) << w_exp + bias``, and a bound on its magnitude.
+
+    The result stays in the float kernel's dtype where that is exact: the kernel's output
+    is exact (:func:`_exact`) and below ``bound``; a shift by ``w_exp`` is a product by
+    ``2^w_exp`` (exact in float; a right shift is then ``floor``, as int64's arithmetic
+    ``>>``: ``w_exp ≥ −100`` keeps every non-zero value a normal float); the bias adds
+    integers. Every intermediate value is an integer of magnitude at most ``bound ·
+    2^max(w_exp, 0) + 1 + max|bias|``: where that is below the float's ``2^p``, no step
+    rounds. Otherwise the kernel's output goes to int64 and the same ops run there."""
     t, b = x.shape[:2]
-    if isinstance(layer, QuantizedSynapse):
-        # the kernels fold [T, B] inside, after their float conversion: x may be a strided
-        # chunk of the input, and converting it first makes one contiguous copy, not two
-        if isinstance(node, (nir.Affine, nir.Linear)):
-            y = _exact(lambda a, w: a.reshape(t * b, -1) @ w.T, x, _l1(layer.mant, cache),
-                       layer.mant, x_bound, cache).reshape(t, b, -1)
-        else:
-            y = int_conv(x, layer.mant, stride=layer.stride, padding=layer.padding,
-                         dilation=layer.dilation, groups=layer.groups, x_bound=x_bound,
-                         cache=cache, fold=2)
-            y = y.reshape(t, b, *y.shape[1:])
-        # y is the kernel's own fresh tensor: shift and add in place (no copies)
-        if layer.w_exp > 0:
-            y <<= layer.w_exp
-        elif layer.w_exp < 0:
-            y >>= -layer.w_exp
+    w_l1 = _l1(layer.mant, cache)
+    # the kernels fold [T, B] inside, after their float conversion: x may be a strided
+    # chunk of the input, and converting it first makes one contiguous copy, not two
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        y, bound = _exact_any(lambda a, w: a.reshape(t * b, -1) @ w.T, x, w_l1, layer.mant,
+                              x_bound, cache)
+        y = y.reshape(t, b, -1)
+    else:
+        nd = layer.mant.ndim - 2
+        conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}.get(nd)
+        if conv is None:
+            raise QuantizationError(f"no integer convolution in {nd} dimensions")
+
+        def op(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            return conv(a.reshape(-1, *a.shape[2:]), w, stride=tuple(layer.stride),
+                        padding=tuple(layer.padding), dilation=tuple(layer.dilation),
+                        groups=layer.groups)
+
+        y, bound = _exact_any(op, x, w_l1, layer.mant, x_bound, cache)
+        y = y.reshape(t, b, *y.shape[1:])
+    bias_max = _bias_max(layer.bias, cache)
+    post = bound * 2.0 ** max(layer.w_exp, 0) + 1.0 + bias_max
+    # y is the kernel's own fresh tensor: shift and add in place (no copies)
+    if y.dtype in _MANTISSA and post < 2.0 ** _MANTISSA[y.dtype] and layer.w_exp >= -100:
+        if layer.w_exp:
+            y.mul_(2.0 ** layer.w_exp)
+            if layer.w_exp < 0:
+                y.floor_()
         if layer.bias is not None:
-            y += torch.as_tensor(layer.bias, device=y.device)
-        return y
+            y += _as_kernel(layer.bias, y.dtype, y.device, cache)
+        return y, post
+    y = _int(y)
+    if layer.w_exp > 0:
+        y <<= layer.w_exp
+    elif layer.w_exp < 0:
+        y >>= -layer.w_exp
+    if layer.bias is not None:
+        y += _as_kernel(layer.bias, torch.int64, y.device, cache)
+    return y, post
+
+
+def _bias_max(bias: np.ndarray | None, cache: dict) -> float:
+    if bias is None:
+        return 0.0
+    key = ("bmax", id(bias))
+    if key not in cache:
+        cache[key] = float(np.max(np.abs(bias), initial=0))
+    return cache[key]
+
+
+def _apply(node: nir.NIRNode, x: torch.Tensor) -> torch.Tensor:
+    """A stateless unweighted node on integers ``[T, B, ...]``."""
+    t, b = x.shape[:2]
     if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-        y = int_sumpool(x.reshape(t * b, *x.shape[2:]), node)
+        y = int_sumpool(_int(x).reshape(t * b, *x.shape[2:]), node)
         return y.reshape(t, b, *y.shape[1:])
     if isinstance(node, nir.Flatten):
         ndim = x.ndim - 2
@@ -250,9 +319,19 @@ def _delay(x: torch.Tensor, steps: np.ndarray) -> torch.Tensor:
 def _quantize_input(x: torch.Tensor, layer: QuantizedInput, sat: fx.SaturationCounter
                     ) -> tuple[torch.Tensor, float]:
     """As :func:`nirbridge.quantize.quantize_input`: round half up in float64, saturate.
-    Also returns a bound on the integers' magnitude (for :func:`_exact`)."""
-    x = x.to(torch.float64)
+    Also returns a bound on the integers' magnitude (for :func:`_exact`).
+
+    The integers stay in a float that holds every one of them (``|q| ≤ lim``): float32
+    where ``lim < 2^24``, float64 where ``lim < 2^53`` (one compiled pass, no int64 copy:
+    the synapses take them as they are); int64 beyond."""
     lim = fx.sat_limit(layer.bits)
+    dtype = np.float32 if lim < 2 ** 24 else np.float64 if lim < 2 ** 53 else None
+    if dtype is not None:
+        q, n_sat, peak = quantize_float(x.cpu().numpy(), layer.frac_bits, lim, dtype,
+                                        layer.name)
+        sat.add("input", n_sat)
+        return torch.from_numpy(q), float(peak)
+    x = x.to(torch.float64)
     # one reduction both finds NaN/inf (min and max propagate NaN) and bounds the integers
     if x.numel():
         lo, hi = torch.aminmax(x)
@@ -262,7 +341,8 @@ def _quantize_input(x: torch.Tensor, layer: QuantizedInput, sat: fx.SaturationCo
     if not np.isfinite(peak):
         raise InputError(f"input for node '{layer.name}' contains NaN or inf")
     scaled = x * 2.0 ** layer.frac_bits  # a fresh tensor: round it in place
-    q = scaled.add_(0.5).floor_().to(torch.int64)
+    # clipped in float first, as the golden model (no float beyond int64 is converted)
+    q = scaled.add_(0.5).floor_().clamp_(-lim - 1, lim + 1).to(torch.int64)
     # |floor(x·s + 0.5)| ≤ floor(|x|·s + 0.5) for either sign of x
     top = float(np.floor(peak * 2.0 ** layer.frac_bits + 0.5))
     if top <= lim:
@@ -273,16 +353,20 @@ def _quantize_input(x: torch.Tensor, layer: QuantizedInput, sat: fx.SaturationCo
 
 
 def _neuron(layer: QuantizedNeuron, a_in: torch.Tensor, sat: fx.SaturationCounter,
-            keep_states: bool) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+            keep_states: bool, binary: bool) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """The neuron's integer model over time on the host (numpy, as specified), the whole
     population and batch per call: its whole-sequence ``scan`` where the model has one
-    (one call per layer and chunk), else its ``step`` once per time step."""
-    a = a_in.cpu().numpy()
+    (one call per layer and chunk: it reads a float synapse output as it is, and writes
+    ``binary`` 0/1 spikes as float32, which the next synapse takes without a conversion),
+    else its ``step`` once per time step."""
     model, params = layer.model, layer.params
-    state = params.initial_state(a.shape[1], tuple(a.shape[2:]))
+    shape = tuple(a_in.shape[2:])
+    state = params.initial_state(a_in.shape[1], shape)
     if model.scan is not None:
-        out, _, trace = model.scan(a, state, params, sat, keep_states)
+        out, _, trace = model.scan(a_in.cpu().numpy(), state, params, sat, keep_states,
+                                   np.float32 if binary else np.int64)
         return torch.from_numpy(out).to(a_in.device), trace
+    a = _int(a_in).cpu().numpy()
     out = None
     trace = {}
     for t, xt in enumerate(a):
@@ -307,22 +391,43 @@ class _Chunk:
                  bounds: dict[str, float], cache: dict) -> None:
         self.q = qgraph
         self.bounds = bounds
-        self.cache = cache
+        self.cache = cache  # the run's weights, delays, plans: made by its first chunk
         self.g = qgraph.graph
         self.want = want
         self.device = device
         self.values: dict[str, tuple[torch.Tensor, int]] = {}
         self.records: dict[str, FixedPointRecord] = {}
         self.sats: dict[str, dict[str, int]] = {}
-        self.gold = _Run(qgraph, set())  # format helpers and the cyclic stepper
-        self.delays = {n: delay_steps(v, qgraph.dt, n) for n, v in self.g.nodes.items()
-                       if isinstance(v, nir.Delay)}
+        self._gold: _Run | None = None
+
+    @property
+    def gold(self) -> _Run:
+        """The golden model's stepper for cyclic components (made where one is met)."""
+        if self._gold is None:
+            self._gold = _Run(self.q, set())
+        return self._gold
+
+    def _delays(self, name: str) -> np.ndarray:
+        key = ("delay", name)
+        if key not in self.cache:
+            self.cache[key] = delay_steps(self.g.nodes[name], self.q.dt, name)
+        return self.cache[key]
+
+    def _binary(self, name: str, layer: QuantizedNeuron) -> bool:
+        key = ("binary", name)
+        if key not in self.cache:
+            self.cache[key] = bool(layer.spiking and
+                                   NEURONS[layer.node_type].binary(self.g.nodes[name]))
+        return self.cache[key]
 
     def _sum(self, name: str, frac: int) -> torch.Tensor:
+        preds = self.q.preds[name]
+        if len(preds) == 1 and self.values[preds[0]][1] == frac:
+            return self.values[preds[0]][0]  # as it is (int64 or a float holding integers)
         total = None
-        for p in self.q.preds[name]:
+        for p in preds:
             x, f = self.values[p]
-            x = _align(x, f, frac)
+            x = _align(_int(x), f, frac)
             if total is not None and total.shape != x.shape:
                 raise GraphError(f"node '{name}' sums inputs of shapes {tuple(total.shape)} "
                                  f"and {tuple(x.shape)} ('{p}')")
@@ -346,19 +451,19 @@ class _Chunk:
             frac_in, frac_out = None, layer.frac_bits
         elif isinstance(layer, QuantizedNeuron):
             x_in = self._sum(name, layer.in_frac)
-            y, states = _neuron(layer, x_in, sat, keep)
+            binary = self._binary(name, layer)  # the registry's contract: 0/1 spikes
+            y, states = _neuron(layer, x_in, sat, keep, binary)
             frac_in, frac_out = layer.in_frac, layer.out_frac
-            spec = NEURONS[layer.node_type]
-            if layer.spiking and spec.binary(node):  # the registry's contract: 0/1 spikes
+            if binary:
                 self.bounds[name] = 1.0
         elif isinstance(layer, QuantizedThreshold):
-            x_in = self._sum(name, layer.in_frac)
+            x_in = _int(self._sum(name, layer.in_frac))
             y = (x_in > int(layer.threshold)).to(torch.int64) if np.ndim(layer.threshold) == 0 \
                 else (x_in > torch.as_tensor(layer.threshold, device=x_in.device)).to(torch.int64)
             frac_in, frac_out = layer.in_frac, layer.out_frac
             self.bounds[name] = 1.0
         elif isinstance(layer, QuantizedOutput):
-            x_in = self._sum(name, layer.frac_bits)
+            x_in = _int(self._sum(name, layer.frac_bits))
             if layer.bias is not None:
                 x_in = x_in + torch.as_tensor(layer.bias, device=x_in.device)
             y = x_in
@@ -368,23 +473,24 @@ class _Chunk:
             x_in, frac_in = self.values[pred]
             bound = self.bounds.get(pred)
             if isinstance(node, nir.Delay):
-                y, frac_out = _delay(x_in, self.delays[name]), frac_in
+                y, frac_out = _delay(x_in, self._delays(name)), frac_in
             elif isinstance(layer, QuantizedSynapse):
-                y, frac_out = _apply(node, layer, x_in, bound, self.cache), layer.out_frac
+                y, self.bounds[name] = _synapse(node, layer, x_in, bound, self.cache)
+                frac_out = layer.out_frac
             else:
-                y, frac_out = _apply(node, None, x_in, bound, self.cache), frac_in
+                y, frac_out = _apply(node, x_in), frac_in
             if bound is not None and isinstance(node, nir.Delay | nir.Flatten):
                 self.bounds[name] = bound  # moves values, makes none larger
         self.values[name] = (y, frac_out)
         if isinstance(layer, QuantizedInput | QuantizedNeuron):
             self.sats[name] = dict(sat.counts)
         if keep:
-            rec = FixedPointRecord(output=_host(y), states=states,
+            rec = FixedPointRecord(output=_host(_int(y)), states=states,
                                    saturations=dict(sat.counts))
             if isinstance(layer, QuantizedInput):
                 rec.frac_bits = {"output": frac_out}
             else:
-                rec.input = _host(x_in)
+                rec.input = _host(_int(x_in))
                 rec.frac_bits = {"input": frac_in, "output": frac_out}
             if isinstance(layer, QuantizedNeuron):
                 rec.frac_bits.update({f: layer.params.state_frac(f) for f in states})
@@ -398,7 +504,7 @@ class _Chunk:
             for p in self.q.preds[n]:
                 if p not in nodes and p not in gold.values:
                     x, f = self.values[p]
-                    gold.values[p] = (_host(x), f)
+                    gold.values[p] = (_host(_int(x)), f)
         gold.cyclic(nodes, steps, batch)
         for n in nodes:
             y, f = gold.values[n]
@@ -499,7 +605,7 @@ def _merge(qgraph: QuantizedGraph, chunks: list[_Chunk]) -> EmulatedRun:
     outs = {}
     for n in qgraph.outputs:
         frac = chunks[0].values[n][1]
-        y = torch.cat([c.values[n][0] for c in chunks], dim=1).cpu().numpy()
+        y = _int(torch.cat([c.values[n][0] for c in chunks], dim=1)).cpu().numpy()
         outs[n] = y.astype(np.float64) * 2.0 ** -frac
     records: dict[str, FixedPointRecord] = {}
     for n, first in chunks[0].records.items():
