@@ -96,9 +96,11 @@ def linear_lif_step(a_in: np.ndarray, state: IntLIFState, p: LinearLIFParams,
 
 
 @cache
-def _scan_kernel():
-    """The compiled loop of :func:`linear_lif_scan` (numba, compiled at its first call,
-    about a second, once per process: no cache file is written)."""
+def _scan_kernel(ge: bool, hard: bool, use_gain: bool, trace: bool):
+    """The compiled loop of :func:`linear_lif_scan` for one setting of its flags (numba,
+    compiled at its first call with them, about a second, once per process: no cache file
+    is written; the flags are compile-time constants, so their branches vanish from the
+    loop over neurons)."""
     import numba
 
     def round_shift(p, n):  # fx.shift_round on one int64
@@ -108,7 +110,7 @@ def _scan_kernel():
 
     @numba.njit(cache=False, nogil=True)
     def kernel(a, v, decay, bias, theta, v_reset, gain, act_shift, state_bits, decay_bits,
-               gain_frac, ge, hard, use_gain, trace, out, v_tr, counts):
+               gain_frac, out, v_tr, counts):
         n_t, n_b, n_p = a.shape
         lim = (np.int64(1) << (state_bits - 1)) - 1
         n_x = np.int64(0)
@@ -174,12 +176,13 @@ def linear_lif_scan(a_in: np.ndarray, state: IntLIFState, p: LinearLIFParams,
     out = fx.scan_output((n_t, n_b, n_p), out_dtype, 1, "linear LIF")  # spikes
     v_tr = np.empty((n_t if trace else 0, n_b, n_p), dtype=np.int64)
     counts = np.zeros(2, dtype=np.int64)
-    _scan_kernel()(a.reshape(n_t, n_b, n_p), v,
-                   fx.per_neuron(p.decay, shape), fx.per_neuron(p.bias, shape),
-                   fx.per_neuron(p.theta, shape), fx.per_neuron(p.v_reset, shape),
-                   fx.per_neuron(1 if p.in_gain is None else p.in_gain, shape),
-                   p.act_shift, p.state_bits, p.decay_bits, p.gain_frac, p.compare == ">=",
-                   p.reset == "hard", p.in_gain is not None, trace, out, v_tr, counts)
+    kernel = _scan_kernel(p.compare == ">=", p.reset == "hard", p.in_gain is not None,
+                          bool(trace))
+    kernel(a.reshape(n_t, n_b, n_p), v, fx.per_neuron(p.decay, shape),
+           fx.per_neuron(p.bias, shape), fx.per_neuron(p.theta, shape),
+           fx.per_neuron(p.v_reset, shape),
+           fx.per_neuron(1 if p.in_gain is None else p.in_gain, shape), p.act_shift,
+           p.state_bits, p.decay_bits, p.gain_frac, out, v_tr, counts)
     if sat is not None and n_t:
         sat.add("x", int(counts[0]))
         sat.add("v", int(counts[1]))

@@ -32,7 +32,7 @@ from nirbridge.geometry import pool_geometry_of
 from nirbridge.graph import delay_steps, schedule
 from nirbridge.neurons import NEURONS
 from nirbridge.quantize.chains import _tname
-from nirbridge.quantize.emu_kernels import quantize_float
+from nirbridge.quantize.emu_kernels import input_peak, quantize_float
 from nirbridge.quantize.executor import FixedPointRecord, _Run
 from nirbridge.quantize.graph import (
     QuantizedGraph,
@@ -51,9 +51,10 @@ _MANTISSA = {torch.float32: 24, torch.float64: 53}
 
 #: Steps·samples per chunk when ``batch_size="auto"`` (the default): ``max(1, CHUNK_ROWS //
 #: T)`` samples. A chunk's activations then stay in cache between a layer's kernel and its
-#: neurons (measured on the digits conv net at T = 100: 8 samples a chunk ran 2.3x faster
-#: than 32; at T = 20, 32 samples as fast as 16), and the kernels still see big matrices.
-CHUNK_ROWS = 800
+#: neurons, and the kernels still see big matrices (measured with float values between
+#: layers, 1 thread: digits conv net at T = 20, B = 256, 40/64/128/256 samples a chunk:
+#: 44/42/42/70 ms; at T = 100, B = 32, 8/16 samples: 28/25 ms; the MLP alike, 5-10 %).
+CHUNK_ROWS = 1600
 #: The default ``batch_size``: chunks of about :data:`CHUNK_ROWS` steps·samples.
 DEFAULT_BATCH_SIZE = "auto"
 
@@ -291,17 +292,31 @@ def _bias_max(bias: np.ndarray | None, cache: dict) -> float:
     return cache[key]
 
 
-def _apply(node: nir.NIRNode, x: torch.Tensor) -> torch.Tensor:
-    """A stateless unweighted node on integers ``[T, B, ...]``."""
+def _apply(name: str, node: nir.NIRNode, x: torch.Tensor, x_bound: float | None,
+           cache: dict) -> tuple[torch.Tensor, float | None]:
+    """A stateless unweighted node on integers ``[T, B, ...]`` (int64 or a float holding
+    integers), and a bound on its output's magnitude where one is known."""
     t, b = x.shape[:2]
     if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-        y = int_sumpool(_int(x).reshape(t * b, *x.shape[2:]), node)
-        return y.reshape(t, b, *y.shape[1:])
+        key = ("pool", name)
+        if key not in cache:
+            k, st, pd = pool_geometry_of(node)
+            cache[key] = (np.ones((x.shape[2], 1, *k), dtype=np.int64), tuple(st), tuple(pd))
+        ones, st, pd = cache[key]
+        conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[ones.ndim - 2]
+
+        def op(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            return conv(a.reshape(-1, *a.shape[2:]), w, stride=st, padding=pd,
+                        groups=ones.shape[0])
+
+        # a sum of prod(k) values: exact in float like any integer kernel (_exact)
+        y, bound = _exact_any(op, x, float(ones[0].size), ones, x_bound, cache)
+        return y.reshape(t, b, *y.shape[1:]), bound
     if isinstance(node, nir.Flatten):
         ndim = x.ndim - 2
         start = int(node.start_dim) % ndim + 2
         end = int(node.end_dim) % ndim + 2
-        return x.reshape(*x.shape[:start], -1, *x.shape[end + 1:])
+        return x.reshape(*x.shape[:start], -1, *x.shape[end + 1:]), x_bound
     raise QuantizationError(f"node type {_tname(node)} has no integer semantics")
 
 
@@ -316,30 +331,25 @@ def _delay(x: torch.Tensor, steps: np.ndarray) -> torch.Tensor:
     return y
 
 
-def _quantize_input(x: torch.Tensor, layer: QuantizedInput, sat: fx.SaturationCounter
-                    ) -> tuple[torch.Tensor, float]:
+def _quantize_input(x: torch.Tensor, layer: QuantizedInput, sat: fx.SaturationCounter,
+                    peak: float | None = None) -> tuple[torch.Tensor, float]:
     """As :func:`nirbridge.quantize.quantize_input`: round half up in float64, saturate.
-    Also returns a bound on the integers' magnitude (for :func:`_exact`).
+    Also returns a bound on the integers' magnitude (for :func:`_exact`). ``peak``:
+    ``max|x|`` of the whole input ``x`` is a chunk of (:func:`input_peak`), else measured.
 
     The integers stay in a float that holds every one of them (``|q| ≤ lim``): float32
     where ``lim < 2^24``, float64 where ``lim < 2^53`` (one compiled pass, no int64 copy:
     the synapses take them as they are); int64 beyond."""
     lim = fx.sat_limit(layer.bits)
     dtype = np.float32 if lim < 2 ** 24 else np.float64 if lim < 2 ** 53 else None
+    if peak is None:
+        peak = input_peak(x, layer.name)
     if dtype is not None:
-        q, n_sat, peak = quantize_float(x.cpu().numpy(), layer.frac_bits, lim, dtype,
-                                        layer.name)
+        q, n_sat, top = quantize_float(x.cpu().numpy(), layer.frac_bits, lim, dtype,
+                                       layer.name, peak)
         sat.add("input", n_sat)
-        return torch.from_numpy(q), float(peak)
+        return torch.from_numpy(q), float(top)
     x = x.to(torch.float64)
-    # one reduction both finds NaN/inf (min and max propagate NaN) and bounds the integers
-    if x.numel():
-        lo, hi = torch.aminmax(x)
-        peak = max(-float(lo), float(hi))
-    else:
-        peak = 0.0
-    if not np.isfinite(peak):
-        raise InputError(f"input for node '{layer.name}' contains NaN or inf")
     scaled = x * 2.0 ** layer.frac_bits  # a fresh tensor: round it in place
     # clipped in float first, as the golden model (no float beyond int64 is converted)
     q = scaled.add_(0.5).floor_().clamp_(-lim - 1, lim + 1).to(torch.int64)
@@ -424,7 +434,9 @@ class _Chunk:
         preds = self.q.preds[name]
         if len(preds) == 1 and self.values[preds[0]][1] == frac:
             return self.values[preds[0]][0]  # as it is (int64 or a float holding integers)
-        total = None
+        total = self._float_sum(name, frac)
+        if total is not None:
+            return total
         for p in preds:
             x, f = self.values[p]
             x = _align(_int(x), f, frac)
@@ -433,6 +445,48 @@ class _Chunk:
                                  f"and {tuple(x.shape)} ('{p}')")
             total = x if total is None else total + x
         assert total is not None
+        return total
+
+    def _float_sum(self, name: str, frac: int) -> torch.Tensor | None:
+        """The aligned sum of ``name``'s inputs (:func:`_align`, then ``+``) in float, where
+        every input is a float with a known bound and every step is exact: a left shift is
+        a product by ``2^n``; a rounding right shift ``(x + 2^(n−1)) >> n`` is
+        ``floor((x + 2^(n−1)) · 2^−n)``; every intermediate is an integer of magnitude at
+        most ``max|x| + 2^(n−1)`` or the sum of the aligned bounds, checked below ``2^p``.
+        None where that does not hold (then int64)."""
+        parts = []
+        dtype = torch.float32
+        total_bound = 0.0
+        inner = 0.0  # the largest x + 2^(n-1) before a right shift
+        for p in self.q.preds[name]:
+            x, f = self.values[p]
+            bound = self.bounds.get(p)
+            if bound is None or x.dtype not in _MANTISSA or f - frac > 100:
+                return None
+            if x.dtype == torch.float64:
+                dtype = torch.float64
+            n = f - frac
+            if n > 0:
+                total_bound += bound * 2.0 ** -n + 1.0
+                inner = max(inner, bound + 2.0 ** (n - 1))
+            else:
+                total_bound += bound * 2.0 ** -n
+            parts.append((p, x, n))
+        if max(total_bound, inner) >= 2.0 ** _MANTISSA[torch.float32]:
+            dtype = torch.float64  # elementwise: no reduced-precision mode applies
+        if max(total_bound, inner) >= 2.0 ** _MANTISSA[dtype]:
+            return None
+        total = None
+        for p, x, n in parts:
+            x = x.to(dtype)
+            if n < 0:
+                x = x * 2.0 ** -n
+            elif n > 0:
+                x = torch.floor((x + 2.0 ** (n - 1)) * 2.0 ** -n)
+            if total is not None and total.shape != x.shape:
+                raise GraphError(f"node '{name}' sums inputs of shapes {tuple(total.shape)} "
+                                 f"and {tuple(x.shape)} ('{p}')")
+            total = x if total is None else total + x  # never in place: x may be a value
         return total
 
     def node(self, name: str, inputs: Mapping[str, tuple[torch.Tensor, dict[str, int]]]
@@ -444,7 +498,7 @@ class _Chunk:
         x_in: torch.Tensor | None = None
         states: dict[str, np.ndarray] = {}
         if isinstance(layer, QuantizedInput):
-            # quantized once per run (run_emulated); this chunk's part and its counts
+            # quantized per chunk (run_emulated): this chunk's integers and counts
             y, counts = inputs[name]
             for f, n in counts.items():
                 sat.add(f, n)
@@ -472,15 +526,16 @@ class _Chunk:
             (pred,) = self.q.preds[name]
             x_in, frac_in = self.values[pred]
             bound = self.bounds.get(pred)
+            out_bound: float | None = bound  # a Delay moves values, makes none larger
             if isinstance(node, nir.Delay):
                 y, frac_out = _delay(x_in, self._delays(name)), frac_in
             elif isinstance(layer, QuantizedSynapse):
-                y, self.bounds[name] = _synapse(node, layer, x_in, bound, self.cache)
+                y, out_bound = _synapse(node, layer, x_in, bound, self.cache)
                 frac_out = layer.out_frac
             else:
-                y, frac_out = _apply(node, x_in), frac_in
-            if bound is not None and isinstance(node, nir.Delay | nir.Flatten):
-                self.bounds[name] = bound  # moves values, makes none larger
+                (y, out_bound), frac_out = _apply(name, node, x_in, bound, self.cache), frac_in
+            if out_bound is not None:
+                self.bounds[name] = out_bound
         self.values[name] = (y, frac_out)
         if isinstance(layer, QuantizedInput | QuantizedNeuron):
             self.sats[name] = dict(sat.counts)
@@ -570,23 +625,21 @@ def run_emulated(qgraph: QuantizedGraph, inputs: Any, *,
     step = batch if not batch_size else min(batch_size, max(batch, 1))
     want = set(g.nodes) if record is True else set(record or ())
     units = schedule(g)
-    # the inputs are quantized once, on the host; the first chunk carries their counts
-    qin: dict[str, tuple[torch.Tensor, dict[str, int]]] = {}
-    bounds: dict[str, float] = {}  # max|value| where known without a pass over it
     cache: dict = {}  # the weights as the kernels take them, made once per run
-    for n, x in xs.items():
-        sat = fx.SaturationCounter()
-        layer = qgraph.layers[n]
-        assert isinstance(layer, QuantizedInput)
-        q, bound = _quantize_input(x, layer, sat)
-        qin[n] = (q, dict(sat.counts))
-        bounds[n] = bound
+    peaks = {n: input_peak(x, n) for n, x in xs.items()}  # one pass over each input
     chunks: list[_Chunk] = []
     for lo in range(0, max(batch, 1), max(step, 1)):
-        chunk = _Chunk(qgraph, want, dev, dict(bounds), cache)
-        part = {n: (q[:, lo:lo + step].to(dev),
-                    counts if lo == 0 else dict.fromkeys(counts, 0))
-                for n, (q, counts) in qin.items()}
+        # each chunk's inputs quantized on the host straight from their strided view into
+        # a contiguous block (no copy of the whole input), with its own counts and bound
+        part: dict[str, tuple[torch.Tensor, dict[str, int]]] = {}
+        bounds: dict[str, float] = {}  # max|value| where known without a pass over it
+        for n, x in xs.items():
+            sat = fx.SaturationCounter()
+            layer = qgraph.layers[n]
+            assert isinstance(layer, QuantizedInput)
+            q, bounds[n] = _quantize_input(x[:, lo:lo + step], layer, sat, peaks[n])
+            part[n] = (q.to(dev), dict(sat.counts))
+        chunk = _Chunk(qgraph, want, dev, bounds, cache)
         for unit in units:
             if not unit.cyclic:
                 chunk.node(unit.nodes[0], part)
