@@ -207,6 +207,10 @@ def test_input_quantization_equals_the_golden_model(bits):
         gold_sat, sat = fx.SaturationCounter(), fx.SaturationCounter()
         gold = quantize_input(x, layer, gold_sat)
         q, bound = _quantize_input(torch.from_numpy(x), layer, sat)
+        # a chunk of samples, read where it lies: the golden model's integers for them
+        part, _ = _quantize_input(torch.from_numpy(x), layer, fx.SaturationCounter(),
+                                  None, 1, 3)
+        np.testing.assert_array_equal(part.to(torch.int64).numpy(), gold[:, 1:3])
         assert q.dtype == (torch.float32 if bits <= 24 else torch.float64 if bits <= 53
                            else torch.int64)
         np.testing.assert_array_equal(q.to(torch.int64).numpy(), gold)
@@ -215,3 +219,33 @@ def test_input_quantization_equals_the_golden_model(bits):
     for bad in (np.nan, np.inf):
         with pytest.raises(InputError, match="'input'.*NaN or inf"):
             _quantize_input(torch.full((2, 1, 3), bad), layer, fx.SaturationCounter())
+
+
+def test_aligned_sums_in_float_equal_int64():
+    """A neuron summing inputs of different formats (a residual edge): aligned in float
+    (left shifts as products, rounding right shifts as floors) where every step is exact,
+    float64 where float32's 2^24 would round, int64 where even float64's would."""
+    from types import SimpleNamespace
+
+    from nirbridge.quantize.emulator import _align, _Chunk
+
+    rng = np.random.default_rng(9)
+    spikes = rng.integers(0, 2, (5, 3, 7))
+    cases = [(1 << 12, torch.float32, 10, torch.float32),  # right shift by 2, float32
+             ((1 << 23) - 1, torch.float32, 4, torch.float64),  # << 4 passes 2^24
+             (1 << 50, torch.float64, 4, None)]  # << 4 passes 2^53: int64
+    for big, dtype, frac, want_dtype in cases:
+        graded = rng.integers(-big, big, (5, 3, 7))
+        graded[0, 0, :4] = [2, -2, 6, -6]  # ties of a rounding right shift by 2
+        q = SimpleNamespace(graph=SimpleNamespace(nodes={}), preds={"n": ["s", "g"]})
+        chunk = _Chunk(q, set(), torch.device("cpu"), {"s": 1.0, "g": float(big)}, {})
+        chunk.values = {"s": (torch.from_numpy(spikes).float(), 6),
+                        "g": (torch.from_numpy(graded).to(dtype), frac)}
+        want = (_align(torch.from_numpy(spikes), 6, 8)
+                + _align(torch.from_numpy(graded), frac, 8))
+        got = chunk._float_sum("n", 8)
+        if want_dtype is None:
+            assert got is None
+            got = chunk._sum("n", 8)
+        assert got.dtype == (want_dtype or torch.int64)
+        np.testing.assert_array_equal(got.to(torch.int64).numpy(), want.numpy())

@@ -332,24 +332,28 @@ def _delay(x: torch.Tensor, steps: np.ndarray) -> torch.Tensor:
 
 
 def _quantize_input(x: torch.Tensor, layer: QuantizedInput, sat: fx.SaturationCounter,
-                    peak: float | None = None) -> tuple[torch.Tensor, float]:
-    """As :func:`nirbridge.quantize.quantize_input`: round half up in float64, saturate.
-    Also returns a bound on the integers' magnitude (for :func:`_exact`). ``peak``:
-    ``max|x|`` of the whole input ``x`` is a chunk of (:func:`input_peak`), else measured.
+                    peak: float | None = None, lo: int = 0, hi: int | None = None
+                    ) -> tuple[torch.Tensor, float]:
+    """As :func:`nirbridge.quantize.quantize_input` on samples ``lo:hi`` of ``x``: round
+    half up in float64, saturate. Also returns a bound on the integers' magnitude (for
+    :func:`_exact`). ``peak``: ``max|x|`` of the whole input (:func:`input_peak`), else
+    measured.
 
     The integers stay in a float that holds every one of them (``|q| ≤ lim``): float32
     where ``lim < 2^24``, float64 where ``lim < 2^53`` (one compiled pass, no int64 copy:
     the synapses take them as they are); int64 beyond."""
     lim = fx.sat_limit(layer.bits)
     dtype = np.float32 if lim < 2 ** 24 else np.float64 if lim < 2 ** 53 else None
+    hi = x.shape[1] if hi is None else min(hi, x.shape[1])
     if peak is None:
         peak = input_peak(x, layer.name)
     if dtype is not None:
-        q, n_sat, top = quantize_float(x.cpu().numpy(), layer.frac_bits, lim, dtype,
+        arr = np.ascontiguousarray(x.cpu().numpy(), dtype=np.float64)  # run_emulated's: as is
+        q, n_sat, top = quantize_float(arr, lo, hi, layer.frac_bits, lim, dtype,
                                        layer.name, peak)
         sat.add("input", n_sat)
         return torch.from_numpy(q), float(top)
-    x = x.to(torch.float64)
+    x = x[:, lo:hi].to(torch.float64)
     scaled = x * 2.0 ** layer.frac_bits  # a fresh tensor: round it in place
     # clipped in float first, as the golden model (no float beyond int64 is converted)
     q = scaled.add_(0.5).floor_().clamp_(-lim - 1, lim + 1).to(torch.int64)
@@ -576,9 +580,11 @@ def _host(x: torch.Tensor | None) -> np.ndarray | None:
 
 
 def _as_tensor(x: Any) -> torch.Tensor:
+    """A real input as a contiguous float64 host tensor (no copy where it is one already):
+    it is quantized on the host, chunk by chunk (:func:`quantize_float`)."""
     if isinstance(x, torch.Tensor):
-        return x.detach()
-    return torch.from_numpy(np.asarray(x, dtype=np.float64))
+        return x.detach().to("cpu", torch.float64).contiguous()
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
 
 
 def run_emulated(qgraph: QuantizedGraph, inputs: Any, *,
@@ -637,7 +643,7 @@ def run_emulated(qgraph: QuantizedGraph, inputs: Any, *,
             sat = fx.SaturationCounter()
             layer = qgraph.layers[n]
             assert isinstance(layer, QuantizedInput)
-            q, bounds[n] = _quantize_input(x[:, lo:lo + step], layer, sat, peaks[n])
+            q, bounds[n] = _quantize_input(x, layer, sat, peaks[n], lo, lo + step)
             part[n] = (q.to(dev), dict(sat.counts))
         chunk = _Chunk(qgraph, want, dev, bounds, cache)
         for unit in units:
