@@ -250,6 +250,32 @@ def per_neuron(value: Any, shape: tuple[int, ...]) -> IntArray:
     return np.ascontiguousarray(np.broadcast_to(as_int(value), shape)).reshape(-1)
 
 
+#: Significand bits of the float dtypes a whole-sequence kernel may read and write integers
+#: in: every integer of magnitude below ``2^p`` is exact in them.
+SCAN_FLOAT_BITS = {np.dtype(np.float32): 24, np.dtype(np.float64): 53}
+
+
+def scan_input(a: Any) -> np.ndarray:
+    """A whole-sequence kernel's input as it reads it: contiguous int64, or float32/float64
+    as given (the batched emulator's float synapse output, whose every value is an integer
+    the float holds exactly: the caller proves the bound; the kernel reads it as int64)."""
+    arr = np.asarray(a)
+    if arr.dtype not in SCAN_FLOAT_BITS:
+        arr = arr.astype(np.int64, copy=False)
+    return np.ascontiguousarray(arr)
+
+
+def scan_output(n: tuple[int, ...], dtype: Any, bound: int, node: str) -> np.ndarray:
+    """The output buffer of a whole-sequence kernel in ``dtype`` (int64, or a float of
+    :data:`SCAN_FLOAT_BITS` when every output has magnitude ≤ ``bound`` below its ``2^p``:
+    else refused, never rounded)."""
+    dt = np.dtype(dtype)
+    if dt != np.int64 and (dt not in SCAN_FLOAT_BITS or bound >= 2 ** SCAN_FLOAT_BITS[dt]):
+        raise InvalidParameterError(f"{node}: out_dtype={dt} cannot hold its outputs (up to "
+                                    f"{bound}) exactly; use int64")
+    return np.empty(n, dtype=dt)
+
+
 @lru_cache(maxsize=64)
 def luts(lut_min: float, lut_max: float, step_log2: int, out_frac: int) -> tuple[Lut, Lut]:
     """The tanh and σ tables of a target's LUT grid with ``out_frac`` output bits (built
@@ -373,6 +399,7 @@ __all__ = [
     "LAVA_DECAY_SHIFT",
     "LAVA_STATE_BITS",
     "LAVA_VTH_SHIFT",
+    "SCAN_FLOAT_BITS",
     "Lut",
     "NeuronParams",
     "Rounder",
@@ -389,6 +416,8 @@ __all__ = [
     "per_neuron",
     "sat_limit",
     "saturate",
+    "scan_input",
+    "scan_output",
     "shift_floor",
     "shift_round",
     "sigmoid",

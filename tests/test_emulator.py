@@ -17,13 +17,21 @@ import pytest
 import torch
 
 import nirbridge
+from nirbridge import fixed_point as fx
 from nirbridge.backends import get
-from nirbridge.errors import InvalidParameterError
+from nirbridge.errors import InputError, InvalidParameterError
 from nirbridge.examples import DigitsConvSNN
 from nirbridge.neurons import NEURONS
 from nirbridge.quantize import QuantConfig, quantize, run_fixed_point
-from nirbridge.quantize.emulator import int_conv, int_linear, run_emulated
-from nirbridge.quantize.executor import _int_conv
+from nirbridge.quantize.emulator import (
+    _quantize_input,
+    _synapse,
+    int_conv,
+    int_linear,
+    run_emulated,
+)
+from nirbridge.quantize.executor import _int_conv, quantize_input
+from nirbridge.quantize.graph import QuantizedInput, QuantizedSynapse
 
 sys.path.insert(0, str(Path(__file__).parent))
 import example_neuron  # noqa: E402, F401  (registers FloorLIF)
@@ -156,3 +164,88 @@ def test_cuda_equals_the_golden_model():
     q = quantize(graph, QuantConfig.from_profile("loihi2", input_frac_bits=8))
     gold_out, gold = run_fixed_point(q, x)
     _assert_equal_runs(gold_out, gold, run_emulated(q, x, record=True, device="cuda"))
+
+
+@pytest.mark.parametrize("w_exp", [-40, -3, 0, 2, 30])
+@pytest.mark.parametrize("x_dtype", [torch.float32, torch.float64, torch.int64])
+def test_weighted_layers_in_float_equal_int64(w_exp, x_dtype):
+    """A weighted layer's shift and bias done in the kernel's float (where the bound holds)
+    or in int64 (where it does not: w_exp = 30 passes 2^53 in float64): either way the
+    integers of int64 arithmetic, ``shift_floor(x ⊛ mant, w_exp) + bias``."""
+    rng = np.random.default_rng([w_exp + 50, x_dtype.itemsize])
+    cases = [(nir.Affine(np.zeros((6, 9)), np.zeros(6)), rng.integers(-127, 128, (6, 9)),
+              rng.integers(-50, 50, (4, 3, 9)), rng.integers(-999, 999, 6)),
+             (nir.Conv2d(None, np.zeros((4, 2, 3, 3)), 1, 1, 1, 1, np.zeros(4)),
+              rng.integers(-127, 128, (4, 2, 3, 3)), rng.integers(-50, 50, (4, 3, 2, 5, 5)),
+              rng.integers(-999, 999, (4, 5, 5)))]
+    for node, mant, x, bias in cases:
+        conv = mant.ndim == 4
+        layer = QuantizedSynapse("syn", "Affine", mant, w_exp, 0, 0, 0, "lif",
+                                 stride=(1, 1) if conv else (), padding=(1, 1) if conv else (),
+                                 dilation=(1, 1) if conv else (), bias=bias)
+        if conv:
+            prod = _int_conv(x.reshape(-1, *x.shape[2:]), layer).reshape(4, 3, 4, 5, 5)
+        else:
+            prod = x @ mant.T
+        want = (prod << w_exp if w_exp >= 0 else prod >> -w_exp) + bias
+        y, bound = _synapse(node, layer, torch.from_numpy(x).to(x_dtype), None, {})
+        assert (y.dtype == torch.int64) == (w_exp == 30)
+        np.testing.assert_array_equal(y.to(torch.int64).numpy(), want)
+        assert float(np.abs(want).max()) <= bound
+
+
+@pytest.mark.parametrize("bits", [8, 16, 40, 60])
+def test_input_quantization_equals_the_golden_model(bits):
+    """Rounding half up and saturation, in float (float32 below 2^24, float64 below 2^53)
+    or int64: the golden model's integers and counts, NaN and inf refused."""
+    rng = np.random.default_rng(bits)
+    layer = QuantizedInput("input", 6, bits)
+    lim = (1 << (bits - 1)) - 1
+    for x in (np.round(rng.normal(0, 4, (5, 3, 7)) * 128) / 128,  # ties: k + 1/2 at 2^6
+              rng.normal(0, lim * 2.0 ** -6 * 1.5, (5, 3, 7)),  # saturates
+              np.array([1e300, -1e300, 2.0 ** 70, -0.0, 0.5 / 64]).reshape(1, 1, 5)):
+        gold_sat, sat = fx.SaturationCounter(), fx.SaturationCounter()
+        gold = quantize_input(x, layer, gold_sat)
+        q, bound = _quantize_input(torch.from_numpy(x), layer, sat)
+        # a chunk of samples, read where it lies: the golden model's integers for them
+        part, _ = _quantize_input(torch.from_numpy(x), layer, fx.SaturationCounter(),
+                                  None, 1, 3)
+        np.testing.assert_array_equal(part.to(torch.int64).numpy(), gold[:, 1:3])
+        assert q.dtype == (torch.float32 if bits <= 24 else torch.float64 if bits <= 53
+                           else torch.int64)
+        np.testing.assert_array_equal(q.to(torch.int64).numpy(), gold)
+        assert sat.counts == gold_sat.counts
+        assert np.abs(gold).max() <= bound
+    for bad in (np.nan, np.inf):
+        with pytest.raises(InputError, match="'input'.*NaN or inf"):
+            _quantize_input(torch.full((2, 1, 3), bad), layer, fx.SaturationCounter())
+
+
+def test_aligned_sums_in_float_equal_int64():
+    """A neuron summing inputs of different formats (a residual edge): aligned in float
+    (left shifts as products, rounding right shifts as floors) where every step is exact,
+    float64 where float32's 2^24 would round, int64 where even float64's would."""
+    from types import SimpleNamespace
+
+    from nirbridge.quantize.emulator import _align, _Chunk
+
+    rng = np.random.default_rng(9)
+    spikes = rng.integers(0, 2, (5, 3, 7))
+    cases = [(1 << 12, torch.float32, 10, torch.float32),  # right shift by 2, float32
+             ((1 << 23) - 1, torch.float32, 4, torch.float64),  # << 4 passes 2^24
+             (1 << 50, torch.float64, 4, None)]  # << 4 passes 2^53: int64
+    for big, dtype, frac, want_dtype in cases:
+        graded = rng.integers(-big, big, (5, 3, 7))
+        graded[0, 0, :4] = [2, -2, 6, -6]  # ties of a rounding right shift by 2
+        q = SimpleNamespace(graph=SimpleNamespace(nodes={}), preds={"n": ["s", "g"]})
+        chunk = _Chunk(q, set(), torch.device("cpu"), {"s": 1.0, "g": float(big)}, {})
+        chunk.values = {"s": (torch.from_numpy(spikes).float(), 6),
+                        "g": (torch.from_numpy(graded).to(dtype), frac)}
+        want = (_align(torch.from_numpy(spikes), 6, 8)
+                + _align(torch.from_numpy(graded), frac, 8))
+        got = chunk._float_sum("n", 8)
+        if want_dtype is None:
+            assert got is None
+            got = chunk._sum("n", 8)
+        assert got.dtype == (want_dtype or torch.int64)
+        np.testing.assert_array_equal(got.to(torch.int64).numpy(), want.numpy())

@@ -132,3 +132,44 @@ def test_empty_sequence_and_bad_settings():
     lava.compare = "=="
     with pytest.raises(InvalidParameterError, match="compare"):
         LAVA_LIF_MODEL.scan(a, lava.initial_state(BATCH, SHAPE), lava, sat, False)
+
+
+@pytest.mark.parametrize("kind", sorted(PARAMS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scan_reads_float_integers_and_writes_float_spikes(kind, dtype):
+    """The emulator's float synapse output (integers a float holds exactly) read as it is,
+    and spikes written as float32: the same integers as the int64 scan."""
+    model = dict(_models())[kind]
+    rng = np.random.default_rng([5, np.dtype(dtype).itemsize])
+    for variant in range(4):
+        params = PARAMS[kind](rng, variant)
+        a = rng.integers(-(1 << 23), 1 << 23, (STEPS, BATCH, *SHAPE))
+        state0 = params.initial_state(BATCH, SHAPE)
+        sat, sat_f = fx.SaturationCounter(), fx.SaturationCounter()
+        gold, gold_state, gold_trace = model.scan(a, state0, params, sat, True)
+        out, state, trace = model.scan(a.astype(dtype), state0, params, sat_f, True,
+                                       np.float32)
+        assert out.dtype == np.float32
+        np.testing.assert_array_equal(out.astype(np.int64), gold)
+        for f in model.state_fields:
+            np.testing.assert_array_equal(getattr(state, f), getattr(gold_state, f))
+            np.testing.assert_array_equal(trace[f], gold_trace[f])
+        assert sat_f.counts == sat.counts
+
+
+def test_scan_refuses_an_output_dtype_that_would_round():
+    rng = np.random.default_rng(8)
+    graded = _lava_params(rng, 3)  # vth None: the output is v, up to 2^(state_bits-1)
+    a = rng.integers(-100, 100, (STEPS, BATCH, *SHAPE))
+    out, _, _ = LAVA_LIF_MODEL.scan(a, graded.initial_state(BATCH, SHAPE), graded, None,
+                                    False, np.float32)  # 24-bit state: float32 holds it
+    gold, _, _ = LAVA_LIF_MODEL.scan(a, graded.initial_state(BATCH, SHAPE), graded)
+    np.testing.assert_array_equal(out.astype(np.int64), gold)
+    graded.state_bits = 32
+    with pytest.raises(InvalidParameterError, match="out_dtype"):
+        LAVA_LIF_MODEL.scan(a, graded.initial_state(BATCH, SHAPE), graded, None, False,
+                            np.float32)
+    spiking = _linear_params(rng, 0)
+    with pytest.raises(InvalidParameterError, match="out_dtype"):
+        LINEAR_LIF_MODEL.scan(a, spiking.initial_state(BATCH, SHAPE), spiking, None, False,
+                              np.float16)

@@ -35,12 +35,15 @@ InitState = Callable[[nir.NIRNode, torch.Tensor], Any]
 Lossy = Callable[[Any, float, dict[str, Any]], tuple[nir.NIRNode, str]]
 
 
-#: ``scan(a_in, state, params, sat, trace) -> (out, final_state, traces)``: ``a_in`` int64
-#: ``[T, B, *shape]``, ``state`` the state before step 0 (``[B, *shape]`` per field);
-#: ``out`` ``[T, B, *shape]`` int64; ``traces`` the state after every step by field
-#: (``[T, B, *shape]``) when ``trace`` is true, else ``{}``; ``sat`` gets the counts that
-#: ``T`` calls of ``step`` would have added.
-Scan = Callable[[np.ndarray, Any, Any, Any, bool], tuple[np.ndarray, Any, dict[str, np.ndarray]]]
+#: ``scan(a_in, state, params, sat, trace, out_dtype=np.int64) -> (out, final_state,
+#: traces)``: ``a_in`` integers ``[T, B, *shape]`` (int64, or float32/float64 holding
+#: integers exactly: :func:`nirbridge.fixed_point.scan_input`), ``state`` the state before
+#: step 0 (``[B, *shape]`` per field); ``out`` ``[T, B, *shape]`` in ``out_dtype`` (int64,
+#: or a float that holds every output exactly, e.g. float32 spikes; refused otherwise);
+#: ``traces`` the state after every step by field (``[T, B, *shape]``, int64) when
+#: ``trace`` is true, else ``{}``; ``sat`` gets the counts that ``T`` calls of ``step``
+#: would have added.
+Scan = Callable[..., tuple[np.ndarray, Any, dict[str, np.ndarray]]]
 
 
 @dataclass(frozen=True)

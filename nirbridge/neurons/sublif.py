@@ -96,9 +96,11 @@ def linear_lif_step(a_in: np.ndarray, state: IntLIFState, p: LinearLIFParams,
 
 
 @cache
-def _scan_kernel():
-    """The compiled loop of :func:`linear_lif_scan` (numba, compiled at its first call,
-    about a second, once per process: no cache file is written)."""
+def _scan_kernel(ge: bool, hard: bool, use_gain: bool, trace: bool):
+    """The compiled loop of :func:`linear_lif_scan` for one setting of its flags (numba,
+    compiled at its first call with them, about a second, once per process: no cache file
+    is written; the flags are compile-time constants, so their branches vanish from the
+    loop over neurons)."""
     import numba
 
     def round_shift(p, n):  # fx.shift_round on one int64
@@ -108,7 +110,7 @@ def _scan_kernel():
 
     @numba.njit(cache=False, nogil=True)
     def kernel(a, v, decay, bias, theta, v_reset, gain, act_shift, state_bits, decay_bits,
-               gain_frac, ge, hard, use_gain, trace, out, v_tr, counts):
+               gain_frac, out, v_tr, counts):
         n_t, n_b, n_p = a.shape
         lim = (np.int64(1) << (state_bits - 1)) - 1
         n_x = np.int64(0)
@@ -116,7 +118,7 @@ def _scan_kernel():
         for t in range(n_t):
             for b in range(n_b):
                 for k in range(n_p):
-                    x = a[t, b, k] << act_shift
+                    x = np.int64(a[t, b, k]) << act_shift  # a float a holds integers
                     if use_gain:
                         x = round_shift(x * gain[k], gain_frac)
                     x = x + bias[k]
@@ -156,12 +158,13 @@ def _scan_kernel():
 
 
 def linear_lif_scan(a_in: np.ndarray, state: IntLIFState, p: LinearLIFParams,
-                    sat: fx.SaturationCounter | None = None, trace: bool = False
+                    sat: fx.SaturationCounter | None = None, trace: bool = False,
+                    out_dtype: Any = np.int64
                     ) -> tuple[np.ndarray, IntLIFState, dict[str, np.ndarray]]:
     """:func:`linear_lif_step` over a whole sequence ``a_in`` ``[T, B, *shape]`` in one
     compiled loop (see :data:`~nirbridge.neurons.Scan`): the same spikes, final and
     per-step ``v`` and saturation counts (``x``, ``v``) as ``T`` steps."""
-    a = np.asarray(a_in, dtype=np.int64)
+    a = fx.scan_input(a_in)
     n_t, n_b, shape = a.shape[0], a.shape[1], tuple(a.shape[2:])
     n_p = int(np.prod(shape, dtype=np.int64))
     if n_t and p.compare not in fx.COMPARES:
@@ -170,15 +173,16 @@ def linear_lif_scan(a_in: np.ndarray, state: IntLIFState, p: LinearLIFParams,
     if n_t and p.reset not in ("hard", "soft", "subtract"):
         raise InvalidParameterError(f"reset={p.reset!r} is unknown; use 'hard' or 'soft'")
     v = np.array(np.broadcast_to(fx.as_int(state.v), (n_b, *shape))).reshape(n_b, n_p)
-    out = np.empty((n_t, n_b, n_p), dtype=np.int64)
+    out = fx.scan_output((n_t, n_b, n_p), out_dtype, 1, "linear LIF")  # spikes
     v_tr = np.empty((n_t if trace else 0, n_b, n_p), dtype=np.int64)
     counts = np.zeros(2, dtype=np.int64)
-    _scan_kernel()(np.ascontiguousarray(a).reshape(n_t, n_b, n_p), v,
-                   fx.per_neuron(p.decay, shape), fx.per_neuron(p.bias, shape),
-                   fx.per_neuron(p.theta, shape), fx.per_neuron(p.v_reset, shape),
-                   fx.per_neuron(1 if p.in_gain is None else p.in_gain, shape),
-                   p.act_shift, p.state_bits, p.decay_bits, p.gain_frac, p.compare == ">=",
-                   p.reset == "hard", p.in_gain is not None, trace, out, v_tr, counts)
+    kernel = _scan_kernel(p.compare == ">=", p.reset == "hard", p.in_gain is not None,
+                          bool(trace))
+    kernel(a.reshape(n_t, n_b, n_p), v, fx.per_neuron(p.decay, shape),
+           fx.per_neuron(p.bias, shape), fx.per_neuron(p.theta, shape),
+           fx.per_neuron(p.v_reset, shape),
+           fx.per_neuron(1 if p.in_gain is None else p.in_gain, shape), p.act_shift,
+           p.state_bits, p.decay_bits, p.gain_frac, out, v_tr, counts)
     if sat is not None and n_t:
         sat.add("x", int(counts[0]))
         sat.add("v", int(counts[1]))

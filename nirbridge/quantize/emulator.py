@@ -32,6 +32,7 @@ from nirbridge.geometry import pool_geometry_of
 from nirbridge.graph import delay_steps, schedule
 from nirbridge.neurons import NEURONS
 from nirbridge.quantize.chains import _tname
+from nirbridge.quantize.emu_kernels import input_peak, quantize_float
 from nirbridge.quantize.executor import FixedPointRecord, _Run
 from nirbridge.quantize.graph import (
     QuantizedGraph,
@@ -50,9 +51,10 @@ _MANTISSA = {torch.float32: 24, torch.float64: 53}
 
 #: Steps·samples per chunk when ``batch_size="auto"`` (the default): ``max(1, CHUNK_ROWS //
 #: T)`` samples. A chunk's activations then stay in cache between a layer's kernel and its
-#: neurons (measured on the digits conv net at T = 100: 8 samples a chunk ran 2.3x faster
-#: than 32; at T = 20, 32 samples as fast as 16), and the kernels still see big matrices.
-CHUNK_ROWS = 800
+#: neurons, and the kernels still see big matrices (measured with float values between
+#: layers, 1 thread: digits conv net at T = 20, B = 256, 40/64/128/256 samples a chunk:
+#: 44/42/42/70 ms; at T = 100, B = 32, 8/16 samples: 28/25 ms; the MLP alike, 5-10 %).
+CHUNK_ROWS = 1600
 #: The default ``batch_size``: chunks of about :data:`CHUNK_ROWS` steps·samples.
 DEFAULT_BATCH_SIZE = "auto"
 
@@ -115,22 +117,43 @@ def _exact(op, x: torch.Tensor, w_l1: float, w: np.ndarray, x_bound: float | Non
 
     ``x_bound``: a known bound on ``max|x|`` (e.g. 1 for binary spikes), which spares the
     pass that measures it; ``cache``: a run's weights already converted, by dtype."""
+    y, _ = _exact_any(op, x, w_l1, w, x_bound, cache)
+    return _int(y)
+
+
+def _xmax(x: torch.Tensor, x_bound: float | None) -> float:
     if x_bound is not None:
-        xmax = float(x_bound)
-    elif x.numel():
-        lo, hi = torch.aminmax(x)
-        xmax = float(max(-int(lo), int(hi)))
-    else:
-        xmax = 0.0
-    dtype = _float_dtype(x.device, xmax * w_l1)
+        return float(x_bound)
+    if not x.numel():
+        return 0.0
+    lo, hi = torch.aminmax(x)
+    return float(max(-float(lo), float(hi)))
+
+
+def _as_kernel(w: np.ndarray, dtype: torch.dtype, device: torch.device,
+               cache: dict | None) -> torch.Tensor:
+    """Integer array ``w`` in the kernel's ``dtype`` (exact: the caller bounds it), made
+    once per run with ``cache``."""
+    key = (id(w), dtype, device)
+    wt = None if cache is None else cache.get(key)
+    if wt is None:
+        wt = torch.as_tensor(w, dtype=dtype, device=device)
+        if cache is not None:
+            cache[key] = wt
+    return wt
+
+
+def _exact_any(op, x: torch.Tensor, w_l1: float, w: np.ndarray, x_bound: float | None,
+               cache: dict | None) -> tuple[torch.Tensor, float]:
+    """:func:`_exact`, but the result stays in the float kernel's dtype where one is exact
+    (every value an integer the float holds: the bound of :func:`_exact`); int64 from the
+    limb path. Also returns the bound ``max|x| · w_l1`` on its magnitude."""
+    xmax = _xmax(x, x_bound)
+    bound = xmax * w_l1
+    dtype = _float_dtype(x.device, bound)
     if dtype is not None:
-        key = (id(w), dtype, x.device)
-        wt = None if cache is None else cache.get(key)
-        if wt is None:
-            wt = torch.as_tensor(w, dtype=dtype, device=x.device)
-            if cache is not None:
-                cache[key] = wt
-        return op(x.to(dtype), wt).to(torch.int64)
+        return op(x.to(dtype), _as_kernel(w, dtype, x.device, cache)), bound
+    x = _int(x)
     bits = int(np.floor(np.log2(2.0 ** 52 / max(w_l1, 1.0))))
     if bits < 1:
         raise QuantizationError(f"weights with row L1 norm {w_l1:g} leave no exact float64 "
@@ -141,7 +164,12 @@ def _exact(op, x: torch.Tensor, w_l1: float, w: np.ndarray, x_bound: float | Non
         y = op(limb.to(torch.float64), wt).to(torch.int64) << shift
         total = y if total is None else total + y
     assert total is not None
-    return total
+    return total, bound
+
+
+def _int(x: torch.Tensor) -> torch.Tensor:
+    """A value as int64 (a float value holds integers exactly: no rounding)."""
+    return x if x.dtype == torch.int64 else x.to(torch.int64)
 
 
 def _l1(mant: np.ndarray, cache: dict | None) -> float:
@@ -201,38 +229,94 @@ def _align(x: torch.Tensor, frm: int, to: int) -> torch.Tensor:
     return (x + (1 << (n - 1))) >> n
 
 
-def _apply(node: nir.NIRNode, layer: Any, x: torch.Tensor, x_bound: float | None = None,
-           cache: dict | None = None) -> torch.Tensor:
-    """A stateless node on int64 ``[T, B, ...]`` (``x_bound``, ``cache``: see
-    :func:`_exact`)."""
+def _synapse(node: nir.NIRNode, layer: QuantizedSynapse, x: torch.Tensor,
+             x_bound: float | None, cache: dict) -> tuple[torch.Tensor, float]:
+    """A weighted layer on integers ``[T, B, ...]`` (int64 or a float holding integers):
+    ``(x ⊛ mant) << w_exp + bias``, and a bound on its magnitude.
+
+    The result stays in the float kernel's dtype where that is exact: the kernel's output
+    is exact (:func:`_exact`) and below ``bound``; a shift by ``w_exp`` is a product by
+    ``2^w_exp`` (exact in float; a right shift is then ``floor``, as int64's arithmetic
+    ``>>``: ``w_exp ≥ −100`` keeps every non-zero value a normal float); the bias adds
+    integers. Every intermediate value is an integer of magnitude at most ``bound ·
+    2^max(w_exp, 0) + 1 + max|bias|``: where that is below the float's ``2^p``, no step
+    rounds. Otherwise the kernel's output goes to int64 and the same ops run there."""
     t, b = x.shape[:2]
-    if isinstance(layer, QuantizedSynapse):
-        # the kernels fold [T, B] inside, after their float conversion: x may be a strided
-        # chunk of the input, and converting it first makes one contiguous copy, not two
-        if isinstance(node, (nir.Affine, nir.Linear)):
-            y = _exact(lambda a, w: a.reshape(t * b, -1) @ w.T, x, _l1(layer.mant, cache),
-                       layer.mant, x_bound, cache).reshape(t, b, -1)
-        else:
-            y = int_conv(x, layer.mant, stride=layer.stride, padding=layer.padding,
-                         dilation=layer.dilation, groups=layer.groups, x_bound=x_bound,
-                         cache=cache, fold=2)
-            y = y.reshape(t, b, *y.shape[1:])
-        # y is the kernel's own fresh tensor: shift and add in place (no copies)
-        if layer.w_exp > 0:
-            y <<= layer.w_exp
-        elif layer.w_exp < 0:
-            y >>= -layer.w_exp
+    w_l1 = _l1(layer.mant, cache)
+    # the kernels fold [T, B] inside, after their float conversion: x may be a strided
+    # chunk of the input, and converting it first makes one contiguous copy, not two
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        y, bound = _exact_any(lambda a, w: a.reshape(t * b, -1) @ w.T, x, w_l1, layer.mant,
+                              x_bound, cache)
+        y = y.reshape(t, b, -1)
+    else:
+        nd = layer.mant.ndim - 2
+        conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}.get(nd)
+        if conv is None:
+            raise QuantizationError(f"no integer convolution in {nd} dimensions")
+
+        def op(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            return conv(a.reshape(-1, *a.shape[2:]), w, stride=tuple(layer.stride),
+                        padding=tuple(layer.padding), dilation=tuple(layer.dilation),
+                        groups=layer.groups)
+
+        y, bound = _exact_any(op, x, w_l1, layer.mant, x_bound, cache)
+        y = y.reshape(t, b, *y.shape[1:])
+    bias_max = _bias_max(layer.bias, cache)
+    post = bound * 2.0 ** max(layer.w_exp, 0) + 1.0 + bias_max
+    # y is the kernel's own fresh tensor: shift and add in place (no copies)
+    if y.dtype in _MANTISSA and post < 2.0 ** _MANTISSA[y.dtype] and layer.w_exp >= -100:
+        if layer.w_exp:
+            y.mul_(2.0 ** layer.w_exp)
+            if layer.w_exp < 0:
+                y.floor_()
         if layer.bias is not None:
-            y += torch.as_tensor(layer.bias, device=y.device)
-        return y
+            y += _as_kernel(layer.bias, y.dtype, y.device, cache)
+        return y, post
+    y = _int(y)
+    if layer.w_exp > 0:
+        y <<= layer.w_exp
+    elif layer.w_exp < 0:
+        y >>= -layer.w_exp
+    if layer.bias is not None:
+        y += _as_kernel(layer.bias, torch.int64, y.device, cache)
+    return y, post
+
+
+def _bias_max(bias: np.ndarray | None, cache: dict) -> float:
+    if bias is None:
+        return 0.0
+    key = ("bmax", id(bias))
+    if key not in cache:
+        cache[key] = float(np.max(np.abs(bias), initial=0))
+    return cache[key]
+
+
+def _apply(name: str, node: nir.NIRNode, x: torch.Tensor, x_bound: float | None,
+           cache: dict) -> tuple[torch.Tensor, float | None]:
+    """A stateless unweighted node on integers ``[T, B, ...]`` (int64 or a float holding
+    integers), and a bound on its output's magnitude where one is known."""
+    t, b = x.shape[:2]
     if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-        y = int_sumpool(x.reshape(t * b, *x.shape[2:]), node)
-        return y.reshape(t, b, *y.shape[1:])
+        key = ("pool", name)
+        if key not in cache:
+            k, st, pd = pool_geometry_of(node)
+            cache[key] = (np.ones((x.shape[2], 1, *k), dtype=np.int64), tuple(st), tuple(pd))
+        ones, st, pd = cache[key]
+        conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[ones.ndim - 2]
+
+        def op(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            return conv(a.reshape(-1, *a.shape[2:]), w, stride=st, padding=pd,
+                        groups=ones.shape[0])
+
+        # a sum of prod(k) values: exact in float like any integer kernel (_exact)
+        y, bound = _exact_any(op, x, float(ones[0].size), ones, x_bound, cache)
+        return y.reshape(t, b, *y.shape[1:]), bound
     if isinstance(node, nir.Flatten):
         ndim = x.ndim - 2
         start = int(node.start_dim) % ndim + 2
         end = int(node.end_dim) % ndim + 2
-        return x.reshape(*x.shape[:start], -1, *x.shape[end + 1:])
+        return x.reshape(*x.shape[:start], -1, *x.shape[end + 1:]), x_bound
     raise QuantizationError(f"node type {_tname(node)} has no integer semantics")
 
 
@@ -247,22 +331,32 @@ def _delay(x: torch.Tensor, steps: np.ndarray) -> torch.Tensor:
     return y
 
 
-def _quantize_input(x: torch.Tensor, layer: QuantizedInput, sat: fx.SaturationCounter
+def _quantize_input(x: torch.Tensor, layer: QuantizedInput, sat: fx.SaturationCounter,
+                    peak: float | None = None, lo: int = 0, hi: int | None = None
                     ) -> tuple[torch.Tensor, float]:
-    """As :func:`nirbridge.quantize.quantize_input`: round half up in float64, saturate.
-    Also returns a bound on the integers' magnitude (for :func:`_exact`)."""
-    x = x.to(torch.float64)
+    """As :func:`nirbridge.quantize.quantize_input` on samples ``lo:hi`` of ``x``: round
+    half up in float64, saturate. Also returns a bound on the integers' magnitude (for
+    :func:`_exact`). ``peak``: ``max|x|`` of the whole input (:func:`input_peak`), else
+    measured.
+
+    The integers stay in a float that holds every one of them (``|q| ≤ lim``): float32
+    where ``lim < 2^24``, float64 where ``lim < 2^53`` (one compiled pass, no int64 copy:
+    the synapses take them as they are); int64 beyond."""
     lim = fx.sat_limit(layer.bits)
-    # one reduction both finds NaN/inf (min and max propagate NaN) and bounds the integers
-    if x.numel():
-        lo, hi = torch.aminmax(x)
-        peak = max(-float(lo), float(hi))
-    else:
-        peak = 0.0
-    if not np.isfinite(peak):
-        raise InputError(f"input for node '{layer.name}' contains NaN or inf")
+    dtype = np.float32 if lim < 2 ** 24 else np.float64 if lim < 2 ** 53 else None
+    hi = x.shape[1] if hi is None else min(hi, x.shape[1])
+    if peak is None:
+        peak = input_peak(x, layer.name)
+    if dtype is not None:
+        arr = np.ascontiguousarray(x.cpu().numpy(), dtype=np.float64)  # run_emulated's: as is
+        q, n_sat, top = quantize_float(arr, lo, hi, layer.frac_bits, lim, dtype,
+                                       layer.name, peak)
+        sat.add("input", n_sat)
+        return torch.from_numpy(q), float(top)
+    x = x[:, lo:hi].to(torch.float64)
     scaled = x * 2.0 ** layer.frac_bits  # a fresh tensor: round it in place
-    q = scaled.add_(0.5).floor_().to(torch.int64)
+    # clipped in float first, as the golden model (no float beyond int64 is converted)
+    q = scaled.add_(0.5).floor_().clamp_(-lim - 1, lim + 1).to(torch.int64)
     # |floor(x·s + 0.5)| ≤ floor(|x|·s + 0.5) for either sign of x
     top = float(np.floor(peak * 2.0 ** layer.frac_bits + 0.5))
     if top <= lim:
@@ -273,16 +367,20 @@ def _quantize_input(x: torch.Tensor, layer: QuantizedInput, sat: fx.SaturationCo
 
 
 def _neuron(layer: QuantizedNeuron, a_in: torch.Tensor, sat: fx.SaturationCounter,
-            keep_states: bool) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+            keep_states: bool, binary: bool) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """The neuron's integer model over time on the host (numpy, as specified), the whole
     population and batch per call: its whole-sequence ``scan`` where the model has one
-    (one call per layer and chunk), else its ``step`` once per time step."""
-    a = a_in.cpu().numpy()
+    (one call per layer and chunk: it reads a float synapse output as it is, and writes
+    ``binary`` 0/1 spikes as float32, which the next synapse takes without a conversion),
+    else its ``step`` once per time step."""
     model, params = layer.model, layer.params
-    state = params.initial_state(a.shape[1], tuple(a.shape[2:]))
+    shape = tuple(a_in.shape[2:])
+    state = params.initial_state(a_in.shape[1], shape)
     if model.scan is not None:
-        out, _, trace = model.scan(a, state, params, sat, keep_states)
+        out, _, trace = model.scan(a_in.cpu().numpy(), state, params, sat, keep_states,
+                                   np.float32 if binary else np.int64)
         return torch.from_numpy(out).to(a_in.device), trace
+    a = _int(a_in).cpu().numpy()
     out = None
     trace = {}
     for t, xt in enumerate(a):
@@ -307,27 +405,92 @@ class _Chunk:
                  bounds: dict[str, float], cache: dict) -> None:
         self.q = qgraph
         self.bounds = bounds
-        self.cache = cache
+        self.cache = cache  # the run's weights, delays, plans: made by its first chunk
         self.g = qgraph.graph
         self.want = want
         self.device = device
         self.values: dict[str, tuple[torch.Tensor, int]] = {}
         self.records: dict[str, FixedPointRecord] = {}
         self.sats: dict[str, dict[str, int]] = {}
-        self.gold = _Run(qgraph, set())  # format helpers and the cyclic stepper
-        self.delays = {n: delay_steps(v, qgraph.dt, n) for n, v in self.g.nodes.items()
-                       if isinstance(v, nir.Delay)}
+        self._gold: _Run | None = None
+
+    @property
+    def gold(self) -> _Run:
+        """The golden model's stepper for cyclic components (made where one is met)."""
+        if self._gold is None:
+            self._gold = _Run(self.q, set())
+        return self._gold
+
+    def _delays(self, name: str) -> np.ndarray:
+        key = ("delay", name)
+        if key not in self.cache:
+            self.cache[key] = delay_steps(self.g.nodes[name], self.q.dt, name)
+        return self.cache[key]
+
+    def _binary(self, name: str, layer: QuantizedNeuron) -> bool:
+        key = ("binary", name)
+        if key not in self.cache:
+            self.cache[key] = bool(layer.spiking and
+                                   NEURONS[layer.node_type].binary(self.g.nodes[name]))
+        return self.cache[key]
 
     def _sum(self, name: str, frac: int) -> torch.Tensor:
-        total = None
-        for p in self.q.preds[name]:
+        preds = self.q.preds[name]
+        if len(preds) == 1 and self.values[preds[0]][1] == frac:
+            return self.values[preds[0]][0]  # as it is (int64 or a float holding integers)
+        total = self._float_sum(name, frac)
+        if total is not None:
+            return total
+        for p in preds:
             x, f = self.values[p]
-            x = _align(x, f, frac)
+            x = _align(_int(x), f, frac)
             if total is not None and total.shape != x.shape:
                 raise GraphError(f"node '{name}' sums inputs of shapes {tuple(total.shape)} "
                                  f"and {tuple(x.shape)} ('{p}')")
             total = x if total is None else total + x
         assert total is not None
+        return total
+
+    def _float_sum(self, name: str, frac: int) -> torch.Tensor | None:
+        """The aligned sum of ``name``'s inputs (:func:`_align`, then ``+``) in float, where
+        every input is a float with a known bound and every step is exact: a left shift is
+        a product by ``2^n``; a rounding right shift ``(x + 2^(n−1)) >> n`` is
+        ``floor((x + 2^(n−1)) · 2^−n)``; every intermediate is an integer of magnitude at
+        most ``max|x| + 2^(n−1)`` or the sum of the aligned bounds, checked below ``2^p``.
+        None where that does not hold (then int64)."""
+        parts = []
+        dtype = torch.float32
+        total_bound = 0.0
+        inner = 0.0  # the largest x + 2^(n-1) before a right shift
+        for p in self.q.preds[name]:
+            x, f = self.values[p]
+            bound = self.bounds.get(p)
+            if bound is None or x.dtype not in _MANTISSA or f - frac > 100:
+                return None
+            if x.dtype == torch.float64:
+                dtype = torch.float64
+            n = f - frac
+            if n > 0:
+                total_bound += bound * 2.0 ** -n + 1.0
+                inner = max(inner, bound + 2.0 ** (n - 1))
+            else:
+                total_bound += bound * 2.0 ** -n
+            parts.append((p, x, n))
+        if max(total_bound, inner) >= 2.0 ** _MANTISSA[torch.float32]:
+            dtype = torch.float64  # elementwise: no reduced-precision mode applies
+        if max(total_bound, inner) >= 2.0 ** _MANTISSA[dtype]:
+            return None
+        total = None
+        for p, x, n in parts:
+            x = x.to(dtype)
+            if n < 0:
+                x = x * 2.0 ** -n
+            elif n > 0:
+                x = torch.floor((x + 2.0 ** (n - 1)) * 2.0 ** -n)
+            if total is not None and total.shape != x.shape:
+                raise GraphError(f"node '{name}' sums inputs of shapes {tuple(total.shape)} "
+                                 f"and {tuple(x.shape)} ('{p}')")
+            total = x if total is None else total + x  # never in place: x may be a value
         return total
 
     def node(self, name: str, inputs: Mapping[str, tuple[torch.Tensor, dict[str, int]]]
@@ -339,26 +502,26 @@ class _Chunk:
         x_in: torch.Tensor | None = None
         states: dict[str, np.ndarray] = {}
         if isinstance(layer, QuantizedInput):
-            # quantized once per run (run_emulated); this chunk's part and its counts
+            # quantized per chunk (run_emulated): this chunk's integers and counts
             y, counts = inputs[name]
             for f, n in counts.items():
                 sat.add(f, n)
             frac_in, frac_out = None, layer.frac_bits
         elif isinstance(layer, QuantizedNeuron):
             x_in = self._sum(name, layer.in_frac)
-            y, states = _neuron(layer, x_in, sat, keep)
+            binary = self._binary(name, layer)  # the registry's contract: 0/1 spikes
+            y, states = _neuron(layer, x_in, sat, keep, binary)
             frac_in, frac_out = layer.in_frac, layer.out_frac
-            spec = NEURONS[layer.node_type]
-            if layer.spiking and spec.binary(node):  # the registry's contract: 0/1 spikes
+            if binary:
                 self.bounds[name] = 1.0
         elif isinstance(layer, QuantizedThreshold):
-            x_in = self._sum(name, layer.in_frac)
+            x_in = _int(self._sum(name, layer.in_frac))
             y = (x_in > int(layer.threshold)).to(torch.int64) if np.ndim(layer.threshold) == 0 \
                 else (x_in > torch.as_tensor(layer.threshold, device=x_in.device)).to(torch.int64)
             frac_in, frac_out = layer.in_frac, layer.out_frac
             self.bounds[name] = 1.0
         elif isinstance(layer, QuantizedOutput):
-            x_in = self._sum(name, layer.frac_bits)
+            x_in = _int(self._sum(name, layer.frac_bits))
             if layer.bias is not None:
                 x_in = x_in + torch.as_tensor(layer.bias, device=x_in.device)
             y = x_in
@@ -367,24 +530,26 @@ class _Chunk:
             (pred,) = self.q.preds[name]
             x_in, frac_in = self.values[pred]
             bound = self.bounds.get(pred)
+            out_bound: float | None = bound  # a Delay moves values, makes none larger
             if isinstance(node, nir.Delay):
-                y, frac_out = _delay(x_in, self.delays[name]), frac_in
+                y, frac_out = _delay(x_in, self._delays(name)), frac_in
             elif isinstance(layer, QuantizedSynapse):
-                y, frac_out = _apply(node, layer, x_in, bound, self.cache), layer.out_frac
+                y, out_bound = _synapse(node, layer, x_in, bound, self.cache)
+                frac_out = layer.out_frac
             else:
-                y, frac_out = _apply(node, None, x_in, bound, self.cache), frac_in
-            if bound is not None and isinstance(node, nir.Delay | nir.Flatten):
-                self.bounds[name] = bound  # moves values, makes none larger
+                (y, out_bound), frac_out = _apply(name, node, x_in, bound, self.cache), frac_in
+            if out_bound is not None:
+                self.bounds[name] = out_bound
         self.values[name] = (y, frac_out)
         if isinstance(layer, QuantizedInput | QuantizedNeuron):
             self.sats[name] = dict(sat.counts)
         if keep:
-            rec = FixedPointRecord(output=_host(y), states=states,
+            rec = FixedPointRecord(output=_host(_int(y)), states=states,
                                    saturations=dict(sat.counts))
             if isinstance(layer, QuantizedInput):
                 rec.frac_bits = {"output": frac_out}
             else:
-                rec.input = _host(x_in)
+                rec.input = _host(_int(x_in))
                 rec.frac_bits = {"input": frac_in, "output": frac_out}
             if isinstance(layer, QuantizedNeuron):
                 rec.frac_bits.update({f: layer.params.state_frac(f) for f in states})
@@ -398,7 +563,7 @@ class _Chunk:
             for p in self.q.preds[n]:
                 if p not in nodes and p not in gold.values:
                     x, f = self.values[p]
-                    gold.values[p] = (_host(x), f)
+                    gold.values[p] = (_host(_int(x)), f)
         gold.cyclic(nodes, steps, batch)
         for n in nodes:
             y, f = gold.values[n]
@@ -415,9 +580,11 @@ def _host(x: torch.Tensor | None) -> np.ndarray | None:
 
 
 def _as_tensor(x: Any) -> torch.Tensor:
+    """A real input as a contiguous float64 host tensor (no copy where it is one already):
+    it is quantized on the host, chunk by chunk (:func:`quantize_float`)."""
     if isinstance(x, torch.Tensor):
-        return x.detach()
-    return torch.from_numpy(np.asarray(x, dtype=np.float64))
+        return x.detach().to("cpu", torch.float64).contiguous()
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
 
 
 def run_emulated(qgraph: QuantizedGraph, inputs: Any, *,
@@ -464,23 +631,21 @@ def run_emulated(qgraph: QuantizedGraph, inputs: Any, *,
     step = batch if not batch_size else min(batch_size, max(batch, 1))
     want = set(g.nodes) if record is True else set(record or ())
     units = schedule(g)
-    # the inputs are quantized once, on the host; the first chunk carries their counts
-    qin: dict[str, tuple[torch.Tensor, dict[str, int]]] = {}
-    bounds: dict[str, float] = {}  # max|value| where known without a pass over it
     cache: dict = {}  # the weights as the kernels take them, made once per run
-    for n, x in xs.items():
-        sat = fx.SaturationCounter()
-        layer = qgraph.layers[n]
-        assert isinstance(layer, QuantizedInput)
-        q, bound = _quantize_input(x, layer, sat)
-        qin[n] = (q, dict(sat.counts))
-        bounds[n] = bound
+    peaks = {n: input_peak(x, n) for n, x in xs.items()}  # one pass over each input
     chunks: list[_Chunk] = []
     for lo in range(0, max(batch, 1), max(step, 1)):
-        chunk = _Chunk(qgraph, want, dev, dict(bounds), cache)
-        part = {n: (q[:, lo:lo + step].to(dev),
-                    counts if lo == 0 else dict.fromkeys(counts, 0))
-                for n, (q, counts) in qin.items()}
+        # each chunk's inputs quantized on the host straight from their strided view into
+        # a contiguous block (no copy of the whole input), with its own counts and bound
+        part: dict[str, tuple[torch.Tensor, dict[str, int]]] = {}
+        bounds: dict[str, float] = {}  # max|value| where known without a pass over it
+        for n, x in xs.items():
+            sat = fx.SaturationCounter()
+            layer = qgraph.layers[n]
+            assert isinstance(layer, QuantizedInput)
+            q, bounds[n] = _quantize_input(x, layer, sat, peaks[n], lo, lo + step)
+            part[n] = (q.to(dev), dict(sat.counts))
+        chunk = _Chunk(qgraph, want, dev, bounds, cache)
         for unit in units:
             if not unit.cyclic:
                 chunk.node(unit.nodes[0], part)
@@ -499,7 +664,7 @@ def _merge(qgraph: QuantizedGraph, chunks: list[_Chunk]) -> EmulatedRun:
     outs = {}
     for n in qgraph.outputs:
         frac = chunks[0].values[n][1]
-        y = torch.cat([c.values[n][0] for c in chunks], dim=1).cpu().numpy()
+        y = _int(torch.cat([c.values[n][0] for c in chunks], dim=1)).cpu().numpy()
         outs[n] = y.astype(np.float64) * 2.0 ** -frac
     records: dict[str, FixedPointRecord] = {}
     for n, first in chunks[0].records.items():

@@ -133,7 +133,11 @@ def quantize_input(x: Any, layer: QuantizedInput,
     arr = arr.astype(np.float64)
     if not np.all(np.isfinite(arr)):
         raise InputError(f"input for node '{layer.name}' contains NaN or inf")
-    q = np.floor(arr * 2.0 ** layer.frac_bits + 0.5).astype(np.int64)
+    q = np.floor(arr * 2.0 ** layer.frac_bits + 0.5)
+    # clipped in float first: a float beyond int64 has no defined int64 conversion, and one
+    # past the saturation limit is counted the same either way
+    lim = fx.sat_limit(layer.bits) + 1
+    q = np.clip(q, -lim, lim).astype(np.int64)
     return fx.saturate(q, layer.bits, sat, "input")
 
 
