@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as tF
 
 from nirbridge.backends._base import EXACT, Reading, graph_issues
+from nirbridge.backends.blocks import MIN_LINEAR_ROWS, find_chains, run_chain, tensors_of
 from nirbridge.errors import GraphError, InputError, NirbridgeError, UnknownNodeError
 from nirbridge.geometry import conv_geometry_of, pool_geometry_of
 from nirbridge.graph import (
@@ -221,18 +222,6 @@ def check_graph_input(graph: nir.NIRGraph, name: str, x: torch.Tensor) -> torch.
     return x
 
 
-def _tensors(state: Any):
-    """Every tensor in ``state`` (a NamedTuple of tensors, or nested tuples, lists, dicts)."""
-    if torch.is_tensor(state):
-        yield state
-    elif isinstance(state, (tuple, list)):
-        for v in state:
-            yield from _tensors(v)
-    elif isinstance(state, dict):
-        for v in state.values():
-            yield from _tensors(v)
-
-
 def _shares_storage(a: Any, x: torch.Tensor) -> bool:
     return torch.is_tensor(a) and a.untyped_storage().data_ptr() == \
         x.untyped_storage().data_ptr()
@@ -258,7 +247,7 @@ def _run_neuron(runner: tuple[Any, Any], x: torch.Tensor, rec: RunRecord | None,
     for t in range(n):
         y, state = step(x[t], state)
         if donated and (y.shape != x.shape[1:] or y.dtype != x.dtype
-                        or any(_shares_storage(v, x) for v in _tensors(state))):
+                        or any(_shares_storage(v, x) for v in tensors_of(state))):
             donated = False
             if out is not None:  # the steps so far: over x[:t], which nothing else holds
                 out = out[:t].clone().resize_((n, *y.shape))
@@ -331,6 +320,11 @@ class ReferenceExecutor(torch.nn.Module):
         #: values read by one node only (and not an Input's or Output's): that node may
         #: write over them (see :func:`_run_neuron`)
         self._sole: set[str] = {p for p, k in readers.items() if k == 1 and p not in kept}
+        cyclic = {n for u in self.units if u.cyclic for n in u.nodes}
+        nodes = graph.nodes
+        self._chains = find_chains(self.order, self.preds, self._sole, {
+            n for n in self.order if n not in cyclic and isinstance(nodes[n], _SYNAPSES)}, {
+            n for n in self.order if n not in cyclic and is_neuron(nodes[n])})
 
     def _check_input(self, name: str, x: torch.Tensor) -> torch.Tensor:
         return check_graph_input(self.graph, name, x).to(self.dtype)
@@ -366,9 +360,21 @@ class ReferenceExecutor(torch.nn.Module):
         values: dict[str, torch.Tensor] = {}
         records: dict[str, RunRecord] = {}
         ops: dict[str, SynapseOp] = {}
+        # chains run a block of steps at a time where no member is recorded or observed
+        # and the blocks can hold enough samples to give the same bits
+        first = torch.as_tensor(inputs[self.inputs[0]]) if self.inputs[0] in inputs else None
+        rows = first.shape[0] * first.shape[1] if first is not None and first.dim() > 1 else 0
+        chains = {} if observe is not None else {
+            n: c for n, c in self._chains.items()
+            if not want.intersection(c) and rows >= 2 * self._min_rows(c)}
+        skip = {m for c in chains.values() for m in c[1:]}
         for unit, free in zip(self.units, self._free, strict=True):
             if unit.cyclic:
                 self._run_cyclic(unit.nodes, values, records, want, observe)
+            elif unit.nodes[0] in skip:
+                pass
+            elif unit.nodes[0] in chains:
+                self._run_chain(chains[unit.nodes[0]], values, ops)
             else:
                 self._run_unit(unit.nodes[0], inputs, values, records, want, ops, observe)
             for n in free:
@@ -414,6 +420,24 @@ class ReferenceExecutor(torch.nn.Module):
             records[name] = rec
         if observe is not None:
             observe(name, None if donate else x, y)
+
+    def _min_rows(self, chain: tuple[str, ...]) -> int:
+        """Fewest folded samples a block of ``chain`` may have (see
+        :mod:`nirbridge.backends.blocks`)."""
+        linear = any(isinstance(self.graph.nodes[m], (nir.Affine, nir.Linear)) for m in chain)
+        return MIN_LINEAR_ROWS if linear else 2
+
+    def _run_chain(self, chain: tuple[str, ...], values: dict[str, torch.Tensor],
+                   ops: dict[str, SynapseOp]) -> None:
+        """Run ``chain`` a block of time steps at a time
+        (:func:`~nirbridge.backends.blocks.run_chain`): only its last value is kept."""
+        preds, nodes = self.preds[chain[0]], self.graph.nodes
+        x = values[preds[0]]
+        for q in preds[1:]:
+            x = self._add(chain[0], x, preds[0], values[q], q)
+        members = [(m, neuron_runner(nodes[m], self.dt)) for m in chain]
+        values[chain[-1]] = run_chain(members, x, lambda m, v: self._synapse(m, nodes[m], v, ops),
+                                      self._min_rows(chain))
 
     @staticmethod
     def _aliased(x: torch.Tensor, source: str, values: dict[str, torch.Tensor],
