@@ -36,6 +36,8 @@ fi
 # tonic 1.6.0 (recipes' neuromorphic data sets) declares librosa (audio transforms only,
 # never imported by its data sets or ToFrame) and expelliarmus (declared, imported nowhere in
 # 1.6.0): install it without dependencies, plus what `import
-# tonic.datasets` imports (importRosbag; pbr, h5py, scipy and tqdm are already here).
+# tonic.datasets` imports (importRosbag, and requests, which it imports at import time for
+# its downloads although it never declares it; pbr, h5py, scipy and tqdm are already here).
 "$VPY" -m pip install -q --no-deps "tonic==1.6.0" "importRosbag==1.0.4"
+"$VPY" -m pip install -q "requests==2.34.2"
 "$VPY" -c "import nirbridge, lava.magma, lava.lib.dl.netx, norse, snntorch, onnxruntime, spikingjelly.activation_based.neuron, sinabs.layers, distributed, tonic.datasets; print('[setup] environment ready')"
