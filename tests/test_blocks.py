@@ -1,6 +1,6 @@
 """Feed-forward regions run in blocks of time steps (nirbridge.backends.blocks) give the bits
-of the node-by-node run: conv nets (a residual one among them) and MLPs, float32 and float64, several batch sizes and
-block sizes (odd ones included)."""
+of the node-by-node run: conv nets (a residual one among them) and MLPs, float32 and
+float64, several batch sizes and block sizes (odd ones included)."""
 
 from __future__ import annotations
 

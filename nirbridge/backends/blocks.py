@@ -1,12 +1,12 @@
-"""Feed-forward chains of the reference executor run in blocks of time steps.
+"""Feed-forward regions of the reference executor run in blocks of time steps.
 
-A **chain** is a path of nodes on no cycle, each read by the next one only (no record, no
-observer), made of synapses (Affine, Linear, Conv, pooling, Scale, Flatten, Threshold)
-and neurons: ``Affine → LIF → Affine → LIF`` or ``Conv → LIF → SumPool → Conv → LIF``.
-Run node by node, every member's ``[T, B, ...]`` output goes through memory; run a block
-of ``τ`` time steps at a time through the whole chain (neuron states carried from block
-to block), the intermediate values stay in cache. Only the last member's output is
-written in full.
+A **region** is a run of consecutive nodes in execution order on no cycle (no record, no
+observer), made of synapses (Affine, Linear, Conv, pooling, Scale, Flatten, Threshold) and
+neurons; values may fan out and sum inside it (a residual conv net is one region). Run node
+by node, every member's ``[T, B, ...]`` output goes through memory; run a block of ``τ``
+time steps at a time through the whole region (neuron states carried from block to block),
+the intermediate values stay in cache. Only the values read after the region are written
+in full.
 
 The values are the same bits: a neuron steps exactly as before, one time step at a time;
 a synapse computes each sample on its own, so a subset of rows gives the same bits as all
@@ -14,9 +14,9 @@ of them, **within the limits measured** (MKL/oneDNN on x86, 1 thread; see
 ``docs/reference_blocks.md``): a matrix product over fewer rows may take another kernel
 (float64 700→256: every row count below 200 differed in the last bits from the same rows
 within 4096; float32: below 16), and oneDNN's float32 convolution of one sample differs
-from the same sample in a batch. So a block of a chain with a matrix product has at least
+from the same sample in a batch. So a block of a region with a matrix product has at least
 :data:`MIN_LINEAR_ROWS` folded samples (and the whole run as many, else it is not
-blocked), and a block of any chain at least two.
+blocked), and a block of any region at least two.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from typing import Any
 
 import torch
 
-#: Bytes of the largest per-block tensor of a chain aimed at (a block's intermediate
+#: Bytes of the largest per-block tensor of a region aimed at (a block's intermediate
 #: values then stay in the second-level / last-level cache).
 BLOCK_BYTES = 2 << 20
 
-#: Fewest folded samples (time steps × batch) a block of a chain with an Affine or Linear
+#: Fewest folded samples (time steps × batch) a block of a region with an Affine or Linear
 #: node may have: below it MKL may pick another matrix-product kernel (measured: float64
 #: K = 700 differed up to 128 rows, float32 up to 15; 256 rows and more gave the bits of
 #: 2560 and 25 600 rows on every shape tried).
@@ -70,8 +70,8 @@ class _Neuron:
 
     def __call__(self, xb: torch.Tensor, own: bool,
                  dest: torch.Tensor | None = None) -> torch.Tensor:
-        """Steps of block ``xb``: into ``dest`` when given (the chain's output), else over
-        ``xb`` when ``own`` (the chain made it and nothing else reads it) and no state
+        """Steps of block ``xb``: into ``dest`` when given (a full output), else over
+        ``xb`` when ``own`` (the region made it and nothing else reads it) and no state
         holds it, else into a buffer of its own."""
         if self.state is None:
             self.state = self.init(xb[0])
