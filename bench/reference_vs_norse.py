@@ -118,6 +118,16 @@ def baseline_backend(rev: str):
     """The reference backend as it was at git revision ``rev`` (loaded from ``git show``)."""
     src = subprocess.run(["git", "show", f"{rev}:nirbridge/backends/reference.py"], cwd=ROOT,
                          check=True, capture_output=True, text=True).stdout
+    tree = subprocess.run(["git", "ls-tree", "--name-only", rev, "nirbridge/backends/"],
+                          cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    if "nirbridge/backends/blocks.py" in tree.split():  # its blocks.py, not today's
+        blocks = types.ModuleType("_baseline_blocks")
+        blocks.__file__ = f"<{rev}:nirbridge/backends/blocks.py>"
+        sys.modules[blocks.__name__] = blocks
+        exec(compile(subprocess.run(  # noqa: S102 - our own file
+            ["git", "show", f"{rev}:nirbridge/backends/blocks.py"], cwd=ROOT, check=True,
+            capture_output=True, text=True).stdout, blocks.__file__, "exec"), blocks.__dict__)
+        src = src.replace("from nirbridge.backends.blocks import", "from _baseline_blocks import")
     mod = types.ModuleType("_baseline_reference")
     mod.__file__ = f"<{rev}:nirbridge/backends/reference.py>"
     sys.modules[mod.__name__] = mod  # dataclasses look their module up

@@ -1,6 +1,6 @@
-"""Feed-forward chains run in blocks of time steps (nirbridge.backends.blocks) give the bits
-of the node-by-node run: conv nets and MLPs, float32 and float64, several batch sizes and
-block sizes (odd ones included)."""
+"""Feed-forward regions run in blocks of time steps (nirbridge.backends.blocks) give the bits
+of the node-by-node run: conv nets (a residual one among them) and MLPs, float32 and
+float64, several batch sizes and block sizes (odd ones included)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,31 @@ def _conv_net() -> nir.NIRGraph:
                         metadata={"dt": 1e-3}, type_check=False)
 
 
+def _residual_net() -> nir.NIRGraph:
+    """Conv → LIF (s1) → Conv → LIF → Conv, summed with s1 into a LIF → SumPool → Conv:
+    s1 read by two nodes (fan-out), a node summing two inputs, one region."""
+    rng = np.random.default_rng(2)
+
+    def conv(cin: int, cout: int, size: int, k: int = 3, pad: int = 1) -> nir.Conv2d:
+        return nir.Conv2d(input_shape=(size, size), weight=rng.normal(0, 0.6, (cout, cin, k, k)),
+                          stride=1, padding=pad, dilation=1, groups=1,
+                          bias=rng.normal(0, .1, cout))
+
+    nodes = {
+        "input": nir.Input(np.array([1, 6, 6])),
+        "c1": conv(1, 3, 6), "s1": _lif((3, 6, 6), 0.3),
+        "c2": conv(3, 3, 6), "s2": _lif((3, 6, 6), 0.3),
+        "c3": conv(3, 3, 6), "s3": _lif((3, 6, 6), 0.3),
+        "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                              padding=np.array([0, 0])),
+        "head": conv(3, 4, 3, k=3, pad=0),
+        "output": nir.Output(np.array([4, 1, 1])),
+    }
+    edges = [("input", "c1"), ("c1", "s1"), ("s1", "c2"), ("c2", "s2"), ("s2", "c3"),
+             ("c3", "s3"), ("s1", "s3"), ("s3", "pool"), ("pool", "head"), ("head", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": 1e-3}, type_check=False)
+
+
 def _mlp() -> nir.NIRGraph:
     rng = np.random.default_rng(1)
     sizes = [12, 9, 7]
@@ -59,11 +84,11 @@ def _mlp() -> nir.NIRGraph:
 
 def _runs(graph: nir.NIRGraph, x: torch.Tensor, dtype: torch.dtype, monkeypatch):
     ex = ReferenceExecutor(graph, dtype=dtype)
-    assert ex._chains  # the graph has a chain to block
+    assert ex._regions  # the graph has a region to block
     with torch.no_grad():
         blocked = ex(x)
         rec_out, _ = ex(x, record={"output"})  # Output is no chain member: still blocked
-        monkeypatch.setattr(reference, "find_chains", lambda *a, **k: {})
+        monkeypatch.setattr(reference, "find_regions", lambda *a, **k: {})
         plain = ReferenceExecutor(graph, dtype=dtype)(x)
         monkeypatch.undo()
         recorded, records = ex(x, record=True)  # every node recorded: node by node
@@ -73,11 +98,12 @@ def _runs(graph: nir.NIRGraph, x: torch.Tensor, dtype: torch.dtype, monkeypatch)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("batch", [1, 3, 260])
 @pytest.mark.parametrize("block_bytes", [1, 700, 1 << 20])
-def test_blocked_chains_give_the_bits_of_the_node_by_node_run(dtype, batch, block_bytes,
+def test_blocked_regions_give_the_bits_of_the_node_by_node_run(dtype, batch, block_bytes,
                                                               monkeypatch):
     steps = 9  # odd: blocks of one step and more, of unequal sizes
     gen = torch.Generator().manual_seed(batch)
-    for graph, shape in ((_conv_net(), (1, 8, 8)), (_mlp(), (12,))):
+    for graph, shape in ((_conv_net(), (1, 8, 8)), (_mlp(), (12,)),
+                         (_residual_net(), (1, 6, 6))):
         x = (torch.rand(steps, batch, *shape, generator=gen) * 1.5).to(torch.float64)
         with monkeypatch.context() as m:
             m.setattr(blocks, "BLOCK_BYTES", block_bytes)
@@ -86,7 +112,8 @@ def test_blocked_chains_give_the_bits_of_the_node_by_node_run(dtype, batch, bloc
         assert torch.equal(blocked, plain)
         assert torch.equal(blocked, recorded)
         assert torch.equal(blocked, rec_out)
-        assert records["l1" if "l1" in records else "lif0"].output.sum() > 0  # spikes occur
+        spiking = next(n for n in ("l1", "lif0", "s3") if n in records)
+        assert records[spiking].output.sum() > 0  # spikes occur
 
 
 def test_block_cuts_keep_enough_samples_per_block():
@@ -115,3 +142,9 @@ def test_matrix_products_and_convolutions_over_a_block_give_the_bits_of_all_rows
     full = tF.conv2d(x, w, padding=1)
     for a, m in ((0, 2), (3, 5), (38, 3)):
         assert torch.equal(tF.conv2d(x[a:a + m], w, padding=1), full[a:a + m])
+
+
+def test_the_residual_net_is_one_region_keeping_only_what_is_read_after_it():
+    ex = ReferenceExecutor(_residual_net())
+    assert ex._regions == {"c1": (("c1", "s1", "c2", "s2", "c3", "s3", "pool", "head"),
+                                  frozenset({"head"}))}

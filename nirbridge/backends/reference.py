@@ -37,6 +37,7 @@ and Lava ``floating_pt`` call.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +48,7 @@ import torch
 import torch.nn.functional as tF
 
 from nirbridge.backends._base import EXACT, Reading, graph_issues
-from nirbridge.backends.blocks import MIN_LINEAR_ROWS, find_chains, run_chain, tensors_of
+from nirbridge.backends.blocks import MIN_LINEAR_ROWS, find_regions, run_region, tensors_of
 from nirbridge.errors import GraphError, InputError, NirbridgeError, UnknownNodeError
 from nirbridge.geometry import conv_geometry_of, pool_geometry_of
 from nirbridge.graph import (
@@ -312,19 +313,15 @@ class ReferenceExecutor(torch.nn.Module):
             raise GraphError("graph needs at least one Input and one Output node "
                              f"(has inputs {self.inputs}, outputs {self.outputs})")
         self._free = self._free_schedule()
-        readers: dict[str, int] = {}
-        for n in graph.nodes:
-            for p in self.preds[n]:
-                readers[p] = readers.get(p, 0) + 1
+        readers = Counter(p for n in graph.nodes for p in self.preds[n])
         kept = set(self.inputs) | set(self.outputs)
         #: values read by one node only (and not an Input's or Output's): that node may
         #: write over them (see :func:`_run_neuron`)
         self._sole: set[str] = {p for p, k in readers.items() if k == 1 and p not in kept}
-        cyclic = {n for u in self.units if u.cyclic for n in u.nodes}
-        nodes = graph.nodes
-        self._chains = find_chains(self.order, self.preds, self._sole, {
-            n for n in self.order if n not in cyclic and isinstance(nodes[n], _SYNAPSES)}, {
-            n for n in self.order if n not in cyclic and is_neuron(nodes[n])})
+        nodes, cyclic = graph.nodes, {n for u in self.units if u.cyclic for n in u.nodes}
+        self._regions = find_regions(self.order, self.preds, {n for n in self.order if n not in
+            cyclic and (isinstance(nodes[n], _SYNAPSES) or is_neuron(nodes[n]))},
+            {n for n in self.order if is_neuron(nodes[n])})
 
     def _check_input(self, name: str, x: torch.Tensor) -> torch.Tensor:
         return check_graph_input(self.graph, name, x).to(self.dtype)
@@ -360,23 +357,25 @@ class ReferenceExecutor(torch.nn.Module):
         values: dict[str, torch.Tensor] = {}
         records: dict[str, RunRecord] = {}
         ops: dict[str, SynapseOp] = {}
-        # chains run a block of steps at a time where no member is recorded or observed
+        # regions run a block of steps at a time where no member is recorded or observed
         # and the blocks can hold enough samples to give the same bits
         first = torch.as_tensor(inputs[self.inputs[0]]) if self.inputs[0] in inputs else None
         rows = first.shape[0] * first.shape[1] if first is not None and first.dim() > 1 else 0
-        chains = {} if observe is not None else {
-            n: c for n, c in self._chains.items()
-            if not want.intersection(c) and rows >= 2 * self._min_rows(c)}
-        skip = {m for c in chains.values() for m in c[1:]}
+        regions = {} if observe is not None else {
+            n: r for n, r in self._regions.items()
+            if not want.intersection(r[0]) and rows >= 2 * self._min_rows(r[0])}
+        skip = {m for r, _ in regions.values() for m in r[1:]}
         for unit, free in zip(self.units, self._free, strict=True):
             if unit.cyclic:
                 self._run_cyclic(unit.nodes, values, records, want, observe)
             elif unit.nodes[0] in skip:
                 pass
-            elif unit.nodes[0] in chains:
-                self._run_chain(chains[unit.nodes[0]], values, ops)
-            else:
-                self._run_unit(unit.nodes[0], inputs, values, records, want, ops, observe)
+            elif unit.nodes[0] in regions and self._run_region(*regions[unit.nodes[0]],
+                                                               values, ops):
+                pass
+            else:  # inputs of a region of unequal [T, B]: its nodes one by one
+                for n in regions.get(unit.nodes[0], (unit.nodes,))[0]:
+                    self._run_unit(n, inputs, values, records, want, ops, observe)
             for n in free:
                 values.pop(n, None)
         outs = {n: values[n] for n in self.outputs}
@@ -421,23 +420,26 @@ class ReferenceExecutor(torch.nn.Module):
         if observe is not None:
             observe(name, None if donate else x, y)
 
-    def _min_rows(self, chain: tuple[str, ...]) -> int:
-        """Fewest folded samples a block of ``chain`` may have (see
-        :mod:`nirbridge.backends.blocks`)."""
-        linear = any(isinstance(self.graph.nodes[m], (nir.Affine, nir.Linear)) for m in chain)
+    def _min_rows(self, region: tuple[str, ...]) -> int:
+        """Fewest folded samples a block of ``region`` may have (:mod:`.blocks`)."""
+        linear = any(isinstance(self.graph.nodes[m], (nir.Affine, nir.Linear)) for m in region)
         return MIN_LINEAR_ROWS if linear else 2
 
-    def _run_chain(self, chain: tuple[str, ...], values: dict[str, torch.Tensor],
-                   ops: dict[str, SynapseOp]) -> None:
-        """Run ``chain`` a block of time steps at a time
-        (:func:`~nirbridge.backends.blocks.run_chain`): only its last value is kept."""
-        preds, nodes = self.preds[chain[0]], self.graph.nodes
-        x = values[preds[0]]
-        for q in preds[1:]:
-            x = self._add(chain[0], x, preds[0], values[q], q)
-        members = [(m, neuron_runner(nodes[m], self.dt)) for m in chain]
-        values[chain[-1]] = run_chain(members, x, lambda m, v: self._synapse(m, nodes[m], v, ops),
-                                      self._min_rows(chain))
+    def _run_region(self, region: tuple[str, ...], keep: frozenset[str],
+                    values: dict[str, torch.Tensor], ops: dict[str, SynapseOp]) -> bool:
+        """Run ``region`` in blocks of steps (:func:`~nirbridge.backends.blocks.run_region`),
+        keeping the values ``keep``; False (nothing run) where a member has no input or the
+        values it reads differ in ``[T, B]``."""
+        nodes, inside = self.graph.nodes, set(region)
+        outside = {p: values[p] for n in region for p in self.preds[n] if p not in inside}
+        if len({tuple(v.shape[:2]) for v in outside.values()}) != 1 or not all(
+                self.preds[n] for n in region):
+            return False
+        members = [(m, neuron_runner(nodes[m], self.dt)) for m in region]
+        values.update(run_region(members, self.preds, outside, keep,
+                                 self._sole, lambda m, v: self._synapse(m, nodes[m], v, ops),
+                                 self._add, self._min_rows(region)))
+        return True
 
     @staticmethod
     def _aliased(x: torch.Tensor, source: str, values: dict[str, torch.Tensor],
