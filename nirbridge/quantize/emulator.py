@@ -631,7 +631,7 @@ def run_emulated(qgraph: QuantizedGraph, inputs: Any, *,
     step = batch if not batch_size else min(batch_size, max(batch, 1))
     want = set(g.nodes) if record is True else set(record or ())
     units = schedule(g)
-    cache: dict = {}  # the weights as the kernels take them, made once per run
+    cache = qgraph.kernels  # the weights as the kernels take them, made at the first run
     peaks = {n: input_peak(x, n) for n, x in xs.items()}  # one pass over each input
     chunks: list[_Chunk] = []
     for lo in range(0, max(batch, 1), max(step, 1)):

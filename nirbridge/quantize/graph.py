@@ -169,6 +169,10 @@ class QuantizedGraph:
     shapes: dict[str, tuple[int, ...]]
     #: the edges that carry the previous step (:func:`nirbridge.graph.feedback_edges`)
     feedback: list[tuple[str, str]] = field(default_factory=list)
+    #: the emulator's kernel-ready weights (by array, dtype and device), made at its first
+    #: run: they depend on this graph's arrays only, which nothing changes after quantizing,
+    #: so later runs of the same graph (streaming, one sample at a time) skip the conversion
+    kernels: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def inputs(self) -> list[str]:
