@@ -41,7 +41,6 @@ from nirbridge.neurons._base import (
     check_compare,
     example_value,
     full,
-    param_reader,
 )
 from nirbridge.neurons._base import spike as fire
 from nirbridge.neurons._registry import (
@@ -51,7 +50,7 @@ from nirbridge.neurons._registry import (
     node_kwargs,
     register,
 )
-from nirbridge.neurons.snntorch_leaky import check_binary, check_reset, pending_reset
+from nirbridge.neurons.snntorch_leaky import check_reset, pending_reset, snntorch_plan
 
 Tensor = torch.Tensor
 
@@ -240,25 +239,9 @@ def quantize(name: str, node: SnnTorchAlphaNode, dt: float, shape: tuple[int, ..
              cfg: Any) -> QuantPlan:
     """The plan: unit input gain into both currents, decays ``α``, ``β``, membrane gain
     ``τ_α``; homogeneous."""
-    check_binary(name, node)
-
-    p = param_reader(node, shape)
-
-    theta = p("v_threshold")
-    q = cfg.decay_bits
-
-    def build(fq: fx.Rounder, S: int, a: int, k: int, in_gain: Any, gain_frac: int,
-              const: np.ndarray) -> SnnTorchAlphaParams:
-        return SnnTorchAlphaParams(
-            frac_bits=S, act_shift=a, state_bits=cfg.state_bits, decay_bits=q,
-            compare=node.compare, bias=fq.fixed("bias", const, S), in_gain=in_gain,
-            gain_frac=gain_frac, alpha=fq.fixed("alpha", p("alpha"), q),
-            beta=fq.fixed("beta", p("beta"), q), tau=fq.fixed("tau", p("tau"), q),
-            theta=fq.fixed("v_threshold", theta, S), reset=node.reset)
-
-    # a 12-bit linear state: the profiles' "sublif" format
-    return QuantPlan(SNNTORCH_ALPHA_MODEL, "sublif", True, True, np.ones(shape),
-                     np.zeros(shape), float(np.max(np.abs(theta))), 0.0, build)
+    return snntorch_plan(name, node, shape, cfg, SNNTORCH_ALPHA_MODEL, SnnTorchAlphaParams,
+                         None, {"alpha": "alpha", "beta": "beta", "tau": "tau"},
+                         {"reset": node.reset})
 
 
 SPEC = register(NeuronSpec(

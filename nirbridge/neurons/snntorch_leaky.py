@@ -264,28 +264,38 @@ def check_binary(name: str, node: Any) -> None:
             "layer's weights")
 
 
-def quantize(name: str, node: SnnTorchLeakyNode, dt: float, shape: tuple[int, ...],
-             cfg: Any) -> QuantPlan:
-    """The plan: input gain ``g`` (folded into the weights), decay ``β``; homogeneous."""
+def snntorch_plan(name: str, node: Any, shape: tuple[int, ...], cfg: Any, model: Any,
+                  params: type, gain: str | None, factors: dict[str, str],
+                  flags: dict[str, Any]) -> QuantPlan:
+    """The quantizer plan every snnTorch neuron shares: binary spikes, a 12-bit linear state
+    (the profiles' ``"sublif"`` format), homogeneous; the input gain is the node parameter
+    ``gain`` (None: 1); ``factors`` maps each ``params`` field to the node parameter it
+    holds on the ``decay_bits`` grid (decays, membrane gain), in rounding order; ``flags``
+    pass through (reset, reset_delay)."""
     check_binary(name, node)
-
     p = param_reader(node, shape)
-
     theta = p("v_threshold")
     q = cfg.decay_bits
 
     def build(fq: fx.Rounder, S: int, a: int, k: int, in_gain: Any, gain_frac: int,
-              const: np.ndarray) -> SnnTorchLeakyParams:
-        return SnnTorchLeakyParams(
-            frac_bits=S, act_shift=a, state_bits=cfg.state_bits, decay_bits=q,
-            compare=node.compare, bias=fq.fixed("bias", const, S), in_gain=in_gain,
-            gain_frac=gain_frac, decay=fq.fixed("decay", p("beta"), q),
-            theta=fq.fixed("v_threshold", theta, S), reset=node.reset,
-            reset_delay=node.reset_delay)
+              const: np.ndarray) -> Any:
+        bias = fq.fixed("bias", const, S)
+        fixed = {f: fq.fixed(f, p(src), q) for f, src in factors.items()}
+        return params(frac_bits=S, act_shift=a, state_bits=cfg.state_bits, decay_bits=q,
+                      compare=node.compare, bias=bias, in_gain=in_gain, gain_frac=gain_frac,
+                      **fixed, theta=fq.fixed("v_threshold", theta, S), **flags)
 
-    # a 12-bit linear state: the profiles' "sublif" format
-    return QuantPlan(SNNTORCH_LEAKY_MODEL, "sublif", True, True, p("gain"), np.zeros(shape),
+    return QuantPlan(model, "sublif", True, True,
+                     np.ones(shape) if gain is None else p(gain), np.zeros(shape),
                      float(np.max(np.abs(theta))), 0.0, build)
+
+
+def quantize(name: str, node: SnnTorchLeakyNode, dt: float, shape: tuple[int, ...],
+             cfg: Any) -> QuantPlan:
+    """The plan: input gain ``g`` (folded into the weights), decay ``β``; homogeneous."""
+    return snntorch_plan(name, node, shape, cfg, SNNTORCH_LEAKY_MODEL, SnnTorchLeakyParams,
+                         "gain", {"decay": "beta"},
+                         {"reset": node.reset, "reset_delay": node.reset_delay})
 
 
 SPEC = register(NeuronSpec(

@@ -41,7 +41,6 @@ from nirbridge.neurons._base import (
     check_compare,
     example_value,
     full,
-    param_reader,
     spike,
 )
 from nirbridge.neurons._registry import (
@@ -52,11 +51,11 @@ from nirbridge.neurons._registry import (
     register,
 )
 from nirbridge.neurons.snntorch_leaky import (
-    check_binary,
     check_reset,
     immediate_reset,
     int_reset_after,
     pending_reset,
+    snntorch_plan,
 )
 
 Tensor = torch.Tensor
@@ -231,25 +230,9 @@ SNNTORCH_SYNAPTIC_MODEL = IntegerModel("snntorch_synaptic", snntorch_synaptic_in
 def quantize(name: str, node: SnnTorchSynapticNode, dt: float, shape: tuple[int, ...],
              cfg: Any) -> QuantPlan:
     """The plan: unit input gain into ``syn``, decays ``α``, ``β``; homogeneous."""
-    check_binary(name, node)
-
-    p = param_reader(node, shape)
-
-    theta = p("v_threshold")
-    q = cfg.decay_bits
-
-    def build(fq: fx.Rounder, S: int, a: int, k: int, in_gain: Any, gain_frac: int,
-              const: np.ndarray) -> SnnTorchSynapticParams:
-        return SnnTorchSynapticParams(
-            frac_bits=S, act_shift=a, state_bits=cfg.state_bits, decay_bits=q,
-            compare=node.compare, bias=fq.fixed("bias", const, S), in_gain=in_gain,
-            gain_frac=gain_frac, alpha=fq.fixed("alpha", p("alpha"), q),
-            beta=fq.fixed("beta", p("beta"), q), theta=fq.fixed("v_threshold", theta, S),
-            reset=node.reset, reset_delay=node.reset_delay)
-
-    # a 12-bit linear state: the profiles' "sublif" format
-    return QuantPlan(SNNTORCH_SYNAPTIC_MODEL, "sublif", True, True, np.ones(shape),
-                     np.zeros(shape), float(np.max(np.abs(theta))), 0.0, build)
+    return snntorch_plan(name, node, shape, cfg, SNNTORCH_SYNAPTIC_MODEL,
+                         SnnTorchSynapticParams, None, {"alpha": "alpha", "beta": "beta"},
+                         {"reset": node.reset, "reset_delay": node.reset_delay})
 
 
 SPEC = register(NeuronSpec(
