@@ -66,6 +66,26 @@ def late_edges(graph: nir.NIRGraph, order: list[str] | None = None) -> list[Edge
     return [(s, d) for s, d in graph.edges if s in pos and d in pos and pos[s] >= pos[d]]
 
 
+def graph_reasons(graph: nir.NIRGraph, framework: str,
+                  node_reasons: Callable[[str, nir.NIRNode], list[str]]
+                  ) -> tuple[nir.NIRGraph | None, list[str]]:
+    """The checks both frameworks' ``check`` start with: what no backend can run
+    (:func:`~nirbridge.backends._base.graph_issues`; then ``(None, reasons)``), what the
+    executor cannot run (:func:`structure_reasons`) and each node by the framework's own
+    ``node_reasons(name, node)``; with the flattened graph for the framework's own rules."""
+    from nirbridge.backends._base import graph_issues
+    from nirbridge.graph import flatten_subgraphs
+
+    reasons = graph_issues(graph)
+    if reasons:
+        return None, reasons
+    flat = flatten_subgraphs(graph)
+    reasons = structure_reasons(flat, framework)
+    for name, node in flat.nodes.items():
+        reasons += node_reasons(name, node)
+    return flat, reasons
+
+
 def structure_reasons(graph: nir.NIRGraph, framework: str) -> list[str]:
     """Why the executor cannot run flat ``graph`` as a whole: several Input nodes, nodes
     it never reaches from the Input, names that collide once sanitized."""

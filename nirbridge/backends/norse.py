@@ -36,12 +36,10 @@ from nirbridge.backends._base import (
     RunResult,
     Tolerance,
     check_options,
-    graph_issues,
     runnable,
     to_numpy,
 )
 from nirbridge.errors import InputError, NirbridgeError, SimulationError
-from nirbridge.graph import flatten_subgraphs
 from nirbridge.neurons import spec_of
 from nirbridge.passes import graph_dt
 
@@ -213,14 +211,8 @@ class NorseBackend:
         differently from NIR."""
         check_options(self.name, options, OPTIONS)
         nt.run_dtype(options)
-        reasons = graph_issues(graph)
-        if reasons:
-            return reasons
-        flat = flatten_subgraphs(graph)
-        reasons = nt.structure_reasons(flat, "Norse")
-        for name, node in flat.nodes.items():
-            reasons += _node_reasons(name, node)
-        if not reasons:
+        flat, reasons = nt.graph_reasons(graph, "Norse", _node_reasons)
+        if flat is not None and not reasons:
             reasons += nt.misordered_cycles(flat, nt.late_edges(flat))
         return reasons
 

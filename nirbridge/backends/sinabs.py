@@ -35,12 +35,10 @@ from nirbridge.backends._base import (
     RunResult,
     Tolerance,
     check_options,
-    graph_issues,
     runnable,
     to_numpy,
 )
 from nirbridge.errors import InputError, NirbridgeError, SimulationError
-from nirbridge.graph import flatten_subgraphs
 from nirbridge.passes import graph_dt
 
 OPTIONS = ("dtype",)
@@ -113,13 +111,9 @@ class SinabsBackend:
         recurrence (it runs the whole sequence in one call), several Input nodes."""
         check_options(self.name, options, OPTIONS)
         nt.run_dtype(options)
-        reasons = graph_issues(graph)
-        if reasons:
+        flat, reasons = nt.graph_reasons(graph, "Sinabs", _node_reasons)
+        if flat is None:
             return reasons
-        flat = flatten_subgraphs(graph)
-        reasons = nt.structure_reasons(flat, "Sinabs")
-        for name, node in flat.nodes.items():
-            reasons += _node_reasons(name, node)
         for src, dst in nt.cycle_edges(flat):
             reasons.append(f"edge {src} → {dst} closes a cycle: Sinabs' executor runs the "
                            "whole sequence in one call, so a recurrent edge carries nothing")
