@@ -1,0 +1,142 @@
+"""What the commands share: reading inputs and graphs, warnings, common options."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from nirbridge.errors import InputError, NirbridgeError
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in text.replace("x", ",").split(",") if s.strip())
+    except ValueError:
+        raise InputError(f"--input-shape {text!r} is not a comma-separated list of integers "
+                         "(e.g. 1,28,28)") from None
+    if not shape or any(s <= 0 for s in shape):
+        raise InputError(f"--input-shape {text!r} must list positive sizes (e.g. 1,28,28)")
+    return shape
+
+
+def load_array(path: str, what: str = "--input") -> Any:
+    import numpy as np
+
+    if not Path(path).is_file():
+        raise InputError(f"{what} file '{path}' does not exist")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise InputError(f"{what} file '{path}' is not a .npy array: {exc}") from exc
+    if not isinstance(arr, np.ndarray):
+        raise InputError(f"{what} file '{path}' holds several arrays; give one .npy array")
+    return arr
+
+
+def warn(args: argparse.Namespace, message: str) -> None:
+    """One warning line on stderr, named like the command's errors."""
+    print(f"nirbridge {args.command}: warning: {message}", file=sys.stderr)
+
+
+def load_graph(args: argparse.Namespace, *, require_dt: bool, warn_findings: bool = True
+               ) -> tuple[Any, Any, list[Any]]:
+    """``args.file`` read, with ``--from``'s reading applied (its notes printed), the dt
+    resolved (``--dt``, else the file's; ``require_dt``: refuse a file without one) and
+    printed, and the time-step sanity findings warned about (``--strict``: refused).
+    Returns ``(graph, TimeStep, findings)``."""
+    from nirbridge.api import read
+    from nirbridge.io.read import from_framework
+    from nirbridge.passes import resolve_dt
+    from nirbridge.sanity import check_time_step, refuse
+
+    graph = read(args.file)
+    try:
+        if getattr(args, "framework", None):
+            graph, notes = from_framework(graph, args.framework, dt=args.dt)
+            for note in notes:
+                print(f"--from {args.framework}: {note}")
+        step = resolve_dt(graph, args.dt, require=require_dt, option="--dt")
+    except NirbridgeError as exc:
+        raise type(exc)(f"{args.file}: {exc}") from exc
+    print(step.line)
+    findings = check_time_step(graph, step.dt)
+    if getattr(args, "strict", False):
+        refuse(findings)
+    if warn_findings:
+        for f in findings:
+            warn(args, f.message)
+    return graph, step, findings
+
+
+def warn_reading(args: argparse.Namespace, backend: Any, graph: Any, dt: float) -> None:
+    """Say where ``backend`` computes something other than NIR's meaning of ``graph``
+    (its :meth:`reading` notes, at most 5 here; ``nirbridge verify`` measures them)."""
+    from nirbridge.passes import with_dt
+
+    notes = backend.reading(with_dt(graph, dt)).notes
+    for note in notes[:5]:
+        warn(args, f"{backend.name} departs from the NIR spec: {note}")
+    if len(notes) > 5:
+        warn(args, f"{backend.name}: {len(notes) - 5} more departures (nirbridge verify "
+                   "lists and measures them)")
+
+
+def run_section(backend: str, step: Any, findings: list[Any]) -> tuple[str, list[list[str]],
+                                                                      list[str]]:
+    """The report section of a run: backend, dt and where it came from, findings."""
+    rows = [["backend", "dt", "dt from", "sanity"],
+            [backend, f"{step.dt:g}", step.source,
+             "ok" if not findings else f"{len(findings)} finding(s)"]]
+    return "Run", rows, [f.message for f in findings]
+
+
+
+def lava_parallel_options(p: argparse.ArgumentParser, *, recipes: bool) -> None:
+    """``--workers``/``--cluster`` (passed to the Lava backends' run only when given) and,
+    for recipes, ``--lava-samples``."""
+    if recipes:
+        p.add_argument("--lava-samples", type=int,
+                       help="recipes: samples Lava confirms (default: the recipe's "
+                            "[simulation] lava_samples, else all up to 360)")
+    p.add_argument("--workers", type=int,
+                   help="Lava: shard the samples over N child processes")
+    p.add_argument("--cluster", help="Lava: run the shards on this distributed cluster "
+                                     "(its scheduler ADDRESS)")
+
+
+def backend_help(what: str) -> str:
+    """``--backend``'s help: every name of the backend table and its aliases. The option
+    stays free text so that an unknown name gets the backends' own one-line error."""
+    from nirbridge.backends import ALIASES, names
+
+    aliases = ", ".join(f"{a} = {b}" for a, b in ALIASES.items())
+    return (f"{what}: {', '.join(names())}" + (f" ({aliases})" if aliases else "") +
+            "; default reference")
+
+
+def backend_names() -> list[str]:
+    from nirbridge.backends import names
+
+    return names()
+
+
+def frameworks() -> str:
+    from nirbridge.export.frontends import FRONTENDS
+
+    return "|".join(FRONTENDS)
+
+
+def dt_options(p: argparse.ArgumentParser, *, strict: bool = True,
+                dt_help: str = "time step (default: the file's metadata['dt'])") -> None:
+    """``--dt``, ``--from FRAMEWORK`` and (``strict``) ``--strict``. ``--from`` stays free
+    text so that an unknown name gets the one-line error listing the known ones."""
+    p.add_argument("--dt", type=float, help=dt_help)
+    p.add_argument("--from", dest="framework", metavar="FRAMEWORK",
+                   help=f"read the file as {frameworks()} wrote it: that framework's dt "
+                        "convention and its known semantic differences (notes printed)")
+    if strict:
+        p.add_argument("--strict", action="store_true",
+                       help="refuse a forward-Euler neuron with dt/τ > 1 instead of warning")
+

@@ -1,0 +1,79 @@
+"""``nirbridge deploy``: a .nir graph or a recipe in Lava's Loihi 2 simulation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from nirbridge._files import atomic_path
+from nirbridge.cli._common import dt_options, lava_parallel_options, load_array, load_graph
+from nirbridge.errors import CheckFailed, InputError
+
+
+def run_command(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from nirbridge.deploy import deploy_graph, format_deploy
+
+    if str(args.file).endswith(".toml"):
+        from nirbridge.recipes import run_recipe
+
+        return run_recipe(args.file, echo=print, json_path=args.json, report_path=args.report,
+                          samples=args.samples, dt=args.dt, framework=args.framework,
+                          strict=args.strict, lava_samples=args.lava_samples,
+                          workers=args.workers, cluster=args.cluster)
+    if args.input is None:
+        raise InputError("deploy FILE.nir needs --input IN.npy ([T, B, ...])")
+    from nirbridge.profile import load_profile
+
+    profile = load_profile(args.target)  # a name or a TOML path; schema-checked
+    if profile.quantization is None:
+        raise InputError(f"--target {args.target!r} has no [quantization] table: Lava "
+                         "simulates Loihi 2; use loihi2 or a profile derived from it")
+    graph, step, _ = load_graph(args, require_dt=True, warn_findings=False)
+    x = load_array(args.input)
+    labels = load_array(args.labels, "--labels") if args.labels else None
+    result = deploy_graph(graph, x, mode="fixed_pt" if args.fixed_point else "floating_pt",
+                          target=args.target, labels=labels, steps=args.steps,
+                          timeout_s=args.timeout, dt=step.dt, workers=args.workers,
+                          cluster=args.cluster)
+    result.dt_source = step.source
+    print(format_deploy(result))
+    if args.output:
+        with atomic_path(args.output) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, output=result.outputs_lava, reference=result.outputs_reference,
+                         dt=np.asarray(step.dt))
+        print(f"wrote {args.output}")
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(result.to_dict(), indent=2, default=float))
+        print(f"wrote {args.json}")
+    if not result.sound:
+        raise CheckFailed(f"not a sound deployment: {len(result.findings)} sanity "
+                          f"finding(s); first: {result.findings[0]['message']}")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    dp = sub.add_parser("deploy", help="run a .nir graph (or a recipe .toml) in Lava's "
+                        "Loihi 2 simulation and compare it with the reference")
+    dp.add_argument("file", help="FILE.nir, or a deployment recipe RECIPE.toml")
+    dp.add_argument("--target", default="loihi2",
+                    help="loihi2, or a TOML profile with a [quantization] table")
+    dp.add_argument("--fixed-point", action="store_true",
+                    help="bit-accurate fixed_pt models (default floating_pt)")
+    dp.add_argument("--input", help=".npy array shaped [T, B, ...] (T = 1 repeats it)")
+    dp.add_argument("--labels", help=".npy integer class per sample: report accuracy")
+    dp.add_argument("--steps", type=int, help="time steps T (truncate, or repeat a 1-step input)")
+    dp.add_argument("--timeout", type=float, default=600.0,
+                    help="time limit in seconds of each Lava run (default 600)")
+    dp.add_argument("--samples", type=int, help="recipes: override the number of test samples")
+    lava_parallel_options(dp, recipes=True)
+    dp.add_argument("-o", "--output", help="write Lava and reference outputs to this .npz")
+    dp.add_argument("--json", help="write the deployment report as JSON")
+    dp.add_argument("--report", help="recipes: write the HTML report here")
+    dt_options(dp, dt_help="time step (default: the file's metadata['dt'], or the recipe's "
+                           "model.dt; a file without one is refused)")
+    dp.set_defaults(func=run_command)

@@ -1,0 +1,26 @@
+"""``nirbridge train``: train a recipe's model and write its checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from nirbridge.recipes import load_recipe
+    from nirbridge.train import train_recipe
+
+    recipe = load_recipe(args.recipe, require_checkpoint=False)
+    train_recipe(recipe, echo=print, epochs=args.epochs, output=args.output,
+                 threads=args.threads)
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    t = sub.add_parser("train", help="train a recipe's model (BPTT, surrogate gradient) "
+                       "and write its checkpoint")
+    t.add_argument("recipe", help="deployment recipe RECIPE.toml (its [train] table)")
+    t.add_argument("--epochs", type=int, help="override [train] epochs")
+    t.add_argument("-o", "--output", help="checkpoint path (default: model.checkpoint)")
+    t.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    t.set_defaults(func=run_command)
