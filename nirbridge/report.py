@@ -127,7 +127,7 @@ _LAYER_MAP = {
         "synapses": {"type": ["integer", "null"]}, "fan_in": {"type": ["integer", "null"]},
         "cores": {"type": ["integer", "null"]}, "usage": _USAGE,
         "binding": {"type": ["string", "null"]}, "fits": {"type": "boolean"},
-        "notes": _STRS,
+        "notes": _STRS, "split": {"type": ["object", "null"]},
     },
     "additionalProperties": False,
 }
@@ -142,6 +142,7 @@ _MAPPING = {
         "cores_available": _NUM_OR_NULL, "chips_needed": {"type": ["integer", "null"]},
         "fits": {"type": "boolean"}, "binding": {"type": ["string", "null"]},
         "assumptions": _STRS, "unchecked": _STRS, "notes": _STRS,
+        "chip_usage": _USAGE,
     },
     "additionalProperties": False,
 }

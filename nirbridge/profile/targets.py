@@ -79,6 +79,7 @@ LIMIT_KEYS: dict[str, str] = {
     "kernel_memory_per_core": "kernel memory entries of each core (list, one per core)",
     "neuron_memory_per_core": "neuron memory entries of each core (list, one per core)",
     "bias_memory_per_core": "bias entries per core",
+    "max_delay_steps": "longest synaptic or axonal delay, in time steps",
 }
 REQUIRED_LIMITS = tuple(list(LIMIT_KEYS)[:10])
 
