@@ -208,19 +208,16 @@ def split_layer(graph: nir.NIRGraph, syn: list[str], roots: list[str],
             consider(math.ceil(neurons / run) if run else 1, run, min_axons, None,
                      "output neurons")
         else:
-            # the axons a run needs grow with its length: bisect for the longest that fits
+            # the longest run (fewest cores) whose input axons fit; not bisected: a run
+            # that straddles two blocks of a sparse matrix reads both
             cap = caps["input_axons_per_core"]
-            a, b = 0, len(runs) - 1
-            while a <= b:
-                mid = (a + b) // 2
-                if not isinstance(cap, (int, float)) or _dense_axons(weights, runs[mid]) <= cap:
-                    b = mid - 1
-                else:
-                    a = mid + 1
-            if a < len(runs):
-                run = runs[a]
-                consider(math.ceil(neurons / run), run, _dense_axons(weights, run), None,
-                         "output neurons")
+            if not (isinstance(cap, (int, float)) and min_axons is not None
+                    and min_axons > cap):
+                for run in runs:
+                    axons = _dense_axons(weights, run)
+                    if not isinstance(cap, (int, float)) or axons <= cap:
+                        consider(math.ceil(neurons / run), run, axons, None, "output neurons")
+                        break
     if best is not None:
         best.min_input_axons = min_axons
         best.binding = _binding(best, caps, min_cores, order)
