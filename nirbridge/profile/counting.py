@@ -41,6 +41,7 @@ from nirbridge.profile.spiking import (
     NEUROBENCH_TYPES,
     PASS_THROUGH,
     SYNAPSE_TYPES,
+    event_scales,
     is_spiking,
     payload_tags,
     synapse_kind,
@@ -163,6 +164,11 @@ class SynapseCount:
     dense_per_step: float        #: per sample, the same every step
     synapses: int                #: non-zero-weight connections (stored synapses)
     connections: int             #: all connections (dense synapses)
+    #: per sample: the SOPs when each input value is taken as the events it stands for
+    #: (:func:`~nirbridge.profile.spiking.event_scales`: a SumPool output of 3 is 3
+    #: events, the count a chip that routes spikes through pooling performs); equal to
+    #: ``effective`` on spike inputs, None where the input is real-valued
+    effective_events: float | None = None
 
 
 @dataclass
@@ -290,7 +296,7 @@ class Counts:
                     "effective": s.effective, "dense": s.dense,
                     "effective_per_step": arr(s.effective_per_step),
                     "dense_per_step": s.dense_per_step, "synapses": s.synapses,
-                    "connections": s.connections}
+                    "connections": s.connections, "effective_events": s.effective_events}
                 for k, s in self.synapses.items()},
             "neurons": {
                 k: {"op": n.op, "spiking": n.spiking, "neurons": n.neurons,
@@ -409,6 +415,7 @@ class EventCounter:
                  spike_inputs: bool | Iterable[str] = False) -> None:
         self.graph = flatten_subgraphs(graph)
         self._tags = payload_tags(self.graph, spike_inputs)
+        self._scales = event_scales(self.graph, self._tags)
         self._preds = predecessors(self.graph)
         self._late = recurrent_synapses(self.graph)
         self._synapses: dict[str, SynapseCount] = {}
@@ -497,13 +504,25 @@ class EventCounter:
         # integer events × integer fan-outs: every partial sum is an integer below 2^53,
         # so the matrix-vector product is exact in any order
         step_sums = per_elem @ fmap
+        kind = synapse_kind(self.graph, name, self._tags)
+        scales = {self._scales[p] for p in preds}
+        if kind == "AC":
+            events: float | None = float(step_sums.sum().item()) / b
+        elif preds and None not in scales and len(scales) == 1:
+            # pooled events: an input value v is scale·v events (v ≥ 0 by construction)
+            ev = torch.sum(x, 1, dtype=torch.float64).cpu().reshape(t, -1) * scales.pop()
+            if name in self._late:
+                ev = _previous_step(ev)
+            events = float((ev @ fmap).sum().item()) / b
+        else:
+            events = None
         self._synapses[name] = SynapseCount(
-            node=name, op=type(node).__name__, kind=synapse_kind(self.graph, name, self._tags),
+            node=name, op=type(node).__name__, kind=kind,
             predecessors=list(preds), neurobench=isinstance(node, NEUROBENCH_TYPES),
             in_shape=shape, effective=float(step_sums.sum().item()) / b,
             dense=dense_step * t, effective_per_step=(step_sums / b).numpy(),
             dense_per_step=dense_step, synapses=int(round(float(fmap.sum().item()))),
-            connections=int(round(dense_step)))
+            connections=int(round(dense_step)), effective_events=events)
 
     def _neuron(self, name: str, node: nir.NIRNode, x: torch.Tensor | None,
                 y: torch.Tensor) -> None:
@@ -611,9 +630,14 @@ def merge_counts(parts: list[Counts]) -> Counts:
         return sum(wi * np.asarray(v, dtype=np.float64) for wi, v in zip(w, values,
                                                                           strict=True))
 
+    def events(k: str) -> float | None:
+        v = [c.synapses[k].effective_events for c in parts]
+        return None if any(e is None for e in v) else float(mean(v))
+
     synapses = {k: replace(s, effective=float(mean([c.synapses[k].effective for c in parts])),
                            effective_per_step=mean([c.synapses[k].effective_per_step
-                                                    for c in parts]))
+                                                    for c in parts]),
+                           effective_events=events(k))
                 for k, s in first.synapses.items()}
     neurons = {}
     for k, n in first.neurons.items():

@@ -362,7 +362,8 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
     run.counts = res.counts
     for tname in recipe.targets:
         prof = load_profile(tname)
-        run.energies.append(estimate_energy(run.counts, prof))
+        run.energies.append(estimate_energy(run.counts, prof,
+                                            time_step_s=recipe.time_step_s))
         if prof.mapper is not None:
             run.mappings.append(map_to_chip(graph, prof, run.counts))
     node = next((k for k, c in run.counts.neurons.items() if c.spiking), None)
