@@ -9,6 +9,7 @@ import json
 import nir
 import numpy as np
 import pytest
+from tiny_graph import needs_lava
 
 from nirbridge.backends.reference import run_reference
 from nirbridge.cli import main
@@ -16,7 +17,6 @@ from nirbridge.quantize import QuantConfig, quantize, run_fixed_point
 from nirbridge.quantize.calibrate import calibrate
 from nirbridge.quantize.report import load_report, quantization_report, save_quantized
 from nirbridge.quantize.synapses import WeightChoice
-from tiny_graph import needs_lava
 
 T, B = 12, 6
 
