@@ -181,13 +181,20 @@ def test_saved_file_refuses_a_bad_path(tmp_path):
 @needs_lava
 def test_calibrated_choices_run_on_lava_fixed_pt_integer_for_integer():
     from nirbridge.backends import lava as lava_backend
+    from nirbridge.quantize.calibrate import second_moment
 
     graph = _mlp(5, n_in=6, h1=8, h2=6)
     x = _spikes(8, (8, 2, 6))
-    q = calibrate(graph, x, QuantConfig.from_profile("loihi2"))
-    plain = quantize(graph, QuantConfig.from_profile("loihi2"))
-    assert any(not np.array_equal(s.mant, plain.layers[n].mant)
-               for n, s in q.synapses().items())  # the calibration changed something
+    cfg = QuantConfig.from_profile("loihi2")
+    _, ref = run_reference(graph, x, record=True)
+    # every new choice at once: one more mantissa bit (clipping) and compensated rounding
+    choices = {n: WeightChoice(1, second_moment(graph.nodes[n], ref[p].output.numpy()))
+               for n, p in (("fc1", "input"), ("fc2", "lif1"), ("fc3", "lif2"))}
+    q = quantize(graph, cfg, choices=choices)
+    plain = quantize(graph, cfg)
+    for n, syn in q.synapses().items():
+        assert syn.mant_frac == plain.layers[n].mant_frac + 1
+        assert not np.array_equal(syn.mant, plain.layers[n].mant)
     net = lava_backend.lower(graph, "fixed_pt", quant=q)
     _, gold = run_fixed_point(net.quant, x)
     res = lava_backend.run_lava(net, x, record=True, timeout_s=120)
