@@ -30,6 +30,8 @@ or other tools; every problem ends in a :mod:`nirbridge.errors` exception naming
 the node and the field.
 """
 
+from nirbridge.io.decode import unseal
+from nirbridge.io.integrity import Integrity
 from nirbridge.io.lossy import (
     LOSSY_KEY,
     ORIGINAL_KEY,
@@ -37,18 +39,24 @@ from nirbridge.io.lossy import (
     lossy_graph,
     restore_custom_nodes,
 )
-from nirbridge.io.read import read
+from nirbridge.io.read import ReadResult, read, read_file
+from nirbridge.io.safety import DEFAULT_MAX_BYTES
 from nirbridge.io.write import COMPAT_MODES, write
 from nirbridge.passes import graph_dt
 
 __all__ = [
     "COMPAT_MODES",
+    "DEFAULT_MAX_BYTES",
+    "Integrity",
     "LOSSY_KEY",
     "LossyExportWarning",
     "ORIGINAL_KEY",
     "graph_dt",
     "lossy_graph",
+    "ReadResult",
     "read",
+    "read_file",
     "restore_custom_nodes",
+    "unseal",
     "write",
 ]
