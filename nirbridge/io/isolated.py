@@ -132,8 +132,12 @@ def _child(fd: int, parent: int, fn: Callable[..., Any], args: tuple[Any, ...],
     except NirbridgeError as exc:
         _frame(fd, b"E", json.dumps({"cls": type(exc).__name__, "msg": str(exc)}).encode())
     except BaseException as exc:  # noqa: BLE001 - everything goes back as one message
-        msg = (f"could not be read ({type(exc).__name__}: {exc}); the file is truncated, "
-               "corrupt or written by an incompatible tool")
+        # h5py's errors carry libhdf5's reason ("bad object header version number")
+        detail = str(exc.args[0]) if isinstance(exc, (OSError, KeyError, ValueError,
+                                                      RuntimeError)) and exc.args else \
+            f"{type(exc).__name__}: {exc}"
+        msg = (f"could not be read ({detail}); the file is truncated, corrupt or written by "
+               "an incompatible tool")
         _frame(fd, b"E", json.dumps({"cls": "FileFormatError", "msg": msg}).encode())
 
 
