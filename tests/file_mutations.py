@@ -5,6 +5,8 @@ index B-trees, heaps, dataset data, the superblock and root headers)."""
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +156,124 @@ def graph_fields(graph: nir.NIRGraph) -> dict[str, Any]:
         nodes[name] = {"type": type(node).__name__, **fields}
     return {"nodes": nodes, "edges": [tuple(e) for e in graph.edges],
             "metadata": dict(graph.metadata or {})}
+
+
+@dataclasses.dataclass
+class Tally:
+    """Outcomes of a fuzz run: ``counts`` per outcome; the cases that break the rules
+    (``silent``: read without error but different or unverified; ``crashes``: not a
+    one-line nirbridge error); the mutants that read, and those refused, per file."""
+
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    silent: list[str] = dataclasses.field(default_factory=list)
+    crashes: list[str] = dataclasses.field(default_factory=list)
+    slowest_s: float = 0.0
+    readable: dict[str, list[bytes]] = dataclasses.field(default_factory=dict)
+    refused: dict[str, list[bytes]] = dataclasses.field(default_factory=dict)
+
+    def add(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+
+def fuzz_reads(files: list[Path], folder: Path, seed: int, count: int, *,
+               timeout_s: float = 3.0, progress: Callable[[int, Tally], None] | None = None
+               ) -> Tally:
+    """``count`` seeded mutants, spread over ``files``, each read with ``read_file`` (a
+    time limit of ``timeout_s``): every read must end in a one-line
+    :class:`~nirbridge.errors.NirbridgeError` or give the unmutated graph, verified."""
+    import time
+
+    from nirbridge import io
+    from nirbridge.errors import NirbridgeError
+
+    rng = np.random.default_rng(seed)
+    tally = Tally()
+    target = folder / "mutant"
+    target.mkdir(exist_ok=True)
+    refs = {p: (p.read_bytes(), data_ranges(p), graph_fields(io.read(p))) for p in files}
+    for i in range(count):
+        src = files[i % len(files)]
+        original, ranges, ref = refs[src]
+        mutant = mutate(original, ranges, rng)
+        path = target / src.name
+        path.write_bytes(mutant.data)
+        start = time.monotonic()
+        where = f"#{i} {src.name} {mutant.kind} {mutant.detail}"
+        try:
+            got = io.read_file(path, timeout_s=timeout_s)
+        except NirbridgeError as exc:
+            msg = str(exc)
+            tally.add("stopped by the time limit" if "within" in msg
+                      else f"refused: {type(exc).__name__}")
+            if "\n" in msg or not msg.startswith(str(path)):
+                tally.crashes.append(f"{where}: message {msg!r}")
+            tally.refused.setdefault(src.name, []).append(mutant.data)
+        except BaseException as exc:  # noqa: BLE001 - a crash is what is counted
+            tally.crashes.append(f"{where}: {type(exc).__name__}: {exc}")
+            tally.add("crash")
+        else:
+            if got.integrity.verified and same(graph_fields(got.graph), ref):
+                tally.add("read, identical")
+                tally.readable.setdefault(src.name, []).append(mutant.data)
+            else:
+                tally.silent.append(f"{where}: {got.integrity}")
+                tally.add("SILENTLY DIFFERENT")
+        tally.slowest_s = max(tally.slowest_s, time.monotonic() - start)
+        if progress is not None:
+            progress(i + 1, tally)
+    return tally
+
+
+def command_argvs(folder: Path, nir_path: Path) -> dict[str, list[str]]:
+    """Every command that reads a .nir file, on ``nir_path`` with outputs in ``folder``."""
+    x = folder / "x.npy"
+    f, o = str(nir_path), str(folder)
+    return {
+        "inspect": ["inspect", f, "--json"],
+        "run": ["run", f, "--input", str(x), "-o", f"{o}/r.npz"],
+        "profile": ["profile", f, "--input", str(x), "--json", f"{o}/p.json"],
+        "verify": ["verify", f, "--input", str(x), "--backends", "reference,fixed",
+                   "--json", f"{o}/v.json"],
+        "deploy": ["deploy", f, "--fixed-point", "--input", str(x), "--json", f"{o}/d.json"],
+        "export-netx": ["export-netx", f, "-o", f"{o}/n.net"],
+        "export-onnx": ["export-onnx", f, "-o", f"{o}/o.onnx"],
+        "import": ["import", f, "--dt", "1", "-o", f"{o}/i.nir"],
+    }
+
+
+def _untimed(value: Any) -> Any:
+    """A JSON report without its wall-clock timings (``seconds``, ``lava_seconds``)."""
+    if isinstance(value, dict):
+        return {k: _untimed(v) for k, v in value.items() if "seconds" not in k}
+    if isinstance(value, list):
+        return [_untimed(v) for v in value]
+    return value
+
+
+def _outputs(folder: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix == ".npz":
+            with np.load(p) as z:  # a zip's entries carry the time of writing
+                out[p.name] = {k: z[k] for k in z.files}
+        elif p.suffix == ".json":
+            out[p.name] = _untimed(json.loads(p.read_text()))
+        elif p.suffix in (".onnx", ".net", ".nir"):
+            out[p.name] = p.read_bytes()
+    return out
+
+
+def run_command(argv: list[str], out_dir: Path) -> tuple[int, str, str, dict[str, Any]]:
+    """``nirbridge ARGV`` through ``main()``: exit code, stdout, stderr, output files."""
+    import contextlib
+    import io as _io
+
+    from nirbridge.cli import main
+
+    for p in out_dir.iterdir():
+        if p.suffix in (".npz", ".json", ".onnx", ".net", ".nir"):
+            p.unlink()
+    out, err = _io.StringIO(), _io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(argv)
+    return rc, out.getvalue(), err.getvalue(), _outputs(out_dir)
