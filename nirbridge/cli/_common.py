@@ -40,18 +40,61 @@ def warn(args: argparse.Namespace, message: str) -> None:
     print(f"nirbridge {args.command}: warning: {message}", file=sys.stderr)
 
 
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6,
+          "mib": 2**20, "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12,
+          "tib": 2**40}
+
+
+def parse_bytes(text: str, option: str = "--max-bytes") -> int:
+    """``4GiB``, ``500MB``, ``3e9`` ... as a number of bytes (>= 0)."""
+    raw = text.strip().lower().replace(" ", "")
+    num = raw.rstrip("kmgtib")
+    unit = raw[len(num):]
+    try:
+        value = float(num) * _UNITS[unit]
+    except (ValueError, KeyError):
+        raise InputError(f"{option} {text!r} is not a size; give bytes, e.g. 4GiB, 500MB or "
+                         "3000000000") from None
+    if not (0 <= value < float("inf")):
+        raise InputError(f"{option} {text!r} must be a finite size >= 0")
+    return int(value)
+
+
+def read_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``--max-bytes`` and ``--read-timeout`` as :func:`nirbridge.io.read`'s keywords."""
+    out: dict[str, Any] = {}
+    if getattr(args, "max_bytes", None) is not None:
+        out["max_bytes"] = parse_bytes(args.max_bytes)
+    timeout = getattr(args, "read_timeout", None)
+    if timeout is not None:
+        if not (0 < timeout < float("inf")):
+            raise InputError(f"--read-timeout {timeout!r} must be a positive, finite number "
+                             "of seconds")
+        out["timeout_s"] = timeout
+    return out
+
+
+def read_options(p: argparse.ArgumentParser) -> None:
+    """``--max-bytes`` and ``--read-timeout``: the bounds on reading an untrusted file."""
+    p.add_argument("--max-bytes", metavar="SIZE",
+                   help="refuse a .nir file declaring more data than this (default 2GiB; "
+                        "e.g. 8GiB for a large file you trust)")
+    p.add_argument("--read-timeout", type=float, metavar="SECONDS",
+                   help="stop reading the .nir file after this long (default 10 s plus 1 s "
+                        "per 50 MB it declares)")
+
+
 def load_graph(args: argparse.Namespace, *, require_dt: bool, warn_findings: bool = True
                ) -> tuple[Any, Any, list[Any]]:
     """``args.file`` read, with ``--from``'s reading applied (its notes printed), the dt
     resolved (``--dt``, else the file's; ``require_dt``: refuse a file without one) and
     printed, and the time-step sanity findings warned about (``--strict``: refused).
     Returns ``(graph, TimeStep, findings)``."""
-    from nirbridge.api import read
-    from nirbridge.io.read import from_framework
+    from nirbridge.io.read import from_framework, read
     from nirbridge.passes import resolve_dt
     from nirbridge.sanity import check_time_step, refuse
 
-    graph = read(args.file)
+    graph = read(args.file, **read_kwargs(args))
     try:
         if getattr(args, "framework", None):
             graph, notes = from_framework(graph, args.framework, dt=args.dt)
@@ -130,8 +173,9 @@ def frameworks() -> str:
 
 def dt_options(p: argparse.ArgumentParser, *, strict: bool = True,
                 dt_help: str = "time step (default: the file's metadata['dt'])") -> None:
-    """``--dt``, ``--from FRAMEWORK`` and (``strict``) ``--strict``. ``--from`` stays free
-    text so that an unknown name gets the one-line error listing the known ones."""
+    """``--dt``, ``--from FRAMEWORK``, (``strict``) ``--strict``, and the read bounds
+    (:func:`read_options`). ``--from`` stays free text so that an unknown name gets the
+    one-line error listing the known ones."""
     p.add_argument("--dt", type=float, help=dt_help)
     p.add_argument("--from", dest="framework", metavar="FRAMEWORK",
                    help=f"read the file as {frameworks()} wrote it: that framework's dt "
@@ -139,4 +183,5 @@ def dt_options(p: argparse.ArgumentParser, *, strict: bool = True,
     if strict:
         p.add_argument("--strict", action="store_true",
                        help="refuse a forward-Euler neuron with dt/τ > 1 instead of warning")
+    read_options(p)  # every command that reads a .nir file takes dt_options
 
