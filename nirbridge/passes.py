@@ -48,6 +48,7 @@ from nirbridge.errors import GraphError, InputError, InvalidParameterError, Shap
 from nirbridge.geometry import conv_geometry_of, pool_geometry_of
 from nirbridge.graph import predecessors, successors, topological_order
 from nirbridge.neurons import is_neuron
+from nirbridge.validate_values import check_values
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +248,7 @@ CHECKS: list[Callable[[nir.NIRGraph, str], None]] = [
     check_edges,
     check_io_nodes,
     check_finite,
+    check_values,
     check_shapes,
 ]
 
@@ -256,11 +258,14 @@ def validate(graph: nir.NIRGraph) -> None:
 
     Runs :data:`CHECKS`: :func:`check_edges` (:class:`GraphError`), :func:`check_io_nodes`
     (:class:`GraphError`), :func:`check_finite` (:class:`InvalidParameterError`),
-    :func:`check_shapes` (:class:`ShapeMismatchError`). Every message names the node and
-    the field. The graph is not modified.
+    :func:`~nirbridge.validate_values.check_values` (values in the ranges their equations
+    need: :class:`InvalidParameterError`), :func:`check_shapes`
+    (:class:`ShapeMismatchError`), and ``metadata["dt"]`` (finite, > 0). Every message
+    names the node and the field. The graph is not modified.
     """
     if not isinstance(graph, nir.NIRGraph):
         raise GraphError(f"expected a nir.NIRGraph, got {_type_name(graph)}")
+    metadata_dt(graph)
     for prefix, sub in subgraphs(graph):
         for check in CHECKS:
             check(sub, prefix)
