@@ -498,6 +498,7 @@ def infer_shapes(graph: nir.NIRGraph) -> nir.NIRGraph:
     infer stay unknown, and disagreements are left for :func:`validate` to report.
     Modifies ``graph`` in place and returns it.
     """
+    sources = predecessors(graph)  # once: a scan of the edges per node is quadratic
     for name in topological_order(graph, strict=False):
         node = graph.nodes[name]
         if isinstance(node, nir.NIRGraph):
@@ -505,8 +506,7 @@ def infer_shapes(graph: nir.NIRGraph) -> nir.NIRGraph:
             continue
         if _single_shape(getattr(node, "input_type", None)) is not None:
             continue
-        preds = [graph.nodes[src] for src, dst in graph.edges
-                 if dst == name and src in graph.nodes]
+        preds = [graph.nodes[src] for src in sources[name]]
         shapes = {output_shape(pre) for pre in preds}
         shapes.discard(None)
         if len(shapes) != 1:

@@ -79,13 +79,12 @@ def _check_labels(arr: Any, what: str) -> None:
     """Class labels: one whole number ≥ 0 per sample."""
     import numpy as np
 
-    if arr.ndim != 1:
-        raise InputError(f"{what} has shape {arr.shape}; give one class per sample (1-d)")
-    values = arr.astype(np.float64)
+    values = arr.reshape(-1).astype(np.float64)
     bad = ~np.isfinite(values) | (values != np.round(values)) | (values < 0)
     if bad.any():
         i = int(np.argmax(bad))
-        raise InputError(f"{what}: label {arr[i]!r} at sample {i} is not a class number "
+        raise InputError(f"{what}: label {arr.reshape(-1)[i]!r} at sample {i} is not a class "
+                         "number "
                          "(a whole number ≥ 0)")
 
 
