@@ -210,6 +210,8 @@ def _integers(name: str, field: str, value: Any, low: int, what: str,
     bad = np.asarray(bad | (~finite & ~(unknown & np.isnan(arr))))
     if bad.any():
         value, where = _first(arr, bad)
+        if np.isfinite(float(value)) and float(value).is_integer():  # say it as an integer
+            value = str(int(float(value)))
         raise _fail(name, field, f"{value} is not an integer ≥ {low}{where}; {what}")
 
 
