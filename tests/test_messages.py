@@ -93,3 +93,12 @@ def test_a_library_warning_before_an_error_is_one_line(monkeypatch, capsys, file
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["nirbridge inspect: warning: RuntimeWarning: first line",
                    "nirbridge inspect: error: the error"]
+
+
+def test_a_recipe_whose_steps_cannot_fit_in_memory_names_the_field(tmp_path, capsys):
+    from test_recipes import _recipe
+
+    path = _recipe(tmp_path, replace=("steps = 4", f"steps = {10 ** 12}"))
+    assert main(["deploy", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "field 'simulation.steps'" in err[0] and "GiB" in err[0], err

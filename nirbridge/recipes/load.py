@@ -6,9 +6,11 @@ Every error is a :class:`~nirbridge.errors.RecipeError` naming the file and the 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
+from nirbridge.backends.inputs import check_allocation
 from nirbridge.config import Table, load_toml
 from nirbridge.data import ENCODINGS, IMAGE_SHAPES, min_steps
 from nirbridge.errors import NirbridgeError, RecipeError
@@ -207,6 +209,12 @@ def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
         batch_size=s.integer("batch_size", required=False, default=128, minimum=1),
     )
     shape = IMAGE_SHAPES.get(dspec.dataset)
+    if shape is not None:  # one sample's encoded input must fit: before anything opens
+        try:
+            check_allocation(sim.steps * 8 * math.prod(shape), f"{sim.steps} steps of one "
+                                                               "sample")
+        except NirbridgeError as exc:
+            raise s.fail("steps", str(exc)) from None
     if shape is not None and sim.steps < min_steps(dspec.encoding, shape):
         raise s.fail("steps", f"{sim.steps} is too few for encoding '{dspec.encoding}': it "
                               f"presents one image row per step and {dspec.dataset} images "
