@@ -532,6 +532,7 @@ __all__ = [
     "check_finite",
     "check_io_nodes",
     "check_shapes",
+    "check_values",
     "dt_conventions",
     "find_node",
     "graph_dt",
