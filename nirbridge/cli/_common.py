@@ -3,11 +3,44 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from nirbridge.errors import InputError, NirbridgeError
+
+
+def _number(text: str, kind: type, what: str) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1 (``--steps``, ``--samples``, ``--batch``, ...)."""
+    value = _number(text, int, "a whole number (e.g. 100; no exponent)")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer ≥ 0 (``--lava-samples``: 0 runs no Lava)."""
+    value = _number(text, int, "a whole number (e.g. 100; no exponent)")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def positive_finite_float(text: str) -> float:
+    """argparse type: a finite number > 0 (``--timeout``, ``--dt``): NaN and inf refused,
+    so a limit cannot be switched off by accident."""
+    value = _number(text, float, "a number")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
+    return value
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -32,7 +65,27 @@ def load_array(path: str, what: str = "--input") -> Any:
         raise InputError(f"{what} file '{path}' is not a .npy array: {exc}") from exc
     if not isinstance(arr, np.ndarray):
         raise InputError(f"{what} file '{path}' holds several arrays; give one .npy array")
+    from nirbridge.backends.inputs import check_dtype, check_series
+
+    check_dtype(arr.dtype, f"{what} file '{path}'")
+    if what == "--input":  # a time series [T, B, ...]; labels and others are not
+        check_series(arr.shape, f"{what} file '{path}'")
+    if what == "--labels":
+        _check_labels(arr, f"{what} file '{path}'")
     return arr
+
+
+def _check_labels(arr: Any, what: str) -> None:
+    """Class labels: one whole number ≥ 0 per sample."""
+    import numpy as np
+
+    values = arr.reshape(-1).astype(np.float64)
+    bad = ~np.isfinite(values) | (values != np.round(values)) | (values < 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(f"{what}: label {arr.reshape(-1)[i]!r} at sample {i} is not a class "
+                         "number "
+                         "(a whole number ≥ 0)")
 
 
 def warn(args: argparse.Namespace, message: str) -> None:
@@ -140,10 +193,10 @@ def lava_parallel_options(p: argparse.ArgumentParser, *, recipes: bool) -> None:
     """``--workers``/``--cluster`` (passed to the Lava backends' run only when given) and,
     for recipes, ``--lava-samples``."""
     if recipes:
-        p.add_argument("--lava-samples", type=int,
+        p.add_argument("--lava-samples", type=nonnegative_int,
                        help="recipes: samples Lava confirms (default: the recipe's "
                             "[simulation] lava_samples, else all up to 360)")
-    p.add_argument("--workers", type=int,
+    p.add_argument("--workers", type=positive_int,
                    help="Lava: shard the samples over N child processes")
     p.add_argument("--cluster", help="Lava: run the shards on this distributed cluster "
                                      "(its scheduler ADDRESS)")
@@ -176,7 +229,7 @@ def dt_options(p: argparse.ArgumentParser, *, strict: bool = True,
     """``--dt``, ``--from FRAMEWORK``, (``strict``) ``--strict``, and the read bounds
     (:func:`read_options`). ``--from`` stays free text so that an unknown name gets the
     one-line error listing the known ones."""
-    p.add_argument("--dt", type=float, help=dt_help)
+    p.add_argument("--dt", type=positive_finite_float, help=dt_help)
     p.add_argument("--from", dest="framework", metavar="FRAMEWORK",
                    help=f"read the file as {frameworks()} wrote it: that framework's dt "
                         "convention and its known semantic differences (notes printed)")

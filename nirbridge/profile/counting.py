@@ -425,7 +425,9 @@ class EventCounter:
         # per-element non-zero counts of tensors seen, by a weak reference to the tensor:
         # a neuron's (or Input's) output counted once serves the synapse it feeds (the
         # executor passes that very tensor), and is dropped as soon as the run frees it
-        self._seen: list[tuple[weakref.ref, torch.Tensor]] = []
+        # by id, each entry dropped when its tensor dies: a list scanned per tensor was
+        # quadratic in the number of recorded tensors
+        self._seen: dict[int, tuple[weakref.ref, torch.Tensor]] = {}
         self._fanouts: dict[tuple[str, tuple[int, ...]], tuple[torch.Tensor, float]] = {}
         self._driven: dict[str, tuple[torch.Tensor, tuple[int, ...]]] = {}
 
@@ -433,22 +435,27 @@ class EventCounter:
         """A neuron's input, before the neuron writes its outputs over it (see
         :data:`nirbridge.backends.reference.Observer`): its driven updates are counted
         now, and no count of that tensor is kept (it is about to change)."""
-        self._seen = [(r, c) for r, c in self._seen if r() is not None and r() is not x]
+        entry = self._seen.get(id(x))
+        if entry is not None and entry[0]() is x:
+            del self._seen[id(x)]
         node = self.graph.nodes.get(name)
         if node is not None and is_neuron(node):
             self._driven[name] = (nonzero_per_step(torch.as_tensor(x)), tuple(x.shape))
 
     def _by_element(self, x: torch.Tensor) -> torch.Tensor:
         """:func:`nonzero_by_element` of ``x``, computed once per tensor."""
-        self._seen = [(r, c) for r, c in self._seen if r() is not None]
-        for r, c in self._seen:
-            if r() is x:
-                return c
+        entry = self._seen.get(id(x))
+        if entry is not None and entry[0]() is x:
+            return entry[1]
         c = nonzero_by_element(x)
+        key, seen = id(x), self._seen
         try:
-            self._seen.append((weakref.ref(x), c))
+            # CPython calls back as the tensor dies, before its id can be reused
+            ref = weakref.ref(x, lambda r, k=key: seen.pop(k, None)
+                              if seen.get(k, (None,))[0] is r else None)
         except TypeError:  # not weak-referenceable: counted again if seen again
-            pass
+            return c
+        seen[key] = (ref, c)
         return c
 
     def _check_tb(self, x: torch.Tensor, name: str) -> tuple[int, int]:
@@ -504,7 +511,7 @@ class EventCounter:
         # integer events × integer fan-outs: every partial sum is an integer below 2^53,
         # so the matrix-vector product is exact in any order
         step_sums = per_elem @ fmap
-        kind = synapse_kind(self.graph, name, self._tags)
+        kind = synapse_kind(self.graph, name, self._tags, self._preds)
         scales = {self._scales[p] for p in preds}
         if kind == "AC":
             events: float | None = float(step_sums.sum().item()) / b
