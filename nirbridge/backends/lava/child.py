@@ -18,11 +18,14 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import math
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -31,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nirbridge.backends.lava.network import PROCS
-from nirbridge.errors import SimulationError, SimulationTimeout
+from nirbridge.errors import InputError, SimulationError, SimulationTimeout
 
 log = logging.getLogger(__name__)
 
@@ -145,15 +148,19 @@ def _kill_pids(pids: list[int]) -> set[str]:
 
 # ------------------------------------------------------------------ the run's process
 class _Watchdog(threading.Thread):
-    """In the run's process: reports a dead Lava process (with its model's traceback)
-    and obeys the parent's ``terminate`` (time limit)."""
+    """In the run's process: reports a dead Lava process (with its model's traceback),
+    obeys the parent's ``terminate`` (its time limit, an interrupt), and ends the run
+    when the parent is gone (its command pipe at end of file, a new parent process id,
+    or the parent-death signal) or when the run passes its own time limit."""
 
-    def __init__(self, holder: dict[str, Any], cmd: Any, die: Callable[[str, str, int], None]
-                 ) -> None:
+    def __init__(self, holder: dict[str, Any], cmd: Any, die: Callable[[str, str, int], None],
+                 parent: int, deadline: float | None) -> None:
         super().__init__(name="nirbridge-lava-watchdog", daemon=True)
         self.holder, self.cmd, self.die = holder, cmd, die
+        self.parent, self.deadline = parent, deadline
         self.lock = threading.Lock()
-        self.stopping = False
+        self.stopping = False  # the run has ended: Lava's processes exit on purpose
+        self.signalled = threading.Event()  # SIGTERM/SIGHUP (the parent-death signal)
         self.first = ""  # the first model exception's own line, once reported
 
     def actors(self) -> list[Any]:
@@ -213,18 +220,23 @@ class _Watchdog(threading.Thread):
                         self.die("timeout", self.report(), 2)
             except (EOFError, OSError):
                 self.die("orphaned", "the parent process went away", 3)
+            if self.signalled.is_set() or os.getppid() != self.parent:
+                self.die("orphaned", "the parent process went away (or sent SIGTERM)", 3)
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                self.die("timeout", "the run passed its time limit (seen by the run's "
+                         "own process)\n" + self.report(), 2)
             with self.lock:
                 if self.stopping:
-                    return
+                    continue
                 dead = [a for a in self.actors() if self._exited(a)]
             if dead:
                 time.sleep(0.3)  # let Lava's own join read what it will
                 self.die("model", self.report(dead), 1)
 
     def stop(self) -> None:
+        """The run has ended: from now on only the parent and the time limit count."""
         with self.lock:
             self.stopping = True
-        self.join(timeout=5)
 
 
 def _last_line(text: str) -> str:
@@ -258,18 +270,55 @@ def _make(path: str, key: str, kwargs: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+def _parent_death_signal(sig: int) -> None:
+    """Linux: have the kernel send ``sig`` to this process when the thread that forked
+    it ends (``prctl(PR_SET_PDEATHSIG)``); elsewhere nothing (the watchdog still polls)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(sig), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - no libc symbol
+        log.debug("prctl(PR_SET_PDEATHSIG) unavailable")
+
+
+def _own_temp_dir(scratch: str | None) -> None:
+    """Lava's processes make ``pymp-*`` folders (multiprocessing's listener sockets) in
+    the temporary directory and leave them when they are killed: make the run's scratch
+    folder (removed with the run) their temporary directory, in this process only."""
+    if scratch is None:
+        return
+    tempfile.tempdir = scratch
+    # a temporary folder multiprocessing chose before the fork would be shared with the
+    # parent; forget it here so that this process's one is made in the scratch folder
+    multiprocessing.current_process()._config.pop("tempdir", None)  # type: ignore[attr-defined]
+
+
+def _default_term_signals() -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call: int,
-                close: tuple[Any, ...] = ()) -> None:
+                close: tuple[Any, ...] = (), parent: int = 0,
+                deadline: float | None = None, scratch: str | None = None) -> None:
     """Body of the run's process (forked); never returns (``os._exit``). ``close``: the
-    other runs' pipe ends it inherited (they must be the parent's alone, or a run would
-    not see its parent go)."""
+    parent's pipe ends it inherited, its own run's and other runs' (they must be the
+    parent's alone, or a run would not see its parent go); ``parent``: the parent's
+    pid; ``deadline``: the time limit (``time.monotonic()``, the same clock in both
+    processes) that this process enforces too; ``scratch``: the run's folder, removed
+    when the run ends here (always when the parent is gone)."""
     os.setsid()  # own process group: everything Lava starts can be found and ended
+    _parent_death_signal(signal.SIGTERM)
     for conn in close:
         try:
             conn.close()
         except OSError:
             pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _own_temp_dir(scratch)
     send_lock, dying = threading.Lock(), threading.Lock()
 
     def send(msg: Any) -> None:
@@ -281,23 +330,36 @@ def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call:
             while True:  # the other thread is ending this process
                 time.sleep(1)
         me = os.getpid()
-        members = [p for p in process_group_members(os.getpgrp()) if p != me]
-        shm = _kill_pids(members) | _shm_mapped_by([me])
-        for pid in members:  # Lava's processes are this process's children: reap them
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
+        shm = _shm_mapped_by([me])
+        for _ in range(50):  # again, for what Lava was forking while we looked
+            members = [p for p in process_group_members(os.getpgrp()) if p != me]
+            if not members:
+                break
+            shm |= _kill_pids(members)
+            for pid in members:  # Lava's processes are this process's children: reap
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
         _unlink_shm(shm)
-        try:
-            send(("error", {"kind": kind, "text": text, "shm": sorted(shm),
-                            "summary": summary or watchdog.first or _last_line(text)}))
-        except Exception:  # noqa: BLE001 - the parent may be gone
-            pass
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if kind != "orphaned" and send_lock.acquire(timeout=1.0):
+            try:
+                result.send(("error", {"kind": kind, "text": text, "shm": sorted(shm),
+                                       "summary": summary or watchdog.first
+                                       or _last_line(text)}))
+            except Exception:  # noqa: BLE001 - the parent may be gone
+                pass
         os._exit(code)
 
     holder: dict[str, Any] = {}
-    watchdog = _Watchdog(holder, cmd, die)
+    watchdog = _Watchdog(holder, cmd, die, parent or os.getppid(), deadline)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # the watchdog acts on them
+        signal.signal(sig, lambda signum, frame: watchdog.signalled.set())
+    # Lava's own processes, forked from here, keep the default (no watchdog there)
+    os.register_at_fork(after_in_child=_default_term_signals)
+    watchdog.start()
     try:
         _prepare_lava_import()
         from lava.magma.core.run_conditions import RunSteps
@@ -310,7 +372,6 @@ def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call:
             getattr(procs[a], ref).connect_var(getattr(procs[z], var))
         root = procs[plan.procs[0][0]]
         holder["root"] = root
-        watchdog.start()
         t0 = time.perf_counter()
         root.create_runtime(run_cfg=Loihi2SimCfg(select_tag=mode))
         t1 = time.perf_counter()
@@ -362,9 +423,13 @@ class ChildRun:
     """
 
     def __init__(self, plan: RunPlan, mode: str, timeout_s: float | None,
-                 on_progress: Callable[[int], None]) -> None:
+                 on_progress: Callable[[int], None], scratch: str | None = None) -> None:
+        if timeout_s is not None and not (isinstance(timeout_s, (int, float))
+                                          and math.isfinite(timeout_s) and timeout_s > 0):
+            raise InputError(f"timeout_s={timeout_s!r}: the time limit of a Lava run must "
+                             "be a finite number of seconds > 0 (or None for no limit)")
         self.plan, self.mode, self.timeout_s = plan, mode, timeout_s
-        self.on_progress = on_progress
+        self.on_progress, self.scratch = on_progress, scratch
         self.outcome: tuple[str, Any] | None = None
         self.last = 0
         self.shm: set[str] = set()
@@ -372,17 +437,21 @@ class ChildRun:
         self._deadline: float | None = None
 
     def start(self, others: Iterable[ChildRun] = ()) -> None:
-        """Fork the run's process; ``others``: runs still going, whose pipes it closes."""
-        close = tuple(conn for run in others for conn in run._conns())
+        """Fork the run's process; ``others``: runs still going, whose pipes it closes
+        (as it closes this run's parent ends: only then does it see the parent go)."""
         ctx = multiprocessing.get_context("fork")
         self._res_recv, res_send = ctx.Pipe(duplex=False)
         cmd_recv, self._cmd_send = ctx.Pipe(duplex=False)
+        close = tuple(conn for run in (*others, self) for conn in run._conns())
         steps_per_call = max(200, self.plan.total // 50)
-        self._proc = ctx.Process(target=_child_main, name="nirbridge-lava-run",
-                                 args=(self.plan, self.mode, res_send, cmd_recv,
-                                       steps_per_call, close))
         if self.timeout_s is not None:
             self._deadline = time.monotonic() + float(self.timeout_s)
+        # the child's own limit comes a little later: the parent's report comes first
+        child_deadline = None if self._deadline is None else self._deadline + 2.0
+        self._proc = ctx.Process(target=_child_main, name="nirbridge-lava-run",
+                                 args=(self.plan, self.mode, res_send, cmd_recv,
+                                       steps_per_call, close, os.getpid(), child_deadline,
+                                       self.scratch))
         self._proc.start()
         self.pid = self._proc.pid
         res_send.close()
@@ -405,6 +474,8 @@ class ChildRun:
             return None
         if kind == "error":
             self.shm.update(payload.get("shm", ()))
+            if payload.get("kind") == "timeout":  # the child's own limit
+                return "timeout", payload
         return kind, payload
 
     def poll(self, wait: float = 0.0) -> bool:
@@ -500,9 +571,10 @@ class ChildRun:
 
 
 def run_in_child(plan: RunPlan, mode: str, timeout_s: float | None,
-                 on_progress: Callable[[int], None]) -> dict[str, float]:
+                 on_progress: Callable[[int], None], scratch: str | None = None
+                 ) -> dict[str, float]:
     """Run ``plan`` in its own process (see :class:`ChildRun`) and wait for it."""
-    run = ChildRun(plan, mode, timeout_s, on_progress)
+    run = ChildRun(plan, mode, timeout_s, on_progress, scratch)
     run.start()
     try:
         while not run.poll(0.25):

@@ -1,0 +1,125 @@
+"""How the ``nirbridge`` command ends when it is told to: signals, a closed stdout.
+
+:func:`interrupts_as_exceptions` turns SIGINT, SIGTERM and SIGHUP into an
+:class:`Interrupted` exception in the main thread, so that every ``finally`` block runs
+(temporary files removed, a Lava run's processes ended) before the command exits with
+``128 + signal`` (130 for Ctrl-C, 143 for SIGTERM). A second signal while that cleanup
+runs is ignored: the cleanup is bounded (a Lava run is stopped within a few seconds),
+and SIGKILL still ends the process at once (see docs/processes.md for what then
+remains and who removes it).
+
+:func:`quiet_stdout` makes a closed stdout pipe (``nirbridge inspect --json | head``)
+end the command without Python's "Exception ignored" message at exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+#: The signals :func:`interrupts_as_exceptions` turns into :class:`Interrupted`.
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+#: Exit status after a closed stdout pipe, as a shell reports a process ended by SIGPIPE.
+BROKEN_PIPE_EXIT = 128 + signal.SIGPIPE
+
+
+class Interrupted(KeyboardInterrupt):
+    """The command was told to stop by signal ``signum``. A :class:`KeyboardInterrupt`,
+    so that code which already stops cleanly on Ctrl-C does so for SIGTERM too."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+@contextlib.contextmanager
+def interrupts_as_exceptions() -> Iterator[None]:
+    """Within the block, the first SIGINT/SIGTERM/SIGHUP raises :class:`Interrupted`
+    where the main thread is; later ones are ignored. The previous handlers come back
+    after the block. Outside the main thread it does nothing (Python allows handlers
+    only there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if fired:
+            return
+        fired.append(signum)
+        raise Interrupted(signum)
+
+    previous = {}
+    for sig in HANDLED:
+        with contextlib.suppress(OSError, ValueError):
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
+
+def quiet_stdout() -> None:
+    """After a write to a closed stdout pipe: point stdout at /dev/null, so that the
+    interpreter's final flush has nowhere to fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type of a time limit: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds; give e.g. 60") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a time limit must be a finite number of seconds > 0 (e.g. 60)")
+    return value
+
+
+
+
+def add_timeout_option(parser: argparse.ArgumentParser) -> None:
+    """``--timeout SECONDS``: the time limit of each Lava run (commands that run Lava)."""
+    parser.add_argument("--timeout", type=positive_seconds, default=None, metavar="SECONDS",
+                        help="time limit in seconds of each Lava run, enforced by the run's "
+                             "own process too (default 600; Lava backends only)")
+
+
+def lava_timeout(backend: str, timeout: float | None) -> dict[str, float]:
+    """The run options ``--timeout`` gives ``backend`` (a name or alias): ``timeout_s``
+    for a Lava backend; an :class:`~nirbridge.errors.InputError` for another."""
+    if timeout is None:
+        return {}
+    from nirbridge.backends import ALIASES
+    from nirbridge.errors import InputError
+
+    if not ALIASES.get(backend, backend).startswith("lava"):
+        raise InputError(f"--timeout {timeout:g} limits Lava runs; backend {backend!r} "
+                         "does not run Lava (drop --timeout, or use --backend lava-float "
+                         "or lava-fixed)")
+    return {"timeout_s": timeout}
+
+
+__all__ = ["BROKEN_PIPE_EXIT", "HANDLED", "Interrupted", "add_timeout_option",
+           "interrupts_as_exceptions", "lava_timeout", "positive_seconds", "quiet_stdout"]
