@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from nirbridge._files import temp_prefix
 from nirbridge.backends.lava.network import PROCS
 from nirbridge.errors import InputError, SimulationError, SimulationTimeout
 
@@ -284,16 +285,28 @@ def _parent_death_signal(sig: int) -> None:
         log.debug("prctl(PR_SET_PDEATHSIG) unavailable")
 
 
-def _own_temp_dir(scratch: str | None) -> None:
-    """Lava's processes make ``pymp-*`` folders (multiprocessing's listener sockets) in
-    the temporary directory and leave them when they are killed: make the run's scratch
-    folder (removed with the run) their temporary directory, in this process only."""
+#: Longest folder for multiprocessing's sockets (``listener-XXXXXXXX``) within AF_UNIX's
+#: 108-byte limit on a socket's path.
+_SOCKET_FOLDER_MAX = 107 - len("/listener-XXXXXXXX")
+
+
+def _own_temp_dir(scratch: str | None) -> str | None:
+    """Lava's processes make multiprocessing's listener sockets in a ``pymp-*`` folder
+    of the temporary directory and leave it when they are killed: give this process
+    (and so the processes it forks, which inherit it) the run's scratch folder instead,
+    removed with the run. Where its path is too long for a socket, a short folder of
+    the same naming in ``/tmp``; returns that one (None: the scratch folder)."""
     if scratch is None:
-        return
-    tempfile.tempdir = scratch
-    # a temporary folder multiprocessing chose before the fork would be shared with the
-    # parent; forget it here so that this process's one is made in the scratch folder
-    multiprocessing.current_process()._config.pop("tempdir", None)  # type: ignore[attr-defined]
+        return None
+    folder, own = scratch, None
+    if len(scratch) > _SOCKET_FOLDER_MAX and os.path.isdir("/tmp"):
+        folder = own = tempfile.mkdtemp(prefix=temp_prefix("lavamp"), dir="/tmp")
+    tempfile.tempdir = folder
+    # multiprocessing.util.get_temp_dir() reads this before making a pymp-* folder
+    config = getattr(multiprocessing.current_process(), "_config", None)
+    if isinstance(config, dict):
+        config["tempdir"] = folder
+    return own
 
 
 def _default_term_signals() -> None:
@@ -318,7 +331,7 @@ def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call:
         except OSError:
             pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    _own_temp_dir(scratch)
+    sockets = _own_temp_dir(scratch)
     send_lock, dying = threading.Lock(), threading.Lock()
 
     def send(msg: Any) -> None:
@@ -342,8 +355,9 @@ def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call:
                 except ChildProcessError:
                     pass
         _unlink_shm(shm)
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+        for folder in (scratch, sockets):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
         if kind != "orphaned" and send_lock.acquire(timeout=1.0):
             try:
                 result.send(("error", {"kind": kind, "text": text, "shm": sorted(shm),
@@ -385,6 +399,8 @@ def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call:
         watchdog.stop()
         root.stop()
         t3 = time.perf_counter()
+        if sockets is not None:
+            shutil.rmtree(sockets, ignore_errors=True)
         send(("ok", {"compile": t1 - t0, "run": t2 - t1, "stop": t3 - t2}))
         os._exit(0)
     except BaseException:  # noqa: BLE001 - everything goes to the parent
