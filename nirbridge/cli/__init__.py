@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import importlib
 import logging
+import os
 import sys
 
 from nirbridge._files import sweep_stale
@@ -77,7 +78,20 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(OSError, ValueError):
                 print(f"nirbridge: interrupted ({exc.args[0] if exc.args else 'SIGINT'})",
                       file=sys.stderr)
+            if argv is None:  # the program itself (not a caller's main([...])): see below
+                _exit_now(code)
             return code
+
+
+def _exit_now(code: int) -> None:
+    """End the process now: every ``finally`` block has run (temporary files removed,
+    Lava runs ended), and what is left, the interpreter's teardown of torch, Lava and
+    matplotlib, takes over a second; a stopped command should end at once."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stream.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 def _run(args: argparse.Namespace) -> int:
