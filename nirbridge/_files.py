@@ -254,6 +254,9 @@ def write_files(files: Mapping[str | os.PathLike[str], bytes],
     for p in order:
         if p.parent.resolve() != main_path.parent.resolve():
             raise NirbridgeError(f"write_files: {p} is not in {main_path.parent}")
+        if p.is_dir():
+            part = "" if p == main_path else f" (its file {p.name})"
+            raise NirbridgeError(f"cannot write {main_path}{part}: it is a directory")
     stage = _hidden_temp(main_path.parent, main_path.name, folder=True)
     moved: list[tuple[Path, Path | None]] = []
     current = main_path

@@ -522,6 +522,8 @@ class ChildRun:
         """End and clean up the run; its times (``compile``, ``run``, ``stop``, ``pid``),
         or its error."""
         if self.outcome is None:
+            self.poll(0.0)  # what it said before (its own time limit, say) comes first
+        if self.outcome is None:
             self.cancel()
         outcome = self.outcome
         proc, res_recv = self._proc, self._res_recv
