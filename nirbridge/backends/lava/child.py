@@ -11,6 +11,12 @@ everything in the process group is killed, the shared-memory segments it mapped 
 unlinked, and :class:`~nirbridge.errors.SimulationError` /
 :class:`~nirbridge.errors.SimulationTimeout` is raised. No process and no ``/dev/shm``
 segment is left.
+
+The run's process also ends everything by itself when its parent dies (it holds none of
+the parent's pipe ends, so its command pipe reads end-of-file; Linux sends it SIGTERM by
+``PR_SET_PDEATHSIG``; its watchdog polls ``os.getppid()``) and when its own time limit
+(the parent's + 2 s) passes, and removes its scratch folder, where multiprocessing's
+sockets (``pymp-*`` otherwise) are made too. See docs/processes.md.
 """
 
 from __future__ import annotations
