@@ -59,6 +59,9 @@ def main() -> int:
     if stops:
         print(f"SIGTERM/SIGINT to exit: median {statistics.median(stops):.2f} s, max "
               f"{max(stops):.2f} s over {len(stops)} cases")
+    hidden = sorted(str(f.relative_to(root)) for f in root.glob("*/*/.*"))
+    print(f"hidden temporary files SIGKILL left beside outputs (the next write of that "
+          f"output sweeps them): {len(hidden)} {hidden[:5]}")
     new_shm = sorted(set(os.listdir("/dev/shm")) - shm_before)
     print(f"/dev/shm entries new since the start (any program's): {new_shm or 'none'}")
     for o in bad:

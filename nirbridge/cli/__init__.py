@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    with interrupts_as_exceptions():
+    with interrupts_as_exceptions() as guard:
         try:
             parser = build_parser()
             args = parser.parse_args(argv)
@@ -69,11 +69,14 @@ def main(argv: list[str] | None = None) -> int:
             sweep_stale()
             code = _run(args)
             sys.stdout.flush()  # here, so that a closed pipe is seen here and not at exit
+            guard.quiet()  # done: a signal from now on meets no exception handler
             return code
         except BrokenPipeError:
+            guard.quiet()
             quiet_stdout()
             return BROKEN_PIPE_EXIT
         except KeyboardInterrupt as exc:
+            guard.quiet()
             code = exc.exit_code if isinstance(exc, Interrupted) else 130
             with contextlib.suppress(OSError, ValueError):
                 print(f"nirbridge: interrupted ({exc.args[0] if exc.args else 'SIGINT'})",

@@ -44,21 +44,32 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
+class Guard:
+    """What :func:`interrupts_as_exceptions` yields: :meth:`quiet` makes later signals
+    be ignored (the command is ending: an exception raised now could only escape)."""
+
+    def __init__(self) -> None:
+        self.fired: list[int] = []
+
+    def quiet(self) -> None:
+        self.fired.append(0)
+
+
 @contextlib.contextmanager
-def interrupts_as_exceptions() -> Iterator[None]:
+def interrupts_as_exceptions() -> Iterator[Guard]:
     """Within the block, the first SIGINT/SIGTERM/SIGHUP raises :class:`Interrupted`
-    where the main thread is; later ones are ignored. The previous handlers come back
-    after the block. Outside the main thread it does nothing (Python allows handlers
-    only there)."""
+    where the main thread is; later ones (and any after :meth:`Guard.quiet`) are
+    ignored. The previous handlers come back after the block. Outside the main thread
+    it does nothing (Python allows handlers only there)."""
+    guard = Guard()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield guard
         return
-    fired: list[int] = []
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        if fired:
+        if guard.fired:
             return
-        fired.append(signum)
+        guard.fired.append(signum)
         raise Interrupted(signum)
 
     previous = {}
@@ -66,8 +77,9 @@ def interrupts_as_exceptions() -> Iterator[None]:
         with contextlib.suppress(OSError, ValueError):
             previous[sig] = signal.signal(sig, handler)
     try:
-        yield
+        yield guard
     finally:
+        guard.quiet()
         for sig, old in previous.items():
             with contextlib.suppress(OSError, ValueError, TypeError):
                 signal.signal(sig, old if old is not None else signal.SIG_DFL)
@@ -121,5 +133,5 @@ def lava_timeout(backend: str, timeout: float | None) -> dict[str, float]:
     return {"timeout_s": timeout}
 
 
-__all__ = ["BROKEN_PIPE_EXIT", "HANDLED", "Interrupted", "add_timeout_option",
+__all__ = ["BROKEN_PIPE_EXIT", "HANDLED", "Guard", "Interrupted", "add_timeout_option",
            "interrupts_as_exceptions", "lava_timeout", "positive_seconds", "quiet_stdout"]
