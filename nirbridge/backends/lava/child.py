@@ -315,6 +315,11 @@ def _own_temp_dir(scratch: str | None) -> str | None:
     return own
 
 
+def _hold_if(event: threading.Event) -> None:
+    while event.is_set():  # this process is ending: never fork again
+        time.sleep(1)
+
+
 def _default_term_signals() -> None:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
@@ -338,7 +343,7 @@ def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call:
             pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     sockets = _own_temp_dir(scratch)
-    send_lock, dying = threading.Lock(), threading.Lock()
+    send_lock, dying, no_forks = threading.Lock(), threading.Lock(), threading.Event()
 
     def send(msg: Any) -> None:
         with send_lock:
@@ -348,12 +353,19 @@ def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call:
         if not dying.acquire(blocking=False):
             while True:  # the other thread is ending this process
                 time.sleep(1)
+        no_forks.set()  # Lava's start-up in the main thread forks no more processes
         me = os.getpid()
         shm = _shm_mapped_by([me])
-        for _ in range(50):  # again, for what Lava was forking while we looked
+        empty = 0
+        for _ in range(100):  # again, for a fork that was under way when we looked
             members = [p for p in process_group_members(os.getpgrp()) if p != me]
             if not members:
-                break
+                empty += 1
+                if empty == 2:
+                    break
+                time.sleep(0.05)
+                continue
+            empty = 0
             shm |= _kill_pids(members)
             for pid in members:  # Lava's processes are this process's children: reap
                 try:
@@ -377,8 +389,10 @@ def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call:
     watchdog = _Watchdog(holder, cmd, die, parent or os.getppid(), deadline)
     for sig in (signal.SIGTERM, signal.SIGHUP):  # the watchdog acts on them
         signal.signal(sig, lambda signum, frame: watchdog.signalled.set())
-    # Lava's own processes, forked from here, keep the default (no watchdog there)
-    os.register_at_fork(after_in_child=_default_term_signals)
+    # Lava's own processes, forked from here, keep the default (no watchdog there); once
+    # the run is being ended, a thread about to fork waits here for the end instead
+    os.register_at_fork(before=lambda: _hold_if(no_forks),
+                        after_in_child=_default_term_signals)
     watchdog.start()
     try:
         _prepare_lava_import()
