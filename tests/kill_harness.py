@@ -105,6 +105,21 @@ def marked_pids(marker: str) -> list[int]:
     return out
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def forks(pid: int, marker: str) -> list[int]:
+    """Processes of the case forked from the command (the same command line: a Lava
+    run's process, Lava's own), not programs it runs (``ldconfig`` from an import)."""
+    me = _cmdline(pid)
+    return [p for p in marked_pids(marker) if p != pid and me and _cmdline(p) == me]
+
+
 def shm_used_by(pids: Iterable[int]) -> set[str]:
     """``/dev/shm`` files (not semaphores) that ``pids`` map or hold open."""
     names: set[str] = set()
@@ -172,8 +187,7 @@ def run_case(case: Case, folder: Path, check_output: Callable[[Path], str | None
     proc, tmpdir, marker = start(case, folder)
     child_seen = False
     if case.after_child:
-        child_seen = _wait_for(lambda: proc.poll() is not None
-                               or len([p for p in marked_pids(marker) if p != proc.pid]) > 0,
+        child_seen = _wait_for(lambda: proc.poll() is not None or bool(forks(proc.pid, marker)),
                                child_limit)
         child_seen = child_seen and proc.poll() is None
     end = time.monotonic() + max(case.delay, 0.0 if case.after_child else START_S)
@@ -183,7 +197,7 @@ def run_case(case: Case, folder: Path, check_output: Callable[[Path], str | None
     noted_shm = shm_used_by(noted_pids)
     sent = None
     if proc.poll() is None:
-        child_seen = child_seen or any(p != proc.pid for p in noted_pids)
+        child_seen = child_seen or bool(forks(proc.pid, marker))
         sent = time.monotonic()
         try:
             os.kill(proc.pid, case.sig)

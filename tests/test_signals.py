@@ -52,6 +52,19 @@ def test_sigterm_and_sigint_become_an_exception_once_and_handlers_come_back():
     assert {s: signal.getsignal(s) for s in before} == before
 
 
+def test_a_signal_in_a_deferred_block_is_raised_when_the_block_ends():
+    """torch's import calls Python back from C++, where an exception aborts the process
+    (SIGABRT, seen once in the soak): the CLI defers signals across it."""
+    reached = []
+    with interrupts_as_exceptions() as guard:
+        with pytest.raises(Interrupted) as info:
+            with guard.deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+                reached.append("end of the block")  # the handler did not raise here
+        assert info.value.exit_code == 130 and reached == ["end of the block"]
+
+
 def test_a_closed_stdout_pipe_ends_the_command_quietly(tiny):
     read, write = os.pipe()
     os.close(read)  # closed before the command writes anything: every write fails

@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     with interrupts_as_exceptions() as guard:
         try:
-            parser = build_parser()
+            with guard.deferred():  # build_parser imports torch (see Guard.deferred)
+                parser = build_parser()
             args = parser.parse_args(argv)
             logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                                 format="%(levelname)s %(name)s: %(message)s")

@@ -50,9 +50,25 @@ class Guard:
 
     def __init__(self) -> None:
         self.fired: list[int] = []
+        self.defer = 0
+        self.pending: int | None = None
 
     def quiet(self) -> None:
         self.fired.append(0)
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """A signal within the block is raised when it ends. For code that Python is
+        called back from C++ in (torch's import: an exception raised in a pybind11
+        callback ends the process with ``std::terminate``, SIGABRT)."""
+        self.defer += 1
+        try:
+            yield
+        finally:
+            self.defer -= 1
+        if not self.defer and self.pending is not None and not self.fired:
+            self.fired.append(self.pending)
+            raise Interrupted(self.pending)
 
 
 @contextlib.contextmanager
@@ -68,6 +84,9 @@ def interrupts_as_exceptions() -> Iterator[Guard]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if guard.fired:
+            return
+        if guard.defer:
+            guard.pending = guard.pending or signum
             return
         guard.fired.append(signum)
         raise Interrupted(signum)

@@ -320,6 +320,27 @@ def _hold_if(event: threading.Event) -> None:
         time.sleep(1)
 
 
+def _track_segments(stop: threading.Event, lock: threading.Lock, names: set[str]) -> None:
+    """In the run's process only: note the name of every ``SharedMemory`` segment it
+    creates (Lava's channels are made here, by the main thread, while the watchdog may
+    be ending the run), and once ``stop`` is set, make none: a thread that tries waits
+    for the end. Then ending the run misses no segment made a moment before."""
+    from multiprocessing import shared_memory
+
+    original = shared_memory.SharedMemory.__init__
+
+    def init(self: Any, name: str | None = None, create: bool = False, size: int = 0) -> None:
+        with lock:
+            if not stop.is_set():
+                original(self, name, create, size)
+                if create:
+                    names.add(self.name.lstrip("/"))
+                return
+        _hold_if(stop)
+
+    shared_memory.SharedMemory.__init__ = init  # type: ignore[method-assign]
+
+
 def _default_term_signals() -> None:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
@@ -344,6 +365,8 @@ def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     sockets = _own_temp_dir(scratch)
     send_lock, dying, no_forks = threading.Lock(), threading.Lock(), threading.Event()
+    created: set[str] = set()  # the segments this process made (Lava's channels)
+    creating = threading.Lock()
 
     def send(msg: Any) -> None:
         with send_lock:
@@ -354,8 +377,10 @@ def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call:
             while True:  # the other thread is ending this process
                 time.sleep(1)
         no_forks.set()  # Lava's start-up in the main thread forks no more processes
+        with creating:  # and makes no more shared memory (one under way ends first)
+            shm = set(created)
         me = os.getpid()
-        shm = _shm_mapped_by([me])
+        shm |= _shm_mapped_by([me])
         empty = 0
         for _ in range(100):  # again, for a fork that was under way when we looked
             members = [p for p in process_group_members(os.getpgrp()) if p != me]
@@ -372,7 +397,7 @@ def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call:
                     os.waitpid(pid, 0)
                 except ChildProcessError:
                     pass
-        _unlink_shm(shm)
+        _unlink_shm(shm | _shm_mapped_by([me]))
         for folder in (scratch, sockets):
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -391,6 +416,7 @@ def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call:
         signal.signal(sig, lambda signum, frame: watchdog.signalled.set())
     # Lava's own processes, forked from here, keep the default (no watchdog there); once
     # the run is being ended, a thread about to fork waits here for the end instead
+    _track_segments(no_forks, creating, created)
     os.register_at_fork(before=lambda: _hold_if(no_forks),
                         after_in_child=_default_term_signals)
     watchdog.start()
