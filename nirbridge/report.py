@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from nirbridge._files import write_bytes
+from nirbridge._files import write_bytes, write_files
 from nirbridge.errors import NirbridgeError
 from nirbridge.profile import Counts, EnergyReport, Mapping
 from nirbridge.textfmt import markdown_table, text_table
@@ -612,13 +612,12 @@ def write_report(doc: MappingABC[str, Any], path: str | Path, *,
         return write_json(doc, path)
     plots = {**(extra_plots or {}), **make_plots(doc, raster, raster_node)}
     if suffix in (".md", ".markdown"):
-        files = {}
-        for name, png in plots.items():
-            img = path.with_name(f"{path.stem}_{name}.png")
-            _atomic_write(img, png)
-            files[name] = img.name
-        return _atomic_write(path, render_markdown(doc, files, sections=sections,
-                                                   title=title).encode())
+        # the .md and its PNGs appear together or not at all (the .md last)
+        images = {name: path.with_name(f"{path.stem}_{name}.png") for name in plots}
+        text = render_markdown(doc, {n: p.name for n, p in images.items()},
+                               sections=sections, title=title).encode()
+        return write_files({**{images[n]: png for n, png in plots.items()}, path: text},
+                           path, make_parents=True)
     if suffix in (".html", ".htm"):
         return _atomic_write(path, render_html(doc, plots, sections=sections,
                                                title=title).encode())

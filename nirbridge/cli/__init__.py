@@ -3,6 +3,10 @@
 Every sub-command turns a :class:`nirbridge.errors.NirbridgeError` (and any other failure)
 into one line on stderr and a non-zero exit code (``--debug`` shows the traceback), and
 writes its output files atomically, so a failed command never leaves a partial file.
+SIGINT, SIGTERM and SIGHUP end a command through its cleanup (exit 130, 143, 129: no
+temporary file, no process of a Lava run is left, :mod:`nirbridge.cli._signals`); a
+closed stdout pipe ends it quietly (exit 141); each command first removes the temporary
+files that killed nirbridge processes left (:func:`nirbridge._files.sweep_stale`).
 
 The commands that run or lower a file take ``--dt`` and ``--from FRAMEWORK`` (the dt rules
 are :func:`nirbridge.passes.resolve_dt`'s), print the dt they use in one line and record
@@ -13,15 +17,24 @@ it in every output; they warn about the sanity findings of :mod:`nirbridge.sanit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
 import sys
 import warnings
 from typing import Any
 
+from nirbridge._files import sweep_stale
 from nirbridge._version import __version__
 from nirbridge.cli._common import load_array as load_array
 from nirbridge.cli._common import parse_shape as parse_shape
+from nirbridge.cli._signals import (
+    BROKEN_PIPE_EXIT,
+    Interrupted,
+    interrupts_as_exceptions,
+    quiet_stdout,
+)
 from nirbridge.describe import describe as describe  # moved; importable from here as before
 from nirbridge.errors import NirbridgeError
 from nirbridge.factory import load_factory as load_factory
@@ -58,10 +71,45 @@ def _one_line_warning(command: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    with interrupts_as_exceptions() as guard:
+        try:
+            with guard.deferred():  # build_parser imports torch (see Guard.deferred)
+                parser = build_parser()
+            args = parser.parse_args(argv)
+            logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                                format="%(levelname)s %(name)s: %(message)s")
+            sweep_stale()
+            code = _run(args)
+            sys.stdout.flush()  # here, so that a closed pipe is seen here and not at exit
+            guard.quiet()  # done: a signal from now on meets no exception handler
+            return code
+        except BrokenPipeError:
+            guard.quiet()
+            quiet_stdout()
+            return BROKEN_PIPE_EXIT
+        except KeyboardInterrupt as exc:
+            guard.quiet()
+            code = exc.exit_code if isinstance(exc, Interrupted) else 130
+            with contextlib.suppress(OSError, ValueError):
+                print(f"nirbridge: interrupted ({exc.args[0] if exc.args else 'SIGINT'})",
+                      file=sys.stderr)
+            if argv is None:  # the program itself (not a caller's main([...])): see below
+                _exit_now(code)
+            return code
+
+
+def _exit_now(code: int) -> None:
+    """End the process now: every ``finally`` block has run (temporary files removed,
+    Lava runs ended), and what is left, the interpreter's teardown of torch, Lava and
+    matplotlib, takes over a second; a stopped command should end at once."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stream.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings():
             # a library's warning (numpy, torch, h5py) as one line, like nirbridge's own,
@@ -73,9 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"nirbridge {args.command}: error: {exc}".splitlines()[0], file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("nirbridge: interrupted", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, BrokenPipeError):
+        raise
     except Exception as exc:  # never a traceback for the user; --debug shows it
         if args.debug:
             raise

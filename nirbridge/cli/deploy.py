@@ -6,15 +6,15 @@ import argparse
 import json
 from typing import Any
 
-from nirbridge._files import atomic_path
+from nirbridge._files import atomic_path, save_npz
 from nirbridge.cli._common import (
     dt_options,
     lava_parallel_options,
     load_array,
     load_graph,
-    positive_finite_float,
     positive_int,
 )
+from nirbridge.cli._signals import positive_seconds
 from nirbridge.errors import CheckFailed, InputError
 
 
@@ -53,10 +53,8 @@ def run_command(args: argparse.Namespace) -> int:
     result.dt_source = step.source
     print(format_deploy(result))
     if args.output:
-        with atomic_path(args.output) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, output=result.outputs_lava, reference=result.outputs_reference,
-                         dt=np.asarray(step.dt))
+        save_npz(args.output, {"output": result.outputs_lava,
+                               "reference": result.outputs_reference, "dt": np.asarray(step.dt)})
         print(f"wrote {args.output}")
     if args.json:
         with atomic_path(args.json) as tmp:
@@ -85,7 +83,7 @@ def add_parser(sub: Any) -> None:
     dp.add_argument("--labels", help=".npy integer class per sample: report accuracy")
     dp.add_argument("--steps", type=positive_int,
                     help="time steps T (truncate, or repeat a 1-step input)")
-    dp.add_argument("--timeout", type=positive_finite_float, default=600.0,
+    dp.add_argument("--timeout", type=positive_seconds, default=600.0,
                     help="time limit in seconds of each Lava run (default 600)")
     dp.add_argument("--samples", type=positive_int,
                     help="recipes: override the number of test samples")

@@ -14,6 +14,7 @@ from nirbridge.cli._common import (
     warn,
     warn_reading,
 )
+from nirbridge.cli._signals import add_timeout_option, lava_timeout
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -33,6 +34,7 @@ def run_command(args: argparse.Namespace) -> int:
     from nirbridge.report import build_report, format_table, raster_from_records, write_report
     from nirbridge.sanity import check_run
 
+    options = lava_timeout(args.backend, args.timeout)
     profiles = [load_profile(t) for t in (args.target or ["loihi2", "cmos45-fp32"])]
     graph, step, findings = load_graph(args, require_dt=True)
     x = np.asarray(load_array(args.input), dtype=np.float64)
@@ -48,7 +50,7 @@ def run_command(args: argparse.Namespace) -> int:
         (_, records), counts = count_run(graph, x, dt=step.dt, spike_inputs=args.spike_inputs,
                                          record=keep + ([args.raster] if args.raster else []))
     else:
-        records = get(args.backend).run(graph, x, record=True, dt=step.dt).records
+        records = get(args.backend).run(graph, x, record=True, dt=step.dt, **options).records
         counts = count_events(graph, records, spike_inputs=args.spike_inputs)
     ran = check_run(graph, records, where=f"{args.backend} run",
                     spikes={n: c.spikes for n, c in counts.neurons.items()})
@@ -113,4 +115,5 @@ def add_parser(sub: Any) -> None:
     pr.add_argument("--json", help="write the JSON report here")
     pr.add_argument("--report", help="write an HTML (.html) or Markdown (.md) report with plots")
     pr.add_argument("--raster", help="node whose spike raster the report plots")
+    add_timeout_option(pr)
     pr.set_defaults(func=run_command)

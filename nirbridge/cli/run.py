@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from nirbridge._files import atomic_path
+from nirbridge._files import save_npz
 from nirbridge.cli._common import (
     backend_help,
     dt_options,
@@ -14,6 +14,7 @@ from nirbridge.cli._common import (
     warn,
     warn_reading,
 )
+from nirbridge.cli._signals import add_timeout_option, lava_timeout
 from nirbridge.errors import InputError
 
 
@@ -28,9 +29,11 @@ def run_command(args: argparse.Namespace) -> int:
     if x.ndim < 3:
         raise InputError(f"--input '{args.input}' has shape {x.shape}; expected [T, B, ...]")
     backend = get(args.backend)
+    options = lava_timeout(args.backend, args.timeout)
     warn_reading(args, backend, graph, step.dt)
     record = neuron_names(graph) if backend.name == "reference" else False
-    res = backend.run(graph, np.asarray(x, dtype=np.float64), dt=step.dt, record=record)
+    res = backend.run(graph, np.asarray(x, dtype=np.float64), dt=step.dt, record=record,
+                      **options)
     for f in check_run(graph, res.records) if record else []:
         warn(args, f.message)
     out = res.outputs
@@ -38,9 +41,7 @@ def run_command(args: argparse.Namespace) -> int:
         "output": out}
     shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items())
     arrays["dt"] = np.asarray(step.dt)
-    with atomic_path(args.output) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+    save_npz(args.output, arrays)
     print(f"wrote {args.output}: {shapes}, dt")
     return 0
 
@@ -54,4 +55,5 @@ def add_parser(sub: Any) -> None:
                           "one runs at dt = 1 with a warning)")
     r.add_argument("-o", "--output", required=True,
                    help="output .npz (holds 'output' and 'dt')")
+    add_timeout_option(r)
     r.set_defaults(func=run_command)

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from nirbridge.cli._common import backend_names, dt_options, load_array, load_graph
+from nirbridge.cli._signals import add_timeout_option
 from nirbridge.errors import CheckFailed, InputError
 
 
@@ -26,7 +27,17 @@ def run_command(args: argparse.Namespace) -> int:
     if not wanted:
         raise InputError(f"--backends {args.backends!r} names no backend; give e.g. "
                          f"{','.join(names())}")
-    result = verify(graph, x, wanted, dt=step.dt, labels=labels, model=str(args.file))
+    options = None
+    if args.timeout is not None:
+        from nirbridge.backends import ALIASES
+
+        lava = {ALIASES.get(b, b) for b in wanted if ALIASES.get(b, b).startswith("lava")}
+        if not lava:
+            raise InputError(f"--timeout {args.timeout:g} limits Lava runs; --backends "
+                             f"{args.backends!r} names no Lava backend")
+        options = {b: {"timeout_s": args.timeout} for b in sorted(lava)}
+    result = verify(graph, x, wanted, dt=step.dt, labels=labels, options=options,
+                    model=str(args.file))
     print(result.to_text())
     for path, write in ((args.json, result.write_json), (args.report, result.write_html)):
         if path:
@@ -47,6 +58,7 @@ def add_parser(sub: Any) -> None:
     vf.add_argument("--labels", help=".npy integer class per sample: report accuracies")
     vf.add_argument("--json", help="write the matrix as JSON here")
     vf.add_argument("--report", help="write the HTML report (heat map) here")
+    add_timeout_option(vf)
     dt_options(vf, dt_help="time step of every run (default: the file's metadata['dt']; "
                            "a file without one runs at dt = 1 with a warning)")
     vf.set_defaults(func=run_command)

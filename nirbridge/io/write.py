@@ -13,7 +13,7 @@ import h5py
 import nir
 import numpy as np
 
-from nirbridge._files import atomic_path
+from nirbridge._files import atomic_hdf5
 from nirbridge.errors import GraphError, InvalidParameterError, NirbridgeError
 from nirbridge.io.decode import BROADCAST_ATTR, COMPAT_ATTR, TYPE_ATTR, seal
 from nirbridge.io.lossy import LossyExportWarning, lossy_graph
@@ -289,7 +289,7 @@ def write(path: str | os.PathLike[str], graph: nir.NIRGraph, compat: str = "nati
     if compat == "lossy":
         graph, notes = lossy_graph(graph)
     data = _graph_dict(graph)
-    with atomic_path(target) as tmp, h5py.File(tmp, "w", track_order=True) as f:
+    with atomic_hdf5(target, track_order=True) as f:
         f.create_dataset("version", data=nir.version, dtype=h5py.string_dtype())
         f.attrs[COMPAT_ATTR] = compat
         _write_graph_dict(f.create_group("node", track_order=True), data)

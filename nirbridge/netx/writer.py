@@ -13,7 +13,7 @@ import h5py
 import nir
 import numpy as np
 
-from nirbridge._files import atomic_path
+from nirbridge._files import atomic_hdf5
 from nirbridge.errors import GraphError, InputError, LoweringError
 from nirbridge.fixed_point import as_int
 from nirbridge.graph import flatten_subgraphs, successors
@@ -313,7 +313,7 @@ def write_netx(graph: nir.NIRGraph | QuantizedGraph, path: str | os.PathLike[str
         qgraph = quantize_for_netx(graph, config, dt=dt)
     layers = netx_layers(qgraph)
     target = Path(path)
-    with atomic_path(target) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_hdf5(target) as f:
         f.attrs["generator"] = "nirbridge"
         f.attrs["latency"] = netx_latency(qgraph)
         f.attrs["input_frac_bits"] = qgraph.layers[qgraph.inputs[0]].frac_bits

@@ -11,6 +11,12 @@ everything in the process group is killed, the shared-memory segments it mapped 
 unlinked, and :class:`~nirbridge.errors.SimulationError` /
 :class:`~nirbridge.errors.SimulationTimeout` is raised. No process and no ``/dev/shm``
 segment is left.
+
+The run's process also ends everything by itself when its parent dies (it holds none of
+the parent's pipe ends, so its command pipe reads end-of-file; Linux sends it SIGTERM by
+``PR_SET_PDEATHSIG``; its watchdog polls ``os.getppid()``) and when its own time limit
+(the parent's + 2 s) passes, and removes its scratch folder, where multiprocessing's
+sockets (``pymp-*`` otherwise) are made too. See docs/processes.md.
 """
 
 from __future__ import annotations
@@ -18,11 +24,14 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import math
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -30,8 +39,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from nirbridge._files import temp_prefix
 from nirbridge.backends.lava.network import PROCS
-from nirbridge.errors import SimulationError, SimulationTimeout
+from nirbridge.errors import InputError, SimulationError, SimulationTimeout
 
 log = logging.getLogger(__name__)
 
@@ -145,15 +155,19 @@ def _kill_pids(pids: list[int]) -> set[str]:
 
 # ------------------------------------------------------------------ the run's process
 class _Watchdog(threading.Thread):
-    """In the run's process: reports a dead Lava process (with its model's traceback)
-    and obeys the parent's ``terminate`` (time limit)."""
+    """In the run's process: reports a dead Lava process (with its model's traceback),
+    obeys the parent's ``terminate`` (its time limit, an interrupt), and ends the run
+    when the parent is gone (its command pipe at end of file, a new parent process id,
+    or the parent-death signal) or when the run passes its own time limit."""
 
-    def __init__(self, holder: dict[str, Any], cmd: Any, die: Callable[[str, str, int], None]
-                 ) -> None:
+    def __init__(self, holder: dict[str, Any], cmd: Any, die: Callable[[str, str, int], None],
+                 parent: int, deadline: float | None) -> None:
         super().__init__(name="nirbridge-lava-watchdog", daemon=True)
         self.holder, self.cmd, self.die = holder, cmd, die
+        self.parent, self.deadline = parent, deadline
         self.lock = threading.Lock()
-        self.stopping = False
+        self.stopping = False  # the run has ended: Lava's processes exit on purpose
+        self.signalled = threading.Event()  # SIGTERM/SIGHUP (the parent-death signal)
         self.first = ""  # the first model exception's own line, once reported
 
     def actors(self) -> list[Any]:
@@ -213,18 +227,23 @@ class _Watchdog(threading.Thread):
                         self.die("timeout", self.report(), 2)
             except (EOFError, OSError):
                 self.die("orphaned", "the parent process went away", 3)
+            if self.signalled.is_set() or os.getppid() != self.parent:
+                self.die("orphaned", "the parent process went away (or sent SIGTERM)", 3)
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                self.die("timeout", "the run passed its time limit (seen by the run's "
+                         "own process)\n" + self.report(), 2)
             with self.lock:
                 if self.stopping:
-                    return
+                    continue
                 dead = [a for a in self.actors() if self._exited(a)]
             if dead:
                 time.sleep(0.3)  # let Lava's own join read what it will
                 self.die("model", self.report(dead), 1)
 
     def stop(self) -> None:
+        """The run has ended: from now on only the parent and the time limit count."""
         with self.lock:
             self.stopping = True
-        self.join(timeout=5)
 
 
 def _last_line(text: str) -> str:
@@ -258,19 +277,96 @@ def _make(path: str, key: str, kwargs: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+def _parent_death_signal(sig: int) -> None:
+    """Linux: have the kernel send ``sig`` to this process when the thread that forked
+    it ends (``prctl(PR_SET_PDEATHSIG)``); elsewhere nothing (the watchdog still polls)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(sig), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - no libc symbol
+        log.debug("prctl(PR_SET_PDEATHSIG) unavailable")
+
+
+#: Longest folder for multiprocessing's sockets (``listener-XXXXXXXX``) within AF_UNIX's
+#: 108-byte limit on a socket's path.
+_SOCKET_FOLDER_MAX = 107 - len("/listener-XXXXXXXX")
+
+
+def _own_temp_dir(scratch: str | None) -> str | None:
+    """Lava's processes make multiprocessing's listener sockets in a ``pymp-*`` folder
+    of the temporary directory and leave it when they are killed: give this process
+    (and so the processes it forks, which inherit it) the run's scratch folder instead,
+    removed with the run. Where its path is too long for a socket, a short folder of
+    the same naming in ``/tmp``; returns that one (None: the scratch folder)."""
+    if scratch is None:
+        return None
+    folder, own = scratch, None
+    if len(scratch) > _SOCKET_FOLDER_MAX and os.path.isdir("/tmp"):
+        folder = own = tempfile.mkdtemp(prefix=temp_prefix("lavamp"), dir="/tmp")
+    tempfile.tempdir = folder
+    # multiprocessing.util.get_temp_dir() reads this before making a pymp-* folder
+    config = getattr(multiprocessing.current_process(), "_config", None)
+    if isinstance(config, dict):
+        config["tempdir"] = folder
+    return own
+
+
+def _hold_if(event: threading.Event) -> None:
+    while event.is_set():  # this process is ending: never fork again
+        time.sleep(1)
+
+
+def _track_segments(stop: threading.Event, lock: threading.Lock, names: set[str]) -> None:
+    """In the run's process only: note the name of every ``SharedMemory`` segment it
+    creates (Lava's channels are made here, by the main thread, while the watchdog may
+    be ending the run), and once ``stop`` is set, make none: a thread that tries waits
+    for the end. Then ending the run misses no segment made a moment before."""
+    from multiprocessing import shared_memory
+
+    original = shared_memory.SharedMemory.__init__
+
+    def init(self: Any, name: str | None = None, create: bool = False, size: int = 0) -> None:
+        with lock:
+            if not stop.is_set():
+                original(self, name, create, size)
+                if create:
+                    names.add(self.name.lstrip("/"))
+                return
+        _hold_if(stop)
+
+    shared_memory.SharedMemory.__init__ = init  # type: ignore[method-assign]
+
+
+def _default_term_signals() -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call: int,
-                close: tuple[Any, ...] = ()) -> None:
+                close: tuple[Any, ...] = (), parent: int = 0,
+                deadline: float | None = None, scratch: str | None = None) -> None:
     """Body of the run's process (forked); never returns (``os._exit``). ``close``: the
-    other runs' pipe ends it inherited (they must be the parent's alone, or a run would
-    not see its parent go)."""
+    parent's pipe ends it inherited, its own run's and other runs' (they must be the
+    parent's alone, or a run would not see its parent go); ``parent``: the parent's
+    pid; ``deadline``: the time limit (``time.monotonic()``, the same clock in both
+    processes) that this process enforces too; ``scratch``: the run's folder, removed
+    when the run ends here (always when the parent is gone)."""
     os.setsid()  # own process group: everything Lava starts can be found and ended
+    _parent_death_signal(signal.SIGTERM)
     for conn in close:
         try:
             conn.close()
         except OSError:
             pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    send_lock, dying = threading.Lock(), threading.Lock()
+    sockets = _own_temp_dir(scratch)
+    send_lock, dying, no_forks = threading.Lock(), threading.Lock(), threading.Event()
+    created: set[str] = set()  # the segments this process made (Lava's channels)
+    creating = threading.Lock()
 
     def send(msg: Any) -> None:
         with send_lock:
@@ -280,24 +376,50 @@ def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call:
         if not dying.acquire(blocking=False):
             while True:  # the other thread is ending this process
                 time.sleep(1)
+        no_forks.set()  # Lava's start-up in the main thread forks no more processes
+        with creating:  # and makes no more shared memory (one under way ends first)
+            shm = set(created)
         me = os.getpid()
-        members = [p for p in process_group_members(os.getpgrp()) if p != me]
-        shm = _kill_pids(members) | _shm_mapped_by([me])
-        for pid in members:  # Lava's processes are this process's children: reap them
+        shm |= _shm_mapped_by([me])
+        empty = 0
+        for _ in range(100):  # again, for a fork that was under way when we looked
+            members = [p for p in process_group_members(os.getpgrp()) if p != me]
+            if not members:
+                empty += 1
+                if empty == 2:
+                    break
+                time.sleep(0.05)
+                continue
+            empty = 0
+            shm |= _kill_pids(members)
+            for pid in members:  # Lava's processes are this process's children: reap
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
+        _unlink_shm(shm | _shm_mapped_by([me]))
+        for folder in (scratch, sockets):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+        if kind != "orphaned" and send_lock.acquire(timeout=1.0):
             try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
+                result.send(("error", {"kind": kind, "text": text, "shm": sorted(shm),
+                                       "summary": summary or watchdog.first
+                                       or _last_line(text)}))
+            except Exception:  # noqa: BLE001 - the parent may be gone
                 pass
-        _unlink_shm(shm)
-        try:
-            send(("error", {"kind": kind, "text": text, "shm": sorted(shm),
-                            "summary": summary or watchdog.first or _last_line(text)}))
-        except Exception:  # noqa: BLE001 - the parent may be gone
-            pass
         os._exit(code)
 
     holder: dict[str, Any] = {}
-    watchdog = _Watchdog(holder, cmd, die)
+    watchdog = _Watchdog(holder, cmd, die, parent or os.getppid(), deadline)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # the watchdog acts on them
+        signal.signal(sig, lambda signum, frame: watchdog.signalled.set())
+    # Lava's own processes, forked from here, keep the default (no watchdog there); once
+    # the run is being ended, a thread about to fork waits here for the end instead
+    _track_segments(no_forks, creating, created)
+    os.register_at_fork(before=lambda: _hold_if(no_forks),
+                        after_in_child=_default_term_signals)
+    watchdog.start()
     try:
         _prepare_lava_import()
         from lava.magma.core.run_conditions import RunSteps
@@ -310,7 +432,6 @@ def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call:
             getattr(procs[a], ref).connect_var(getattr(procs[z], var))
         root = procs[plan.procs[0][0]]
         holder["root"] = root
-        watchdog.start()
         t0 = time.perf_counter()
         root.create_runtime(run_cfg=Loihi2SimCfg(select_tag=mode))
         t1 = time.perf_counter()
@@ -324,6 +445,8 @@ def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call:
         watchdog.stop()
         root.stop()
         t3 = time.perf_counter()
+        if sockets is not None:
+            shutil.rmtree(sockets, ignore_errors=True)
         send(("ok", {"compile": t1 - t0, "run": t2 - t1, "stop": t3 - t2}))
         os._exit(0)
     except BaseException:  # noqa: BLE001 - everything goes to the parent
@@ -362,9 +485,13 @@ class ChildRun:
     """
 
     def __init__(self, plan: RunPlan, mode: str, timeout_s: float | None,
-                 on_progress: Callable[[int], None]) -> None:
+                 on_progress: Callable[[int], None], scratch: str | None = None) -> None:
+        if timeout_s is not None and not (isinstance(timeout_s, (int, float))
+                                          and math.isfinite(timeout_s) and timeout_s > 0):
+            raise InputError(f"timeout_s={timeout_s!r}: the time limit of a Lava run must "
+                             "be a finite number of seconds > 0 (or None for no limit)")
         self.plan, self.mode, self.timeout_s = plan, mode, timeout_s
-        self.on_progress = on_progress
+        self.on_progress, self.scratch = on_progress, scratch
         self.outcome: tuple[str, Any] | None = None
         self.last = 0
         self.shm: set[str] = set()
@@ -372,17 +499,21 @@ class ChildRun:
         self._deadline: float | None = None
 
     def start(self, others: Iterable[ChildRun] = ()) -> None:
-        """Fork the run's process; ``others``: runs still going, whose pipes it closes."""
-        close = tuple(conn for run in others for conn in run._conns())
+        """Fork the run's process; ``others``: runs still going, whose pipes it closes
+        (as it closes this run's parent ends: only then does it see the parent go)."""
         ctx = multiprocessing.get_context("fork")
         self._res_recv, res_send = ctx.Pipe(duplex=False)
         cmd_recv, self._cmd_send = ctx.Pipe(duplex=False)
+        close = tuple(conn for run in (*others, self) for conn in run._conns())
         steps_per_call = max(200, self.plan.total // 50)
-        self._proc = ctx.Process(target=_child_main, name="nirbridge-lava-run",
-                                 args=(self.plan, self.mode, res_send, cmd_recv,
-                                       steps_per_call, close))
         if self.timeout_s is not None:
             self._deadline = time.monotonic() + float(self.timeout_s)
+        # the child's own limit comes a little later: the parent's report comes first
+        child_deadline = None if self._deadline is None else self._deadline + 2.0
+        self._proc = ctx.Process(target=_child_main, name="nirbridge-lava-run",
+                                 args=(self.plan, self.mode, res_send, cmd_recv,
+                                       steps_per_call, close, os.getpid(), child_deadline,
+                                       self.scratch))
         self._proc.start()
         self.pid = self._proc.pid
         res_send.close()
@@ -405,6 +536,8 @@ class ChildRun:
             return None
         if kind == "error":
             self.shm.update(payload.get("shm", ()))
+            if payload.get("kind") == "timeout":  # the child's own limit
+                return "timeout", payload
         return kind, payload
 
     def poll(self, wait: float = 0.0) -> bool:
@@ -434,6 +567,8 @@ class ChildRun:
     def finish(self) -> dict[str, float]:
         """End and clean up the run; its times (``compile``, ``run``, ``stop``, ``pid``),
         or its error."""
+        if self.outcome is None:
+            self.poll(0.0)  # what it said before (its own time limit, say) comes first
         if self.outcome is None:
             self.cancel()
         outcome = self.outcome
@@ -500,9 +635,10 @@ class ChildRun:
 
 
 def run_in_child(plan: RunPlan, mode: str, timeout_s: float | None,
-                 on_progress: Callable[[int], None]) -> dict[str, float]:
+                 on_progress: Callable[[int], None], scratch: str | None = None
+                 ) -> dict[str, float]:
     """Run ``plan`` in its own process (see :class:`ChildRun`) and wait for it."""
-    run = ChildRun(plan, mode, timeout_s, on_progress)
+    run = ChildRun(plan, mode, timeout_s, on_progress, scratch)
     run.start()
     try:
         while not run.poll(0.25):

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from nirbridge._files import temp_prefix
 from nirbridge.backends.lava.network import LavaNetwork
 from nirbridge.backends.lava.shards import Shard, ShardResult, run_shard, shard_error
 from nirbridge.errors import InputError, LoweringError, SimulationError
@@ -71,7 +72,7 @@ def run_on_cluster(address: str, net: LavaNetwork, x: Mapping[str, np.ndarray],
     config: dict[str, Any] = {"distributed.worker.daemon": False}
     if address == "local":
         # the workers' folders and Dask's lock files, removed with the cluster
-        scratch = tempfile.TemporaryDirectory(prefix="nirbridge-dask-")
+        scratch = tempfile.TemporaryDirectory(prefix=temp_prefix("dask"))
         config["temporary-directory"] = scratch.name
     with dask.config.set(config):
         if address == "local":

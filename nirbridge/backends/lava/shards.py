@@ -19,14 +19,13 @@ import math
 import multiprocessing
 import multiprocessing.connection
 import numbers
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from nirbridge._files import make_temp_dir, remove_tree
 from nirbridge.backends.lava.child import ChildRun, preload_lava, run_in_child
 from nirbridge.backends.lava.network import LavaNetwork
 from nirbridge.backends.lava.plan import plan_run, read_probes
@@ -96,30 +95,32 @@ def run_shard(net: LavaNetwork, x: Mapping[str, np.ndarray], rec_nodes: set[str]
             "may not start processes, which Lava needs: start Dask workers with "
             "DASK_DISTRIBUTED__WORKER__DAEMON=False (or `dask worker --no-nanny`)")
     preload_lava()
-    tmpdir = tempfile.mkdtemp(prefix="nirbridge-lava-")
+    tmpdir = make_temp_dir("lava")
     try:
         plan = plan_run(net, x, rec_nodes, tmpdir)
-        times = run_in_child(plan, net.mode, timeout_s, on_progress or (lambda n: None))
+        times = run_in_child(plan, net.mode, timeout_s, on_progress or (lambda n: None),
+                             scratch=tmpdir)
         return read_probes(net, plan), times
     finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        remove_tree(tmpdir)
 
 
 @dataclass
 class _Going:
-    run: ChildRun
+    run: ChildRun | None  # None while it is being planned
     plan: Any
     tmpdir: str
 
 
 def _close(going: _Going) -> None:
-    going.run.cancel("cancelled")
     try:
-        going.run.finish()
+        if going.run is not None and going.run.pid is not None:
+            going.run.cancel("cancelled")
+            going.run.finish()
     except SimulationError:
         pass
     finally:
-        shutil.rmtree(going.tmpdir, ignore_errors=True)
+        remove_tree(going.tmpdir)
 
 
 def run_local(net: LavaNetwork, x: Mapping[str, np.ndarray], shards: list[Shard],
@@ -137,16 +138,19 @@ def run_local(net: LavaNetwork, x: Mapping[str, np.ndarray], shards: list[Shard]
         while pending or going:
             while pending and len(going) < workers:
                 shard = pending.pop(0)
-                tmpdir = tempfile.mkdtemp(prefix="nirbridge-lava-")
+                tmpdir = make_temp_dir("lava")
+                going[shard.index] = _Going(None, None, tmpdir)  # removed if planning fails
                 plan = plan_run(net, _sub(x, shard), rec_nodes, tmpdir)
-                run = ChildRun(plan, net.mode, timeout_s, on_progress)
+                run = ChildRun(plan, net.mode, timeout_s, on_progress, scratch=tmpdir)
                 going[shard.index] = _Going(run, plan, tmpdir)
-                run.start(others=[g.run for g in going.values() if g.run is not run])
+                run.start(others=[g.run for g in going.values()
+                                  if g.run is not None and g.run is not run])
                 pids.append(int(run.pid or 0))
-            multiprocessing.connection.wait([g.run.sentinel for g in going.values()],
-                                            timeout=0.25)
-            for index in [i for i, g in going.items() if g.run.poll(0.0)]:
+            multiprocessing.connection.wait([g.run.sentinel for g in going.values()
+                                             if g.run is not None], timeout=0.25)
+            for index in [i for i, g in going.items() if g.run is not None and g.run.poll()]:
                 g = going.pop(index)
+                assert g.run is not None
                 try:
                     times = g.run.finish()
                     results[index] = (read_probes(net, g.plan), times)
@@ -155,7 +159,7 @@ def run_local(net: LavaNetwork, x: Mapping[str, np.ndarray], shards: list[Shard]
                     err.child_pids = list(pids)  # type: ignore[attr-defined]
                     raise err from None
                 finally:
-                    shutil.rmtree(g.tmpdir, ignore_errors=True)
+                    remove_tree(g.tmpdir)
     finally:  # a failure or an interrupt: the shards still going are stopped
         for g in going.values():
             _close(g)
