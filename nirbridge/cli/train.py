@@ -10,7 +10,13 @@ def run_command(args: argparse.Namespace) -> int:
     from nirbridge.recipes import load_recipe
     from nirbridge.train import train_recipe
 
-    recipe = load_recipe(args.recipe, require_checkpoint=False)
+    recipe = load_recipe(args.recipe, require_checkpoint=args.qat)
+    if args.qat:
+        from nirbridge.qat import qat_finetune
+
+        qat_finetune(recipe, echo=print, epochs=args.epochs, lr=args.lr, output=args.output,
+                     overwrite=args.overwrite, threads=args.threads)
+        return 0
     train_recipe(recipe, echo=print, epochs=args.epochs, output=args.output,
                  threads=args.threads)
     return 0
@@ -20,7 +26,15 @@ def add_parser(sub: Any) -> None:
     t = sub.add_parser("train", help="train a recipe's model (BPTT, surrogate gradient) "
                        "and write its checkpoint")
     t.add_argument("recipe", help="deployment recipe RECIPE.toml (its [train] table)")
-    t.add_argument("--epochs", type=int, help="override [train] epochs")
-    t.add_argument("-o", "--output", help="checkpoint path (default: model.checkpoint)")
+    t.add_argument("--epochs", type=int, help="override [train] epochs (with --qat: "
+                   "[train] qat_epochs)")
+    t.add_argument("--qat", action="store_true",
+                   help="quantization-aware fine-tuning of the trained checkpoint through the "
+                   "target's fixed point; writes [model] qat_checkpoint (docs/qat.md)")
+    t.add_argument("--lr", type=float, help="with --qat: override [train] qat_lr")
+    t.add_argument("--overwrite", action="store_true",
+                   help="with --qat: replace an existing QAT checkpoint")
+    t.add_argument("-o", "--output", help="checkpoint path (default: model.checkpoint; with "
+                   "--qat: model.qat_checkpoint)")
     t.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     t.set_defaults(func=run_command)

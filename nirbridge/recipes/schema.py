@@ -53,6 +53,8 @@ class ModelSpec:
     nir: Path | None
     dt: float | None = None
     framework: str | None = None
+    #: the quantization-aware fine-tuned checkpoint (``nirbridge train --qat``), if any
+    qat_checkpoint: Path | None = None
 
     @property
     def neuron(self) -> str | None:
@@ -103,6 +105,8 @@ class TrainSpec:
     batch_size: int = 64
     lr: float = 1e-2
     seed: int = 0
+    qat_epochs: int = 2  #: quantization-aware fine-tuning (:mod:`nirbridge.qat`)
+    qat_lr: float = 1e-4
 
 
 @dataclass(frozen=True)
