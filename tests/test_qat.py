@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from nirbridge.api import to_nir
 from nirbridge.backends import get
 from nirbridge.backends.fixed import input_quant_config
 from nirbridge.errors import QuantizationError, RecipeError
 from nirbridge.examples import DigitsConvSNN, DigitsRecurrentSNN
+from nirbridge.factory import load_weights
 from nirbridge.neurons import LIF, StatefulSequential
 from nirbridge.qat import (
     evaluate,
@@ -22,6 +24,7 @@ from nirbridge.qat import (
     qat_finetune,
     snap_weights,
 )
+from nirbridge.verify import predictions
 
 T, B = 8, 4
 
@@ -130,7 +133,7 @@ def test_qat_raises_fixed_vs_float_agreement():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < losses[0]
     snap_weights(model, torch.from_numpy(x[0]), cfg, 1.0)
     _, _, agree1 = evaluate(model, x, labels, cfg)
@@ -156,3 +159,40 @@ def test_qat_finetune_refuses_to_overwrite(tmp_path):
     with pytest.raises(RecipeError, match="--overwrite"):
         qat_finetune(recipe, output=out)
     assert out.read_bytes() == b"keep"
+
+
+SHIPPED = ["digits_lif", "digits_arlif", "digits_klif", "digits_dalif", "digits_arlif_rate",
+           "digits_seq_alif", "digits_seq_cubalif"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_qat_checkpoint_meets_its_recipe_checks(name):
+    """The committed QAT checkpoint, through the recipe's own QAT stage on the full test
+    split (emulator = Lava fixed_pt integers; Lava itself is the recipe run's): every
+    ``qat_*`` check of the recipe that needs no Lava holds, and its export is on the
+    quantizer's grids (requantizing it changes no mantissa)."""
+    from nirbridge.recipes import load_recipe
+    from nirbridge.recipes.execute import RecipeRun, _pct, recipe_inputs
+    from nirbridge.recipes.qat_stage import qat_stage
+
+    recipe = load_recipe(f"deploy/{name}.toml")
+    assert recipe.model.qat_checkpoint.is_file()
+    x, y = recipe_inputs(recipe)
+    run = RecipeRun(recipe=recipe, samples=x.shape[1], dt=1.0)
+    graph = to_nir(_trained(name), torch.from_numpy(x[0, :1]).float())
+    ref = get("reference").run(graph, x, dt=1.0)
+    run.metrics["reference_accuracy"] = _pct((predictions(ref.output()) == y).mean())
+    qat_stage(run, (x[:, :4], y[:4]), n_lava=0, progress=False, parallel={})
+    checks = [c for c in recipe.checks if c.metric.startswith("qat_")
+              and "lava" not in c.metric]
+    assert {c.metric for c in checks} >= {"qat_fixed_spike_agreement",
+                                          "qat_fixed_accuracy_drop",
+                                          "qat_reference_accuracy_loss"}
+    for c in checks:
+        assert c.passes(run.metrics[c.metric]), (c.text, run.metrics[c.metric])
+    model = _trained(name)
+    load_weights(model, recipe.model.qat_checkpoint)
+    cfg = input_quant_config("loihi2", x[:, :recipe.simulation.batch_size])
+    _, quant = export_quantized(model, torch.from_numpy(x[0]), cfg, 1.0)
+    snapped = snap_weights(model, torch.from_numpy(x[0]), cfg, 1.0)
+    assert not mantissa_mismatches(quant, snapped)

@@ -234,7 +234,9 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
     run = RecipeRun(recipe=recipe, samples=n, lava_samples=n_lava)
     fixed = "fixed_pt" in sim.modes
     lava_modes = sim.modes if n_lava else ()
-    stages = 3 + len(lava_modes) + bool(recipe.verify and n_lava)
+    qat = recipe.model.qat_checkpoint
+    qat = fixed and qat is not None and qat.is_file()  # else its checks fail: not measured
+    stages = 3 + len(lava_modes) + bool(recipe.verify and n_lava) + qat
     stage = 0
     what = (f"{n} {recipe.data.dataset} {recipe.data.split} samples ({recipe.data.encoding}, "
             f"T = {sim.steps}, batches of {sim.batch_size})")
@@ -325,6 +327,14 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
     run.findings = res.findings
     for f in run.findings:
         echo(f"      warning: {f.message}")
+
+    if qat:
+        from nirbridge.recipes.qat_stage import qat_stage
+
+        t0 = step(f"QAT checkpoint {recipe.model.qat_checkpoint.name}: every sample, streamed "
+                  f"(torch, reference, emulator); Lava fixed_pt on the first {n_lava}")
+        done("qat", t0, qat_stage(run, first, n_lava=n_lava, progress=progress,
+                                  parallel=parallel))
 
     # --- Lava, on the first n_lava samples
     x_sub, y_sub = res.lava_x, res.lava_labels

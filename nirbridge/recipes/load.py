@@ -208,6 +208,8 @@ def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
         if metric in ("torch_accuracy", "reference_torch_diff") and model.factory is None:
             raise c.fail(key, "needs a torch model (model.factory); this recipe deploys a "
                               ".nir file")
+        if metric.startswith("qat_") and model.qat_checkpoint is None:
+            raise c.fail(key, "needs a QAT checkpoint (model.qat_checkpoint)")
         checks.append(Check(key, kind, metric, c.number(key)))
 
     # --- train

@@ -38,6 +38,24 @@ METRICS: dict[str, tuple[str, str, str | None]] = {
                                    "fixed_pt"),
     "lava_fixed_identical": ("Lava fixed_pt samples whose integers equal the emulator's",
                              "%", "fixed_pt"),
+    # the QAT checkpoint ([model] qat_checkpoint; nirbridge.recipes.qat_stage)
+    "qat_torch_accuracy": ("accuracy of the QAT PyTorch model", "%", "fixed_pt"),
+    "qat_reference_accuracy": ("accuracy of the QAT model's float64 reference", "%",
+                               "fixed_pt"),
+    "qat_reference_accuracy_loss": ("trained − QAT float64 reference accuracy", " pt",
+                                    "fixed_pt"),
+    "qat_fixed_accuracy": ("QAT model in fixed point (emulator, every sample)", "%",
+                           "fixed_pt"),
+    "qat_fixed_accuracy_drop": ("QAT reference − QAT fixed-point accuracy", " pt",
+                                "fixed_pt"),
+    "qat_fixed_spike_agreement": ("identical spikes, QAT fixed point vs QAT reference", "%",
+                                  "fixed_pt"),
+    "qat_fixed_prediction_agreement": ("same class, QAT fixed point vs QAT reference", "%",
+                                       "fixed_pt"),
+    "qat_lava_fixed_spike_agreement": ("identical spikes, QAT Lava fixed_pt vs reference",
+                                       "%", "fixed_pt"),
+    "qat_lava_fixed_identical": ("QAT Lava fixed_pt samples equal to the emulator's", "%",
+                                 "fixed_pt"),
 }
 
 

@@ -129,7 +129,8 @@ def summary_table(runs: Sequence[RecipeRun], targets: Sequence[str] | None = Non
         targets = list(dict.fromkeys(e.profile for r in runs for e in r.energies))
     header = ["recipe", "neuron", "input", "samples / Lava", "torch", "reference",
               "fixed point", "Lava float", "Lava fixed = emulator",
-              "spikes identical float / fixed", "SOPs/sample",
+              "spikes identical float / fixed", "QAT fixed point / spikes identical",
+              "SOPs/sample",
               *[f"energy {t}" for t in targets]]
     rows = [header]
     for r in runs:
@@ -144,6 +145,8 @@ def summary_table(runs: Sequence[RecipeRun], targets: Sequence[str] | None = Non
             "-" if same is None else
             f"{round(same * r.lava_samples / 100)}/{r.lava_samples}",
             f"{_p(m.get('float_spike_agreement'))} / {_p(m.get('fixed_spike_agreement'))}",
+            "-" if m.get("qat_fixed_accuracy") is None else
+            f"{_p(m.get('qat_fixed_accuracy'))} / {_p(m.get('qat_fixed_spike_agreement'))}",
             "-" if r.sops is None else f"{r.sops:,.0f}",
             *[energy_cell(r.energy_report(t)) for t in targets],
         ])
