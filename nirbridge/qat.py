@@ -160,11 +160,12 @@ def mantissa_mismatches(a: Any, b: Any) -> list[str]:
 
 
 @contextmanager
-def _replaced_outputs(model: torch.nn.Module, values: dict[str, torch.Tensor]
-                      ) -> Iterator[None]:
+def _replaced_outputs(model: torch.nn.Module, values: dict[str, torch.Tensor],
+                      gaps: list[torch.Tensor] | None = None) -> Iterator[None]:
     """While active, the output of each module exporting node ``n`` at its ``t``-th call
     is ``out + (values[n][t] − out).detach()``: the value of ``values``, the gradient of
-    the float module."""
+    the float module. With ``gaps``, each call appends ``Σ (out − values[n][t])²``: where
+    the float layer, fed the deployed inputs, decides otherwise than the integers."""
     handles = []
     for node, val in values.items():
         step = [0]
@@ -174,6 +175,8 @@ def _replaced_outputs(model: torch.nn.Module, values: dict[str, torch.Tensor]
             y = out[0] if isinstance(out, tuple) else out
             v = val[step[0]].to(y)
             step[0] += 1
+            if gaps is not None:
+                gaps.append(((y - v) ** 2).sum())
             y = y + (v - y).detach()
             return (y, *out[1:]) if isinstance(out, tuple) else y
 
@@ -185,14 +188,16 @@ def _replaced_outputs(model: torch.nn.Module, values: dict[str, torch.Tensor]
             h.remove()
 
 
-def fixed_forward(model: torch.nn.Module, x: torch.Tensor, config: Any, dt: float = 1.0
-                  ) -> tuple[torch.Tensor, Any]:
+def fixed_forward(model: torch.nn.Module, x: torch.Tensor, config: Any, dt: float = 1.0,
+                  gaps: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, Any]:
     """The model's read-out over ``x`` ``[T, B, ...]`` with the values of the target's
     fixed point (the emulator's, exactly) and the gradients of the float model.
 
     Returns ``(outputs [T, B, ...], quant)``; ``quant`` is the :class:`QuantizedGraph`
     of this forward (the grids of the model's current weights). The outputs equal the
     ``fixed`` backend's output on the same graph and config bit for bit (in real units).
+    ``gaps`` (a list) receives, per neuron layer and step, the squared difference between
+    the float layer's own output and the integers' (differentiable: an agreement loss).
     """
     from nirbridge.backends import get
     from nirbridge.neurons import is_neuron, run_steps
@@ -204,7 +209,7 @@ def fixed_forward(model: torch.nn.Module, x: torch.Tensor, config: Any, dt: floa
               for n, r in res.records.items()
               if n in quant.graph.nodes and is_neuron(quant.graph.nodes[n])
               and r.output is not None}
-    with _replaced_outputs(model, values):
+    with _replaced_outputs(model, values, gaps):
         out = run_steps(model, x.to(next(model.parameters()).dtype))
     # float64: the read-out's integers at its fractional bits exceed float32's significand
     out = out.double()
@@ -250,15 +255,19 @@ def evaluate(model: torch.nn.Module, x: np.ndarray, labels: np.ndarray, config: 
 def qat_finetune(recipe: Any, *, epochs: int | None = None, lr: float | None = None,
                  output: str | Path | None = None, overwrite: bool = False,
                  echo: Any = lambda s: None, threads: int | None = 2,
-                 distill: float = 1.0) -> QATResult:
+                 distill: float = 1.0, agreement: float | None = None) -> QATResult:
     """Fine-tune the recipe's trained checkpoint through its target's fixed point and
     write the snapped result to ``output`` (default: ``[model] qat_checkpoint``).
 
     Adam, constant learning rate ``lr`` (default ``[train] qat_lr``), ``epochs`` passes
     (default ``[train] qat_epochs``) over the training split in the recipe's encoding,
-    seeded by ``[train] seed``; cross-entropy of the fixed-point read-out averaged over
-    time. Neuron parameters are frozen; batch-norm uses its running statistics. Refuses
-    to overwrite an existing file unless ``overwrite``.
+    seeded by ``[train] seed``. The loss: distillation from the original float model
+    (weight ``distill``; the rest cross-entropy) of the fixed-point read-out averaged
+    over time, plus ``agreement`` (default ``[train] qat_agreement``) times the mean
+    squared difference between each float neuron layer's output and the integers' on the
+    same inputs (it trains the float model to decide as the deployed one). Neuron
+    parameters are frozen; batch-norm uses its running statistics. Refuses to overwrite
+    an existing file unless ``overwrite``.
     """
     from nirbridge._files import atomic_path
     from nirbridge.backends.fixed import input_quant_config
@@ -278,6 +287,7 @@ def qat_finetune(recipe: Any, *, epochs: int | None = None, lr: float | None = N
         raise RecipeError(f"{out} exists; pass --overwrite to replace it")
     n_epochs = epochs if epochs is not None else tr.qat_epochs
     rate = lr if lr is not None else tr.qat_lr
+    agree_w = agreement if agreement is not None else tr.qat_agreement
     if n_epochs < 1 or not rate > 0:
         raise RecipeError(f"QAT epochs {n_epochs}, lr {rate}: give epochs >= 1 and lr > 0")
     dt = spec.dt or 1.0
@@ -315,7 +325,8 @@ def qat_finetune(recipe: Any, *, epochs: int | None = None, lr: float | None = N
             for s in range(0, len(train), tr.batch_size):
                 idx = order[s: s + tr.batch_size]
                 xb = torch.from_numpy(np.ascontiguousarray(x_all[:, idx])).float()
-                logits, _ = fixed_forward(model, xb, cfg, dt)
+                gaps: list[torch.Tensor] = []
+                logits, _ = fixed_forward(model, xb, cfg, dt, gaps if agree_w else None)
                 mean = logits.mean(0).float()
                 with torch.no_grad():
                     soft = torch.softmax(run_steps(teacher, xb).mean(0), -1)
@@ -327,6 +338,8 @@ def qat_finetune(recipe: Any, *, epochs: int | None = None, lr: float | None = N
                 if distill < 1.0:
                     loss = distill * loss + (1.0 - distill) * \
                         torch.nn.functional.cross_entropy(mean, y_train[idx])
+                if agree_w and gaps:
+                    loss = loss + agree_w * torch.stack(gaps).sum() / len(idx)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

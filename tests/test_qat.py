@@ -196,3 +196,18 @@ def test_shipped_qat_checkpoint_meets_its_recipe_checks(name):
     _, quant = export_quantized(model, torch.from_numpy(x[0]), cfg, 1.0)
     snapped = snap_weights(model, torch.from_numpy(x[0]), cfg, 1.0)
     assert not mantissa_mismatches(quant, snapped)
+
+
+def test_qat_checks_need_a_qat_checkpoint(tmp_path):
+    from test_recipes import _recipe
+
+    from nirbridge.recipes import load_recipe
+
+    path = _recipe(tmp_path, checks="min_qat_fixed_spike_agreement = 99.5")
+    with pytest.raises(RecipeError, match="checks.min_qat_fixed_spike_agreement.*qat_checkpoint"):
+        load_recipe(path)
+    path = _recipe(tmp_path, checks="min_qat_fixed_spike_agreement = 99.5",
+                   replace=('checkpoint = "tiny.pt"',
+                            'checkpoint = "tiny.pt"\nqat_checkpoint = "q.pt"'))
+    r = load_recipe(path)  # not written yet: allowed (nirbridge train --qat writes it)
+    assert r.model.qat_checkpoint == (tmp_path / "q.pt").resolve()

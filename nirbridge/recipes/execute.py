@@ -400,6 +400,12 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
         run.checks.append(CheckResult(
             "lava_fixed_identical", f"Lava fixed_pt integers identical to the emulator's on "
             f"every confirmed sample ({n_lava})", value, value == 100.0))
+    if "qat_lava_fixed_identical" in m and not any(
+            c.metric == "qat_lava_fixed_identical" for c in recipe.checks):
+        value = m["qat_lava_fixed_identical"]
+        run.checks.append(CheckResult(
+            "qat_lava_fixed_identical", "QAT: Lava fixed_pt integers identical to the "
+            f"emulator's on every confirmed sample ({n_lava})", value, value == 100.0))
     if run.verification is not None:
         v = run.verification
         ran = v.verified

@@ -214,7 +214,8 @@ def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
 
     # --- train
     t = root.table("train", required=False, known=("epochs", "batch_size", "lr", "seed",
-                                                             "qat_epochs", "qat_lr"))
+                                                             "qat_epochs", "qat_lr",
+                                                             "qat_agreement"))
     train = TrainSpec(
         epochs=t.integer("epochs", required=False, default=20, minimum=1),
         batch_size=t.integer("batch_size", required=False, default=64, minimum=1),
@@ -222,6 +223,7 @@ def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
         seed=t.integer("seed", required=False, default=0, minimum=0),
         qat_epochs=t.integer("qat_epochs", required=False, default=2, minimum=1),
         qat_lr=t.number("qat_lr", required=False, default=1e-4, above=0),
+        qat_agreement=t.number("qat_agreement", required=False, default=0.0, minimum=0),
     )
 
     # --- output
