@@ -225,11 +225,12 @@ class QATResult:
 
     checkpoint: Path
     epochs: int
-    seconds: float
-    float_accuracy_before: float
+    seconds: float  #: fine-tuning and the final snap and evaluation (wall time)
+    original_float_accuracy: float  #: the trained checkpoint, as it is
+    float_accuracy_before: float  #: the trained checkpoint snapped, before fine-tuning
     fixed_accuracy_before: float
     agreement_before: float
-    float_accuracy: float
+    float_accuracy: float  #: the QAT checkpoint (fine-tuned and snapped)
     fixed_accuracy: float
     agreement: float
     lossless: bool  #: the snapped export quantizes to the mantissas it was snapped to
@@ -359,7 +360,7 @@ def qat_finetune(recipe: Any, *, epochs: int | None = None, lr: float | None = N
         torch.set_num_threads(old_threads)
     echo(f"wrote {out}: float {fa:.2f}% (original {f0:.2f}%), fixed {xa:.2f}%, spikes "
          f"{aa:.2f}% identical, on {x_test.shape[1]} samples; fine-tuned in {seconds:.0f} s")
-    return QATResult(out, n_epochs, seconds, fb, xb_, ab, fa, xa, aa, lossless)
+    return QATResult(out, n_epochs, seconds, f0, fb, xb_, ab, fa, xa, aa, lossless)
 
 
 __all__ = ["QATResult", "evaluate",
