@@ -333,8 +333,9 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
 
         t0 = step(f"QAT checkpoint {recipe.model.qat_checkpoint.name}: every sample, streamed "
                   f"(torch, reference, emulator); Lava fixed_pt on the first {n_lava}")
-        done("qat", t0, qat_stage(run, first, n_lava=n_lava, progress=progress,
-                                  parallel=parallel))
+        done("qat", t0, qat_stage(run, first, recipe_batches(recipe, samples), n_lava=n_lava,
+                                  progress=progress, parallel=parallel,
+                                  lava_stage=_lava_stage))
 
     # --- Lava, on the first n_lava samples
     x_sub, y_sub = res.lava_x, res.lava_labels

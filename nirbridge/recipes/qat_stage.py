@@ -12,6 +12,7 @@ fine-tuned one's (points; negative: the fine-tuned model is more accurate).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,17 +20,23 @@ import numpy as np
 from nirbridge.errors import NirbridgeError
 
 
-def qat_stage(run: Any, first: tuple[np.ndarray, np.ndarray], *, n_lava: int,
-              progress: bool | None, parallel: dict[str, Any]) -> str:
-    """Run the QAT checkpoint of ``run.recipe`` through the streamed stages and Lava
-    fixed_pt (the first ``n_lava`` samples) and record its ``qat_*`` metrics in ``run``;
-    returns the stage's one-line summary. A failed Lava run is recorded in
-    ``run.errors['lava_qat']``, as the other Lava stages are."""
+def _pct(x: float | None) -> float | None:
+    return None if x is None else 100.0 * float(x)
+
+
+def qat_stage(run: Any, first: tuple[np.ndarray, np.ndarray], batches: tuple[int, Any], *,
+              n_lava: int, progress: bool | None, parallel: dict[str, Any],
+              lava_stage: Callable[..., None] | None = None) -> str:
+    """Run the QAT checkpoint of ``run.recipe`` through the streamed stages (``batches``:
+    ``(n, iterator)`` of the recipe's samples, as ``recipe_batches`` gives them) and,
+    with ``lava_stage`` (the recipe's own Lava stage function), Lava fixed_pt on the
+    first ``n_lava`` samples; record its ``qat_*`` metrics in ``run`` and return the
+    stage's one-line summary. A failed Lava run is recorded in ``run.errors['lava_qat']``,
+    as the other Lava stages are."""
     import torch
 
     from nirbridge.api import to_nir
     from nirbridge.factory import load_factory, load_weights
-    from nirbridge.recipes.execute import RecipeRun, _lava_stage, _pct, recipe_batches
     from nirbridge.recipes.stream import stream_stages
 
     recipe, m = run.recipe, run.metrics
@@ -38,8 +45,8 @@ def qat_stage(run: Any, first: tuple[np.ndarray, np.ndarray], *, n_lava: int,
     load_weights(model, spec.qat_checkpoint)
     model.eval()
     graph = to_nir(model, torch.from_numpy(first[0][0, :1]).float(), dt=run.dt)
-    n, batches = recipe_batches(recipe, run.samples)
-    res = stream_stages(graph, batches, n=n, dt=run.dt, model=model, fixed=True,
+    n, it = batches
+    res = stream_stages(graph, it, n=n, dt=run.dt, model=model, fixed=True,
                         target=sim.target, lava_n=n_lava, progress=progress)
     labels = res.labels
     if res.torch_pred is not None:
@@ -55,16 +62,17 @@ def qat_stage(run: Any, first: tuple[np.ndarray, np.ndarray], *, n_lava: int,
             f"{m['qat_fixed_accuracy']:.2f}%, spikes identical to the reference "
             f"{m['qat_fixed_spike_agreement']:.3f}% (post-training: "
             f"{m.get('fixed_spike_agreement') or 0.0:.3f}%)")
-    if n_lava and res.lava_x is not None and "fixed_pt" in sim.modes:
+    if lava_stage is not None and n_lava and res.lava_x is not None and \
+            "fixed_pt" in sim.modes:
         # the trained model's own Lava stage, on a scratch run: its metrics get the prefix
-        sub = RecipeRun(recipe=recipe, samples=n, lava_samples=n_lava, dt=run.dt,
+        sub = type(run)(recipe=recipe, samples=n, lava_samples=n_lava, dt=run.dt,
                         dt_source=run.dt_source)
         t0 = time.perf_counter()
         try:
             from nirbridge.backends import get
 
             ref = get("reference").run(graph, res.lava_x, record=True, dt=run.dt)
-            _lava_stage(sub, graph, "fixed_pt", res.lava_x, res.lava_labels, ref, res.quant,
+            lava_stage(sub, graph, "fixed_pt", res.lava_x, res.lava_labels, ref, res.quant,
                         progress, parallel)
         except NirbridgeError as exc:
             run.errors["lava_qat"] = str(exc).splitlines()[0]
