@@ -218,3 +218,22 @@ def test_qat_checks_need_a_qat_checkpoint(tmp_path):
                             'checkpoint = "tiny.pt"\nqat_checkpoint = "q.pt"'))
     r = load_recipe(path)  # not written yet: allowed (nirbridge train --qat writes it)
     assert r.model.qat_checkpoint == (tmp_path / "q.pt").resolve()
+
+
+def test_recipe_run_reports_post_training_and_qat_figures(tmp_path):
+    """A recipe with a QAT checkpoint measures both, checks both and shows both (no Lava
+    here: lava_samples = 0; the Lava confirmation is the recipe's Lava stage)."""
+    from nirbridge.recipes import execute_recipe, load_recipe
+    from nirbridge.recipes.tables import stage_rows, summary_table
+
+    run = execute_recipe(load_recipe("deploy/digits_seq_alif.toml"), samples=16,
+                         lava_samples=0, out_dir=tmp_path)
+    m = run.metrics
+    assert m["fixed_spike_agreement"] < m["qat_fixed_spike_agreement"]  # QAT agrees more
+    assert {"qat_fixed_accuracy", "qat_reference_accuracy_loss",
+            "qat_fixed_prediction_agreement"} <= m.keys()
+    assert "qat_lava_fixed_identical" not in m  # no Lava run, no Lava figure
+    keys = {c.key for c in run.checks}
+    assert {"min_qat_fixed_spike_agreement", "max_qat_fixed_accuracy_drop"} <= keys
+    assert any(r[0] == "QAT: fixed point (emulator)" for r in stage_rows(run))
+    assert "QAT fixed point / spikes identical" in summary_table([run])

@@ -195,7 +195,7 @@ def format_value(v: float | None, key: str) -> str:
         return "not measured"
     if key.endswith("reference_torch_diff"):
         return f"{v:.2g}"
-    unit = " points" if key.endswith("_drop") else "%"
+    unit = " points" if key.endswith(("_drop", "_loss")) else "%"
     return f"{v:.2f}{unit}"
 
 

@@ -48,6 +48,19 @@ def stage_rows(run: RecipeRun) -> list[list[str]]:
                      _p(m.get("fixed_spike_agreement"), 3),
                      _p(m.get("fixed_prediction_agreement")), "-",
                      f"{sec.get('emulator', 0.0):.1f}"])
+    if "qat_fixed_accuracy" in m:  # the QAT checkpoint against its own reference
+        rows.append(["QAT: reference (float64)", n, _p(m.get("qat_reference_accuracy")), "-",
+                     "-", "-", "-", "-"])
+        rows.append(["QAT: fixed point (emulator)", n, _p(m["qat_fixed_accuracy"]),
+                     f"{0.0 - m['qat_fixed_accuracy_drop']:+.2f} pt",
+                     _p(m.get("qat_fixed_spike_agreement"), 3),
+                     _p(m.get("qat_fixed_prediction_agreement")), "-",
+                     f"{sec.get('qat', 0.0):.1f}"])
+        if m.get("qat_lava_fixed_identical") is not None:
+            rows.append(["QAT: Lava fixed_pt", nl, _p(m.get("qat_lava_fixed_accuracy")), "-",
+                         _p(m.get("qat_lava_fixed_spike_agreement"), 3), "-",
+                         _p(m.get("qat_lava_fixed_identical")),
+                         f"{sec.get('lava_qat', 0.0):.1f}"])
     for mode in run.recipe.simulation.modes:
         short = MODE_SHORT[mode]
         secs = f"{sec.get(f'lava_{short}', 0.0):.1f}"
