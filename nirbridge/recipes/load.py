@@ -223,7 +223,7 @@ def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
         seed=t.integer("seed", required=False, default=0, minimum=0),
         qat_epochs=t.integer("qat_epochs", required=False, default=2, minimum=1),
         qat_lr=t.number("qat_lr", required=False, default=1e-4, above=0),
-        qat_agreement=t.number("qat_agreement", required=False, default=0.0, minimum=0),
+        qat_agreement=t.number("qat_agreement", required=False, default=1e-3, minimum=0),
     )
 
     # --- output

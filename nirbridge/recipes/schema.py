@@ -125,7 +125,7 @@ class TrainSpec:
     seed: int = 0
     qat_epochs: int = 2  #: quantization-aware fine-tuning (:mod:`nirbridge.qat`)
     qat_lr: float = 1e-4
-    qat_agreement: float = 0.0  #: weight of the float-vs-fixed agreement loss
+    qat_agreement: float = 1e-3  #: weight of the float-vs-fixed agreement loss
 
 
 @dataclass(frozen=True)
