@@ -236,3 +236,14 @@ def test_recipe_run_reports_post_training_and_qat_figures(tmp_path):
     assert {"min_qat_fixed_spike_agreement", "max_qat_fixed_accuracy_drop"} <= keys
     assert any(r[0] == "QAT: fixed point (emulator)" for r in stage_rows(run))
     assert "QAT fixed point / spikes identical" in summary_table([run])
+
+
+def test_cli_train_qat_options(tmp_path, capsys):
+    from nirbridge.cli import main
+
+    existing = tmp_path / "q.pt"
+    existing.write_bytes(b"keep")
+    assert main(["train", "deploy/digits_seq_alif.toml", "--qat", "-o", str(existing)]) != 0
+    assert "--overwrite" in capsys.readouterr().err and existing.read_bytes() == b"keep"
+    assert main(["train", "deploy/digits_seq_alif.toml", "--lr", "0.1"]) != 0
+    assert "--qat only" in capsys.readouterr().err

@@ -7,9 +7,14 @@ from typing import Any
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from nirbridge.errors import InputError
     from nirbridge.recipes import load_recipe
     from nirbridge.train import train_recipe
 
+    if not args.qat and (args.lr is not None or args.overwrite):
+        raise InputError(f"{'--lr' if args.lr is not None else '--overwrite'} applies to "
+                         "--qat only; plain training takes [train] lr and rewrites "
+                         "model.checkpoint")
     recipe = load_recipe(args.recipe, require_checkpoint=args.qat)
     if args.qat:
         from nirbridge.qat import qat_finetune
