@@ -15,6 +15,10 @@ would be a second specification that can drift from the first. So each fine-tuni
    float model's surrogate gradient, evaluated on the deployed spikes (a straight-through
    estimator through the weight rounding, the state rounding and saturation of each layer).
 
+The loss (:func:`qat_finetune`) is distillation from the original float model plus an
+agreement term: each float neuron layer's own output against the integers' on the same
+inputs, so that the float model learns to decide as the deployed one does.
+
 At the end the weights are *snapped*: the torch weights are set so that the exported NIR
 weights, times the gain the quantizer folds into them, lie exactly on the grid the
 quantizer chose (``mant · 2^-P``). The deployment then quantizes them losslessly (the same
