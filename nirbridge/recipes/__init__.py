@@ -36,6 +36,9 @@ Recipe schema (every error names the file and the field)::
     factory = "nirbridge.examples:digits_conv_snn"   # MODULE_OR_FILE:FACTORY
     kwargs = {neuron = "lif"}                    # optional: the factory's arguments
     checkpoint = "checkpoints/digits_lif.pt"     # state_dict, relative to the recipe
+    qat_checkpoint = "checkpoints/digits_lif_qat.pt"  # optional: `train --qat` writes it;
+                                                 # when it exists, a QAT stage (qat_*
+                                                 # metrics, docs/qat.md)
     # nir = "model.nir"                          # instead of factory: a NIR file
     # from = "snntorch"                          # with nir: read it as that framework's
                                                  # exporter wrote it (its dt convention)
@@ -76,6 +79,9 @@ Recipe schema (every error names the file and the field)::
     batch_size = 64
     lr = 0.01
     seed = 0
+    qat_epochs = 2                               # optional: `nirbridge train --qat`
+    qat_lr = 1e-4                                # (Adam, distillation from the trained
+    qat_agreement = 1e-3                         # model + float-vs-fixed agreement loss)
 
     [verify]                                     # optional: after the other stages,
     backends = ["fixed", "lava-float"]           # nirbridge verify of these backends on

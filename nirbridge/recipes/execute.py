@@ -259,7 +259,9 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
     run = RecipeRun(recipe=recipe, samples=n, lava_samples=n_lava)
     fixed = "fixed_pt" in sim.modes
     lava_modes = sim.modes if n_lava else ()
-    stages = 3 + len(lava_modes) + bool(recipe.verify and n_lava)
+    qat = recipe.model.qat_checkpoint
+    qat = fixed and qat is not None and qat.is_file()  # else its checks fail: not measured
+    stages = 3 + len(lava_modes) + bool(recipe.verify and n_lava) + qat
     stage = 0
     what = (f"{n} {recipe.data.dataset} {recipe.data.split} samples ({recipe.data.encoding}, "
             f"T = {sim.steps}, batches of {sim.batch_size})")
@@ -356,6 +358,15 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
     for f in run.findings:
         echo(f"      warning: {f.message}")
 
+    if qat:
+        from nirbridge.recipes.qat_stage import qat_stage
+
+        t0 = step(f"QAT checkpoint {recipe.model.qat_checkpoint.name}: every sample, streamed "
+                  f"(torch, reference, emulator); Lava fixed_pt on the first {n_lava}")
+        done("qat", t0, qat_stage(run, first, recipe_batches(recipe, samples), n_lava=n_lava,
+                                  progress=progress, parallel=parallel,
+                                  lava_stage=_lava_stage))
+
     # --- Lava, on the first n_lava samples
     x_sub, y_sub = res.lava_x, res.lava_labels
     ref_sub = None
@@ -421,6 +432,12 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
         run.checks.append(CheckResult(
             "lava_fixed_identical", f"Lava fixed_pt integers identical to the emulator's on "
             f"every confirmed sample ({n_lava})", value, value == 100.0))
+    if "qat_lava_fixed_identical" in m and not any(
+            c.metric == "qat_lava_fixed_identical" for c in recipe.checks):
+        value = m["qat_lava_fixed_identical"]
+        run.checks.append(CheckResult(
+            "qat_lava_fixed_identical", "QAT: Lava fixed_pt integers identical to the "
+            f"emulator's on every confirmed sample ({n_lava})", value, value == 100.0))
     if run.verification is not None:
         v = run.verification
         ran = v.verified

@@ -155,7 +155,8 @@ def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
     description = root.string("description", required=False, default="")
 
     # --- model
-    m = root.table("model", known=("factory", "kwargs", "checkpoint", "nir", "dt", "from"))
+    m = root.table("model", known=("factory", "kwargs", "checkpoint", "nir", "dt", "from",
+                                      "qat_checkpoint"))
     if ("factory" in m) == ("nir" in m):
         raise root.fail("model.factory", "give either model.factory (with model.checkpoint) "
                                          "or model.nir, not both" if "nir" in m else
@@ -169,10 +170,13 @@ def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
         kwargs = m.typed("kwargs", (dict,), required=False, default={})
         checkpoint = _file(root, m.string("checkpoint"), "model.checkpoint",
                            require_checkpoint)
-        model = ModelSpec(factory, dict(kwargs), checkpoint, None, dt)
+        # optional: missing until `nirbridge train --qat` writes it
+        qat = (None if "qat_checkpoint" not in m else
+               _file(root, m.string("qat_checkpoint"), "model.qat_checkpoint", False))
+        model = ModelSpec(factory, dict(kwargs), checkpoint, None, dt, qat_checkpoint=qat)
     else:
-        if "checkpoint" in m or "kwargs" in m:
-            raise m.fail("checkpoint" if "checkpoint" in m else "kwargs",
+        if "checkpoint" in m or "kwargs" in m or "qat_checkpoint" in m:
+            raise m.fail(next(k for k in ("checkpoint", "kwargs", "qat_checkpoint") if k in m),
                          "only with model.factory; a .nir file holds its own weights")
         nir_path = _file(root, m.string("nir"), "model.nir", True)
         framework = m.string("from", required=False, default=None)
@@ -242,15 +246,22 @@ def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
         if metric in ("torch_accuracy", "reference_torch_diff") and model.factory is None:
             raise c.fail(key, "needs a torch model (model.factory); this recipe deploys a "
                               ".nir file")
+        if metric.startswith("qat_") and model.qat_checkpoint is None:
+            raise c.fail(key, "needs a QAT checkpoint (model.qat_checkpoint)")
         checks.append(Check(key, kind, metric, c.number(key)))
 
     # --- train
-    t = root.table("train", required=False, known=("epochs", "batch_size", "lr", "seed"))
+    t = root.table("train", required=False, known=("epochs", "batch_size", "lr", "seed",
+                                                             "qat_epochs", "qat_lr",
+                                                             "qat_agreement"))
     train = TrainSpec(
         epochs=t.integer("epochs", required=False, default=20, minimum=1),
         batch_size=t.integer("batch_size", required=False, default=64, minimum=1),
         lr=t.number("lr", required=False, default=1e-2, above=0),
         seed=t.integer("seed", required=False, default=0, minimum=0),
+        qat_epochs=t.integer("qat_epochs", required=False, default=2, minimum=1),
+        qat_lr=t.number("qat_lr", required=False, default=1e-4, above=0),
+        qat_agreement=t.number("qat_agreement", required=False, default=1e-3, minimum=0),
     )
 
     # --- output

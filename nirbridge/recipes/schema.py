@@ -38,6 +38,24 @@ METRICS: dict[str, tuple[str, str, str | None]] = {
                                    "fixed_pt"),
     "lava_fixed_identical": ("Lava fixed_pt samples whose integers equal the emulator's",
                              "%", "fixed_pt"),
+    # the QAT checkpoint ([model] qat_checkpoint; nirbridge.recipes.qat_stage)
+    "qat_torch_accuracy": ("accuracy of the QAT PyTorch model", "%", "fixed_pt"),
+    "qat_reference_accuracy": ("accuracy of the QAT model's float64 reference", "%",
+                               "fixed_pt"),
+    "qat_reference_accuracy_loss": ("trained − QAT float64 reference accuracy", " pt",
+                                    "fixed_pt"),
+    "qat_fixed_accuracy": ("QAT model in fixed point (emulator, every sample)", "%",
+                           "fixed_pt"),
+    "qat_fixed_accuracy_drop": ("QAT reference − QAT fixed-point accuracy", " pt",
+                                "fixed_pt"),
+    "qat_fixed_spike_agreement": ("identical spikes, QAT fixed point vs QAT reference", "%",
+                                  "fixed_pt"),
+    "qat_fixed_prediction_agreement": ("same class, QAT fixed point vs QAT reference", "%",
+                                       "fixed_pt"),
+    "qat_lava_fixed_spike_agreement": ("identical spikes, QAT Lava fixed_pt vs reference",
+                                       "%", "fixed_pt"),
+    "qat_lava_fixed_identical": ("QAT Lava fixed_pt samples equal to the emulator's", "%",
+                                 "fixed_pt"),
 }
 
 
@@ -53,6 +71,8 @@ class ModelSpec:
     nir: Path | None
     dt: float | None = None
     framework: str | None = None
+    #: the quantization-aware fine-tuned checkpoint (``nirbridge train --qat``), if any
+    qat_checkpoint: Path | None = None
 
     @property
     def neuron(self) -> str | None:
@@ -103,6 +123,9 @@ class TrainSpec:
     batch_size: int = 64
     lr: float = 1e-2
     seed: int = 0
+    qat_epochs: int = 2  #: quantization-aware fine-tuning (:mod:`nirbridge.qat`)
+    qat_lr: float = 1e-4
+    qat_agreement: float = 1e-3  #: weight of the float-vs-fixed agreement loss
 
 
 @dataclass(frozen=True)
@@ -175,7 +198,7 @@ def format_value(v: float | None, key: str) -> str:
         return "not measured"
     if key.endswith("reference_torch_diff"):
         return f"{v:.2g}"
-    unit = " points" if key.endswith("_drop") else "%"
+    unit = " points" if key.endswith(("_drop", "_loss")) else "%"
     return f"{v:.2f}{unit}"
 
 

@@ -48,6 +48,19 @@ def stage_rows(run: RecipeRun) -> list[list[str]]:
                      _p(m.get("fixed_spike_agreement"), 3),
                      _p(m.get("fixed_prediction_agreement")), "-",
                      f"{sec.get('emulator', 0.0):.1f}"])
+    if "qat_fixed_accuracy" in m:  # the QAT checkpoint against its own reference
+        rows.append(["QAT: reference (float64)", n, _p(m.get("qat_reference_accuracy")), "-",
+                     "-", "-", "-", "-"])
+        rows.append(["QAT: fixed point (emulator)", n, _p(m["qat_fixed_accuracy"]),
+                     f"{0.0 - m['qat_fixed_accuracy_drop']:+.2f} pt",
+                     _p(m.get("qat_fixed_spike_agreement"), 3),
+                     _p(m.get("qat_fixed_prediction_agreement")), "-",
+                     f"{sec.get('qat', 0.0):.1f}"])
+        if m.get("qat_lava_fixed_identical") is not None:
+            rows.append(["QAT: Lava fixed_pt", nl, _p(m.get("qat_lava_fixed_accuracy")), "-",
+                         _p(m.get("qat_lava_fixed_spike_agreement"), 3), "-",
+                         _p(m.get("qat_lava_fixed_identical")),
+                         f"{sec.get('lava_qat', 0.0):.1f}"])
     for mode in run.recipe.simulation.modes:
         short = MODE_SHORT[mode]
         secs = f"{sec.get(f'lava_{short}', 0.0):.1f}"
@@ -129,7 +142,8 @@ def summary_table(runs: Sequence[RecipeRun], targets: Sequence[str] | None = Non
         targets = list(dict.fromkeys(e.profile for r in runs for e in r.energies))
     header = ["recipe", "neuron", "input", "samples / Lava", "torch", "reference",
               "fixed point", "Lava float", "Lava fixed = emulator",
-              "spikes identical float / fixed", "SOPs/sample",
+              "spikes identical float / fixed", "QAT fixed point / spikes identical",
+              "SOPs/sample",
               *[f"energy {t}" for t in targets]]
     rows = [header]
     for r in runs:
@@ -144,6 +158,8 @@ def summary_table(runs: Sequence[RecipeRun], targets: Sequence[str] | None = Non
             "-" if same is None else
             f"{round(same * r.lava_samples / 100)}/{r.lava_samples}",
             f"{_p(m.get('float_spike_agreement'))} / {_p(m.get('fixed_spike_agreement'))}",
+            "-" if m.get("qat_fixed_accuracy") is None else
+            f"{_p(m.get('qat_fixed_accuracy'))} / {_p(m.get('qat_fixed_spike_agreement'))}",
             "-" if r.sops is None else f"{r.sops:,.0f}",
             *[energy_cell(r.energy_report(t)) for t in targets],
         ])
