@@ -22,7 +22,6 @@ Feed-forward graphs count exactly as before.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, replace
@@ -31,12 +30,11 @@ from typing import Any
 import nir
 import numpy as np
 import torch
-import torch.nn.functional as tF
 
 from nirbridge.errors import InputError
-from nirbridge.geometry import conv_geometry_of, pool_geometry_of
 from nirbridge.graph import Edge, feedback_edges, flatten_subgraphs, predecessors, successors
 from nirbridge.neurons import is_neuron
+from nirbridge.profile.fanout import fanout_map
 from nirbridge.profile.spiking import (
     NEUROBENCH_TYPES,
     PASS_THROUGH,
@@ -45,54 +43,6 @@ from nirbridge.profile.spiking import (
     payload_tags,
     synapse_kind,
 )
-
-
-def _connect(node: nir.NIRNode, x: torch.Tensor, ones: bool) -> torch.Tensor:
-    """``node`` applied to ``x`` with its weights binarised (``w != 0`` → 1) or all set to
-    1 (``ones``), no bias, same geometry: the connectivity whose sum counts SOPs."""
-
-    def w(a: Any) -> torch.Tensor:
-        t = torch.as_tensor(np.asarray(a), dtype=x.dtype)
-        return torch.ones_like(t) if ones else (t != 0).to(x.dtype)
-
-    if isinstance(node, (nir.Affine, nir.Linear)):
-        return tF.linear(x, w(node.weight))
-    if isinstance(node, nir.Scale):
-        return x * w(node.scale)
-    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
-        conv = tF.conv1d if isinstance(node, nir.Conv1d) else tF.conv2d
-        g = conv_geometry_of(node)
-        return conv(x, w(node.weight), None, stride=g.stride, padding=g.padding,
-                    dilation=g.dilation, groups=g.groups)
-    if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-        pool = pool_geometry_of(node)
-        # every weight of a pooling window is non-zero (1 or 1/k²): a window sum of ones
-        return tF.avg_pool2d(x, pool.kernel_size, pool.stride, pool.padding,
-                             count_include_pad=True) * pool.area
-    raise InputError(f"node type {type(node).__name__} is not a synapse node")
-
-
-def fanout_map(node: nir.NIRNode, in_shape: tuple[int, ...], ones: bool = False
-               ) -> torch.Tensor:
-    """Per input element (shape ``in_shape``), the number of non-zero-weight connections
-    it drives (``ones``: all connections), from the node's exact geometry.
-
-    It is the gradient of the summed binarised layer with respect to its input, so
-    ``Σ (x ≠ 0) · fanout`` equals the binarised-input / binarised-weight convolution
-    summed (NeuroBench's effective count) exactly, padding and stride included.
-    """
-    if isinstance(node, (nir.Affine, nir.Linear)):  # the same, without a W-sized copy
-        w = torch.as_tensor(np.asarray(node.weight))
-        # counted as inputs are: numpy's count along an axis builds the w ≠ 0 mask first
-        cols = (torch.full((w.shape[-1],), w.shape[0], dtype=torch.float64) if ones
-                else nonzero_by_element(w.reshape(1, *w.shape))[0])
-        return cols.expand(*in_shape[:-1], cols.shape[0]).clone() if in_shape \
-            else cols
-    with torch.inference_mode(False), torch.enable_grad():
-        x = torch.zeros((1, *in_shape), dtype=torch.float64, requires_grad=True)
-        (grad,) = torch.autograd.grad(_connect(node, x, ones).sum(), x)
-    return grad[0].detach()
-
 
 #: Elements per block when counting non-zeros (:func:`nonzero_by_element`): a block of
 #: time steps whose comparison buffer stays in cache while it is summed.
@@ -397,13 +347,42 @@ def recurrent_synapses(graph: nir.NIRGraph) -> set[str]:
             if isinstance(node, SYNAPSE_TYPES) and is_late(n)}
 
 
+@dataclass
+class _SynapseSteps:
+    """A synapse's counts so far: its fan-out and its effective SOPs per step."""
+
+    shape: tuple[int, ...]
+    fanout: torch.Tensor
+    dense_step: float
+    steps: np.ndarray             #: [T] effective SOPs of each step, summed over the batch
+
+
+@dataclass
+class _NeuronSteps:
+    """A neuron's counts so far, per step, summed over the batch."""
+
+    neurons: int
+    driven: np.ndarray            #: [T]
+    spikes: np.ndarray | None     #: [T]; None for a graded neuron
+    pending: int | None = None    #: the block whose driven count :meth:`before` took
+
+
 class EventCounter:
-    """Counts a run's events node by node while it runs: ``counter(name, input, output)``
-    with a node's whole ``[T, B, ...]`` summed input (None for an Input node) and output
-    is the reference executor's observer (``ReferenceExecutor.forward(observe=...)``), so
-    that no record needs keeping; :meth:`counts` gives the :class:`Counts`, the same
-    numbers :func:`count_events` finds in the records of the same run (it feeds this
-    class from them). Nodes other than Input, synapse and neuron nodes are ignored."""
+    """Counts a run's events while it runs, node by node or a block of time steps at a time.
+
+    ``counter(name, input, output)`` with a node's whole ``[T, B, ...]`` summed input (None
+    for an Input node) and output is the reference executor's observer
+    (``ReferenceExecutor.forward(observe=...)``), so that no record needs keeping. With
+    ``start=a, steps=T`` the two are the steps ``a:a+τ`` of a run of ``T`` steps: the
+    executor runs its feed-forward regions a block of steps at a time (:data:`by_block`)
+    and the counter reads each block while it is in cache. :meth:`counts` gives the
+    :class:`Counts`: the same numbers, however the run was cut, as :func:`count_events`
+    finds in the records of the same run (it feeds this class from them). Nodes other
+    than Input, synapse and neuron nodes are ignored.
+    """
+
+    #: the reference executor may call it a block of steps at a time (``start=``, ``steps=``)
+    by_block = True
 
     def __init__(self, graph: nir.NIRGraph, *,
                  spike_inputs: bool | Iterable[str] = False) -> None:
@@ -411,67 +390,110 @@ class EventCounter:
         self._tags = payload_tags(self.graph, spike_inputs)
         self._preds = predecessors(self.graph)
         self._late = recurrent_synapses(self.graph)
-        self._synapses: dict[str, SynapseCount] = {}
-        self._neurons: dict[str, NeuronCount] = {}
+        self._synapses: dict[str, _SynapseSteps] = {}
+        self._neurons: dict[str, _NeuronSteps] = {}
         self._inputs: dict[str, float] = {}
         self._tb: tuple[int, int] | None = None
-        # per-element non-zero counts of tensors seen, by a weak reference to the tensor:
-        # a neuron's (or Input's) output counted once serves the synapse it feeds (the
-        # executor passes that very tensor), and is dropped as soon as the run frees it
-        self._seen: list[tuple[weakref.ref, torch.Tensor]] = []
         self._fanouts: dict[tuple[str, tuple[int, ...]], tuple[torch.Tensor, float]] = {}
-        self._driven: dict[str, tuple[torch.Tensor, tuple[int, ...]]] = {}
+        # The per-element non-zero counts over the batch of an Input's or a neuron's output
+        # (``[T, ...]``, filled as its blocks come) serve every synapse that reads that
+        # output alone (through Flatten nodes): one pass over each value. Dropped once
+        # each such reader has read every step.
+        self._source: dict[str, str] = {}
+        self._readers: dict[str, int] = {}
+        for name, node in self.graph.nodes.items():
+            src = self._counted_source(name, node)
+            if src is not None:
+                self._source[name] = src
+                self._readers[src] = self._readers.get(src, 0) + 1
+        self._elem: dict[str, torch.Tensor] = {}
+        self._read: dict[str, int] = {}
+        self._filled: dict[str, int] = {}  # steps of each kept count made so far
+        self._unread: dict[str, torch.Tensor] = {}  # Inputs whose readers will count them
 
-    def before(self, name: str, x: torch.Tensor) -> None:
-        """A neuron's input, before the neuron writes its outputs over it (see
-        :data:`nirbridge.backends.reference.Observer`): its driven updates are counted
-        now, and no count of that tensor is kept (it is about to change)."""
-        self._seen = [(r, c) for r, c in self._seen if r() is not None and r() is not x]
-        node = self.graph.nodes.get(name)
-        if node is not None and is_neuron(node):
-            self._driven[name] = (nonzero_per_step(torch.as_tensor(x)), tuple(x.shape))
+    def _add_events(self, name: str, per_elem: torch.Tensor) -> None:
+        # whole numbers summed (exact below 2^53), divided by the batch once, at the end
+        self._inputs[name] = self._inputs.get(name, 0.0) + float(per_elem.sum().item())
 
-    def _by_element(self, x: torch.Tensor) -> torch.Tensor:
-        """:func:`nonzero_by_element` of ``x``, computed once per tensor."""
-        self._seen = [(r, c) for r, c in self._seen if r() is not None]
-        for r, c in self._seen:
-            if r() is x:
-                return c
-        c = nonzero_by_element(x)
-        try:
-            self._seen.append((weakref.ref(x), c))
-        except TypeError:  # not weak-referenceable: counted again if seen again
-            pass
-        return c
+    def _counted_source(self, name: str, node: nir.NIRNode) -> str | None:
+        """The Input or neuron whose output ``name`` (a synapse) reads alone, as is or
+        reshaped by Flatten nodes, where its per-element counts are the ones it needs."""
+        preds = self._preds[name]
+        if not isinstance(node, SYNAPSE_TYPES) or len(preds) != 1 \
+                or self._tags[preds[0]] == "count":
+            return None
+        src = preds[0]
+        while isinstance(self.graph.nodes[src], nir.Flatten) and len(self._preds[src]) == 1:
+            src = self._preds[src][0]
+        source = self.graph.nodes[src]
+        return src if isinstance(source, nir.Input) or is_neuron(source) else None
 
-    def _check_tb(self, x: torch.Tensor, name: str) -> tuple[int, int]:
+    def _block(self, x: torch.Tensor, name: str, start: int | None, steps: int | None
+               ) -> tuple[int, int, int]:
+        """``(a, τ, B)``: where the block ``x`` starts, its steps and batch, checked
+        against the run's ``T`` and ``B``."""
         if x.dim() < 2:
             raise InputError(f"record of node '{name}' has shape {tuple(x.shape)}; "
                              "expected [T, B, ...]")
-        t, b = int(x.shape[0]), int(x.shape[1])
+        tau, b = int(x.shape[0]), int(x.shape[1])
+        t = tau if start is None else int(steps if steps is not None else -1)
+        a = 0 if start is None else int(start)
         if self._tb is None:
             self._tb = (t, b)
-        elif (t, b) != self._tb:
-            raise InputError(f"record of node '{name}' has T, B = {t}, {b}; other nodes "
-                             f"have {self._tb[0]}, {self._tb[1]}")
-        return t, b
+        if t != self._tb[0] or b != self._tb[1] or a < 0 or a + tau > t:
+            raise InputError(f"record of node '{name}' has T, B = {tau}, {b}"
+                             + (f" at step {a} of {t}" if start is not None else "")
+                             + f"; other nodes have {self._tb[0]}, {self._tb[1]}")
+        return a, tau, b
 
-    def __call__(self, name: str, x: torch.Tensor | None, y: torch.Tensor | None) -> None:
+    def _produce(self, name: str, y: torch.Tensor, a: int) -> torch.Tensor:
+        """Per-element non-zero counts of the block ``y`` of ``name``'s output; kept for
+        its readers when it has any."""
+        c = nonzero_by_element(y)
+        if self._readers.get(name):
+            t = self._tb[0] if self._tb else c.shape[0]
+            if name not in self._elem or a == 0:
+                self._elem[name] = c.new_empty((t, *c.shape[1:]))
+                self._read[name] = 0
+            self._elem[name][a:a + c.shape[0]] = c
+            self._filled[name] = a + c.shape[0]
+        return c
+
+    def before(self, name: str, x: torch.Tensor, *, start: int | None = None,
+               steps: int | None = None) -> None:
+        """A neuron's input (or a block of it), before the neuron writes its outputs over
+        it (see :data:`nirbridge.backends.reference.Observer`): its driven updates are
+        counted now."""
+        node = self.graph.nodes.get(name)
+        if node is not None and is_neuron(node):
+            x = torch.as_tensor(x)
+            a, tau, _ = self._block(x, name, start, steps)
+            acc = self._neuron_steps(name, node, x)
+            acc.driven[a:a + tau] = nonzero_per_step(x).numpy()
+            acc.pending = a
+
+    def __call__(self, name: str, x: torch.Tensor | None, y: torch.Tensor | None, *,
+                 start: int | None = None, steps: int | None = None) -> None:
         node = self.graph.nodes.get(name)
         if isinstance(node, nir.Input):
             if y is not None:
                 y = torch.as_tensor(y)
-                _, b = self._check_tb(y, name)
-                self._inputs[name] = float(self._by_element(y).sum().item()) / b
+                a, _, b = self._block(y, name, start, steps)
+                if self._readers.get(name) and start is None:
+                    # counted as its first reader reads it (a block of it in cache then)
+                    self._unread[name] = y
+                else:
+                    self._add_events(name, self._produce(name, y, a))
         elif isinstance(node, SYNAPSE_TYPES):
             if x is None:
                 raise InputError(f"no input for synapse node '{name}'")
-            self._synapse(name, node, torch.as_tensor(x))
+            self._synapse(name, node, torch.as_tensor(x), start, steps)
         elif node is not None and is_neuron(node):
-            if (x is None and name not in self._driven) or y is None:
+            pending = self._neurons[name].pending if name in self._neurons else None
+            if (x is None and pending != (start or 0)) or y is None:
                 raise InputError(f"neuron node '{name}' needs its input and output")
             self._neuron(name, node, None if x is None else torch.as_tensor(x),
-                         torch.as_tensor(y))
+                         torch.as_tensor(y), start, steps)
 
     def _fanout(self, name: str, node: nir.NIRNode, shape: tuple[int, ...]
                 ) -> tuple[torch.Tensor, float]:
@@ -482,49 +504,66 @@ class EventCounter:
             self._fanouts[key] = (fmap, dense)
         return self._fanouts[key]
 
-    def _synapse(self, name: str, node: nir.NIRNode, x: torch.Tensor) -> None:
-        t, b = self._check_tb(x, name)
-        preds = self._preds[name]
+    def _per_element(self, name: str, x: torch.Tensor, a: int, tau: int) -> torch.Tensor:
+        """``[τ, N]``: the events of every input element of the block, over the batch: the
+        kept counts of the output it reads, else counted here."""
+        src = self._source.get(name)
+        if src in self._unread and self._filled.get(src, 0) < a + tau:
+            # an Input is counted by its first reader, block by block, for every reader
+            self._add_events(src, self._produce(src, x, a))
+            if a + tau >= self._tb[0]:
+                del self._unread[src]
+        kept = self._elem.get(src) if src is not None else None
+        if kept is None or self._filled.get(src, 0) < a + tau:
+            return nonzero_by_element(x).reshape(tau, -1)
+        self._read[src] += tau
+        if self._read[src] >= self._readers[src] * kept.shape[0]:
+            del self._elem[src]
+        return kept[a:a + tau].reshape(tau, -1)
+
+    def _synapse(self, name: str, node: nir.NIRNode, x: torch.Tensor, start: int | None,
+                 steps: int | None) -> None:
+        a, tau, _ = self._block(x, name, start, steps)
         shape = tuple(int(s) for s in x.shape[2:])
-        fmap, dense_step = self._fanout(name, node, shape)
+        acc = self._synapses.get(name)
+        if acc is None or acc.shape != shape:
+            fmap, dense_step = self._fanout(name, node, shape)
+            acc = self._synapses[name] = _SynapseSteps(
+                shape, fmap, dense_step, np.zeros(self._tb[0], dtype=np.float64))
         # SOPs of a step = Σ_i (events of input element i over the batch) · fanout_i: one
         # event per non-zero input (NeuroBench), n events for a count of n
-        counts = any(self._tags[p] == "count" for p in preds)
-        per_elem = (torch.sum(x, 1, dtype=torch.float64).cpu() if counts
-                    else self._by_element(x)).reshape(t, -1)
-        if name in self._late:
+        if any(self._tags[p] == "count" for p in self._preds[name]):
+            per_elem = torch.sum(x, 1, dtype=torch.float64).cpu().reshape(tau, -1)
+        else:
+            per_elem = self._per_element(name, x, a, tau)
+        if name in self._late:  # in a cycle: the executor gives it whole, never blocked
             per_elem = _previous_step(per_elem)
         # integer events × integer fan-outs: every partial sum is an integer below 2^53,
         # so the matrix-vector product is exact in any order
-        step_sums = per_elem @ fmap
-        self._synapses[name] = SynapseCount(
-            node=name, op=type(node).__name__, kind=synapse_kind(self.graph, name, self._tags),
-            predecessors=list(preds), neurobench=isinstance(node, NEUROBENCH_TYPES),
-            in_shape=shape, effective=float(step_sums.sum().item()) / b,
-            dense=dense_step * t, effective_per_step=(step_sums / b).numpy(),
-            dense_per_step=dense_step, synapses=int(round(float(fmap.sum().item()))),
-            connections=int(round(dense_step)))
+        acc.steps[a:a + tau] = (per_elem @ acc.fanout).numpy()
+
+    def _neuron_steps(self, name: str, node: nir.NIRNode, x: torch.Tensor) -> _NeuronSteps:
+        acc = self._neurons.get(name)
+        if acc is None:
+            t = self._tb[0] if self._tb else int(x.shape[0])
+            acc = self._neurons[name] = _NeuronSteps(
+                neurons=int(np.prod(x.shape[2:], dtype=np.int64)),
+                driven=np.zeros(t, dtype=np.int64),
+                spikes=np.zeros(t, dtype=np.float64) if is_spiking(node) else None)
+        return acc
 
     def _neuron(self, name: str, node: nir.NIRNode, x: torch.Tensor | None,
-                y: torch.Tensor) -> None:
-        # the input as seen now, or as counted before the neuron wrote over it
-        driven, shape = ((nonzero_per_step(x), tuple(x.shape)) if x is not None
-                         else self._driven.pop(name))
-        t, b = self._check_tb(torch.empty(shape[:2] + (0,)), name)
-        n = int(np.prod(shape[2:], dtype=np.int64))
-        spiking = is_spiking(node)
-        spk = None
-        if spiking:
+                y: torch.Tensor, start: int | None, steps: int | None) -> None:
+        a, tau, _ = self._block(y, name, start, steps)
+        acc = self._neuron_steps(name, node, y if x is None else x)
+        if x is not None:  # the input as seen now, else as counted before the neuron ran
+            acc.driven[a:a + tau] = nonzero_per_step(x).numpy()
+        acc.pending = None
+        if acc.spikes is not None:
             if self._tags[name] == "count":
-                spk = y.reshape(t, -1).sum(1).cpu()
-            else:  # counted per element: the synapse this output feeds reuses it
-                spk = self._by_element(y).reshape(t, -1).sum(1).to(torch.int64)
-        self._neurons[name] = NeuronCount(
-            node=name, op=type(node).__name__, spiking=spiking, neurons=n,
-            updates_dense=float(n * t), updates_driven=int(driven.sum().item()) / b,
-            driven_per_step=driven.numpy() / b,
-            spikes=None if spk is None else int(spk.sum().item()) / b,
-            spikes_per_step=None if spk is None else spk.numpy() / b)
+                acc.spikes[a:a + tau] = y.reshape(tau, -1).sum(1).cpu().numpy()
+            else:  # counted per element: the synapses this output feeds reuse it
+                acc.spikes[a:a + tau] = self._produce(name, y, a).reshape(tau, -1).sum(1)
 
     def counts(self) -> Counts:
         """The counts of everything seen so far, nodes in graph order."""
@@ -533,15 +572,34 @@ class EventCounter:
             pc = _param_count(name, node)
             if pc is not None:
                 params[name] = pc
-        order = list(self.graph.nodes)
-
-        def ordered(d: dict[str, Any]) -> dict[str, Any]:
-            return {k: d[k] for k in order if k in d}
-
         t, b = self._tb or (0, 0)
-        return Counts(time_steps=t, batch=b, synapses=ordered(self._synapses),
-                      neurons=ordered(self._neurons), params=params,
-                      input_events=ordered(self._inputs))
+        synapses, neurons = {}, {}
+        for name, node in self.graph.nodes.items():
+            if name in self._synapses:
+                s = self._synapses[name]
+                synapses[name] = SynapseCount(
+                    node=name, op=type(node).__name__,
+                    kind=synapse_kind(self.graph, name, self._tags),
+                    predecessors=list(self._preds[name]),
+                    neurobench=isinstance(node, NEUROBENCH_TYPES), in_shape=s.shape,
+                    effective=float(s.steps.sum()) / b, dense=s.dense_step * t,
+                    effective_per_step=s.steps / b, dense_per_step=s.dense_step,
+                    synapses=int(round(float(s.fanout.sum().item()))),
+                    connections=int(round(s.dense_step)))
+            elif name in self._neurons:
+                n = self._neurons[name]
+                neurons[name] = NeuronCount(
+                    node=name, op=type(node).__name__, spiking=n.spikes is not None,
+                    neurons=n.neurons, updates_dense=float(n.neurons * t),
+                    updates_driven=int(n.driven.sum()) / b, driven_per_step=n.driven / b,
+                    spikes=None if n.spikes is None else float(n.spikes.sum()) / b,
+                    spikes_per_step=None if n.spikes is None else n.spikes / b)
+        for name, y in list(self._unread.items()):  # Inputs no reader counted
+            self._add_events(name, nonzero_by_element(y[self._filled.get(name, 0):]))
+            del self._unread[name]
+        inputs = {k: self._inputs[k] / b for k in self.graph.nodes if k in self._inputs}
+        return Counts(time_steps=t, batch=b, synapses=synapses, neurons=neurons,
+                      params=params, input_events=inputs)
 
 
 def count_events(graph: nir.NIRGraph, records: MappingABC[str, Any], *,
