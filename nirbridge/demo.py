@@ -31,6 +31,25 @@ DEMO_RECIPES = ("digits_lif", "digits_arlif", "digits_klif", "digits_dalif", "di
                 "digits_seq_alif", "digits_seq_cubalif")
 
 
+#: How to read the energy columns of the summary (printed under it, and in summary.md).
+COMPARISON = (
+    "How to read the energies: all are model estimates per sample from the exact event "
+    "counts of the run, and they include different things. loihi2 charges Loihi 1's "
+    "per-event costs (pre-silicon simulation, Davies et al. 2018) as a proxy, plus the "
+    "static power of one Loihi 2 chip measured by Intel (0.23 W, lava-dl's PilotNet "
+    "benchmark) over T x 153 us per step (derived from the throughput measured there): "
+    "on a small network the static part dominates, and '≥' marks a lower bound where a "
+    "term is unpublished "
+    "(graded multiply-accumulates). cmos45-fp32 counts fp32 arithmetic only (Horowitz "
+    "2014: 0.9 pJ add, 4.6 pJ multiply-add), the convention of most SNN papers; "
+    "cmos45-fp32-sram adds the SRAM reads and writes each operation needs (20 pJ per "
+    "64-bit access of a 32 kB SRAM), which cost more than the arithmetic. gpu-h100 prices "
+    "every dense product at the board's peak efficiency (a lower bound). Figures labelled "
+    "measured come from silicon, derived ones are arithmetic on published figures, "
+    "simulated and proxy ones are models; `nirbridge profile --target T` shows each term "
+    "with its source.")
+
+
 def digits_inputs(n: int = 32, steps: int = 8) -> torch.Tensor:
     """The first ``n`` digit scans of the test split (the last 360 samples of
     scikit-learn's digits), direct-encoded: ``[T, n, 1, 8, 8]`` float64 in [0, 1]."""
@@ -99,10 +118,11 @@ def run_demo(out_dir: Path, echo: Callable[[str], None] = print, samples: int | 
          f"by integer against the emulator); accuracies in %, energy per sample (model "
          f"estimates)")
     echo(table)
+    echo("\n" + COMPARISON)
     echo("\nSeconds per stage:")
     echo(timing_table(runs))
-    (out_dir / "summary.md").write_text(md + "\n\n" + timing_table(runs, markdown=True)
-                                        + "\n")
+    (out_dir / "summary.md").write_text(md + "\n\n" + COMPARISON + "\n\n"
+                                        + timing_table(runs, markdown=True) + "\n")
     write_json(_jsonable({"runs": [r.summary() for r in runs]}), out_dir / "summary.json")
     echo(f"\nwrote {out_dir / 'summary.md'}, {out_dir / 'summary.json'} and one report per "
          f"recipe under {out_dir}/; total {time.perf_counter() - t_start:.0f} s")
@@ -112,4 +132,4 @@ def run_demo(out_dir: Path, echo: Callable[[str], None] = print, samples: int | 
     return 0
 
 
-__all__ = ["DEMO_RECIPES", "deploy_dir", "digits_inputs", "run_demo"]
+__all__ = ["COMPARISON", "DEMO_RECIPES", "deploy_dir", "digits_inputs", "run_demo"]

@@ -58,6 +58,7 @@ _SYNAPSE = {
         "effective": _NUM, "dense": _NUM,
         "effective_per_step": {"type": "array", "items": _NUM},
         "dense_per_step": _NUM, "synapses": _INT, "connections": _INT,
+        "effective_events": _NUM_OR_NULL,
     },
     "additionalProperties": False,
 }
@@ -106,6 +107,11 @@ _ENERGY = {
         "time_s": _NUM_OR_NULL, "ann_equivalent_j": _NUM_OR_NULL, "notes": _STRS,
         "counts": {"type": "object", "additionalProperties": _NUM},
         "per": {"const": "sample"},
+        "static_j": _NUM_OR_NULL, "dynamic_j": _NUM_OR_NULL, "dynamic_known_j": _NUM,
+        "dominant": {"enum": ["static", "dynamic", None]},
+        "time_step_s": _NUM_OR_NULL, "time_step_source": {"type": ["string", "null"]},
+        "graded_inputs": {"enum": ["events", "values"]}, "priced_as_events": _STRS,
+        "includes": {"type": "string"}, "lower_bound": {"type": "boolean"},
     },
     "additionalProperties": False,
 }
@@ -127,7 +133,7 @@ _LAYER_MAP = {
         "synapses": {"type": ["integer", "null"]}, "fan_in": {"type": ["integer", "null"]},
         "cores": {"type": ["integer", "null"]}, "usage": _USAGE,
         "binding": {"type": ["string", "null"]}, "fits": {"type": "boolean"},
-        "notes": _STRS,
+        "notes": _STRS, "split": {"type": ["object", "null"]},
     },
     "additionalProperties": False,
 }
@@ -142,6 +148,7 @@ _MAPPING = {
         "cores_available": _NUM_OR_NULL, "chips_needed": {"type": ["integer", "null"]},
         "fits": {"type": "boolean"}, "binding": {"type": ["string", "null"]},
         "assumptions": _STRS, "unchecked": _STRS, "notes": _STRS,
+        "chip_usage": _USAGE,
     },
     "additionalProperties": False,
 }
@@ -349,6 +356,21 @@ def _energy_si(j: float | None) -> str:
     return format_energy(j, digits=4, none="null")
 
 
+def _total_cell(e: MappingABC[str, Any]) -> str:
+    """The total, or ``≥ known`` (a lower bound) when a charged term is unknown."""
+    if e["total_j"] is not None:
+        return _energy_si(e["total_j"])
+    return f"≥ {_energy_si(e['known_j'])} (lower bound)"
+
+
+def _part_cell(j: float | None, known: float | None) -> str:
+    """A static or dynamic part: its value, ``≥ known`` where only part of it is known,
+    or ``null``."""
+    if j is not None:
+        return _energy_si(j)
+    return f"≥ {_energy_si(known)}" if known else "null"
+
+
 def make_plots(doc: MappingABC[str, Any], raster: np.ndarray | None = None,
                raster_node: str | None = None) -> dict[str, bytes]:
     """PNG plots of a report document: ``sops``, ``energy`` (if any targets),
@@ -395,7 +417,7 @@ def make_plots(doc: MappingABC[str, Any], raster: np.ndarray | None = None,
             ax.set_ylim(bottom=min(positive) / 3)
         for i, e in enumerate(en):
             if e["total_j"] is None:  # written inside the axes, whatever the bar height
-                ax.text(i, 0.02, "total\nnull", ha="center", va="bottom", fontsize=7,
+                ax.text(i, 0.02, "lower\nbound", ha="center", va="bottom", fontsize=7,
                         transform=ax.get_xaxis_transform())
         ax.set_xticks(x, [e["profile"] for e in en], rotation=30, ha="right")
         ax.set_ylabel("J per sample")
@@ -456,15 +478,28 @@ def _sections(doc: MappingABC[str, Any]) -> list[tuple[str, list[list[str]], lis
     if doc["energy"]:
         notes = []
         for e in doc["energy"]:
+            if e.get("includes"):
+                notes.append(f"{e['profile']} includes: {e['includes']}")
             if e["missing"]:
-                notes.append(f"{e['profile']}: total null; missing {', '.join(e['missing'])}")
+                notes.append(f"{e['profile']}: total null; missing {', '.join(e['missing'])}"
+                             f" (≥ {_energy_si(e['known_j'])} is a lower bound: the known "
+                             "terms)")
             if e["not_charged"]:
                 notes.append(f"{e['profile']}: not charged by this model: "
                              f"{', '.join(e['not_charged'])}")
+            if e.get("time_s") is not None and e["terms"]["static"]["charged"]:
+                src = e.get("time_step_source")
+                notes.append(f"{e['profile']}: static power over {e['time_s']:.4g} s = T × "
+                             f"{e['time_step_s']:.4g} s per step ("
+                             + ("--time-step / time_step_s given" if src == "argument"
+                                else f"profile: {src}") + ")")
             notes.extend(f"{e['profile']}: {n}" for n in e["notes"])
         out.append(("Energy per target (per sample)", _table(
-            ["profile", "total", "known terms", "ANN-equivalent", "label"],
-            [[e["profile"], _energy_si(e["total_j"]), _energy_si(e["known_j"]),
+            ["profile", "total", "dynamic", "static", "dominant", "ANN-equivalent", "label"],
+            [[e["profile"], _total_cell(e), _part_cell(e.get("dynamic_j"),
+                                                       e.get("dynamic_known_j")),
+              _part_cell(e.get("static_j"), None) if "time_step_s" not in e["missing"]
+              else "null (no time step)", e.get("dominant") or "?",
               _energy_si(e["ann_equivalent_j"]), e["label"]] for e in doc["energy"]]),
             notes))
     if doc["mapping"]:

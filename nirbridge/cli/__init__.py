@@ -28,7 +28,7 @@ log = logging.getLogger("nirbridge")
 
 #: The sub-commands in the order ``--help`` lists them; each is the module
 #: ``nirbridge.cli.<name>`` with ``add_parser(sub)`` and ``run_command(args)``.
-COMMANDS = ("export", "inspect", "run", "profile", "deploy", "verify", "targets",
+COMMANDS = ("export", "inspect", "run", "profile", "check", "deploy", "verify", "targets",
             "export_netx", "export_onnx", "import_file", "train", "demo")
 
 

@@ -22,7 +22,8 @@ def run_command(args: argparse.Namespace) -> int:
         return run_recipe(args.file, echo=print, json_path=args.json, report_path=args.report,
                           samples=args.samples, dt=args.dt, framework=args.framework,
                           strict=args.strict, lava_samples=args.lava_samples,
-                          workers=args.workers, cluster=args.cluster)
+                          workers=args.workers, cluster=args.cluster,
+                          check=not args.no_check)
     if args.input is None:
         raise InputError("deploy FILE.nir needs --input IN.npy ([T, B, ...])")
     from nirbridge.profile import load_profile
@@ -32,6 +33,10 @@ def run_command(args: argparse.Namespace) -> int:
         raise InputError(f"--target {args.target!r} has no [quantization] table: Lava "
                          "simulates Loihi 2; use loihi2 or a profile derived from it")
     graph, step, _ = load_graph(args, require_dt=True, warn_findings=False)
+    if not args.no_check:
+        from nirbridge.profile.rules import check_graph, refuse_unfit
+
+        refuse_unfit([check_graph(graph, profile, dt=step.dt)], echo=print)
     x = load_array(args.input)
     labels = load_array(args.labels, "--labels") if args.labels else None
     result = deploy_graph(graph, x, mode="fixed_pt" if args.fixed_point else "floating_pt",
@@ -70,6 +75,10 @@ def add_parser(sub: Any) -> None:
     dp.add_argument("--timeout", type=float, default=600.0,
                     help="time limit in seconds of each Lava run (default 600)")
     dp.add_argument("--samples", type=int, help="recipes: override the number of test samples")
+    dp.add_argument("--no-check", action="store_true",
+                    help="skip the Loihi 2 design-rule check (`nirbridge check`): Lava's "
+                         "simulation has no per-core limits, and Loihi 2's per-core ones "
+                         "are assumptions")
     lava_parallel_options(dp, recipes=True)
     dp.add_argument("-o", "--output", help="write Lava and reference outputs to this .npz")
     dp.add_argument("--json", help="write the deployment report as JSON")

@@ -49,7 +49,7 @@ def run_command(args: argparse.Namespace) -> int:
     for f in ran:
         warn(args, f.message)
     findings = findings + ran
-    energies = [estimate_energy(counts, p) for p in profiles]
+    energies = [estimate_energy(counts, p, time_step_s=args.time_step) for p in profiles]
     mappings = []
     for p in profiles:
         if p.mapper is not None:
@@ -71,6 +71,20 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    """``--time-step``: a finite number of seconds > 0."""
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number of seconds > 0 "
+                                         "(e.g. 1e-3)")
+    return v
+
+
 def add_parser(sub: Any) -> None:
     pr = sub.add_parser("profile", help="count SOPs, neuron updates, spikes; price energy")
     pr.add_argument("file")
@@ -80,6 +94,12 @@ def add_parser(sub: Any) -> None:
     pr.add_argument("--target", action="append",
                     help="target profile name or TOML path (repeatable; default loihi2 and "
                          "cmos45-fp32); see `nirbridge targets`")
+    pr.add_argument("--time-step", type=_seconds, metavar="SECONDS",
+                    help="wall-clock duration of one time step on the chip, for static "
+                         "energy (P_static x T x SECONDS) on every target; default: each "
+                         "target's published step time (Loihi 2: 153 us measured on "
+                         "PilotNet), none for the others (their static part is then "
+                         "missing and the total a lower bound)")
     pr.add_argument("--spike-inputs", action="store_true",
                     help="the input carries binary events: first layer counts as AC")
     dt_options(pr, dt_help="time step (default: the file's metadata['dt']; a file "

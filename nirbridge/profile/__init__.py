@@ -25,7 +25,9 @@ Three steps, kept apart on purpose (specs/energy.md), one submodule each:
 
 :mod:`~nirbridge.profile.spiking` says which node types spike (:func:`is_spiking`) and
 tags every node's output as spikes or graded values (:func:`payload_tags`), from which a
-synapse is AC or MAC.
+synapse is AC or MAC, and says which outputs are pooled events (:func:`event_scales`:
+a SumPool of spikes outputs event counts), from which a profile with
+``graded_inputs = "events"`` prices one operation per event.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from nirbridge.profile.spiking import (
     PASS_THROUGH,
     SPIKING_STANDARD,
     SYNAPSE_TYPES,
+    event_scales,
     is_spiking,
     payload_tags,
     synapse_kind,
@@ -56,6 +59,7 @@ from nirbridge.profile.spiking import (
 from nirbridge.profile.targets import (
     ENERGY_KEYS,
     EVIDENCE,
+    GRADED_INPUTS,
     KINDS,
     LIMIT_KEYS,
     MAPPERS,
@@ -80,6 +84,7 @@ from nirbridge.profile.targets import (
 __all__ = [
     "ENERGY_KEYS",
     "EVIDENCE",
+    "GRADED_INPUTS",
     "KINDS",
     "LIMIT_KEYS",
     "MAPPERS",
@@ -113,6 +118,7 @@ __all__ = [
     "merge_counts",
     "energy_label",
     "estimate_energy",
+    "event_scales",
     "fanout_map",
     "is_spiking",
     "list_profiles",

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from collections.abc import Mapping as MappingABC
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import nir
@@ -34,11 +34,20 @@ import torch
 from nirbridge.errors import InputError
 from nirbridge.graph import Edge, feedback_edges, flatten_subgraphs, predecessors, successors
 from nirbridge.neurons import is_neuron
+from nirbridge.profile.counts import (  # importable here as before
+    Counts,
+    NeuronCount,
+    ParamCount,
+    SynapseCount,
+    _param_count,
+    merge_counts,
+)
 from nirbridge.profile.fanout import fanout_map
 from nirbridge.profile.spiking import (
     NEUROBENCH_TYPES,
     PASS_THROUGH,
     SYNAPSE_TYPES,
+    event_scales,
     is_spiking,
     payload_tags,
     synapse_kind,
@@ -95,197 +104,6 @@ def nonzero_per_step(x: torch.Tensor) -> torch.Tensor:
     for a, e, nz in _nonzero_blocks(x, per_step):
         torch.sum(nz.reshape(e - a, -1), 1, dtype=torch.float64, out=out[a:e])
     return out.cpu().to(torch.int64)  # whole numbers below 2^53: exact
-
-
-@dataclass
-class SynapseCount:
-    """Synaptic operations of one synapse node; per-sample values are summed over time."""
-
-    node: str
-    op: str                      #: node type name (Affine, Conv2d, ...)
-    kind: str                    #: "AC" (all inputs spikes) or "MAC" (graded input)
-    predecessors: list[str]
-    neurobench: bool             #: whether NeuroBench counts this node type
-    in_shape: tuple[int, ...]
-    effective: float             #: per sample: pairs (non-zero input, non-zero weight)
-    dense: float                 #: per sample: every input and weight taken as 1
-    effective_per_step: np.ndarray  #: [T], per sample
-    dense_per_step: float        #: per sample, the same every step
-    synapses: int                #: non-zero-weight connections (stored synapses)
-    connections: int             #: all connections (dense synapses)
-
-
-@dataclass
-class NeuronCount:
-    """Updates and spikes of one neuron node; per-sample values are summed over time."""
-
-    node: str
-    op: str
-    spiking: bool
-    neurons: int                 #: neurons per sample
-    updates_dense: float         #: per sample: neurons × T
-    updates_driven: float        #: per sample: neuron-steps with non-zero input
-    driven_per_step: np.ndarray  #: [T], per sample
-    spikes: float | None         #: per sample (None for graded neurons)
-    spikes_per_step: np.ndarray | None
-
-    @property
-    def rate(self) -> float | None:
-        """Spikes per neuron per time step."""
-        if self.spikes is None or self.updates_dense == 0:
-            return None
-        return self.spikes / self.updates_dense
-
-    @property
-    def sparsity(self) -> float | None:
-        """Fraction of neuron-steps without a spike (NeuroBench activation sparsity)."""
-        r = self.rate
-        return None if r is None else 1.0 - r
-
-
-@dataclass
-class ParamCount:
-    """Parameters of one node (weights, biases, neuron parameters), as element counts."""
-
-    node: str
-    weights: int
-    nonzero_weights: int
-    biases: int
-    neuron_params: int
-
-    @property
-    def total(self) -> int:
-        return self.weights + self.biases + self.neuron_params
-
-
-@dataclass
-class Counts:
-    """Target-independent event counts of one run (per sample, summed over T)."""
-
-    time_steps: int
-    batch: int
-    synapses: dict[str, SynapseCount]
-    neurons: dict[str, NeuronCount]
-    params: dict[str, ParamCount]
-    input_events: dict[str, float]   #: per Input node, non-zero input elements per sample
-
-    # --- totals (per sample)
-    @property
-    def sop_ac(self) -> float:
-        return sum(s.effective for s in self.synapses.values() if s.kind == "AC")
-
-    @property
-    def sop_mac(self) -> float:
-        return sum(s.effective for s in self.synapses.values() if s.kind == "MAC")
-
-    @property
-    def sop_effective(self) -> float:
-        return self.sop_ac + self.sop_mac
-
-    @property
-    def sop_dense(self) -> float:
-        return sum(s.dense for s in self.synapses.values())
-
-    @property
-    def nu_dense(self) -> float:
-        return sum(n.updates_dense for n in self.neurons.values())
-
-    @property
-    def nu_driven(self) -> float:
-        return sum(n.updates_driven for n in self.neurons.values())
-
-    @property
-    def spikes(self) -> float:
-        return sum(n.spikes for n in self.neurons.values() if n.spikes is not None)
-
-    def neurobench(self) -> dict[str, float]:
-        """NeuroBench's ``SynapticOperations`` (Linear/Conv nodes only, per sample).
-
-        Equal to NeuroBench's numbers on the same model and data (tested), with one
-        difference of method: NeuroBench calls a layer AC when the values it sees all lie
-        in {-1, 0, 1}; nirbridge tags from the graph. They agree except where an Input
-        node carries binary data: declare it with ``count_events(spike_inputs=...)``.
-        """
-        nb = [s for s in self.synapses.values() if s.neurobench]
-        return {"Effective_MACs": sum(s.effective for s in nb if s.kind == "MAC"),
-                "Effective_ACs": sum(s.effective for s in nb if s.kind == "AC"),
-                "Dense": sum(s.dense for s in nb)}
-
-    def footprint_bytes(self, weight_bits: float = 32, other_bits: float = 32) -> float:
-        """Parameter memory: weights at ``weight_bits``, biases and neuron parameters at
-        ``other_bits`` (float32 everywhere by default, as NeuroBench's Footprint)."""
-        w = sum(p.weights for p in self.params.values())
-        o = sum(p.biases + p.neuron_params for p in self.params.values())
-        return (w * weight_bits + o * other_bits) / 8
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (per-step arrays as lists)."""
-
-        def arr(a: np.ndarray | None) -> list[float] | None:
-            return None if a is None else [float(v) for v in a]
-
-        return {
-            "time_steps": self.time_steps,
-            "batch": self.batch,
-            "per": "sample, summed over time steps",
-            "totals": {"sop_ac": self.sop_ac, "sop_mac": self.sop_mac,
-                       "sop_effective": self.sop_effective, "sop_dense": self.sop_dense,
-                       "nu_dense": self.nu_dense, "nu_driven": self.nu_driven,
-                       "spikes": self.spikes,
-                       "footprint_bytes_fp32": self.footprint_bytes()},
-            "neurobench": self.neurobench(),
-            "synapses": {
-                k: {"op": s.op, "kind": s.kind, "predecessors": list(s.predecessors),
-                    "neurobench": s.neurobench, "in_shape": list(s.in_shape),
-                    "effective": s.effective, "dense": s.dense,
-                    "effective_per_step": arr(s.effective_per_step),
-                    "dense_per_step": s.dense_per_step, "synapses": s.synapses,
-                    "connections": s.connections}
-                for k, s in self.synapses.items()},
-            "neurons": {
-                k: {"op": n.op, "spiking": n.spiking, "neurons": n.neurons,
-                    "updates_dense": n.updates_dense, "updates_driven": n.updates_driven,
-                    "driven_per_step": arr(n.driven_per_step), "spikes": n.spikes,
-                    "spikes_per_step": arr(n.spikes_per_step), "rate": n.rate,
-                    "sparsity": n.sparsity}
-                for k, n in self.neurons.items()},
-            "params": {k: {"weights": p.weights, "nonzero_weights": p.nonzero_weights,
-                           "biases": p.biases, "neuron_params": p.neuron_params}
-                       for k, p in self.params.items()},
-            "input_events": dict(self.input_events),
-        }
-
-
-_NON_PARAM_FIELDS = {"input_type", "output_type", "metadata", "input_shape", "stride",
-                     "padding", "dilation", "groups", "kernel_size", "start_dim", "end_dim",
-                     "compare", "delay"}
-
-
-def _param_count(name: str, node: nir.NIRNode) -> ParamCount | None:
-    weight_attr = {nir.Affine: "weight", nir.Linear: "weight", nir.Conv1d: "weight",
-                   nir.Conv2d: "weight", nir.Scale: "scale"}
-    wa = next((a for t, a in weight_attr.items() if isinstance(node, t)), None)
-    if wa is not None:
-        w = np.asarray(getattr(node, wa))
-        bias = getattr(node, "bias", None)
-        nb = 0 if bias is None else int(np.size(bias))
-        if isinstance(node, (nir.Conv1d, nir.Conv2d)) and bias is not None \
-                and not np.any(np.asarray(bias)):
-            nb = 0  # NIR writes a zero bias for bias-free convolutions
-        # torch's count: numpy's is several times slower on float arrays
-        return ParamCount(name, int(w.size), int(torch.count_nonzero(torch.as_tensor(w))),
-                          nb, 0)
-    if is_neuron(node):
-        n = 0
-        for fname, val in vars(node).items():
-            if fname in _NON_PARAM_FIELDS:
-                continue
-            a = np.asarray(val) if isinstance(val, (np.ndarray, float, int)) and \
-                not isinstance(val, bool) else None
-            if a is not None and a.dtype.kind in "fiu":
-                n += int(a.size)
-        return ParamCount(name, 0, 0, 0, n)
-    return None
 
 
 def _record(records: MappingABC[str, Any], name: str, what: str) -> torch.Tensor:
@@ -355,6 +173,12 @@ class _SynapseSteps:
     fanout: torch.Tensor
     dense_step: float
     steps: np.ndarray             #: [T] effective SOPs of each step, summed over the batch
+    kind: str                     #: AC or MAC
+    #: [T] SOPs with each input value taken as the events it stands for (pooled events,
+    #: :func:`~nirbridge.profile.spiking.event_scales`); None: AC (= ``steps``) or
+    #: real-valued input (no event count)
+    events: np.ndarray | None
+    scale: float                  #: events per unit of input value, for ``events``
 
 
 @dataclass
@@ -388,6 +212,7 @@ class EventCounter:
                  spike_inputs: bool | Iterable[str] = False) -> None:
         self.graph = flatten_subgraphs(graph)
         self._tags = payload_tags(self.graph, spike_inputs)
+        self._scales = event_scales(self.graph, self._tags)
         self._preds = predecessors(self.graph)
         self._late = recurrent_synapses(self.graph)
         self._synapses: dict[str, _SynapseSteps] = {}
@@ -528,8 +353,13 @@ class EventCounter:
         acc = self._synapses.get(name)
         if acc is None or acc.shape != shape:
             fmap, dense_step = self._fanout(name, node, shape)
+            kind = synapse_kind(self.graph, name, self._tags)
+            scales = {self._scales[p] for p in self._preds[name]}
+            pooled = kind != "AC" and None not in scales and len(scales) == 1
             acc = self._synapses[name] = _SynapseSteps(
-                shape, fmap, dense_step, np.zeros(self._tb[0], dtype=np.float64))
+                shape, fmap, dense_step, np.zeros(self._tb[0], dtype=np.float64), kind,
+                np.zeros(self._tb[0], dtype=np.float64) if pooled else None,
+                scales.pop() if pooled else 1.0)
         # SOPs of a step = Σ_i (events of input element i over the batch) · fanout_i: one
         # event per non-zero input (NeuroBench), n events for a count of n
         if any(self._tags[p] == "count" for p in self._preds[name]):
@@ -541,6 +371,12 @@ class EventCounter:
         # integer events × integer fan-outs: every partial sum is an integer below 2^53,
         # so the matrix-vector product is exact in any order
         acc.steps[a:a + tau] = (per_elem @ acc.fanout).numpy()
+        if acc.events is not None:
+            # pooled events: an input value v is scale·v events (v ≥ 0 by construction)
+            ev = torch.sum(x, 1, dtype=torch.float64).cpu().reshape(tau, -1) * acc.scale
+            if name in self._late:
+                ev = _previous_step(ev)
+            acc.events[a:a + tau] = (ev @ acc.fanout).numpy()
 
     def _neuron_steps(self, name: str, node: nir.NIRNode, x: torch.Tensor) -> _NeuronSteps:
         acc = self._neurons.get(name)
@@ -577,9 +413,10 @@ class EventCounter:
         for name, node in self.graph.nodes.items():
             if name in self._synapses:
                 s = self._synapses[name]
+                events = (float(s.steps.sum()) / b if s.kind == "AC" else
+                          None if s.events is None else float(s.events.sum()) / b)
                 synapses[name] = SynapseCount(
-                    node=name, op=type(node).__name__,
-                    kind=synapse_kind(self.graph, name, self._tags),
+                    node=name, op=type(node).__name__, kind=s.kind, effective_events=events,
                     predecessors=list(self._preds[name]),
                     neurobench=isinstance(node, NEUROBENCH_TYPES), in_shape=s.shape,
                     effective=float(s.steps.sum()) / b, dense=s.dense_step * t,
@@ -648,43 +485,6 @@ def count_run(graph: nir.NIRGraph, inputs: Any, *, dt: float | None = None,
     counter = EventCounter(graph, spike_inputs=spike_inputs)
     got = run_reference(graph, inputs, dt=dt, dtype=dtype, record=record, observe=counter)
     return got, counter.counts()
-
-
-def merge_counts(parts: list[Counts]) -> Counts:
-    """The counts of one run over all the samples of ``parts`` (runs of the same graph and
-    steps on disjoint batches): every per-sample value is the batch-weighted mean, so the
-    result equals :func:`count_events` of one run over all those samples."""
-    if not parts:
-        raise InputError("merge_counts() needs at least one Counts")
-    first = parts[0]
-    if any(c.time_steps != first.time_steps or c.synapses.keys() != first.synapses.keys()
-           or c.neurons.keys() != first.neurons.keys() for c in parts):
-        raise InputError("merge_counts(): the parts count different graphs or time steps")
-    w = np.array([c.batch for c in parts], dtype=np.float64)
-    w = w / w.sum()
-
-    def mean(values: list[Any]) -> Any:
-        if values[0] is None:
-            return None
-        return sum(wi * np.asarray(v, dtype=np.float64) for wi, v in zip(w, values,
-                                                                          strict=True))
-
-    synapses = {k: replace(s, effective=float(mean([c.synapses[k].effective for c in parts])),
-                           effective_per_step=mean([c.synapses[k].effective_per_step
-                                                    for c in parts]))
-                for k, s in first.synapses.items()}
-    neurons = {}
-    for k, n in first.neurons.items():
-        spikes = mean([c.neurons[k].spikes for c in parts])
-        neurons[k] = replace(
-            n, updates_driven=float(mean([c.neurons[k].updates_driven for c in parts])),
-            driven_per_step=mean([c.neurons[k].driven_per_step for c in parts]),
-            spikes=None if spikes is None else float(spikes),
-            spikes_per_step=mean([c.neurons[k].spikes_per_step for c in parts]))
-    inputs = {k: float(mean([c.input_events[k] for c in parts])) for k in first.input_events}
-    return Counts(time_steps=first.time_steps, batch=int(sum(c.batch for c in parts)),
-                  synapses=synapses, neurons=neurons, params=dict(first.params),
-                  input_events=inputs)
 
 
 __all__ = ["COUNT_BLOCK_ELEMENTS", "Counts", "EventCounter", "NeuronCount", "ParamCount",

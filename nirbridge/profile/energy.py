@@ -2,17 +2,27 @@
 
     E = e_ac·SOP_ac + e_mac·SOP_mac + e_nu·NU + e_spike·spikes + P_static·t
 
-A constant that no source gives is ``None`` (never 0): the total is then ``None`` and
-the report names the missing terms. Every figure is labelled ``"model estimate (profile
-X, evidence Y)"``.
+A constant that no source gives is ``None`` (never 0): the total is then ``None``, the
+report names the missing terms and the known terms stand as a lower bound
+(``known_j``; every term is an energy ≥ 0). Every figure is labelled ``"model estimate
+(profile X, evidence Y)"``. The static part ``P_static·t`` and the dynamic part (the
+event terms) are reported apart (``static_j``, ``dynamic_j``) with the one that
+dominates; ``t`` is ``T ×`` the time step given (``time_step_s=``, the CLI's
+``--time-step``, a recipe's ``[profile] time_step_s``) or the profile's published one.
+A profile with ``graded_inputs = "events"`` prices a synapse fed by pooled events at
+one operation per event routed
+(:attr:`~nirbridge.profile.counting.SynapseCount.effective_events`) instead of one per
+non-zero value.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nirbridge.errors import InputError
 from nirbridge.profile.counting import Counts
 from nirbridge.profile.targets import (
     Constant,
@@ -57,10 +67,33 @@ class EnergyReport:
     ann_equivalent_j: float | None
     notes: list[str]
     counts: dict[str, float]
+    #: static part ``P_static·t`` (J; None: unknown; 0 when the model charges none)
+    static_j: float | None = None
+    #: dynamic part, the event terms (J; None when one of them is unknown)
+    dynamic_j: float | None = None
+    #: the known event terms (a lower bound of the dynamic part)
+    dynamic_known_j: float = 0.0
+    #: ``"static"``, ``"dynamic"`` or None (undecidable: an unknown part could dominate)
+    dominant: str | None = None
+    #: the time step used (s), and where it came from: ``"argument"`` (the caller, the
+    #: CLI's --time-step, a recipe), the profile's source text, or None
+    time_step_s: float | None = None
+    time_step_source: str | None = None
+    #: the profile's ``graded_inputs`` and the synapse nodes it priced as events
+    graded_inputs: str = "values"
+    priced_as_events: list[str] = field(default_factory=list)
+    #: one sentence: what this profile's model includes
+    includes: str = ""
+
+    @property
+    def lower_bound(self) -> bool:
+        """Whether the total is unknown and ``known_j`` is only a lower bound."""
+        return self.total_j is None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["per"] = "sample"
+        d["lower_bound"] = self.lower_bound
         return d
 
 
@@ -79,12 +112,22 @@ def estimate_energy(counts: Counts, profile: Profile | str | Path, *,
     are charged on the profile's basis (``dense``: every neuron every step, with
     ``e_nu_idle_pj`` for the steps without input if given; ``driven``: only steps with
     input); spikes at ``e_spike``; static power over ``T × time_step_s`` (the argument
-    overrides the profile). ``scope = "all_in"`` charges the SOP term(s) only.
+    overrides the profile's, and must be a finite number > 0). ``scope = "all_in"``
+    charges the SOP term(s) only. ``graded_inputs = "events"``: a synapse whose input is
+    pooled events (``effective_events`` not None, tagged MAC) is priced as accumulates at
+    ``e_ac``, one per event.
 
     A charged constant that is ``None`` makes its term and the total ``None`` (listed in
     ``missing``) unless the term counted nothing. ``known_j`` is the sum of the known
-    terms. The ANN-equivalent prices the dense SOP count at this profile's MAC price.
+    terms (a lower bound of the total). ``static_j`` and ``dynamic_j`` split the total;
+    ``dominant`` names the larger where it is decidable. The ANN-equivalent prices the
+    dense SOP count at this profile's MAC price.
     """
+    if time_step_s is not None and (isinstance(time_step_s, bool)
+                                    or not isinstance(time_step_s, (int, float))
+                                    or not math.isfinite(time_step_s) or time_step_s <= 0):
+        raise InputError(f"estimate_energy(): time_step_s = {time_step_s!r} must be a "
+                         "finite number of seconds > 0 (or None: the profile's own)")
     prof = load_profile(profile)
     notes: list[str] = []
     e = prof.energy
@@ -102,9 +145,17 @@ def estimate_energy(counts: Counts, profile: Profile | str | Path, *,
     # --- synapse terms, per node
     per_layer: dict[str, dict[str, float | None]] = {}
     sop_count = {"ac": 0.0, "mac": 0.0}
+    as_events: list[str] = []
+    by_value = by_event = 0.0  # those synapses' SOPs: one per non-zero value, per event
     for name, s in counts.synapses.items():
         if dense:
             key, cnt = "mac", s.dense
+        elif (prof.graded_inputs == "events" and s.kind == "MAC"
+              and s.effective_events is not None):
+            key, cnt = "ac", s.effective_events
+            as_events.append(name)
+            by_value += s.effective
+            by_event += cnt
         else:
             key, cnt = s.kind.lower(), s.effective
         sop_count[key] += cnt
@@ -145,7 +196,12 @@ def estimate_energy(counts: Counts, profile: Profile | str | Path, *,
             nu_energy_sum = None if e_nu is None else nu_energy_sum + e_nu
 
     # --- time
-    ts = time_step_s if time_step_s is not None else prof.time_step_s
+    if time_step_s is not None:
+        ts, ts_source = float(time_step_s), "argument"
+    elif prof.time_step is not None:
+        ts, ts_source = prof.time_step.value, prof.time_step.source
+    else:
+        ts, ts_source = None, None
     time_s = None if ts is None else counts.time_steps * ts
 
     terms: dict[str, EnergyTerm] = {}
@@ -180,8 +236,15 @@ def estimate_energy(counts: Counts, profile: Profile | str | Path, *,
         if p.value is not None:
             missing[:] = [m for m in missing if m != "p_static_w"]
         missing.append("time_step_s")
-        notes.append(f"profile {prof.name} gives no time_step_s: static energy needs the "
-                     "run's duration (pass time_step_s=)")
+        notes.append(f"profile {prof.name} publishes no time step: static energy needs the "
+                     "run's duration; give one with --time-step SECONDS (nirbridge "
+                     "profile), [profile] time_step_s in a recipe, or "
+                     "estimate_energy(..., time_step_s=)")
+    elif (charged("p_static_w", False) and ts_source != "argument"
+          and prof.time_step is not None and prof.time_step.evidence != "unknown"):
+        st = terms["static"]
+        st.evidence = weakest_evidence([st.evidence, prof.time_step.evidence])
+        st.source += f" | time step {ts:g} s: {prof.time_step.source}"
     if use_idle:
         assert nu_idle is not None
         terms["nu"].source += f" | idle steps: {nu_idle.value} pJ ({nu_idle.source})"
@@ -190,13 +253,28 @@ def estimate_energy(counts: Counts, profile: Profile | str | Path, *,
     not_charged = [t.constant for t in terms.values() if not t.charged]
     known = sum(t.energy_j for t in terms.values() if t.charged and t.energy_j is not None)
     total = None if missing else known
+    # --- static and dynamic parts, and which dominates
+    st = terms["static"]
+    static_known = st.energy_j if st.charged else 0.0
+    static = static_known if (not st.charged or st.energy_j is not None) else None
+    dyn_terms = [t for n, t in terms.items() if n != "static" and t.charged]
+    dyn_known = sum(t.energy_j for t in dyn_terms if t.energy_j is not None)
+    dynamic = None if any(t.energy_j is None for t in dyn_terms) else dyn_known
+    dominant = _dominant(static, dynamic, dyn_known, st.charged)
+    if st.charged and static is not None:
+        notes.append(_dominance_note(static, dynamic, dyn_known, dominant, missing))
     evidence = weakest_evidence(t.evidence for t in terms.values()
                                 if t.charged and t.energy_j)
     if evidence == "unknown":
         evidence = prof.evidence
 
-    if not dense and counts.sop_mac > 0 and prof.kind == "neuromorphic":
-        notes.append(f"{counts.sop_mac:.6g} SOPs per sample have graded (MAC) input; "
+    if as_events:
+        notes.append(f"graded_inputs = events: {', '.join(as_events)} take pooled events "
+                     f"and are priced one operation per event routed, "
+                     f"{by_event:.6g} SOPs per sample at e_ac_pj "
+                     f"(one per non-zero value would count {by_value:.6g})")
+    if not dense and sop_count["mac"] > 0 and prof.kind == "neuromorphic":
+        notes.append(f"{sop_count['mac']:.6g} SOPs per sample have graded (MAC) input; "
                      f"{prof.name} prices them at e_mac_pj "
                      f"({'unknown' if const('e_mac_pj').value is None else 'given'})")
     if all_in:
@@ -213,7 +291,43 @@ def estimate_energy(counts: Counts, profile: Profile | str | Path, *,
         counts={"sop_ac": counts.sop_ac, "sop_mac": counts.sop_mac,
                 "sop_dense": counts.sop_dense, "nu_dense": counts.nu_dense,
                 "nu_driven": counts.nu_driven, "spikes": counts.spikes,
-                "time_steps": counts.time_steps})
+                "time_steps": counts.time_steps},
+        static_j=static, dynamic_j=dynamic, dynamic_known_j=dyn_known, dominant=dominant,
+        time_step_s=ts, time_step_source=ts_source, graded_inputs=prof.graded_inputs,
+        priced_as_events=as_events, includes=prof.includes)
+
+
+def _dominance_note(static: float, dynamic: float | None, dyn_known: float,
+                    dominant: str | None, missing: list[str]) -> str:
+    """One sentence: which part dominates, by how much, or why it cannot be said."""
+    from nirbridge.units import format_energy
+
+    st, dk = format_energy(static, digits=4), format_energy(dyn_known, digits=4)
+    if dominant is None:
+        unknown = [m for m in missing if m != "time_step_s"]
+        return (f"static {st} exceeds the known dynamic terms ({dk}), but "
+                f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} unknown: "
+                "which part dominates cannot be said")
+    total = static + (dynamic if dynamic is not None else dyn_known)
+    share = (static if dominant == "static" else total - static) / total if total else 0.0
+    part = "static" if dominant == "static" else "dynamic"
+    return (f"{part} energy dominates: {share:.1%} of "
+            f"{'the' if dynamic is not None else 'the known'} total (static {st}, dynamic "
+            f"{'' if dynamic is not None else '≥ '}{dk})")
+
+
+def _dominant(static: float | None, dynamic: float | None, dyn_known: float,
+              static_charged: bool) -> str | None:
+    """Which part is larger, where the known figures decide it: both known → the larger;
+    the dynamic part unknown but its known terms already above a known static part →
+    dynamic; a model without static power → dynamic; otherwise None."""
+    if not static_charged:
+        return "dynamic"
+    if static is None:
+        return None
+    if dynamic is not None:
+        return "static" if static > dynamic else "dynamic"
+    return "dynamic" if dyn_known > static else None
 
 
 __all__ = ["EnergyReport", "EnergyTerm", "estimate_energy"]

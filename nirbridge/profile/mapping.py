@@ -39,6 +39,7 @@ from nirbridge.profile.spiking import (
     SPIKING_STATELESS,
     SYNAPSE_TYPES,
 )
+from nirbridge.profile.split import CoreSplit, split_layer
 from nirbridge.profile.targets import Profile, list_profiles, load_profile
 
 #: Nodes the grouping into layers walks through: pass-through nodes, and the stateless
@@ -46,6 +47,7 @@ from nirbridge.profile.targets import Profile, list_profiles, load_profile
 #: window), which re-emit events on the way from one neuron layer to the next, so that
 #: their pooling joins the synapses of the layer they feed.
 _WALK_THROUGH: tuple[type, ...] = (*PASS_THROUGH, *SPIKING_STATELESS)
+_SPLIT_SPATIAL = (nir.Conv1d, nir.Conv2d, nir.SumPool2d, nir.AvgPool2d)
 
 
 @dataclass
@@ -63,6 +65,8 @@ class LayerMapping:
     binding: str | None
     fits: bool
     notes: list[str] = field(default_factory=list)
+    #: how the layer is split over cores (:class:`~nirbridge.profile.split.CoreSplit`)
+    split: dict[str, Any] | None = None
 
 
 @dataclass
@@ -80,6 +84,8 @@ class Mapping:
     assumptions: list[str]
     unchecked: list[str]
     notes: list[str]
+    #: chip-level limits: key → {need, limit, ratio} (cores, neurons, synapses per chip)
+    chip_usage: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -215,7 +221,8 @@ def _finish(prof: Profile, layers: list[LayerMapping], cores: int | None,
     return Mapping(profile=prof.name, label=label, layers=layers, cores_used=cores,
                    cores_available=cores_avail if not isinstance(cores_avail, tuple)
                    else len(cores_avail), chips_needed=chips, fits=fits, binding=binding,
-                   assumptions=assumptions, unchecked=unchecked, notes=notes)
+                   assumptions=assumptions, unchecked=unchecked, notes=notes,
+                   chip_usage=chip_usage)
 
 
 def _use(need: float, lim: Any) -> dict[str, Any]:
@@ -223,22 +230,26 @@ def _use(need: float, lim: Any) -> dict[str, Any]:
 
 
 def _map_cores(graph: nir.NIRGraph, prof: Profile, counts: Counts | None) -> Mapping:
-    """Loihi-style cores: neurons, synaptic memory and axons per core."""
+    """Loihi-style cores: neurons, synaptic memory and axons per core; a layer too big for
+    one core is split by output neurons (:func:`~nirbridge.profile.split.split_layer`)."""
     lay = _Layers(graph, counts)
-    npc = prof.limit("neurons_per_core")
-    smem = prof.limit("synapse_memory_bytes_per_core")
-    wbits = prof.limit("weight_bits")
-    in_ax = prof.limit("input_axons_per_core")
+    limits = {k: prof.limit(k) for k in ("neurons_per_core", "synapse_memory_bytes_per_core",
+                                         "input_axons_per_core", "weight_bits")}
+    wbits = limits["weight_bits"]
     out_ax = prof.limit("output_axons_per_core")
     notes: list[str] = []
     layers: list[LayerMapping] = []
+    shapes: dict[str, tuple[tuple[int, ...] | None, list[str]]] = {}
     for lname, neuron, syn in lay.layers():
         n = lay.neuron_count(neuron) if neuron else None
         syn_total, fan_in, conv = lay.synapse_stats(syn)
+        roots = [s for s in syn if not any(s in lay.preds[t] for t in syn)]
+        out_shp = (_shape_of(graph.nodes[neuron], "output") if neuron else None)
+        if out_shp is None and roots:
+            out_shp = _shape_of(graph.nodes[roots[-1]], "output")
         if n is None:
             # readout without neuron node: the synapse outputs need compartments
-            shp = _shape_of(graph.nodes[syn[-1]], "output") if syn else None
-            n = int(np.prod(shp, dtype=np.int64)) if shp is not None else 0
+            n = int(np.prod(out_shp, dtype=np.int64)) if out_shp is not None else 0
         lm_notes: list[str] = []
         if neuron is None:
             lm_notes.append("no neuron node: the synapse outputs are counted as "
@@ -251,29 +262,12 @@ def _map_cores(graph: nir.NIRGraph, prof: Profile, counts: Counts | None) -> Map
             lm_notes.append(f"recurrent synapse{'s' if len(rec) > 1 else ''} {rec}: stored "
                             "on this layer's cores; the neurons feeding back count toward "
                             "its fan-in and send output axons to it")
-        fits = True
-        by_limit: dict[str, int] = {}
-        if isinstance(npc, (int, float)) and n:
-            by_limit["neurons_per_core"] = math.ceil(n / npc)
-        nbytes = None
-        if syn_total is not None and isinstance(wbits, (int, float)):
-            nbytes = syn_total * wbits / 8
-            if isinstance(smem, (int, float)) and smem > 0:
-                by_limit["synapse_memory_bytes_per_core"] = math.ceil(nbytes / smem)
-        if fan_in and isinstance(in_ax, (int, float)):
-            if conv:
-                by_limit["input_axons_per_core"] = math.ceil(fan_in / in_ax)
-                lm_notes.append("convolution: inputs assumed tiled spatially across "
-                                "cores (halo ignored)")
-            elif fan_in > in_ax:
-                fits = False
-                lm_notes.append(f"dense fan-in {fan_in} exceeds {in_ax} input axons "
-                                "per core")
-        need_cores = max([1 if n else 0, *by_limit.values()])
         lm = LayerMapping(name=lname, neuron_node=neuron, synapse_nodes=syn, neurons=n,
-                          synapses=syn_total, fan_in=fan_in, cores=need_cores, usage={},
-                          binding=None, fits=fits, notes=lm_notes)
-        _core_usage(lm, npc, nbytes, smem, in_ax, conv, by_limit)
+                          synapses=syn_total, fan_in=fan_in, cores=1 if n else 0, usage={},
+                          binding=None, fits=True, notes=lm_notes)
+        shapes[lname] = (out_shp, roots)
+        if n:
+            _apply_split(lay, lm, roots, out_shp, limits, 1)
         layers.append(lm)
     # output axons: a core sends one axon per (neuron, destination core)
     if isinstance(out_ax, (int, float)):
@@ -287,11 +281,11 @@ def _map_cores(graph: nir.NIRGraph, prof: Profile, counts: Counts | None) -> Map
             if c > (lm.cores or 0):
                 lm.notes.append(f"output axons: {lm.neurons} neurons × {dest} destination "
                                 f"cores need {c} cores")
-                lm.cores = c
+                out_shp, roots = shapes[lm.name]
+                _apply_split(lay, lm, roots, out_shp, limits, c)
+                lm.binding = "output_axons_per_core" if lm.fits else lm.binding
             lm.usage["output_axons_per_core"] = _use(
-                math.ceil(lm.neurons / lm.cores) * dest, out_ax) | {"cores": c}
-            _core_usage(lm, npc, lm.usage.get("synapse_memory_bytes_per_core", {}).get(
-                "total"), smem, in_ax, conv=False, by_limit=None)
+                math.ceil(lm.neurons / max(lm.cores or 1, 1)) * dest, out_ax) | {"cores": c}
     cores = sum(lm.cores or 0 for lm in layers)
     chip_usage: dict[str, dict[str, Any]] = {}
     cpc = prof.limit("cores_per_chip")
@@ -310,37 +304,44 @@ def _map_cores(graph: nir.NIRGraph, prof: Profile, counts: Counts | None) -> Map
     return _finish(prof, layers, cores, chip_usage, notes)
 
 
-def _core_usage(lm: LayerMapping, npc: Any, nbytes: float | None, smem: Any, in_ax: Any,
-                conv: bool, by_limit: dict[str, int] | None) -> None:
-    """Fill ``lm.usage`` (per-core need against each limit) and ``lm.binding``.
-
-    With ``by_limit`` (cores each limit alone would need), the binding limit is the one
-    that sets the core count; without it (a recount after more cores were added), the
-    usages are refreshed and the binding limit is the most used one.
-    """
-    cores = max(lm.cores or 1, 1)
-    prev = lm.usage
-    if by_limit is None:
-        by_limit = {k: u["cores"] for k, u in prev.items() if "cores" in u}
-        conv = prev.get("input_axons_per_core", {}).get("tiled", False)
-    usage = dict(prev)
-    if isinstance(npc, (int, float)) and lm.neurons:
-        usage["neurons_per_core"] = _use(math.ceil(lm.neurons / cores), npc)
-    if nbytes is not None and isinstance(smem, (int, float)) and smem > 0:
-        usage["synapse_memory_bytes_per_core"] = _use(nbytes / cores, smem) | {
-            "total": nbytes}
-    if lm.fan_in and isinstance(in_ax, (int, float)):
-        need = lm.fan_in / cores if conv else lm.fan_in
-        usage["input_axons_per_core"] = _use(need, in_ax) | {"tiled": conv}
-    for k, c in by_limit.items():
-        if k in usage:
-            usage[k]["cores"] = c
+def _apply_split(lay: _Layers, lm: LayerMapping, roots: list[str],
+                 out_shp: tuple[int, ...] | None, limits: dict[str, Any],
+                 min_cores: int) -> None:
+    """Split ``lm`` over cores (at least ``min_cores``) and record the split, the per-core
+    usage of each limit, the binding limit and whether it fits."""
+    sp = split_layer(lay.graph, lm.synapse_nodes, roots, lay.preds, lay.in_shape, out_shp,
+                     lm.neurons, lm.synapses, limits, lm.fan_in, min_cores=min_cores)
+    lm.split = sp.to_dict()
+    lm.cores = sp.cores
+    lm.fits = sp.fits
+    lm.binding = sp.binding
+    usage = {k: u for k, u in lm.usage.items() if k == "output_axons_per_core"}
+    for key, need in (("neurons_per_core", sp.neurons_per_core),
+                      ("synapse_memory_bytes_per_core", sp.synapse_memory_bytes_per_core),
+                      ("input_axons_per_core", sp.input_axons_per_core)):
+        lim = limits.get(key)
+        if need is not None and isinstance(lim, (int, float)):
+            usage[key] = _use(need, lim) | {"cores": sp.cores}
     lm.usage = usage
-    if not usage:
-        lm.binding = None
-        return
-    setting = [k for k, c in by_limit.items() if c == cores and c > 1]
-    lm.binding = setting[0] if setting else max(usage, key=lambda k: usage[k]["ratio"])
+    lm.notes = [n for n in lm.notes if not n.startswith("split by ")]
+    cap = limits.get("input_axons_per_core")
+    one = sp.min_input_axons
+    if one is not None and isinstance(cap, (int, float)) and one > cap:
+        what = ("receptive field" if sp.by == "output tiles" or any(
+            isinstance(lay.graph.nodes[s], _SPLIT_SPATIAL) for s in roots) else "fan-in")
+        lm.notes.append(f"{what} of one output neuron is {one} inputs > {cap} input axons "
+                        "per core: no split by output neurons fits")
+    elif sp.cores > 1 and sp.fits:
+        lm.notes.append(_split_note(sp))
+
+
+def _split_note(sp: CoreSplit) -> str:
+    tile = "" if sp.tile is None else f" of output tile {'×'.join(map(str, sp.tile))}"
+    mem = ("" if sp.synapse_memory_bytes_per_core is None
+           else f", {sp.synapse_memory_bytes_per_core:.0f} B synaptic memory")
+    axons = "" if sp.input_axons_per_core is None else f", {sp.input_axons_per_core} input axons"
+    return (f"split by {sp.by} into {sp.cores} cores{tile}: ≤ {sp.neurons_per_core} "
+            f"neurons{axons}{mem} per core")
 
 
 def _dest_cores(lay: _Layers, neuron: str, layers: list[LayerMapping]) -> int:
@@ -485,6 +486,14 @@ def _map_speck(graph: nir.NIRGraph, prof: Profile, counts: Counts | None) -> Map
         layers.append(LayerMapping(name=lname, neuron_node=neuron, synapse_nodes=syn,
                                    neurons=n, synapses=syn_total, fan_in=fan_in, cores=1,
                                    usage=usage, binding=binding, fits=fits, notes=lm_notes))
+    dests = prof.limit("output_axons_per_core")
+    if isinstance(dests, (int, float)):
+        for lm in layers:
+            if lm.neuron_node is not None:
+                d = _dest_cores(lay, lm.neuron_node, layers)
+                if d:
+                    lm.usage["output_axons_per_core"] = _use(d, dests)
+                    lm.fits = lm.fits and d <= dests
     chip_usage: dict[str, dict[str, Any]] = {}
     cpc = prof.limit("cores_per_chip")
     if isinstance(cpc, (int, float)):

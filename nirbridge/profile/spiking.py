@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from collections.abc import Mapping as MappingABC
+from typing import Any
 
 import nir
 
+from nirbridge.geometry import pool_geometry_of
 from nirbridge.graph import execution_order, predecessors
 from nirbridge.neurons import NEURONS, spec_of
 
@@ -94,6 +96,59 @@ def payload_tags(graph: nir.NIRGraph,
     return {n: tags[n] for n in graph.nodes}
 
 
+#: Pooling nodes whose weights are all equal (a window sum, or a sum over its area): the
+#: value of an output element is its window's events (× 1/area for AvgPool2d).
+POOLING: tuple[type, ...] = (nir.SumPool2d, nir.AvgPool2d)
+
+
+def event_scales(graph: nir.NIRGraph, tags: MappingABC[str, str] | None = None
+                 ) -> dict[str, float | None]:
+    """Per node, how many events one unit of its output value stands for, on a chip that
+    routes events through pooling (such as Speck), from the graph only; ``None`` where
+    the output is not a count of events (real values, weighted sums).
+
+    Spikes and counts (:func:`payload_tags`): 1. A SumPool2d whose inputs carry events at
+    one common scale ``s``: ``s`` (its output 3 is 3 events); an AvgPool2d: ``s × area``
+    (its output is the window's events ÷ area). Pass-through nodes (Flatten, Delay): the
+    scale of their sources when all agree. A node fed by sources of different scales, or
+    by any ``None`` source, is ``None``. On a cycle, a source not yet known counts as
+    agreeing; the passes repeat until nothing changes.
+    """
+    tags = payload_tags(graph) if tags is None else tags
+    preds = predecessors(graph)
+    order = execution_order(graph)
+    unset = object()
+    scale: dict[str, Any] = {n: unset for n in graph.nodes}
+
+    def joined(name: str) -> Any:
+        got = {scale[p] for p in preds[name] if scale[p] is not unset}
+        if not preds[name] or None in got or len(got) > 1:
+            return None
+        return got.pop() if got else unset
+
+    for _ in range(len(order) + 1):
+        changed = False
+        for name in order:
+            node = graph.nodes[name]
+            if tags[name] in ("spike", "count"):
+                v: Any = 1.0
+            elif isinstance(node, POOLING):
+                v = joined(name)
+                if isinstance(v, float) and isinstance(node, nir.AvgPool2d):
+                    v *= float(pool_geometry_of(node).area)
+            elif isinstance(node, PASS_THROUGH):
+                v = joined(name)
+            else:
+                v = None
+            if v is not scale[name]:
+                if v != scale[name]:
+                    changed = True
+                scale[name] = v
+        if not changed:
+            break
+    return {n: (None if v is unset else v) for n, v in scale.items()}
+
+
 def synapse_kind(graph: nir.NIRGraph, name: str,
                  tags: MappingABC[str, str] | None = None) -> str:
     """``"AC"`` if every predecessor of synapse node ``name`` emits events (spikes or
@@ -103,6 +158,6 @@ def synapse_kind(graph: nir.NIRGraph, name: str,
     return "AC" if preds and all(tags[p] in ("spike", "count") for p in preds) else "MAC"
 
 
-__all__ = ["NEUROBENCH_TYPES", "PASS_THROUGH", "SPIKING_STANDARD", "SPIKING_STATELESS",
-           "SYNAPSE_TYPES",
-           "is_spiking", "payload_tags", "synapse_kind"]
+__all__ = ["NEUROBENCH_TYPES", "PASS_THROUGH", "POOLING", "SPIKING_STANDARD",
+           "SPIKING_STATELESS", "SYNAPSE_TYPES",
+           "event_scales", "is_spiking", "payload_tags", "synapse_kind"]

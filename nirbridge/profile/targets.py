@@ -10,7 +10,12 @@ Profile schema::
     scope = "per_op"                  # per_op | all_in (one figure on SOPs, nothing else)
     prices = "events"                 # events | dense_mac (GPU/CPU: every product)
     neuron_updates = "dense"          # optional: dense (clocked) | driven (event-driven)
-    time_step_s = 1e-3                # optional float; absent = unknown
+    graded_inputs = "values"          # optional: how the chip sees a pooled event input
+                                      #   (see GRADED_INPUTS); default "values"
+    time_step_s = 1e-3                # optional: a float, or a table {value, source,
+                                      #   evidence} (the published step time); absent =
+                                      #   unknown (``--time-step`` gives one)
+    includes = "..."                  # optional: one sentence, what the model includes
     mapper = "cores"                  # optional: cores | speck | xylo (for map_to_chip)
 
     [energy]                          # all five entries required, e_nu_idle_pj optional
@@ -52,6 +57,13 @@ KINDS = ("neuromorphic", "cmos", "gpu")
 SCOPES = ("per_op", "all_in")
 PRICES = ("events", "dense_mac")
 NU_BASES = ("dense", "driven")
+#: How a chip sees a synapse input that carries pooled events (a SumPool2d or AvgPool2d
+#: of spikes, e.g. the layer after a pooling layer): ``"events"``, one synaptic operation
+#: per event routed (a SumPool output of 3 is 3 events: Speck routes each spike through
+#: its pooling stage as one event); ``"values"``, one operation per non-zero value (a
+#: graded spike or a multiply carries the whole value, NeuroBench's count). The counts
+#: hold both (:attr:`~nirbridge.profile.counting.SynapseCount.effective_events`).
+GRADED_INPUTS = ("events", "values")
 MAPPERS = ("cores", "speck", "xylo")
 
 #: Required energy entries (unit in the suffix) and the optional one.
@@ -79,6 +91,7 @@ LIMIT_KEYS: dict[str, str] = {
     "kernel_memory_per_core": "kernel memory entries of each core (list, one per core)",
     "neuron_memory_per_core": "neuron memory entries of each core (list, one per core)",
     "bias_memory_per_core": "bias entries per core",
+    "max_delay_steps": "longest synaptic or axonal delay, in time steps",
 }
 REQUIRED_LIMITS = tuple(list(LIMIT_KEYS)[:10])
 
@@ -143,6 +156,10 @@ class Profile:
     mapper: str | None = None
     quantization: Quantization | None = None
     path: Path | None = None
+    graded_inputs: str = "values"
+    #: the step time with its source and evidence (``time_step_s`` is its value)
+    time_step: Constant | None = None
+    includes: str = ""
 
     def constant(self, key: str) -> Constant | None:
         return self.energy.get(key)
@@ -217,6 +234,25 @@ def _constant(energy: Table, key: str) -> Constant:
     return Constant(value, source, evidence, True if charged is None else charged)
 
 
+def _time_step(data: Table) -> Constant | None:
+    """``time_step_s``: a number (source unstated) or a table {value, source, evidence}
+    with a value; absent: ``None`` (unknown)."""
+    if "time_step_s" not in data:
+        return None
+    if isinstance(data.data["time_step_s"], (int, float)) and \
+            not isinstance(data.data["time_step_s"], bool):
+        ts = data.number("time_step_s", above=0)
+        return Constant(ts, "the profile's time_step_s (no source given)", "unknown")
+    entry = data.table("time_step_s", known=("value", "source", "evidence"),
+                       what="a number or a table {value, source, evidence}")
+    ts = entry.number("value", above=0)
+    evidence = entry.choice("evidence", EVIDENCE)
+    if evidence == "unknown":
+        raise entry.fail("evidence", "'unknown' evidence with a value; give the evidence "
+                                     "of the value or omit time_step_s")
+    return Constant(ts, entry.string("source"), evidence)
+
+
 def _limit(limits: Table, key: str) -> Limit:
     entry = limits.table(key, known=("value", "source", "assumption"),
                          what="a table {value, source, assumption}")
@@ -263,7 +299,8 @@ def load_profile(name_or_path: str | Path | Profile) -> Profile:
     path = _resolve(name_or_path)
     data = load_toml(path, error=ProfileError, what="profile")
     data.reject_unknown(("name", "description", "kind", "scope", "prices", "time_step_s",
-                         "neuron_updates", "mapper", "energy", "limits", "quantization"))
+                         "neuron_updates", "graded_inputs", "includes", "mapper", "energy",
+                         "limits", "quantization"))
     name = data.string("name")
     description = data.string("description")
     kind = data.choice("kind", KINDS)
@@ -271,9 +308,9 @@ def load_profile(name_or_path: str | Path | Profile) -> Profile:
     prices = data.choice("prices", PRICES)
     nu = data.choice("neuron_updates", NU_BASES, required=False, default="dense")
     mapper = data.choice("mapper", MAPPERS, required=False)
-    ts = data.typed("time_step_s", (int, float), required=False)
-    if ts is not None and not ts > 0:
-        raise data.fail("time_step_s", f"{ts} must be > 0 (omit it when unknown)")
+    graded = data.choice("graded_inputs", GRADED_INPUTS, required=False, default="values")
+    includes = data.string("includes", required=False) or ""
+    step = _time_step(data)
     energy_t = data.table("energy", known=(*ENERGY_KEYS, *OPTIONAL_ENERGY_KEYS),
                           what="a table [energy]")
     energy = {k: _constant(energy_t, k) for k in ENERGY_KEYS}
@@ -291,13 +328,14 @@ def load_profile(name_or_path: str | Path | Profile) -> Profile:
     if "quantization" in data:
         quant = quantization_from_table(data.table("quantization"))
     return Profile(name=name, description=description, kind=kind, scope=scope,
-                   prices=prices, time_step_s=None if ts is None else float(ts),
+                   prices=prices, time_step_s=None if step is None else step.value,
                    energy=energy, limits=limits, neuron_updates=nu, mapper=mapper,
-                   quantization=quant, path=path)
+                   quantization=quant, path=path, graded_inputs=graded, time_step=step,
+                   includes=includes)
 
 
 __all__ = [
-    "ENERGY_KEYS", "EVIDENCE", "KINDS", "LIMIT_KEYS", "MAPPERS", "NU_BASES",
+    "ENERGY_KEYS", "EVIDENCE", "GRADED_INPUTS", "KINDS", "LIMIT_KEYS", "MAPPERS", "NU_BASES",
     "OPTIONAL_ENERGY_KEYS", "PRICES", "PROFILES_DIR", "QUANT_FLOAT_KEYS", "QUANT_INT_KEYS",
     "REQUIRED_LIMITS", "SCOPES", "Constant", "Limit", "Profile", "Quantization",
     "energy_label", "list_profiles", "load_profile", "quantization_from_table",

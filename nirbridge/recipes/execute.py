@@ -188,7 +188,7 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
                    progress: bool | None = None, dt: float | None = None,
                    framework: str | None = None, strict: bool = False,
                    lava_samples: int | None = None, workers: int | None = None,
-                   cluster: str | None = None) -> RecipeRun:
+                   cluster: str | None = None, check: bool = True) -> RecipeRun:
     """Run every stage of ``recipe`` and evaluate its checks; never raises for a failed
     check or a failed Lava stage (they are recorded in the returned :class:`RecipeRun`).
 
@@ -203,7 +203,9 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
     override ``model.dt`` and ``model.from``; the sanity findings of the reference run
     (:mod:`nirbridge.sanity`) count as failed checks, and ``strict`` refuses a
     forward-Euler step with dt/τ > 1 before anything runs. ``workers``/``cluster`` go to
-    the Lava backends' ``run`` (only when given).
+    the Lava backends' ``run`` (only when given). ``check``: before anything runs, a
+    recipe that runs Lava is refused (:class:`CheckFailed`) when its graph breaks a
+    design rule of ``[simulation] target`` (:func:`nirbridge.profile.rules.check_graph`).
     """
     import torch
 
@@ -281,6 +283,10 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
         timestep = _resolve_dt(recipe, graph, given, "--dt" if dt is not None else "model.dt")
         done("export", t0, f"{len(graph.nodes)} nodes" + "".join(f"; {n}" for n in notes))
     run.dt, run.dt_source = timestep.dt, timestep.source
+    if check and lava_modes and load_profile(sim.target).mapper is not None:
+        from nirbridge.profile.rules import check_graph, refuse_unfit
+
+        refuse_unfit([check_graph(graph, sim.target, dt=run.dt)], echo=echo)
     if strict:
         refuse(check_time_step(graph, run.dt))
 
@@ -356,7 +362,8 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
     run.counts = res.counts
     for tname in recipe.targets:
         prof = load_profile(tname)
-        run.energies.append(estimate_energy(run.counts, prof))
+        run.energies.append(estimate_energy(run.counts, prof,
+                                            time_step_s=recipe.time_step_s))
         if prof.mapper is not None:
             run.mappings.append(map_to_chip(graph, prof, run.counts))
     node = next((k for k, c in run.counts.neurons.items() if c.spiking), None)

@@ -184,8 +184,9 @@ def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
                               f"have {shape[-2]} rows; give steps >= {shape[-2]}")
 
     # --- profile
-    p = root.table("profile", known=("targets",))
+    p = root.table("profile", known=("targets", "time_step_s"))
     names = p.strings("targets")
+    time_step_s = p.number("time_step_s", required=False, above=0)
     if not names:
         raise p.fail("targets", "is empty; name at least one target profile")
     targets = [_target(root, t, f"profile.targets[{i}]") for i, t in enumerate(names)]
@@ -221,7 +222,7 @@ def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
 
     return Recipe(path=path, name=name, description=description, model=model, data=dspec,
                   simulation=sim, targets=tuple(targets), checks=tuple(checks), train=train,
-                  output_dir=out_dir, verify=_verify_backends(root))
+                  output_dir=out_dir, verify=_verify_backends(root), time_step_s=time_step_s)
 
 
 def _verify_backends(root: Table) -> tuple[str, ...]:

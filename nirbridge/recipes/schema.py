@@ -142,6 +142,9 @@ class Recipe:
     #: ``[verify] backends``: the backends :func:`nirbridge.verify.verify` holds to their
     #: tolerances on the test inputs after the other stages (empty: no verify stage).
     verify: tuple[str, ...] = ()
+    #: ``[profile] time_step_s``: seconds per time step on the chip, for static energy on
+    #: every target (None: each target's published step time, if any)
+    time_step_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe's settings as plain JSON values."""
@@ -157,7 +160,7 @@ class Recipe:
             "simulation": {"steps": s.steps, "samples": s.samples, "modes": list(s.modes),
                            "target": s.target, "timeout_s": s.timeout_s,
                            "lava_samples": s.lava_samples, "batch_size": s.batch_size},
-            "targets": list(self.targets),
+            "targets": list(self.targets), "time_step_s": self.time_step_s,
             "checks": {c.key: c.bound for c in self.checks},
             "train": {"epochs": t.epochs, "batch_size": t.batch_size, "lr": t.lr,
                       "seed": t.seed},
