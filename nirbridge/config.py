@@ -78,6 +78,12 @@ def load_toml(path: str | Path, *, error: type[NirbridgeError],
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{path}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not valid TOML: not UTF-8 text (byte {exc.start}); save the "
+                    "file as UTF-8") from None
+    except RecursionError:
+        raise error(f"{path}: not valid TOML: nested too deeply for the parser; flatten "
+                    "its arrays and tables") from None
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc}") from exc
     return Table(data, source=path, error=error)

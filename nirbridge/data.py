@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nirbridge.backends.inputs import check_allocation
 from nirbridge.errors import InputError
 
 #: Size of the fixed test split of ``digits`` (its last samples).
@@ -95,6 +96,7 @@ def encode(images: np.ndarray, encoding: str, steps: int, *, seed: int = 0,
     if steps < 1:
         raise InputError(f"steps={steps}; give at least 1 time step")
     x = np.clip(np.asarray(images, dtype=np.float64), 0.0, 1.0)
+    check_allocation(steps * x.nbytes, f"steps = {steps} × {x.shape[0]} samples encoded")
     if encoding == "direct":
         return np.broadcast_to(x, (steps, *x.shape)).copy()
     if encoding == "rate":

@@ -28,6 +28,7 @@ import numpy as np
 
 from nirbridge.backends import RunResult
 from nirbridge.backends.fixed import GRADED_INPUT_FRAC_BITS, input_quant_config
+from nirbridge.backends.inputs import check_allocation
 from nirbridge.errors import InputError
 from nirbridge.passes import resolve_dt
 from nirbridge.sanity import check_time_step, refuse
@@ -145,6 +146,8 @@ def prepare_inputs(x: np.ndarray, steps: int | None) -> np.ndarray:
     if steps < x.shape[0]:
         return x[:steps]
     if x.shape[0] == 1:
+        check_allocation(steps * x.nbytes, f"--steps {steps} (the input repeated {steps} "
+                                           "times)")
         return np.repeat(x, steps, axis=0)
     raise InputError(f"--steps {steps} exceeds the input's {x.shape[0]} steps; give a "
                      "single-step input to repeat it, or more steps")

@@ -17,6 +17,15 @@ class FileFormatError(NirbridgeError):
     """A file is missing, truncated, not HDF5, or not a NIR graph."""
 
 
+class UnsafeFileError(FileFormatError):
+    """A file reaches outside itself (external links or storage, virtual datasets), declares
+    more data than the read limit, or could not be read within the time limit."""
+
+
+class CorruptFileError(FileFormatError):
+    """A file's content does not match the checksums it was written with."""
+
+
 class UnknownNodeError(NirbridgeError):
     """A graph holds a node type that neither NIR nor nirbridge defines."""
 

@@ -20,15 +20,25 @@ from nirbridge.errors import ExportError, NirbridgeError
 def load_factory(spec: str) -> Callable[..., Any]:
     """``module.path:factory`` or ``path/to/file.py:factory`` → the factory callable.
 
-    Raises :class:`~nirbridge.errors.ExportError` when the spec is malformed, the module
-    does not import or has no callable of that name.
+    Importing a module runs its code, and the caller then calls the factory: a spec is
+    trusted as code. A callable of Python's standard library (``os:system``,
+    ``builtins:open``, ...) is refused before any import. Raises
+    :class:`~nirbridge.errors.ExportError` when the spec is malformed or names the standard
+    library, or the module does not import or has no callable of that name.
     """
     if ":" not in spec:
         raise ExportError(f"model {spec!r} must be MODULE_OR_FILE:FACTORY "
                           "(e.g. mymodels.py:make_net)")
     target, _, name = spec.rpartition(":")
+    file_spec = target.endswith(".py") or os.path.sep in target
+    if not file_spec and target.partition(".")[0] in (*sys.stdlib_module_names, "builtins"):
+        # os:system, subprocess:run, builtins:open... are never model factories; a recipe
+        # or --model naming one is refused before anything is imported or called
+        raise ExportError(f"model {spec!r} names a callable of Python's standard library "
+                          f"('{target}'), not a model factory; name a function or class "
+                          "that builds a torch.nn.Module (e.g. mymodels.py:make_net)")
     try:
-        if target.endswith(".py") or os.path.sep in target:
+        if file_spec:
             file = Path(target)
             if not file.is_file():
                 raise ExportError(f"model file '{file}' does not exist")

@@ -48,6 +48,7 @@ from nirbridge.errors import GraphError, InputError, InvalidParameterError, Shap
 from nirbridge.geometry import conv_geometry_of, pool_geometry_of
 from nirbridge.graph import predecessors, successors, topological_order
 from nirbridge.neurons import is_neuron
+from nirbridge.validate_values import check_values
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +248,7 @@ CHECKS: list[Callable[[nir.NIRGraph, str], None]] = [
     check_edges,
     check_io_nodes,
     check_finite,
+    check_values,
     check_shapes,
 ]
 
@@ -256,11 +258,14 @@ def validate(graph: nir.NIRGraph) -> None:
 
     Runs :data:`CHECKS`: :func:`check_edges` (:class:`GraphError`), :func:`check_io_nodes`
     (:class:`GraphError`), :func:`check_finite` (:class:`InvalidParameterError`),
-    :func:`check_shapes` (:class:`ShapeMismatchError`). Every message names the node and
-    the field. The graph is not modified.
+    :func:`~nirbridge.validate_values.check_values` (values in the ranges their equations
+    need: :class:`InvalidParameterError`), :func:`check_shapes`
+    (:class:`ShapeMismatchError`), and ``metadata["dt"]`` (finite, > 0). Every message
+    names the node and the field. The graph is not modified.
     """
     if not isinstance(graph, nir.NIRGraph):
         raise GraphError(f"expected a nir.NIRGraph, got {_type_name(graph)}")
+    metadata_dt(graph)
     for prefix, sub in subgraphs(graph):
         for check in CHECKS:
             check(sub, prefix)
@@ -493,6 +498,7 @@ def infer_shapes(graph: nir.NIRGraph) -> nir.NIRGraph:
     infer stay unknown, and disagreements are left for :func:`validate` to report.
     Modifies ``graph`` in place and returns it.
     """
+    sources = predecessors(graph)  # once: a scan of the edges per node is quadratic
     for name in topological_order(graph, strict=False):
         node = graph.nodes[name]
         if isinstance(node, nir.NIRGraph):
@@ -500,8 +506,7 @@ def infer_shapes(graph: nir.NIRGraph) -> nir.NIRGraph:
             continue
         if _single_shape(getattr(node, "input_type", None)) is not None:
             continue
-        preds = [graph.nodes[src] for src, dst in graph.edges
-                 if dst == name and src in graph.nodes]
+        preds = [graph.nodes[src] for src in sources[name]]
         shapes = {output_shape(pre) for pre in preds}
         shapes.discard(None)
         if len(shapes) != 1:
@@ -527,6 +532,7 @@ __all__ = [
     "check_finite",
     "check_io_nodes",
     "check_shapes",
+    "check_values",
     "dt_conventions",
     "find_node",
     "graph_dt",

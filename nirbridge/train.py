@@ -54,11 +54,34 @@ def _accuracy(model, x: np.ndarray, labels: np.ndarray, batch: int = 512) -> flo
     return 100.0 * correct / x.shape[1]
 
 
+def _checkpoint_path(recipe: Recipe, output: str | Path | None, overwrite: bool) -> Path:
+    """Where training writes: ``output`` (the caller's path), else the recipe's
+    ``model.checkpoint``, which must lie inside the recipe's folder; an existing file only
+    with ``overwrite``."""
+    if output:
+        out, what = Path(output), "-o"
+    else:
+        assert recipe.model.checkpoint is not None
+        out, what = Path(recipe.model.checkpoint), "model.checkpoint"
+        base = Path(recipe.path).resolve().parent
+        if not out.resolve().is_relative_to(base):
+            raise RecipeError(f"{recipe.path}: field 'model.checkpoint': '{out}' is outside "
+                              f"the recipe's folder '{base}': a recipe writes only inside "
+                              "its folder; give -o PATH to train to another place")
+    if out.exists() and not overwrite:
+        raise RecipeError(f"{recipe.path}: {what} '{out}' already exists; training would "
+                          "replace it: give --overwrite to replace it, or -o NEW.pt")
+    return out
+
+
 def train_recipe(recipe: Recipe, *, echo: Echo = lambda s: None, epochs: int | None = None,
-                 output: str | Path | None = None, threads: int | None = 2) -> TrainResult:
+                 output: str | Path | None = None, threads: int | None = 2,
+                 overwrite: bool = False) -> TrainResult:
     """Train the recipe's model from its factory and write the checkpoint.
 
-    ``epochs`` overrides ``[train] epochs``; ``output`` the checkpoint path;
+    ``epochs`` overrides ``[train] epochs``; ``output`` the checkpoint path (default the
+    recipe's ``model.checkpoint``, which must lie inside the recipe's folder); an existing
+    checkpoint is replaced only with ``overwrite`` (:class:`RecipeError` otherwise);
     ``threads`` sets torch's intra-op threads for the run (None: leave as is).
     """
     import torch
@@ -69,8 +92,7 @@ def train_recipe(recipe: Recipe, *, echo: Echo = lambda s: None, epochs: int | N
     if spec.factory is None:
         raise RecipeError(f"{recipe.path}: field 'model.factory': training needs a factory "
                           "(this recipe deploys a .nir file)")
-    out = Path(output) if output else spec.checkpoint
-    assert out is not None
+    out = _checkpoint_path(recipe, output, overwrite)
     n_epochs = epochs if epochs is not None else tr.epochs
     if n_epochs < 1:
         raise RecipeError(f"--epochs {n_epochs}: give at least 1")

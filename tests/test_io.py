@@ -24,6 +24,7 @@ from nirbridge.errors import (
     ShapeMismatchError,
     UnknownNodeError,
 )
+from nirbridge.io.decode import unseal
 from nirbridge.neurons import functional as F
 from nirbridge.passes import infer_shapes, validate
 
@@ -315,6 +316,7 @@ def test_hdf5_without_nir_graph(tmp_path):
 
 def test_unknown_node_type(small_file):
     with h5py.File(small_file, "r+") as f:
+        unseal(f)  # a hand edit: the file is no longer nirbridge's own
         del f["node/nodes/lif1/type"]
         f["node/nodes/lif1"].create_dataset("type", data="FancyLIF", dtype=h5py.string_dtype())
     with pytest.raises(UnknownNodeError) as err:
@@ -326,6 +328,7 @@ def test_unknown_node_type(small_file):
 @pytest.mark.parametrize(("node", "field"), [("fc2", "weight"), ("lif1", "v_threshold")])
 def test_missing_parameter(small_file, node, field):
     with h5py.File(small_file, "r+") as f:
+        unseal(f)  # a hand edit: the file is no longer nirbridge's own
         del f[f"node/nodes/{node}/{field}"]
     with pytest.raises(MissingParameterError) as err:
         io.read(small_file)
@@ -353,6 +356,7 @@ def test_non_finite_weight(tmp_path, bad):
 
 def test_edge_to_missing_node(small_file):
     with h5py.File(small_file, "r+") as f:
+        unseal(f)  # a hand edit: the file is no longer nirbridge's own
         edges = f["node/edges"].asstr()[()].tolist() + [["fc2", "ghost"]]
         del f["node/edges"]
         f["node"].create_dataset("edges", data=np.array(edges, dtype=object),

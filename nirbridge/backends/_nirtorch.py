@@ -29,6 +29,7 @@ import nir
 import numpy as np
 import torch
 
+from nirbridge.backends.inputs import as_number_array
 from nirbridge.backends.reference import check_graph_input
 from nirbridge.errors import InputError, SimulationError
 from nirbridge.graph import Edge, feedback_edges, strongly_connected_components
@@ -202,7 +203,7 @@ def one_input(graph: nir.NIRGraph, inputs: Any, dtype: torch.dtype) -> torch.Ten
             raise InputError(f"inputs given for {sorted(inputs)}; the graph's Input node is "
                              f"'{name}'")
         inputs = inputs[name]
-    x = torch.as_tensor(np.asarray(inputs) if not torch.is_tensor(inputs) else inputs)
+    x = torch.as_tensor(as_number_array(inputs, f"input for node '{name}'"))
     return check_graph_input(graph, name, x.detach()).to("cpu", dtype)
 
 

@@ -116,7 +116,9 @@ def find_regions(order: Sequence[str], preds: Mapping[str, Sequence[str]], eligi
             run.append(n)
             continue
         if len(run) > 1 and neurons.intersection(run):
-            keep = frozenset(p for m in order if m not in run for p in preds[m] if p in run)
+            members = set(run)  # a list's `in` made this quadratic on a long chain
+            keep = frozenset(p for m in order if m not in members for p in preds[m]
+                             if p in members)
             regions[run[0]] = (tuple(run), keep)
         run = []
     return regions

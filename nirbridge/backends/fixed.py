@@ -34,6 +34,7 @@ from nirbridge.backends._base import (
     error_reason,
     graph_issues,
 )
+from nirbridge.backends.inputs import check_fixed_range
 from nirbridge.backends.reference import RunRecord
 from nirbridge.errors import InputError, LoweringError, NirbridgeError
 from nirbridge.graph import flatten_subgraphs
@@ -85,8 +86,10 @@ def input_quant_config(target: Any, x: Any = None, *,
         graded = any(not np.array_equal(a, np.round(a)) for a in arrays)
         input_frac_bits = GRADED_INPUT_FRAC_BITS if graded else 0
     peak = max((float(np.abs(a).max()) for a in arrays if a.size), default=0.0)
-    return QuantConfig.from_profile(target, input_frac_bits=input_frac_bits,
-                                    input_max=float(max(1.0, peak)))
+    cfg = QuantConfig.from_profile(target, input_frac_bits=input_frac_bits,
+                                   input_max=float(max(1.0, peak)))
+    check_fixed_range(peak, cfg.input_frac_bits, cfg.input_bits)
+    return cfg
 
 
 def quantized_for(graph: nir.NIRGraph, inputs: Any = None, *, quant: Any = None,

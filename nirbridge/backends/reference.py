@@ -48,6 +48,7 @@ import torch.nn.functional as tF
 
 from nirbridge.backends._base import EXACT, Reading, graph_issues
 from nirbridge.backends.blocks import MIN_LINEAR_ROWS, find_regions, run_region, tensors_of
+from nirbridge.backends.inputs import as_number_array, check_graph_input
 from nirbridge.errors import GraphError, InputError, NirbridgeError, UnknownNodeError
 from nirbridge.geometry import conv_geometry_of, pool_geometry_of
 from nirbridge.graph import (
@@ -201,25 +202,6 @@ def apply_delay(x: torch.Tensor, steps: np.ndarray) -> torch.Tensor:
         else:
             y[d:] = torch.where(mask, x[:n - d], y[d:])
     return y
-
-
-def check_graph_input(graph: nir.NIRGraph, name: str, x: torch.Tensor) -> torch.Tensor:
-    """``x`` unchanged if it is a ``[T, B, ...]`` input for Input node ``name`` of ``graph``
-    (per-step shape as the node declares, finite), else an ``InputError`` saying why."""
-    if x.dim() < 3:
-        raise InputError(f"input for node '{name}' has shape {tuple(x.shape)}; expected "
-                         "[T, B, ...] with time first, then batch")
-    shape = graph.nodes[name].output_type.get("output")
-    if shape is not None and np.size(shape) > 0:
-        want = tuple(int(s) for s in np.asarray(shape).ravel())
-        if tuple(x.shape[2:]) != want:
-            raise InputError(f"input for node '{name}' has per-step shape "
-                             f"{tuple(x.shape[2:])}; the graph expects {want}")
-    # the sum is finite when every value is (one pass, no mask); only a sum that is not
-    # (a NaN or inf, or finite values overflowing it) needs the element-wise test
-    if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
-        raise InputError(f"input for node '{name}' contains NaN or inf")
-    return x
 
 
 def _shares_storage(a: Any, x: torch.Tensor) -> bool:
@@ -606,9 +588,10 @@ def run_reference(graph: nir.NIRGraph, inputs: Any, *, dtype: torch.dtype = torc
     Input nodes). Returns outputs, and ``(outputs, records)`` when ``record`` is set.
     ``observe``: see :meth:`ReferenceExecutor.forward`."""
     if isinstance(inputs, np.ndarray):
-        inputs = torch.from_numpy(inputs)
+        inputs = torch.from_numpy(as_number_array(inputs, "the input"))
     elif isinstance(inputs, dict):
-        inputs = {k: torch.as_tensor(v) for k, v in inputs.items()}
+        inputs = {k: torch.as_tensor(as_number_array(v, f"input for node '{k}'"))
+                  for k, v in inputs.items()}
     with torch.no_grad():
         return ReferenceExecutor(graph, dtype=dtype, dt=dt)(inputs, record=record,
                                                             observe=observe)

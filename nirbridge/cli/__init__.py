@@ -16,6 +16,8 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
+from typing import Any
 
 from nirbridge._version import __version__
 from nirbridge.cli._common import load_array as load_array
@@ -29,7 +31,7 @@ log = logging.getLogger("nirbridge")
 #: The sub-commands in the order ``--help`` lists them; each is the module
 #: ``nirbridge.cli.<name>`` with ``add_parser(sub)`` and ``run_command(args)``.
 COMMANDS = ("export", "inspect", "run", "profile", "check", "deploy", "verify", "targets",
-            "export_netx", "export_onnx", "import_file", "train", "demo")
+            "quantize", "export_netx", "export_onnx", "import_file", "train", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,13 +48,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warning(command: str) -> Any:
+    def show(message: Any, category: type, filename: str, lineno: int, file: Any = None,
+             line: Any = None) -> None:
+        text = str(message).splitlines()[0] if str(message) else ""
+        print(f"nirbridge {command}: warning: {category.__name__}: {text}", file=sys.stderr)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            # a library's warning (numpy, torch, h5py) as one line, like nirbridge's own,
+            # not two lines with its source: an error after it stays the last line
+            warnings.showwarning = _one_line_warning(args.command)
+            return int(args.func(args) or 0)
     except NirbridgeError as exc:
         if args.debug:
             raise

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from nirbridge.cli._common import lava_parallel_options
+from nirbridge.cli._common import lava_parallel_options, positive_int
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -23,7 +23,7 @@ def add_parser(sub: Any) -> None:
                        "and CubaLIF on sequential digits) end to end, and their summary "
                        "table")
     d.add_argument("--out-dir", default="out", help="where to write the demo's files")
-    d.add_argument("--samples", type=int,
+    d.add_argument("--samples", type=positive_int,
                    help="test samples per recipe (default: the recipes' own, 360)")
     lava_parallel_options(d, recipes=True)
     d.set_defaults(func=run_command)

@@ -7,7 +7,14 @@ import json
 from typing import Any
 
 from nirbridge._files import atomic_path
-from nirbridge.cli._common import dt_options, lava_parallel_options, load_array, load_graph
+from nirbridge.cli._common import (
+    dt_options,
+    lava_parallel_options,
+    load_array,
+    load_graph,
+    positive_finite_float,
+    positive_int,
+)
 from nirbridge.errors import CheckFailed, InputError
 
 
@@ -23,7 +30,7 @@ def run_command(args: argparse.Namespace) -> int:
                           samples=args.samples, dt=args.dt, framework=args.framework,
                           strict=args.strict, lava_samples=args.lava_samples,
                           workers=args.workers, cluster=args.cluster,
-                          check=not args.no_check)
+                          check=not args.no_check, out_dir=args.out_dir)
     if args.input is None:
         raise InputError("deploy FILE.nir needs --input IN.npy ([T, B, ...])")
     from nirbridge.profile import load_profile
@@ -63,7 +70,12 @@ def run_command(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     dp = sub.add_parser("deploy", help="run a .nir graph (or a recipe .toml) in Lava's "
-                        "Loihi 2 simulation and compare it with the reference")
+                        "Loihi 2 simulation and compare it with the reference",
+                        description="Run a .nir graph, or a deployment recipe, in Lava's "
+                        "Loihi 2 simulation and compare it with the reference. A recipe runs "
+                        "the Python factory it names ([model] factory, and a MODULE:FACTORY "
+                        "data set): trust a recipe as code, like a Makefile. It writes only "
+                        "inside its own folder (output.dir) or --out-dir.")
     dp.add_argument("file", help="FILE.nir, or a deployment recipe RECIPE.toml")
     dp.add_argument("--target", default="loihi2",
                     help="loihi2, or a TOML profile with a [quantization] table")
@@ -71,15 +83,19 @@ def add_parser(sub: Any) -> None:
                     help="bit-accurate fixed_pt models (default floating_pt)")
     dp.add_argument("--input", help=".npy array shaped [T, B, ...] (T = 1 repeats it)")
     dp.add_argument("--labels", help=".npy integer class per sample: report accuracy")
-    dp.add_argument("--steps", type=int, help="time steps T (truncate, or repeat a 1-step input)")
-    dp.add_argument("--timeout", type=float, default=600.0,
+    dp.add_argument("--steps", type=positive_int,
+                    help="time steps T (truncate, or repeat a 1-step input)")
+    dp.add_argument("--timeout", type=positive_finite_float, default=600.0,
                     help="time limit in seconds of each Lava run (default 600)")
-    dp.add_argument("--samples", type=int, help="recipes: override the number of test samples")
+    dp.add_argument("--samples", type=positive_int,
+                    help="recipes: override the number of test samples")
     dp.add_argument("--no-check", action="store_true",
                     help="skip the Loihi 2 design-rule check (`nirbridge check`): Lava's "
                          "simulation has no per-core limits, and Loihi 2's per-core ones "
                          "are assumptions")
     lava_parallel_options(dp, recipes=True)
+    dp.add_argument("--out-dir", help="recipes: write the outputs and reports here "
+                                      "instead of the recipe's output.dir")
     dp.add_argument("-o", "--output", help="write Lava and reference outputs to this .npz")
     dp.add_argument("--json", help="write the deployment report as JSON")
     dp.add_argument("--report", help="recipes: write the HTML report here")

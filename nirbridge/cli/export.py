@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from nirbridge.cli._common import parse_shape
+from nirbridge.cli._common import parse_shape, positive_finite_float, positive_int
 from nirbridge.errors import ExportError
 from nirbridge.factory import load_factory, load_weights
 
@@ -38,8 +38,9 @@ def add_parser(sub: Any) -> None:
     e.add_argument("model", help="MODULE_OR_FILE:FACTORY, a callable returning the nn.Module")
     e.add_argument("--input-shape", required=True, help="one sample's shape, e.g. 1,28,28")
     e.add_argument("--weights", help="checkpoint (state_dict) loaded with weights_only=True")
-    e.add_argument("--dt", type=float, default=1.0, help="time step recorded in the graph")
-    e.add_argument("--batch", type=int, default=1, help="batch size of the tracing sample")
+    e.add_argument("--dt", type=positive_finite_float, default=1.0,
+                   help="time step recorded in the graph")
+    e.add_argument("--batch", type=positive_int, default=1, help="batch size of the tracing sample")
     e.add_argument("--compat", choices=("native", "lossy"), default="native",
                    help="'lossy' writes standard NIR nodes only (approximating custom ones)")
     e.add_argument("-o", "--output", required=True, help="output .nir file")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from nirbridge.cli._common import dt_options, warn
+from nirbridge.cli._common import dt_options, read_kwargs, warn
 from nirbridge.errors import InputError
 
 
@@ -18,7 +18,8 @@ def run_command(args: argparse.Namespace) -> int:
     if args.framework is None and args.dt is None:
         raise InputError("import needs --from FRAMEWORK (its reading of its own files) "
                          "and/or --dt DT (the time step to record)")
-    graph, notes = import_graph(args.file, args.framework, dt=args.dt)
+    graph, notes = import_graph(args.file, args.framework, dt=args.dt,
+                                **read_kwargs(args))
     for note in notes:
         print(f"--from {args.framework}: {note}" if args.framework else note)
     step = resolve_dt(graph, require=True, option="--dt")

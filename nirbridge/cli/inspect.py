@@ -1,4 +1,5 @@
-"""``nirbridge inspect``: a .nir file's nodes, shapes, parameters and dt."""
+"""``nirbridge inspect``: a .nir file's nodes, shapes, parameters, dt and whether its content
+was verified against the checksums nirbridge stores (``integrity``)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,18 @@ import argparse
 import json
 from typing import Any
 
-from nirbridge.cli._common import dt_options, warn
+from nirbridge.cli._common import dt_options, read_kwargs, warn
 from nirbridge.describe import describe
 from nirbridge.textfmt import text_table
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from nirbridge.api import read
-    from nirbridge.io.read import from_framework
+    from nirbridge.io.read import from_framework, read_file
     from nirbridge.passes import dt_conventions, resolve_dt
     from nirbridge.sanity import check_time_step
 
-    graph = read(args.file)
+    loaded = read_file(args.file, **read_kwargs(args))
+    graph = loaded.graph
     notes: list[str] = []
     if args.framework:
         graph, notes = from_framework(graph, args.framework, dt=args.dt)
@@ -31,6 +32,8 @@ def run_command(args: argparse.Namespace) -> int:
         info["dt_source"] = step.source
         findings = check_time_step(graph, step.dt)
     info["notes"] = notes
+    info["integrity"] = {"verified": loaded.integrity.verified,
+                         "detail": loaded.integrity.detail}
     info["sanity"] = [f.to_dict() for f in findings]
     for f in findings:
         warn(args, f.message)
@@ -51,6 +54,7 @@ def run_command(args: argparse.Namespace) -> int:
           f"{info['parameters']} parameters, dt = {dt}")
     for note in notes:
         print(f"--from {args.framework}: {note}")
+    print(f"integrity: {loaded.integrity.label} ({loaded.integrity.detail})")
     if info["custom_nodes"]:
         print(f"custom nodes (*): {', '.join(info['custom_nodes'])}")
     return 0

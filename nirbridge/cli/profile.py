@@ -20,6 +20,7 @@ def run_command(args: argparse.Namespace) -> int:
     import numpy as np
 
     from nirbridge.backends import get
+    from nirbridge.errors import InputError
     from nirbridge.graph import flatten_subgraphs
     from nirbridge.neurons import is_neuron
     from nirbridge.profile import (
@@ -35,6 +36,11 @@ def run_command(args: argparse.Namespace) -> int:
     profiles = [load_profile(t) for t in (args.target or ["loihi2", "cmos45-fp32"])]
     graph, step, findings = load_graph(args, require_dt=True)
     x = np.asarray(load_array(args.input), dtype=np.float64)
+    flat = flatten_subgraphs(graph).nodes
+    if args.raster and args.raster not in flat:
+        raise InputError(f"--raster {args.raster!r}: no such node in {args.file} (nodes: "
+                         f"{', '.join(list(flat)[:20])}); give a node's name (nirbridge "
+                         "inspect lists them)")
     warn_reading(args, get(args.backend), graph, step.dt)
     if args.backend == "reference":
         # counted while it runs; records only of what the sanity check and raster read

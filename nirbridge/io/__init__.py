@@ -27,9 +27,15 @@ into place with ``os.replace``.
 and tools built on it (snnTorch, Norse, ...) can load the file: see :func:`lossy_graph` for
 the approximations. :func:`read` reads nirbridge's own files and files written by stock NIR
 or other tools; every problem ends in a :mod:`nirbridge.errors` exception naming the file,
-the node and the field.
+the node and the field. Every file is untrusted: it must be self-contained and declare at
+most ``max_bytes`` (:mod:`nirbridge.io.safety`), is decoded in a child process with a time
+limit (:mod:`nirbridge.io.isolated`), and the SHA-256 checksums :func:`write` stores are
+verified (:mod:`nirbridge.io.integrity`; :func:`read_file` says verified or unverified).
+See docs/file_safety.md.
 """
 
+from nirbridge.io.decode import unseal
+from nirbridge.io.integrity import Integrity
 from nirbridge.io.lossy import (
     LOSSY_KEY,
     ORIGINAL_KEY,
@@ -37,18 +43,24 @@ from nirbridge.io.lossy import (
     lossy_graph,
     restore_custom_nodes,
 )
-from nirbridge.io.read import read
+from nirbridge.io.read import ReadResult, read, read_file
+from nirbridge.io.safety import DEFAULT_MAX_BYTES
 from nirbridge.io.write import COMPAT_MODES, write
 from nirbridge.passes import graph_dt
 
 __all__ = [
     "COMPAT_MODES",
+    "DEFAULT_MAX_BYTES",
+    "Integrity",
     "LOSSY_KEY",
     "LossyExportWarning",
     "ORIGINAL_KEY",
     "graph_dt",
     "lossy_graph",
+    "ReadResult",
     "read",
+    "read_file",
     "restore_custom_nodes",
+    "unseal",
     "write",
 ]

@@ -19,11 +19,10 @@ import dataclasses
 import inspect
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import h5py
 import nir
 import numpy as np
 
@@ -38,8 +37,9 @@ from nirbridge.errors import (
     UnknownNodeError,
 )
 from nirbridge.graph import flatten_subgraphs
+from nirbridge.io.decode import load_tree
+from nirbridge.io.integrity import Integrity
 from nirbridge.io.lossy import restore_custom_nodes
-from nirbridge.io.write import BROADCAST_ATTR, TYPE_ATTR
 from nirbridge.neurons import custom_node_class, custom_nodes
 from nirbridge.passes import (
     IMPORT_KEY,
@@ -52,63 +52,6 @@ from nirbridge.passes import (
 )
 
 log = logging.getLogger("nirbridge.io")
-
-
-def _tag(obj: h5py.HLObject) -> str | None:
-    tag = obj.attrs.get(TYPE_ATTR)
-    if isinstance(tag, bytes):
-        tag = tag.decode()
-    return None if tag is None else str(tag)
-
-
-def _read_dataset(ds: h5py.Dataset) -> Any:
-    tag = _tag(ds)
-    if ds.shape is None:  # an empty (null) dataset
-        return None
-    if h5py.check_string_dtype(ds.dtype) is not None:
-        value = ds.asstr()[()]
-        if tag == "list":
-            return list(np.asarray(value).tolist())
-        if tag == "tuple":
-            return tuple(np.asarray(value).tolist())
-        if tag == "ndarray":
-            return np.array(np.asarray(value).tolist(), dtype=str)
-        return value
-    value = ds[()]
-    shape = ds.attrs.get(BROADCAST_ATTR)
-    if shape is not None:  # a custom node's parameter, stored unbroadcast
-        try:
-            value = np.array(np.broadcast_to(value, tuple(int(d) for d in shape)))
-        except ValueError as exc:
-            raise FileFormatError(
-                f"dataset {ds.name!r} of shape {list(np.shape(value))} does not broadcast to "
-                f"its {BROADCAST_ATTR} shape {list(shape)}: the file is corrupt") from exc
-    if tag is None:
-        return value
-    converters: dict[str, Callable[[Any], Any]] = {
-        "bool": bool,
-        "int": int,
-        "float": float,
-        "complex": complex,
-        "bytes": lambda v: np.asarray(v, dtype=np.uint8).tobytes(),
-        "list": lambda v: list(np.asarray(v).tolist()),
-        "tuple": lambda v: tuple(np.asarray(v).tolist()),
-        "ndarray": np.asarray,
-        "none": lambda v: None,
-    }
-    conv = converters.get(tag)
-    return value if conv is None else conv(value)
-
-
-def _read_item(item: Any) -> Any:
-    if isinstance(item, h5py.Group):
-        tag = _tag(item)
-        if tag in ("list", "tuple"):
-            seq = [_read_item(item[str(i)]) for i in range(len(item))]
-            return seq if tag == "list" else tuple(seq)
-        return {key: _read_item(child) for key, child in item.items()
-                if isinstance(child, (h5py.Group, h5py.Dataset))}
-    return _read_dataset(item)
 
 
 # ================================================================= dicts back to nodes
@@ -265,14 +208,6 @@ def _graph_from_dict(data: dict[str, Any], prefix: str = "") -> nir.NIRGraph:
 # ============================================================ old Input/Output shapes
 
 
-def _version(f: h5py.File) -> str | None:
-    raw = f.get("version")
-    if not isinstance(raw, h5py.Dataset):
-        return None
-    value = raw[()]
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _io_neighbours(graph: nir.NIRGraph, name: str, node: nir.NIRNode
                    ) -> list[tuple[str, tuple[int, ...] | None]]:
     """(neighbour, the shape it gives or takes) of an Input (its successors) or an
@@ -350,45 +285,34 @@ def check_io_shapes(graph: nir.NIRGraph, version: str | None = None, prefix: str
 # =============================================================================== read
 
 
-def read(path: str | os.PathLike[str], *, restore_lossy: bool = False) -> nir.NIRGraph:
-    """Read a ``.nir`` file: nirbridge's own (custom nodes restored to their classes) or
-    one written by stock NIR or another tool (snnTorch, Norse, ...).
+@dataclasses.dataclass(frozen=True)
+class ReadResult:
+    """A file read by :func:`read_file`: the ``graph``, its ``integrity`` (verified against
+    the checksums nirbridge stored, or unverified: a file without them) and the bytes its
+    datasets and attributes declare (``declared_bytes``)."""
 
-    A batch dimension that other exporters leave on Input/Output nodes is removed
-    (:func:`nirbridge.passes.strip_batch_dims`), unknown shapes are inferred
-    (:func:`nirbridge.passes.infer_shapes`) and the graph is validated
-    (:func:`nirbridge.passes.validate`). With ``restore_lossy``, nodes that a
-    lossy write approximated become their original custom nodes again. Nested
-    subgraphs are flattened (:func:`nirbridge.graph.flatten_subgraphs`: node ``x`` of
-    subgraph ``sub`` becomes ``sub.x``), so every command sees one flat graph.
+    graph: nir.NIRGraph
+    integrity: Integrity
+    declared_bytes: int
 
-    Raises, each with a message naming the file and the node/field:
-    :class:`FileFormatError` (missing file, not HDF5, truncated, no NIR graph inside),
-    :class:`UnknownNodeError`, :class:`MissingParameterError`,
-    :class:`InvalidParameterError` (NaN/inf, invalid values), :class:`GraphError` (edge to
-    a missing node, no Input/Output), :class:`ShapeMismatchError`. Nothing else escapes:
-    unexpected h5py/NIR exceptions become :class:`FileFormatError`.
-    """
+
+def read_file(path: str | os.PathLike[str], *, restore_lossy: bool = False,
+              max_bytes: int | None = None, timeout_s: float | None = None) -> ReadResult:
+    """:func:`read`, with the file's integrity and declared size."""
     source = Path(path)
     if not source.exists():
         raise FileFormatError(f"{source}: no such file")
     if source.is_dir():
         raise FileFormatError(f"{source}: is a directory, not a .nir file")
+    if max_bytes is not None and (isinstance(max_bytes, bool) or int(max_bytes) < 0):
+        raise InputError(f"max_bytes = {max_bytes!r}: give a number of bytes >= 0")
+    if timeout_s is not None and not (0 < float(timeout_s) < float("inf")):
+        raise InputError(f"timeout_s = {timeout_s!r}: give a positive, finite number of "
+                         "seconds")
     try:
-        handle = h5py.File(source, "r")
-    except Exception as exc:
-        raise FileFormatError(
-            f"{source}: not a readable HDF5 file (not HDF5, truncated or corrupt: {exc}); "
-            "re-export it or copy it again") from exc
-    try:
-        with handle as f:
-            if "node" not in f or not isinstance(f["node"], h5py.Group):
-                raise FileFormatError(
-                    f"is an HDF5 file but not a NIR graph: it has no 'node' group (top-level "
-                    f"entries: {', '.join(f.keys()) or 'none'})")
-            data = _read_item(f["node"])
-            version = _version(f)
-        typ = data.get("type")
+        tree = load_tree(source, max_bytes=max_bytes, timeout_s=timeout_s)
+        data = tree.data
+        typ = data.get("type") if isinstance(data, dict) else None
         if typ != "NIRGraph":
             raise FileFormatError(
                 f"holds a single {typ!r} node, not a NIRGraph (field 'node/type')"
@@ -397,7 +321,7 @@ def read(path: str | os.PathLike[str], *, restore_lossy: bool = False) -> nir.NI
         normalise_io_shapes(graph)
         strip_batch_dims(graph)
         infer_shapes(graph)
-        check_io_shapes(graph, version)
+        check_io_shapes(graph, tree.version)
         validate(graph)
         # every command sees one flat graph: a subgraph's node x is node 'sub.x'
         graph = flatten_subgraphs(graph)
@@ -409,7 +333,40 @@ def read(path: str | os.PathLike[str], *, restore_lossy: bool = False) -> nir.NI
         raise FileFormatError(
             f"{source}: could not be read as a NIR graph ({type(exc).__name__}: {exc}); the "
             "file may be truncated or written by an incompatible tool") from exc
-    return graph
+    return ReadResult(graph, tree.integrity, tree.declared_bytes)
+
+
+def read(path: str | os.PathLike[str], *, restore_lossy: bool = False,
+         max_bytes: int | None = None, timeout_s: float | None = None) -> nir.NIRGraph:
+    """Read a ``.nir`` file: nirbridge's own (custom nodes restored to their classes) or
+    one written by stock NIR or another tool (snnTorch, Norse, ...).
+
+    The file is untrusted: before anything is read it is checked to be self-contained
+    (no external links or storage, no virtual datasets: :mod:`nirbridge.io.safety`) and
+    to declare at most ``max_bytes`` of data (default 2 GiB); it is decoded in a child
+    process that is stopped after ``timeout_s`` (default 10 s plus 1 s per 50 MB
+    declared: :mod:`nirbridge.io.isolated`); the checksums nirbridge stores are verified
+    (:mod:`nirbridge.io.integrity`; :func:`read_file` says whether there were any).
+
+    A batch dimension that other exporters leave on Input/Output nodes is removed
+    (:func:`nirbridge.passes.strip_batch_dims`), unknown shapes are inferred
+    (:func:`nirbridge.passes.infer_shapes`) and the graph is validated
+    (:func:`nirbridge.passes.validate`). With ``restore_lossy``, nodes that a
+    lossy write approximated become their original custom nodes again. Nested
+    subgraphs are flattened (:func:`nirbridge.graph.flatten_subgraphs`: node ``x`` of
+    subgraph ``sub`` becomes ``sub.x``), so every command sees one flat graph.
+
+    Raises, each with a message naming the file and the node/field:
+    :class:`FileFormatError` (missing file, not HDF5, truncated, no NIR graph inside;
+    its subclasses :class:`UnsafeFileError`: not self-contained, past the size or time
+    limit, and :class:`CorruptFileError`: a checksum mismatch),
+    :class:`UnknownNodeError`, :class:`MissingParameterError`,
+    :class:`InvalidParameterError` (NaN/inf, invalid values), :class:`GraphError` (edge to
+    a missing node, no Input/Output), :class:`ShapeMismatchError`. Nothing else escapes:
+    unexpected h5py/NIR exceptions become :class:`FileFormatError`.
+    """
+    return read_file(path, restore_lossy=restore_lossy, max_bytes=max_bytes,
+                     timeout_s=timeout_s).graph
 
 
 # ======================================================= a framework's reading of its file
@@ -477,11 +434,13 @@ def from_framework(graph: nir.NIRGraph, framework: str, *, dt: float | None = No
 
 
 def import_graph(path: str | os.PathLike[str], framework: str | None = None, *,
-                 dt: float | None = None) -> tuple[nir.NIRGraph, list[str]]:
-    """Read ``path`` and apply ``framework``'s reading of it (:func:`from_framework`);
-    without a framework only ``dt`` is recorded (an old file that carries none). What
-    ``nirbridge import`` writes."""
-    graph = read(path)
+                 dt: float | None = None, max_bytes: int | None = None,
+                 timeout_s: float | None = None) -> tuple[nir.NIRGraph, list[str]]:
+    """Read ``path`` (``max_bytes``, ``timeout_s``: :func:`read`'s) and apply
+    ``framework``'s reading of it (:func:`from_framework`); without a framework only
+    ``dt`` is recorded (an old file that carries none). What ``nirbridge import``
+    writes."""
+    graph = read(path, max_bytes=max_bytes, timeout_s=timeout_s)
     if framework is not None:
         try:
             return from_framework(graph, framework, dt=dt)
@@ -493,4 +452,5 @@ def import_graph(path: str | os.PathLike[str], framework: str | None = None, *,
     return _stamp(graph, float(dt), "given at import", {"from": None, "notes": notes}), notes
 
 
-__all__ = ["check_io_shapes", "from_framework", "import_graph", "normalise_io_shapes", "read"]
+__all__ = ["ReadResult", "check_io_shapes", "from_framework", "import_graph",
+           "normalise_io_shapes", "read", "read_file"]

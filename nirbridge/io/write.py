@@ -15,17 +15,11 @@ import numpy as np
 
 from nirbridge._files import atomic_path
 from nirbridge.errors import GraphError, InvalidParameterError, NirbridgeError
+from nirbridge.io.decode import BROADCAST_ATTR, COMPAT_ATTR, TYPE_ATTR, seal
 from nirbridge.io.lossy import LossyExportWarning, lossy_graph
 from nirbridge.neurons import custom_nodes
 from nirbridge.passes import validate
 
-#: HDF5 attribute holding the Python type of a value HDF5 alone would not restore.
-TYPE_ATTR = "nirbridge_pytype"
-#: Metadata key marking a node of a lossy file (value: the original custom node type), and,
-#: HDF5 attribute of a dataset holding a smaller array that :func:`read` broadcasts to the
-#: shape it gives (a custom node's per-layer or per-channel parameter, see
-#: :func:`_write_array`).
-BROADCAST_ATTR = "nirbridge_broadcast"
 #: The ``compat`` values :func:`write` accepts.
 COMPAT_MODES = ("native", "lossy")
 
@@ -297,8 +291,9 @@ def write(path: str | os.PathLike[str], graph: nir.NIRGraph, compat: str = "nati
     data = _graph_dict(graph)
     with atomic_path(target) as tmp, h5py.File(tmp, "w", track_order=True) as f:
         f.create_dataset("version", data=nir.version, dtype=h5py.string_dtype())
-        f.attrs["nirbridge_compat"] = compat
+        f.attrs[COMPAT_ATTR] = compat
         _write_graph_dict(f.create_group("node", track_order=True), data)
+        seal(f)
     for note in notes:
         warnings.warn(note, LossyExportWarning, stacklevel=2)
 

@@ -146,7 +146,9 @@ class NeuronSpec:
     per neuron and step (``None``: unbounded); unset: binary spikes;
     ``example(shape, per_channel)``: a trainable
     module with non-trivial parameters that exports to this node type; ``description``:
-    one line.
+    one line; ``ranges``: field → the value rule(s) its equation needs (names of
+    :data:`nirbridge.validate_values.RULES` or its threshold rules; a callable of the node
+    where the rule depends on a flag), checked by :func:`nirbridge.passes.validate`.
     """
 
     node: type[nir.NIRNode]
@@ -162,6 +164,7 @@ class NeuronSpec:
     frac_bits: Mapping[str, int] = field(default_factory=dict)
     events: Callable[[Any], int | None] | None = None
     description: str = ""
+    ranges: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

@@ -239,7 +239,8 @@ SPEC = register(NeuronSpec(
                                v_threshold=0.2, beta=0.5),
     lossy=lossy, integer=ALIF_MODEL, quantize=quantize,
     frac_bits={"alif": 12},
-    description="ALIF (Bellec et al. 2018): spike-driven adaptive threshold"))
+    description="ALIF (Bellec et al. 2018): spike-driven adaptive threshold",
+    ranges={"alpha": "decay", "rho": "decay", "v_threshold": "threshold_soft"}))
 
 __all__ = ["ALIF", "ALIFNode", "ALIFParams", "ALIFState", "ALIF_MODEL", "IntALIFState",
            "alif_int_step", "alif_step"]

@@ -256,7 +256,8 @@ SPEC = register(NeuronSpec(
                                 c=example_value(s, pc, 0.5, 1.0)),
     lossy=lossy, integer=ARLIF_MODEL, quantize=quantize,
     frac_bits={"arlif": 12},
-    description="AR-LIF (arXiv 2507.20746): adaptive threshold and adaptive soft reset"))
+    description="AR-LIF (arXiv 2507.20746): adaptive threshold and adaptive soft reset",
+    ranges={"decay": "decay", "tanh_a": "unit", "v_threshold": "threshold_rest"}))
 
 __all__ = ["ARLIF", "ARLIFNode", "ARLIFParams", "ARLIFState", "ARLIF_MODEL", "IntARLIFState",
            "arlif_int_step", "arlif_step"]

@@ -186,7 +186,8 @@ SPEC = register(NeuronSpec(
     example=lambda s, pc: CLIF(tau=example_value(s, pc, 2.0, 3.0), v_threshold=0.5),
     lossy=lossy, integer=CLIF_MODEL, quantize=quantize,
     frac_bits={"clif": 12},
-    description="CLIF (ICML 2024): complementary state deepens the reset"))
+    description="CLIF (ICML 2024): complementary state deepens the reset",
+    ranges={"tau": "tau_steps_1", "v_threshold": "threshold_rest"}))
 
 __all__ = ["CLIF", "CLIFNode", "CLIFParams", "CLIFState", "CLIF_MODEL", "IntCLIFState",
            "clif_int_step", "clif_step"]

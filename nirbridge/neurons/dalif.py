@@ -175,6 +175,8 @@ SPEC = register(NeuronSpec(
                                 reset="soft"),
     lossy=lossy, integer=LINEAR_LIF_MODEL, quantize=quantize,
     frac_bits={"dalif": 12},
-    description="DA-LIF (arXiv 2502.10422) with soft reset"))
+    description="DA-LIF (arXiv 2502.10422) with soft reset",
+    ranges={"beta": "decay", "v_threshold": lambda n: (
+        "threshold_soft" if n.reset == "soft" else "threshold_rest")}))
 
 __all__ = ["DALIF", "DALIFNode", "dalif_step"]

@@ -286,7 +286,9 @@ SPEC = register(NeuronSpec(
                                k=example_value(s, pc, 1.0, 1.5)),
     lossy=lossy, integer=KLIF_MODEL, quantize=quantize,
     frac_bits={"klif": 12},
-    description="KLIF (arXiv 2302.09238): relu(k·h) membrane"))
+    description="KLIF (arXiv 2302.09238): relu(k·h) membrane",
+    ranges={"tau": "tau_steps", "k": "positive", "v_threshold": lambda n: (
+        ("threshold_rest", "threshold_soft") if n.soft_reset else "threshold_rest")}))
 
 __all__ = ["KLIF", "KLIFNode", "KLIFParams", "KLIF_MODEL", "klif_int_step",
            "klif_step"]

@@ -119,6 +119,7 @@ SPEC = register(NeuronSpec(
                                   tau_mem_inv=example_value(s, pc, 0.25, 0.2), v_leak=0.1,
                                   dt=1.0),
     lossy=lossy, integer=LAVA_LIF_MODEL, quantize=quantize,
-    description="Norse LICell (current jumps before, decays after the membrane update)"))
+    description="Norse LICell (current jumps before, decays after the membrane update)",
+    ranges={"tau_syn_inv": "rate", "tau_mem_inv": "rate"}))
 
 __all__ = ["NorseLI", "NorseLINode", "norse_li_step"]

@@ -265,7 +265,9 @@ SPEC = register(NeuronSpec(
                                    tau_mem_inv=example_value(s, pc, 0.4, 0.3),
                                    v_threshold=0.5, v_leak=0.05, v_reset=-0.1, dt=1.0),
     lossy=lossy, integer=LAVA_LIF_MODEL, quantize=quantize,
-    description="Norse LIFCell (current jumps before, decays after the membrane update)"))
+    description="Norse LIFCell (current jumps before, decays after the membrane update)",
+    ranges={"tau_syn_inv": "rate", "tau_mem_inv": "rate",
+            "v_threshold": "threshold_reset:v_reset"}))
 
 __all__ = [
     "NorseLIF",

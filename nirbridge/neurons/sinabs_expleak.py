@@ -133,6 +133,7 @@ SPEC = register(NeuronSpec(
     example=lambda s, pc: SinabsExpLeak(alpha=example_value(s, pc, 0.8, 0.6),
                                         min_v_mem=example_value(s, pc, -0.3, -0.1)),
     lossy=lossy, integer=SINABS_MODEL, quantize=quantize,
-    description="Sinabs ExpLeak: v ← α·v + x, output v, floor min_v_mem on the state"))
+    description="Sinabs ExpLeak: v ← α·v + x, output v, floor min_v_mem on the state",
+    ranges={"alpha": "decay"}))
 
 __all__ = ["SinabsExpLeak", "SinabsExpLeakNode", "sinabs_expleak_step"]

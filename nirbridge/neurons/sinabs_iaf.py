@@ -405,7 +405,9 @@ SPEC = register(NeuronSpec(
     node=SinabsIAFNode, step=sinabs_iaf_step, state=LIFState, kwargs=_iaf_kwargs,
     example=example, lossy=lossy, integer=SINABS_MODEL, quantize=quantize,
     events=event_bound,
-    description="Sinabs IAF: spike counts floor(v/θ), subtractive reset, floor min_v_mem"))
+    description="Sinabs IAF: spike counts floor(v/θ), subtractive reset, floor min_v_mem",
+    ranges={"v_threshold": "count_threshold", "reset_value": lambda n: (
+        "reset_amount" if n.reset == "subtract" else ())}))
 
 __all__ = [
     "SINABS_MODEL",

@@ -156,6 +156,8 @@ SPEC = register(NeuronSpec(
     node=SinabsLIFNode, step=sinabs_lif_step, state=LIFState, kwargs=_kwargs,
     example=example, lossy=lossy, integer=SINABS_MODEL, quantize=quantize,
     events=event_bound,
-    description="Sinabs LIF: v ← α·v + (1−α)·x, spike counts, Sinabs' reset and floor"))
+    description="Sinabs LIF: v ← α·v + (1−α)·x, spike counts, Sinabs' reset and floor",
+    ranges={"alpha": "decay", "v_threshold": "count_threshold", "reset_value": lambda n: (
+        "reset_amount" if n.reset == "subtract" else ())}))
 
 __all__ = ["SinabsLIF", "SinabsLIFNode", "input_gain", "sinabs_charge", "sinabs_lif_step"]

@@ -220,7 +220,9 @@ SPEC = register(NeuronSpec(
     node=SinabsSynLIFNode, step=sinabs_synlif_step, state=CubaLIFState, kwargs=_kwargs,
     example=example, lossy=lossy, integer=SINABS_SYN_MODEL, quantize=quantize,
     events=event_bound,
-    description="Sinabs IAF/LIF with tau_syn: i ← α_syn·(i + x), then Sinabs' LIF"))
+    description="Sinabs IAF/LIF with tau_syn: i ← α_syn·(i + x), then Sinabs' LIF",
+    ranges={"alpha": "decay", "alpha_syn": "decay", "v_threshold": "count_threshold",
+            "reset_value": lambda n: "reset_amount" if n.reset == "subtract" else ()}))
 
 __all__ = ["IntSynState", "SINABS_SYN_MODEL", "SinabsSynLIF", "SinabsSynLIFNode",
            "SinabsSynParams", "sinabs_synlif_int_step", "sinabs_synlif_step"]

@@ -244,7 +244,9 @@ SPEC = register(NeuronSpec(
                               "decay_input": lambda n: n.decay_input,
                               "compare": lambda n: n.compare}),
     example=_example, lossy=_lossy, integer=LINEAR_LIF_MODEL, quantize=_quantize,
-    description="SpikingJelly LIFNode (its operation order; hard or soft reset)"))
+    description="SpikingJelly LIFNode (its operation order; hard or soft reset)",
+    ranges={"tau": "tau_steps", "v_threshold": lambda n: (
+        "threshold_soft" if n.soft_reset else "threshold_reset:v_reset")}))
 
 __all__ = ["SJLIF", "SJLIFNode", "exact_standard_lif", "reciprocal_if_exact", "sj_init",
            "sj_lossy", "sj_quantize", "sjlif_step"]

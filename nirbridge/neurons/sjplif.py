@@ -154,6 +154,8 @@ SPEC = register(NeuronSpec(
                               "decay_input": lambda n: n.decay_input,
                               "compare": lambda n: n.compare}),
     example=_example, lossy=_lossy, integer=LINEAR_LIF_MODEL, quantize=_quantize,
-    description="SpikingJelly ParametricLIFNode (its operation order; hard or soft reset)"))
+    description="SpikingJelly ParametricLIFNode (its operation order; hard or soft reset)",
+    ranges={"decay": "decay", "v_threshold": lambda n: (
+        "threshold_soft" if n.soft_reset else "threshold_reset:v_reset")}))
 
 __all__ = ["SJPLIF", "SJPLIFNode", "sjplif_step"]

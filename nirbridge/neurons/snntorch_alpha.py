@@ -251,7 +251,9 @@ SPEC = register(NeuronSpec(
     example=lambda s, pc: SnnTorchAlpha(alpha=example_value(s, pc, 0.8, 0.9),
                                         beta=example_value(s, pc, 0.5, 0.6), threshold=0.5),
     lossy=lossy, integer=SNNTORCH_ALPHA_MODEL, quantize=quantize,
-    description="snnTorch Alpha: membrane of an excitatory and an inhibitory current"))
+    description="snnTorch Alpha: membrane of an excitatory and an inhibitory current",
+    ranges={"alpha": "decay", "beta": "decay", "v_threshold": lambda n: (
+        "threshold_soft" if n.reset == "subtract" else "threshold_rest")}))
 
 __all__ = [
     "ALPHA_RESETS",

@@ -306,7 +306,9 @@ SPEC = register(NeuronSpec(
                               "compare": lambda n: n.compare}),
     example=lambda s, pc: SnnTorchLeaky(beta=example_value(s, pc, 0.8, 0.6), threshold=0.5),
     lossy=lossy, integer=SNNTORCH_LEAKY_MODEL, quantize=quantize,
-    description="snnTorch Leaky/Lapicque: delayed reset from the previous membrane"))
+    description="snnTorch Leaky/Lapicque: delayed reset from the previous membrane",
+    ranges={"beta": "decay", "v_threshold": lambda n: (
+        "threshold_soft" if n.reset == "subtract" else "threshold_rest")}))
 
 __all__ = [
     "RESETS",

@@ -246,7 +246,9 @@ SPEC = register(NeuronSpec(
                                            threshold=1.0),
     lossy=lossy, integer=SNNTORCH_SYNAPTIC_MODEL, quantize=quantize,
     description="snnTorch Synaptic: current-based LIF, delayed reset from the previous "
-                "membrane"))
+                "membrane",
+    ranges={"alpha": "decay", "beta": "decay", "v_threshold": lambda n: (
+        "threshold_soft" if n.reset == "subtract" else "threshold_rest")}))
 
 __all__ = [
     "SNNTORCH_SYNAPTIC_MODEL",

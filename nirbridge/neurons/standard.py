@@ -379,21 +379,24 @@ register(NeuronSpec(
                               v_leak=0.05, r=example_value(s, pc, 1.2, 1.0)),
     integer=LAVA_LIF_MODEL, quantize=quantize_standard,
     frac_bits={"lif": 6},
-    description="NIR LIF (forward Euler, hard reset)"))
+    description="NIR LIF (forward Euler, hard reset)",
+    ranges={"tau": "time_constant", "v_threshold": "threshold_reset:v_reset"}))
 register(NeuronSpec(
     node=nir.IF, step=if_step, state=LIFState, init=_v_init,
     kwargs=node_kwargs("r", "v_threshold", "v_reset", defaults=_FIRE_DEFAULTS, flags=_CMP),
     example=lambda s, pc: IF(v_threshold=1.0, r=example_value(s, pc, 0.7, 1.1)),
     integer=LAVA_LIF_MODEL, quantize=quantize_standard,
     frac_bits={"if": 6},
-    description="NIR IF (integrate and fire, hard reset)"))
+    description="NIR IF (integrate and fire, hard reset)",
+    ranges={"v_threshold": "threshold_reset:v_reset"}))
 register(NeuronSpec(
     node=nir.LI, step=li_step, state=LIFState, spiking=False,
     kwargs=node_kwargs("tau", "r", "v_leak", dt=True),
     example=lambda s, pc: LI(tau=example_value(s, pc, 4.0, 6.0), r=1.0),
     integer=LAVA_LIF_MODEL, quantize=quantize_standard,
     frac_bits={"li": 6},
-    description="NIR LI (leaky integrator, output v)"))
+    description="NIR LI (leaky integrator, output v)",
+    ranges={"tau": "time_constant"}))
 register(NeuronSpec(
     node=nir.I, step=i_step, state=LIFState, spiking=False,
     kwargs=node_kwargs("r", dt=True),
@@ -408,14 +411,17 @@ register(NeuronSpec(
                                   v_threshold=0.15),
     integer=LAVA_LIF_MODEL, quantize=quantize_standard,
     frac_bits={"cubalif": 6},
-    description="NIR CubaLIF (current-based LIF, hard reset)"))
+    description="NIR CubaLIF (current-based LIF, hard reset)",
+    ranges={"tau_syn": "time_constant", "tau_mem": "time_constant",
+            "v_threshold": "threshold_reset:v_reset"}))
 register(NeuronSpec(
     node=nir.CubaLI, step=cubali_step, state=CubaLIFState, spiking=False,
     kwargs=node_kwargs("tau_syn", "tau_mem", "r", "v_leak", "w_in", dt=True,
                        defaults=_CUBA_DEFAULTS),
     example=lambda s, pc: CubaLI(tau_syn=example_value(s, pc, 2.0, 3.0), tau_mem=4.0),
     integer=LAVA_LIF_MODEL, quantize=quantize_standard,
-    description="NIR CubaLI (current-based leaky integrator, output v)"))
+    description="NIR CubaLI (current-based leaky integrator, output v)",
+    ranges={"tau_syn": "time_constant", "tau_mem": "time_constant"}))
 
 
 __all__ = [

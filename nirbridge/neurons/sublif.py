@@ -230,7 +230,8 @@ SPEC = register(NeuronSpec(
                               reset="subtract"),
     lossy=lossy, integer=LINEAR_LIF_MODEL, quantize=quantize,
     frac_bits={"sublif": 12},
-    description="LIF with subtractive reset (snnTorch/Norse/SpikingJelly soft reset)"))
+    description="LIF with subtractive reset (snnTorch/Norse/SpikingJelly soft reset)",
+    ranges={"tau": "time_constant", "v_threshold": "threshold_soft"}))
 
 SubtractiveLIF = SubtractiveLIFNode
 

@@ -353,7 +353,7 @@ class EventCounter:
         acc = self._synapses.get(name)
         if acc is None or acc.shape != shape:
             fmap, dense_step = self._fanout(name, node, shape)
-            kind = synapse_kind(self.graph, name, self._tags)
+            kind = synapse_kind(self.graph, name, self._tags, self._preds)
             scales = {self._scales[p] for p in self._preds[name]}
             pooled = kind != "AC" and None not in scales and len(scales) == 1
             acc = self._synapses[name] = _SynapseSteps(

@@ -271,10 +271,11 @@ def _map_cores(graph: nir.NIRGraph, prof: Profile, counts: Counts | None) -> Map
         layers.append(lm)
     # output axons: a core sends one axon per (neuron, destination core)
     if isinstance(out_ax, (int, float)):
+        feeds = _feeds(lay, layers)
         for lm in layers:
             if lm.neuron_node is None or not lm.cores:
                 continue
-            dest = _dest_cores(lay, lm.neuron_node, layers)
+            dest = _dest_cores(lay, lm.neuron_node, feeds)
             if not dest:
                 continue
             c = math.ceil(lm.neurons * dest / out_ax)
@@ -344,8 +345,33 @@ def _split_note(sp: CoreSplit) -> str:
             f"neurons{axons}{mem} per core")
 
 
-def _dest_cores(lay: _Layers, neuron: str, layers: list[LayerMapping]) -> int:
-    """Destination cores one neuron of ``neuron``'s layer sends spikes to.
+def _feeds(lay: _Layers, layers: list[LayerMapping]
+           ) -> dict[str, list[tuple[LayerMapping, str]]]:
+    """Per node, the layers whose synapses it reaches (through walk-through nodes), in layer
+    order, each with the first of its synapses reached: built once, so that the output
+    axons of every layer cost one look-up, not a walk over every layer (quadratic)."""
+    feeds: dict[str, list[tuple[LayerMapping, str]]] = {}
+    for lm in layers:
+        for s in lm.synapse_nodes:
+            stack, seen = list(lay.preds[s]), set()
+            while stack:
+                p = stack.pop()
+                if p in seen:
+                    continue
+                seen.add(p)
+                if isinstance(lay.graph.nodes[p], _WALK_THROUGH):
+                    stack.extend(lay.preds[p])
+            for p in seen:
+                entries = feeds.setdefault(p, [])
+                if not entries or entries[-1][0] is not lm:
+                    entries.append((lm, s))
+    return feeds
+
+
+def _dest_cores(lay: _Layers, neuron: str,
+                feeds: dict[str, list[tuple[LayerMapping, str]]]) -> int:
+    """Destination cores one neuron of ``neuron``'s layer sends spikes to (``feeds``: see
+    :func:`_feeds`).
 
     A dense synapse reaches every core of its layer. A convolution or pooling layer is
     tiled spatially, so one input reaches only the cores holding its largest fan-out
@@ -353,32 +379,17 @@ def _dest_cores(lay: _Layers, neuron: str, layers: list[LayerMapping]) -> int:
     sends to its own cores too (a feed-forward layer never reaches its own synapses).
     """
     total = 0
-    for lm in layers:
+    for lm, s in feeds.get(neuron, ()):
         if not lm.cores:
             continue
-        for s in lm.synapse_nodes:
-            stack, seen, hit = list(lay.preds[s]), set(), False
-            while stack:
-                p = stack.pop()
-                if p in seen:
-                    continue
-                seen.add(p)
-                if p == neuron:
-                    hit = True
-                    break
-                if isinstance(lay.graph.nodes[p], _WALK_THROUGH):
-                    stack.extend(lay.preds[p])
-            if not hit:
-                continue
-            node = lay.graph.nodes[s]
-            shp = lay.in_shape(s)
-            if isinstance(node, (nir.Affine, nir.Linear, nir.Scale)) or shp is None:
-                total += lm.cores
-            else:
-                fan = float(fanout_map(node, shp, ones=True).max().item())
-                per_core = max(1, math.ceil(lm.neurons / lm.cores))
-                total += min(lm.cores, math.ceil(fan / per_core) + 1)
-            break
+        node = lay.graph.nodes[s]
+        shp = lay.in_shape(s)
+        if isinstance(node, (nir.Affine, nir.Linear, nir.Scale)) or shp is None:
+            total += lm.cores
+        else:
+            fan = float(fanout_map(node, shp, ones=True).max().item())
+            per_core = max(1, math.ceil(lm.neurons / lm.cores))
+            total += min(lm.cores, math.ceil(fan / per_core) + 1)
     return total
 
 

@@ -150,11 +150,14 @@ def event_scales(graph: nir.NIRGraph, tags: MappingABC[str, str] | None = None
 
 
 def synapse_kind(graph: nir.NIRGraph, name: str,
-                 tags: MappingABC[str, str] | None = None) -> str:
+                 tags: MappingABC[str, str] | None = None,
+                 preds: MappingABC[str, list[str]] | None = None) -> str:
     """``"AC"`` if every predecessor of synapse node ``name`` emits events (spikes or
-    counts), else ``"MAC"``."""
+    counts), else ``"MAC"``. ``tags``, ``preds``: :func:`payload_tags` and
+    :func:`~nirbridge.graph.predecessors` of the graph, when the caller has them (one call
+    per synapse would otherwise rebuild them: quadratic in the graph's size)."""
     tags = payload_tags(graph) if tags is None else tags
-    preds = predecessors(graph)[name]
+    preds = (predecessors(graph) if preds is None else preds)[name]
     return "AC" if preds and all(tags[p] in ("spike", "count") for p in preds) else "MAC"
 
 

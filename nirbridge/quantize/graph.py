@@ -20,6 +20,12 @@ class LayerReport:
     ``scale`` holds the format (``frac_bits``, ``scale_exp``, ``act_shift`` of a neuron;
     ``w_exp``, ``mantissa_frac_bits`` of a synapse); errors are in the parameter's own
     real units (a weight's error is that of the original weight, gain unfolded).
+    ``grid_usage`` (a synapse): the largest mantissa magnitude over the largest the
+    mantissa holds (1: the whole range used). ``calibration`` (set by
+    :func:`nirbridge.quantize.calibrate.calibrate`, a layer fed by weighted layers): the
+    choice kept and, on the calibration inputs, the spike agreement with the float64
+    reference, the first divergent step and the saturated states, before (the plain
+    rule) and after.
     """
 
     name: str
@@ -28,6 +34,8 @@ class LayerReport:
     scale: dict[str, Any] = field(default_factory=dict)
     fields: dict[str, FieldReport] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    grid_usage: float | None = None
+    calibration: dict[str, Any] | None = None
 
     @property
     def clipped(self) -> int:
@@ -50,7 +58,8 @@ class LayerReport:
                     scale=dict(self.scale), clipped=self.clipped, zeroed=self.zeroed,
                     max_abs_error=self.max_abs_error,
                     fields={k: f.to_dict() for k, f in self.fields.items()},
-                    notes=list(self.notes))
+                    notes=list(self.notes), grid_usage=self.grid_usage,
+                    calibration=None if self.calibration is None else dict(self.calibration))
 
 
 @dataclass

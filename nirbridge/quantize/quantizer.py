@@ -54,8 +54,10 @@ from nirbridge.quantize.graph import (
     QuantizedNeuron,
 )
 from nirbridge.quantize.synapses import (
+    Choices,
     Formats,
     best_mant_frac,
+    effective_choice,
     exp_range,
     make_synapse,
     quantize_output,
@@ -93,7 +95,7 @@ def _early_format(graph: nir.NIRGraph, sink: str, src: str) -> tuple[int, float]
 
 
 def quantize(graph: nir.NIRGraph, config: QuantConfig | None = None, *,
-             dt: float | None = None) -> QuantizedGraph:
+             dt: float | None = None, choices: Choices | None = None) -> QuantizedGraph:
     """Quantize ``graph`` for the fixed-point target described by ``config``.
 
     Nested subgraphs are flattened first (node ``sub.x``). Recurrent graphs: a weighted
@@ -102,6 +104,12 @@ def quantize(graph: nir.NIRGraph, config: QuantConfig | None = None, *,
     over the feedback edge or through a ``nir.Delay`` adds that bias itself (it first
     counts at t = 1, as in the reference); ``nir.Delay`` passes integers unchanged. A
     ``nir.Scale`` on a vector is the one-to-one weighted layer ``nir.Linear(diag)``.
+
+    ``choices``: per weighted layer, how its mantissas are chosen
+    (:class:`~nirbridge.quantize.synapses.WeightChoice`; what
+    :func:`nirbridge.quantize.calibrate.calibrate` picks on calibration data); a layer
+    not named, or whose weights are already exactly on the plain grid, gets the plain
+    rule (the largest precision that fits, rounded to nearest).
 
     Returns a :class:`QuantizedGraph` (integer layers + per-layer report). Raises
     :class:`QuantizationError` naming the node and field for values that cannot be
@@ -149,13 +157,14 @@ def quantize(graph: nir.NIRGraph, config: QuantConfig | None = None, *,
             if not chains:
                 raise GraphError(f"node '{name}' has no incoming edge; connect it or remove it")
             if isinstance(node, nir.Output):
-                quantize_output(graph, name, chains, cfg, shapes, fmt, layers, report, types)
+                quantize_output(graph, name, chains, cfg, shapes, fmt, layers, report, types,
+                                choices)
             elif isinstance(node, SPIKE_STAGES):
                 quantize_threshold(graph, name, node, chains, shapes, fmt, layers, report)
                 out_frac[name], in_max[name] = 0, 1.0
             else:
                 qn, bound = _quantize_neuron(graph, name, node, chains, cfg, dt_, shapes, fmt,
-                                             layers, report, types)
+                                             layers, report, types, choices or {})
                 out_frac[name], in_max[name] = qn.out_frac, bound
         elif isinstance(node, DELAYS):
             delay_steps(node, dt_, name)  # a whole number of steps, else named here
@@ -177,7 +186,8 @@ def quantize(graph: nir.NIRGraph, config: QuantConfig | None = None, *,
 def _quantize_neuron(graph: nir.NIRGraph, name: str, node: nir.NIRNode, chains: list[Chain],
                      cfg: QuantConfig, dt: float, shapes: dict[str, tuple[int, ...]],
                      fmt: Formats, layers: dict[str, Any], report: dict[str, LayerReport],
-                     types: dict[str, str]) -> tuple[QuantizedNeuron, float]:
+                     types: dict[str, str], choices: Choices
+                     ) -> tuple[QuantizedNeuron, float]:
     """The neuron ``name`` and the weighted layers of its chains; returns it and the
     magnitude bound of its output."""
     shape = shapes[name]
@@ -242,6 +252,7 @@ def _quantize_neuron(graph: nir.NIRGraph, name: str, node: nir.NIRNode, chains: 
     # mantissa precision per weighted chain
     w_effs: dict[int, np.ndarray] = {}
     Ps: dict[int, int] = {}
+    picked: dict[int, Any] = {}
     facs_w: dict[int, float] = {}
     for i, ch in enumerate(chains):
         if ch.weighted is None:
@@ -250,7 +261,9 @@ def _quantize_neuron(graph: nir.NIRGraph, name: str, node: nir.NIRNode, chains: 
         facs_w[i] = avg_factor(graph, ch.nodes) / avg_common
         rows = folded.get(i, np.ones(w.shape[0]))
         w_effs[i] = w * facs_w[i] * rows.reshape(-1, *([1] * (w.ndim - 1)))
-        Ps[i] = best_mant_frac(w_effs[i], cfg.weight_bits)
+        picked[i] = effective_choice(w_effs[i], cfg, choices.get(ch.weighted))
+        Ps[i] = best_mant_frac(w_effs[i], cfg.weight_bits) + (
+            picked[i].extra_bits if picked[i] is not None else 0)
 
     # state range; a neuron fed back its own graded output (or unbounded counts) bounds
     # its input by its own range: re-estimated until the state format settles
@@ -326,7 +339,7 @@ def _quantize_neuron(graph: nir.NIRGraph, name: str, node: nir.NIRNode, chains: 
         bias = travelling_bias(graph, ch, facs_w[i], folded.get(i), shapes)
         layers[ch.weighted] = make_synapse(graph, ch, name, w_effs[i], folded.get(i), P,
                                            w_exp, q_src, S - a, cfg, report, bias,
-                                           types.get(ch.weighted))
+                                           types.get(ch.weighted), picked[i])
         if P < Ps[i]:
             report[ch.weighted].notes.append(f"mantissa precision cut from {Ps[i]} to {P} "
                                              "fractional bits by the exponent range")

@@ -9,7 +9,8 @@ see :func:`nirbridge.quantize.quantizer.quantize`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import nir
@@ -37,6 +38,70 @@ from nirbridge.quantize.graph import (
 #: ``fmt(source) -> (frac_bits, bound)`` of a chain's source.
 Formats = Callable[[str], tuple[int, float]]
 
+#: Damping of the input second moment before it is inverted (a fraction of its mean
+#: diagonal): keeps the error-compensating rounding stable where inputs are collinear.
+HESSIAN_DAMP = 0.01
+
+
+@dataclass(frozen=True)
+class WeightChoice:
+    """How one weighted layer's mantissas are chosen (:mod:`nirbridge.quantize.calibrate`
+    picks one per layer from calibration data; the default is the plain rule).
+
+    ``extra_bits``: mantissa fractional bits above the largest precision that fits
+    ``max|w|`` (the largest weights clip to the mantissa range, the rest get finer steps);
+    ``hessian``: the second moment ``E[x xᵀ]`` of the layer's input over its fan-in
+    (``[fan_in, fan_in]``, a Conv's fan-in is ``C_in/groups · kernel``): the mantissas are
+    then rounded one fan-in column at a time, each column's rounding error pushed onto
+    the columns not yet rounded so as to minimise the expected error of the layer's
+    output on such inputs (the OBQ/GPTQ update); None rounds each weight to nearest.
+    A layer whose weights are already exactly on the plain grid ignores its choice: it is
+    quantized losslessly.
+    """
+
+    extra_bits: int = 0
+    hessian: np.ndarray | None = None
+
+    def label(self) -> str:
+        """Short text for reports: ``nearest`` or ``compensated``, ``+n bits``."""
+        how = "nearest" if self.hessian is None else "compensated"
+        return how + (f", +{self.extra_bits} bit{'s' * (self.extra_bits != 1)}"
+                      if self.extra_bits else "")
+
+
+#: Choices by weighted layer name.
+Choices = Mapping[str, WeightChoice]
+
+
+def on_grid(w_eff: np.ndarray, P: int) -> bool:
+    """Whether every weight is exactly an integer multiple of ``2^-P``."""
+    m = np.asarray(w_eff, dtype=np.float64) * 2.0 ** P
+    return bool(np.all(m == np.floor(m)))
+
+
+def compensated_mantissas(w_eff: np.ndarray, P: int, hessian: np.ndarray, lo: int,
+                          hi: int) -> np.ndarray:
+    """Mantissas of ``w_eff`` at ``P`` fractional bits, in ``[lo, hi]``, rounded column by
+    column with the error of each pushed onto the later columns through the inverse of
+    ``hessian`` (see :class:`WeightChoice`); int64, the shape of ``w_eff``."""
+    out_ch = w_eff.shape[0]
+    w = np.asarray(w_eff, dtype=np.float64).reshape(out_ch, -1) * 2.0 ** P
+    d = w.shape[1]
+    h = np.array(hessian, dtype=np.float64)
+    if h.shape != (d, d):
+        raise QuantizationError(f"calibration: second moment of shape {h.shape} does not "
+                                f"fit a fan-in of {d}")
+    dead = np.diag(h) <= 0  # inputs never active: their weights never matter
+    h[dead, dead] = 1.0
+    h += np.eye(d) * HESSIAN_DAMP * float(np.mean(np.diag(h)))
+    u = np.linalg.cholesky(np.linalg.inv(h)).T  # upper: inv(h) = uᵀu
+    q = np.zeros_like(w)
+    for i in range(d):
+        q[:, i] = np.clip(np.floor(w[:, i] + 0.5), lo, hi)
+        err = (w[:, i] - q[:, i]) / u[i, i]
+        w[:, i + 1:] -= np.outer(err, u[i, i + 1:])
+    return q.reshape(w_eff.shape).astype(np.int64)
+
 
 def best_mant_frac(w_eff: np.ndarray, bits: int) -> int:
     """Largest P with ``round(max|w|·2^P) ≤ 2^(bits−1) − 1``."""
@@ -48,6 +113,15 @@ def best_mant_frac(w_eff: np.ndarray, bits: int) -> int:
     while np.floor(wmax * 2.0 ** p + 0.5) > mmax:
         p -= 1
     return p
+
+
+def effective_choice(w_eff: np.ndarray, cfg: QuantConfig,
+                     choice: WeightChoice | None) -> WeightChoice | None:
+    """``choice``, or None where the weights are already exactly on the plain grid (the
+    largest precision that fits them): those are kept losslessly whatever was asked."""
+    if choice is None or on_grid(w_eff, best_mant_frac(w_eff, cfg.weight_bits)):
+        return None
+    return choice
 
 
 def exp_range(node: nir.NIRNode, cfg: QuantConfig) -> tuple[int, int]:
@@ -77,10 +151,11 @@ def travelling_bias(graph: nir.NIRGraph, ch: Chain, fac: float, rows: np.ndarray
 def make_synapse(graph: nir.NIRGraph, ch: Chain, sink: str, w_eff: np.ndarray,
                  gain_rows: np.ndarray | None, P: int, w_exp: int, in_frac: int,
                  out_frac: int, cfg: QuantConfig, report: dict[str, LayerReport],
-                 bias: np.ndarray | None = None, node_type: str | None = None
-                 ) -> QuantizedSynapse:
+                 bias: np.ndarray | None = None, node_type: str | None = None,
+                 choice: WeightChoice | None = None) -> QuantizedSynapse:
     """The integer layer of the chain's weighted node; ``bias`` (real, the layer's output
-    shape) is rounded to ``out_frac`` fractional bits and added by the layer itself."""
+    shape) is rounded to ``out_frac`` fractional bits and added by the layer itself.
+    ``choice``: how its mantissas are rounded (None: to nearest)."""
     name = ch.weighted
     assert name is not None
     node = graph.nodes[name]
@@ -95,6 +170,13 @@ def make_synapse(graph: nir.NIRGraph, ch: Chain, sink: str, w_eff: np.ndarray,
     rounder = fx.Rounder(name, rep.fields, cfg.state_bits)
     mant = rounder.fixed("weight", w_eff, P, lo=-mmax - 1, hi=mmax, clip=True, scale=scale,
                          what=f"{cfg.weight_bits}-bit mantissa")
+    if choice is not None and choice.hessian is not None:
+        mant = compensated_mantissas(w_eff, P, choice.hessian, -mmax - 1, mmax)
+        err = np.abs(mant * 2.0 ** -P - w_eff) / np.abs(scale)
+        rounder.report("weight", w_eff, mant, P, rep.fields["weight"].clipped, err)
+    if choice is not None:
+        rep.scale["rounding"] = choice.label()
+    rep.grid_usage = float(np.max(np.abs(mant), initial=0)) / mmax
     if not np.any(mant) and np.any(w):
         rep.notes.append("all weights round to zero")
     qbias = None
@@ -158,9 +240,11 @@ def quantize_threshold(graph: nir.NIRGraph, name: str, node: nir.Threshold,
 def quantize_output(graph: nir.NIRGraph, name: str, chains: list[Chain], cfg: QuantConfig,
                     shapes: dict[str, tuple[int, ...]], fmt: Formats,
                     layers: dict[str, Any], report: dict[str, LayerReport],
-                    types: dict[str, str] | None = None) -> None:
+                    types: dict[str, str] | None = None, choices: Choices | None = None
+                    ) -> None:
     """The aligned sum of an Output's inputs, plus the constant its weighted layers add
-    (a layer whose bias reaches the Output delayed adds it itself)."""
+    (a layer whose bias reaches the Output delayed adds it itself); ``choices``: the
+    calibrated mantissa choices by layer."""
     rep = LayerReport(name, "Output", "output")
     const = np.zeros(shapes[name])
     plans: list[tuple[Chain, np.ndarray, int]] = []
@@ -176,7 +260,8 @@ def quantize_output(graph: nir.NIRGraph, name: str, chains: list[Chain], cfg: Qu
             continue
         w = np.asarray(graph.nodes[ch.weighted].weight, dtype=np.float64)
         w_eff = w * avg_factor(graph, ch.nodes)
-        P = best_mant_frac(w_eff, cfg.weight_bits)
+        choice = effective_choice(w_eff, cfg, (choices or {}).get(ch.weighted))
+        P = best_mant_frac(w_eff, cfg.weight_bits) + (choice.extra_bits if choice else 0)
         plans.append((ch, w_eff, P))
         fracs.append(q_src + P)
         caps.append(q_src + P + exp_range(graph.nodes[ch.weighted], cfg)[1])
@@ -192,9 +277,10 @@ def quantize_output(graph: nir.NIRGraph, name: str, chains: list[Chain], cfg: Qu
         if w_exp < lo:
             P, w_exp = frac - q_src - lo, lo
         bias = travelling_bias(graph, ch, avg_factor(graph, ch.nodes), None, shapes)
-        layers[ch.weighted] = make_synapse(graph, ch, name, w_eff, None, P, w_exp, q_src,
-                                           frac, cfg, report, bias,
-                                           (types or {}).get(ch.weighted))
+        layers[ch.weighted] = make_synapse(
+            graph, ch, name, w_eff, None, P, w_exp, q_src, frac, cfg, report, bias,
+            (types or {}).get(ch.weighted),
+            effective_choice(w_eff, cfg, (choices or {}).get(ch.weighted)))
     bias = None
     if np.any(const != 0):
         bias = fx.Rounder(name, rep.fields, 62).fixed("bias", const, frac)
@@ -203,5 +289,6 @@ def quantize_output(graph: nir.NIRGraph, name: str, chains: list[Chain], cfg: Qu
     report[name] = rep
 
 
-__all__ = ["Formats", "best_mant_frac", "exp_range", "make_synapse", "quantize_output",
-           "quantize_threshold", "travelling_bias"]
+__all__ = ["Choices", "Formats", "HESSIAN_DAMP", "WeightChoice", "best_mant_frac",
+           "compensated_mantissas", "effective_choice", "exp_range", "make_synapse",
+           "on_grid", "quantize_output", "quantize_threshold", "travelling_bias"]

@@ -83,8 +83,19 @@ Recipe schema (every error names the file and the field)::
                                                  # check "verify", its matrix in reports
 
     [output]
-    dir = "out/digits_lif"                       # optional (default out/<name>), relative
-                                                 # to the current directory
+    dir = "out"                                  # optional: relative to the recipe and
+                                                 # inside its folder (default: out/<name>
+                                                 # in the current directory)
+
+**A recipe is code.** ``[model] factory`` (and a ``MODULE:FACTORY`` data set) names Python
+that nirbridge imports and calls with the recipe's ``kwargs``: trust a recipe as you would
+a Makefile. Loading checks every field, path and name first and runs no code before that
+ends; a standard-library callable (``os:system``, ``builtins:open``...) is refused as a
+factory; a ``FILE.py:NAME`` factory is found beside the recipe. A recipe writes only
+inside its own folder: ``output.dir`` (and the checkpoint ``nirbridge train`` writes) may
+not be absolute elsewhere, escape with ``..`` or through a symlink (``deploy --out-dir``
+and ``train -o`` choose another place), and ``train`` replaces an existing checkpoint
+only with ``--overwrite``.
 
 Check metrics (:data:`METRICS`): accuracies and agreements in percent, accuracy drops in
 percentage points (reference accuracy − Lava accuracy on the same samples),

@@ -163,6 +163,29 @@ def recipe_inputs(recipe: Recipe, samples: int | None = None
     return np.concatenate(xs, axis=1), np.concatenate(ys)
 
 
+#: Training samples the fixed-point mantissas are calibrated on (never the scored split).
+CALIBRATION_SAMPLES = 256
+
+
+def calibration_inputs(recipe: Recipe) -> np.ndarray | None:
+    """The first :data:`CALIBRATION_SAMPLES` samples of the recipe's ``train`` split,
+    encoded as the recipe encodes (``[T, B, ...]``), for
+    :func:`nirbridge.quantize.calibrate.calibrate`; None where the data set has no train
+    split or the recipe scores the train split itself (then the plain rule is used)."""
+    from nirbridge.datasets import open_source
+
+    d = recipe.data
+    if d.split == "train":
+        return None
+    try:
+        src = open_source(d.dataset, "train", root=d.root, base=Path(recipe.path).parent)
+        n = min(CALIBRATION_SAMPLES, len(src))
+        x, _ = next(iter(src.batches(n, n, d.encoding, recipe.simulation.steps, d.seed)))
+    except (NirbridgeError, StopIteration):
+        return None
+    return x
+
+
 def _resolve_dt(recipe: Recipe, graph: Any, dt: float | None, option: str) -> Any:
     from nirbridge.passes import resolve_dt
 
@@ -304,7 +327,8 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
 
     res = stream_stages(graph, chained(), n=n, dt=run.dt, model=model, fixed=fixed,
                         target=sim.target, lava_n=n_lava, progress=progress,
-                        spike_inputs=is_spike_encoding(recipe.data.encoding))
+                        spike_inputs=is_spike_encoding(recipe.data.encoding),
+                        calibration=calibration_inputs(recipe) if fixed else None)
     run.stream = res
     run.seconds.update({k: v for k, v in res.seconds.items() if v})
     labels = res.labels
@@ -467,5 +491,6 @@ def _verify_stage(run: RecipeRun, graph: Any, x: np.ndarray, labels: np.ndarray,
         run.errors["verify"] = str(exc).splitlines()[0]
 
 
-__all__ = ["CheckResult", "RecipeRun", "execute_recipe", "lava_options", "recipe_batches",
+__all__ = ["CALIBRATION_SAMPLES", "CheckResult", "RecipeRun", "calibration_inputs",
+           "execute_recipe", "lava_options", "recipe_batches",
            "recipe_inputs", "recipe_source"]

@@ -6,9 +6,11 @@ Every error is a :class:`~nirbridge.errors.RecipeError` naming the file and the 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
+from nirbridge.backends.inputs import check_allocation
 from nirbridge.config import Table, load_toml
 from nirbridge.data import ENCODINGS, IMAGE_SHAPES, min_steps
 from nirbridge.errors import NirbridgeError, RecipeError
@@ -35,6 +37,30 @@ def _file(root: Table, value: str, fld: str, must_exist: bool) -> Path:
             " (train it with `nirbridge train " + str(recipe) + "`)"
             if fld == "model.checkpoint" else ""))
     return p
+
+
+def _inside(root: Table, value: str, fld: str) -> Path:
+    """``value`` (a path the recipe writes) resolved against the recipe's folder, symlinks
+    followed, refused unless it stays inside that folder (absolute paths and ``..``
+    escapes included)."""
+    base = Path(str(root.source)).resolve().parent
+    p = Path(value).expanduser()
+    p = (p if p.is_absolute() else base / p).resolve()
+    if not p.is_relative_to(base):
+        raise root.fail(fld, f"'{value}' resolves to '{p}', outside the recipe's folder "
+                             f"'{base}': a recipe writes only inside its folder; give a "
+                             "relative path there (deploy --out-dir chooses another place)")
+    return p
+
+
+def _factory_spec(root: Table, spec: str) -> str:
+    """``FILE.py:NAME`` with a relative file resolved against the recipe's folder (not the
+    current directory); module specs unchanged."""
+    target, sep, name = spec.rpartition(":")
+    if sep and (target.endswith(".py") or "/" in target) and not Path(target).is_absolute():
+        target = str((Path(str(root.source)).resolve().parent / target).resolve())
+        return f"{target}:{name}"
+    return spec
 
 
 def _folder(root: Table, value: str, fld: str) -> Path:
@@ -106,6 +132,13 @@ def _check_factory(root: Table, spec: str, kwargs: dict[str, Any]) -> None:
 def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
     """Load and schema-check a recipe (see :mod:`nirbridge.recipes`).
 
+    A recipe is code: it names a Python factory (and may name a data-set factory) that
+    this function imports and calls to check that it builds. That happens only after every
+    field, path and name has been checked, so a recipe with a schema error runs nothing.
+    ``output.dir`` must stay inside the recipe's folder (relative to it; absolute paths,
+    ``..`` escapes and symlinks out are refused); a ``FILE.py:NAME`` factory is resolved
+    against the recipe's folder.
+
     Raises :class:`RecipeError` naming the file and the field for a missing field, a
     wrong type, an unknown field, data set, encoding, mode or target, fewer steps than the
     encoding needs (``rows``: one per image row), a factory that does
@@ -132,11 +165,10 @@ def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
         if "from" in m:
             raise m.fail("from", "only with model.nir: it names the framework whose exporter "
                                  "wrote the file")
-        factory = m.string("factory")
+        factory = _factory_spec(root, m.string("factory"))
         kwargs = m.typed("kwargs", (dict,), required=False, default={})
         checkpoint = _file(root, m.string("checkpoint"), "model.checkpoint",
                            require_checkpoint)
-        _check_factory(root, factory, kwargs)
         model = ModelSpec(factory, dict(kwargs), checkpoint, None, dt)
     else:
         if "checkpoint" in m or "kwargs" in m:
@@ -161,7 +193,6 @@ def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
         seed=d.integer("seed", required=False, default=0, minimum=0),
         root=(None if "root" not in d else _folder(root, d.string("root"), "data.root")),
     )
-    _check_dataset(root, dspec)
 
     # --- simulation
     s = root.table("simulation", known=("steps", "samples", "modes", "target", "timeout_s",
@@ -178,6 +209,12 @@ def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
         batch_size=s.integer("batch_size", required=False, default=128, minimum=1),
     )
     shape = IMAGE_SHAPES.get(dspec.dataset)
+    if shape is not None:  # one sample's encoded input must fit: before anything opens
+        try:
+            check_allocation(sim.steps * 8 * math.prod(shape), f"{sim.steps} steps of one "
+                                                               "sample")
+        except NirbridgeError as exc:
+            raise s.fail("steps", str(exc)) from None
     if shape is not None and sim.steps < min_steps(dspec.encoding, shape):
         raise s.fail("steps", f"{sim.steps} is too few for encoding '{dspec.encoding}': it "
                               f"presents one image row per step and {dspec.dataset} images "
@@ -218,11 +255,19 @@ def load_recipe(path: str | Path, *, require_checkpoint: bool = True) -> Recipe:
 
     # --- output
     o = root.table("output", required=False, known=("dir",))
-    out_dir = Path(o.string("dir", required=False, default=f"out/{name}"))
+    # the default is the caller's current folder (nirbridge's choice, not the recipe's)
+    out_dir = (_inside(root, o.string("dir"), "output.dir") if "dir" in o
+               else Path(f"out/{name}"))
+    verify = _verify_backends(root)
 
+    # Only now, with every field checked, does any code the recipe names run: the data
+    # set opens (a MODULE:FACTORY data set imports and calls it), then the factory.
+    _check_dataset(root, dspec)
+    if model.factory is not None:
+        _check_factory(root, model.factory, model.kwargs)
     return Recipe(path=path, name=name, description=description, model=model, data=dspec,
                   simulation=sim, targets=tuple(targets), checks=tuple(checks), train=train,
-                  output_dir=out_dir, verify=_verify_backends(root), time_step_s=time_step_s)
+                  output_dir=out_dir, verify=verify, time_step_s=time_step_s)
 
 
 def _verify_backends(root: Table) -> tuple[str, ...]:

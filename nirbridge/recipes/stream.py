@@ -93,17 +93,21 @@ def _merge_findings(per_batch: list[list[Any]]) -> list[Any]:
 def stream_stages(graph: Any, batches: Iterator[tuple[np.ndarray, np.ndarray]], *,
                   n: int, dt: float, model: Any = None, fixed: bool = True,
                   target: str = "loihi2", spike_inputs: bool = False, lava_n: int = 0,
-                  progress: bool | None = None) -> StreamResult:
+                  progress: bool | None = None, calibration: np.ndarray | None = None
+                  ) -> StreamResult:
     """Run every batch through ``model`` (a torch module, or None), the reference (every
     node recorded: counts, sanity) and, with ``fixed``, the emulator; keep the first
-    ``lava_n`` samples. ``n``: the number of samples the batches hold (the bar's total)."""
+    ``lava_n`` samples. ``n``: the number of samples the batches hold (the bar's total).
+    ``calibration``: inputs ``[T, B, ...]`` the fixed-point mantissas are calibrated on
+    (:func:`nirbridge.quantize.calibrate.calibrate`; None: the plain rule)."""
     import torch
     from tqdm import tqdm
 
     from nirbridge.backends import get
-    from nirbridge.backends.fixed import quantized_for
+    from nirbridge.backends.fixed import input_quant_config, quantized_for
     from nirbridge.neurons import run_steps
     from nirbridge.profile import count_events, merge_counts
+    from nirbridge.quantize.calibrate import calibrate
     from nirbridge.sanity import check
     from nirbridge.verify import compare_layers, predictions
 
@@ -141,7 +145,10 @@ def stream_stages(graph: Any, batches: Iterator[tuple[np.ndarray, np.ndarray]], 
             seconds["counting"] += time.perf_counter() - t2
             if fixed:
                 t3 = time.perf_counter()
-                if quant is None:
+                if quant is None and calibration is not None:
+                    quant = calibrate(graph, calibration, input_quant_config(target, x),
+                                      dt=dt)
+                elif quant is None:
                     quant = quantized_for(graph, x, target=target, dt=dt)
                 fx = fixed_backend.run(graph, x, record=True, dt=dt, quant=quant)
                 fp.append(predictions(fx.output()))
