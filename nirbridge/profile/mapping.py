@@ -499,9 +499,10 @@ def _map_speck(graph: nir.NIRGraph, prof: Profile, counts: Counts | None) -> Map
                                    usage=usage, binding=binding, fits=fits, notes=lm_notes))
     dests = prof.limit("output_axons_per_core")
     if isinstance(dests, (int, float)):
+        feeds = _feeds(lay, layers)
         for lm in layers:
             if lm.neuron_node is not None:
-                d = _dest_cores(lay, lm.neuron_node, layers)
+                d = _dest_cores(lay, lm.neuron_node, feeds)
                 if d:
                     lm.usage["output_axons_per_core"] = _use(d, dests)
                     lm.fits = lm.fits and d <= dests
