@@ -1,7 +1,7 @@
 """Counting a block of time steps at a time (the reference's feed-forward regions, with the
 event counter as observer) gives exactly the counts of counting node by node and of
-counting the full records; and the transposed-convolution fan-outs equal the autograd
-ones on every geometry tried."""
+counting the full records; regions with a matrix product are counted node by node; and
+the transposed-convolution fan-outs equal the autograd ones on every geometry tried."""
 
 from __future__ import annotations
 
@@ -46,9 +46,21 @@ def _mlp(reuse_input: bool) -> nir.NIRGraph:
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": 1.0}, type_check=False)
 
 
-def _three_ways(graph, x, monkeypatch, spike_inputs=False):
-    """Counts by block (asserting regions ran, in several blocks), node by node and from
-    records; asserts all three and the outputs are identical."""
+def _conv_only() -> nir.NIRGraph:
+    """The conv test graph with its Affine read-out replaced by a Scale (no matrix product:
+    its region runs in blocks with the counter)."""
+    g = _conv_graph()
+    nodes = dict(g.nodes)
+    nodes["fc"] = nir.Scale(np.array([1.0, 0.0, -2.0, 1.5]))
+    nodes["sn3"] = _lif((4,))
+    nodes["output"] = nir.Output(np.array([4]))
+    return nir.NIRGraph(nodes=nodes, edges=g.edges, metadata=g.metadata, type_check=False)
+
+
+def _three_ways(graph, x, monkeypatch, spike_inputs=False, blocked=True):
+    """Counts by block (asserting regions ran with the counter, or, ``blocked`` false,
+    that none did), node by node and from records; asserts all three and the outputs are
+    identical."""
     calls = []
     real = blocks.run_region
 
@@ -60,7 +72,7 @@ def _three_ways(graph, x, monkeypatch, spike_inputs=False):
     monkeypatch.setattr(blocks, "BLOCK_BYTES", 1)  # the smallest blocks allowed
     by_block = EventCounter(graph, spike_inputs=spike_inputs)
     out_b = run_reference(graph, x, observe=by_block)
-    assert calls, "no region ran with the counter"
+    assert bool(calls) == blocked, f"regions run with the counter: {calls}"
     monkeypatch.setattr("nirbridge.backends.reference.run_region", real)
     node = NodeByNode(graph, spike_inputs=spike_inputs)
     out_n = run_reference(graph, x, observe=node)
@@ -73,17 +85,22 @@ def _three_ways(graph, x, monkeypatch, spike_inputs=False):
 
 
 def test_conv_residual_pool_flatten_count_the_same_by_block(monkeypatch):
-    x = torch.rand(90, 6, 1, 8, 8, generator=torch.Generator().manual_seed(8)) < 0.4
-    full = _three_ways(_conv_graph(), x.to(torch.float64), monkeypatch, spike_inputs=True)
+    x = torch.rand(20, 3, 1, 8, 8, generator=torch.Generator().manual_seed(8)) < 0.4
+    full = _three_ways(_conv_only(), x.to(torch.float64), monkeypatch, spike_inputs=True)
     assert full["synapses"]["fc"]["effective"] > 0
+    # with the Affine read-out: a region with a matrix product is counted node by node
+    x = torch.rand(90, 6, 1, 8, 8, generator=torch.Generator().manual_seed(8)) < 0.4
+    _three_ways(_conv_graph(), x.to(torch.float64), monkeypatch, spike_inputs=True,
+                blocked=False)
 
 
 @pytest.mark.parametrize("reuse_input", [False, True])
-def test_mlp_in_blocks_of_256_rows_counts_the_same(monkeypatch, reuse_input):
-    # T·B = 1024 rows: regions with a matrix product run (at least 256 rows a block)
+def test_mlp_counts_the_same_node_by_node(monkeypatch, reuse_input):
+    # T·B = 1024 rows: enough for a block of a region with a matrix product, which runs
+    # node by node all the same when counted (and when B < 256)
     rng = np.random.default_rng(9)
     x = rng.normal(0.4, 1.0, (64, 16, 12)) * (rng.random((64, 16, 12)) < 0.5)
-    full = _three_ways(_mlp(reuse_input), x, monkeypatch)
+    full = _three_ways(_mlp(reuse_input), x, monkeypatch, blocked=False)
     assert full["neurons"]["lif2"]["spikes"] > 0
     assert full["synapses"]["fc1"]["effective"] < full["synapses"]["fc1"]["dense"]
 
@@ -138,3 +155,24 @@ def test_transposed_fanouts_equal_autograd_on_every_geometry():
     assert torch.equal(fan.fanout_map(same, (2, 6, 6)), _autograd_fanout(same, (2, 6, 6),
                                                                           False))
     assert tried > 300
+
+
+@pytest.mark.parametrize("batch, blocked", [(16, False), (256, True)])
+def test_a_region_with_a_matrix_product_is_blocked_only_where_a_step_fills_a_block(
+        monkeypatch, batch, blocked):
+    calls = []
+    real = blocks.run_region
+
+    def spy(*args, **kwargs):
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    rng = np.random.default_rng(12)
+    x = rng.normal(0.4, 1.0, (4, batch, 12))  # T·B ≥ 2 · 256 rows only at B = 256
+    x = np.concatenate([x] * (1 if batch == 256 else 40))
+    graph = _mlp(False)
+    whole = run_reference(graph, x, observe=NodeByNode(graph))  # no region at all
+    monkeypatch.setattr("nirbridge.backends.reference.run_region", spy)
+    got = run_reference(graph, x)
+    assert bool(calls) == blocked
+    assert torch.equal(got, whole)

@@ -43,6 +43,11 @@ from nirbridge.profile.counts import (  # importable here as before
     merge_counts,
 )
 from nirbridge.profile.fanout import fanout_map
+from nirbridge.profile.nonzero import (  # importable here as before
+    COUNT_BLOCK_ELEMENTS,
+    nonzero_by_element,
+    nonzero_per_step,
+)
 from nirbridge.profile.spiking import (
     NEUROBENCH_TYPES,
     PASS_THROUGH,
@@ -52,58 +57,6 @@ from nirbridge.profile.spiking import (
     payload_tags,
     synapse_kind,
 )
-
-#: Elements per block when counting non-zeros (:func:`nonzero_by_element`): a block of
-#: time steps whose comparison buffer stays in cache while it is summed.
-COUNT_BLOCK_ELEMENTS = 1 << 16
-
-
-def _nonzero_blocks(x: torch.Tensor, limit: int):
-    """``(a, e, nz)`` per block of time steps ``a:e`` of ``x``: ``nz = (x[a:e] ≠ 0)`` as 0/1
-    written into one small buffer (float32 while sums of up to ``limit`` ones are exact,
-    below 2^24; float64 beyond), so that each block is summed while it is in cache."""
-    t = int(x.shape[0])
-    per_step = max(int(np.prod(x.shape[1:], dtype=np.int64)), 1)
-    acc = torch.float32 if limit < (1 << 24) else torch.float64
-    k = max(1, min(t, COUNT_BLOCK_ELEMENTS // per_step))
-    buf = torch.empty((k, *x.shape[1:]), dtype=acc, device=x.device)
-    for a in range(0, t, k):
-        e = min(a + k, t)
-        nz = buf[:e - a]
-        torch.ne(x[a:e], 0, out=nz)
-        yield a, e, nz
-
-
-def nonzero_by_element(x: torch.Tensor) -> torch.Tensor:
-    """``C[t, ...] = Σ_b (x[t, b, ...] ≠ 0)``, float64 ``[T, ...]`` on the CPU: the non-zero
-    count of every input element over the batch, all that the SOPs of any downstream
-    synapse (``Σ_i C[t, i]·fanout_i``), the spike counts and the events need of ``x``.
-
-    One pass over ``x``, a block of time steps at a time, with no whole-tensor copy: the
-    comparison is written into a small buffer and summed over the batch there. Exact:
-    every partial sum is an integer ≤ B (see :func:`_nonzero_blocks`).
-    """
-    if x.shape[1] == 1:  # nothing to sum over: one comparison (a reduction costs more)
-        return (x[:, 0] != 0).to(device="cpu", dtype=torch.float64)
-    out = torch.empty((x.shape[0], *x.shape[2:]), dtype=torch.float64, device=x.device)
-    for a, e, nz in _nonzero_blocks(x, int(x.shape[1])):
-        torch.sum(nz, 1, dtype=torch.float64, out=out[a:e])
-    return out.cpu()
-
-
-def nonzero_per_step(x: torch.Tensor) -> torch.Tensor:
-    """``[T]`` int64 on the CPU: the non-zero elements of each time step of ``x``, blocked
-    as :func:`nonzero_by_element` (``count_nonzero`` with ``dim`` over a whole ``[T, ·]``
-    tensor is several times slower, except on a tensor small enough to stay in cache)."""
-    if x.shape[0] == 0:
-        return torch.zeros(0, dtype=torch.int64)
-    if x.numel() <= COUNT_BLOCK_ELEMENTS:  # in cache as it is: one call
-        return torch.count_nonzero(x.reshape(x.shape[0], -1), dim=1).cpu()
-    out = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
-    per_step = int(np.prod(x.shape[1:], dtype=np.int64))
-    for a, e, nz in _nonzero_blocks(x, per_step):
-        torch.sum(nz.reshape(e - a, -1), 1, dtype=torch.float64, out=out[a:e])
-    return out.cpu().to(torch.int64)  # whole numbers below 2^53: exact
 
 
 def _record(records: MappingABC[str, Any], name: str, what: str) -> torch.Tensor:

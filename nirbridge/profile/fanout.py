@@ -20,6 +20,7 @@ import torch.nn.functional as tF
 
 from nirbridge.errors import InputError
 from nirbridge.geometry import conv_geometry_of, conv_output_shape, pool_geometry_of
+from nirbridge.profile.nonzero import nonzero_by_element
 
 
 def _binarised(a: Any, ones: bool) -> torch.Tensor:
@@ -96,9 +97,9 @@ def fanout_map(node: nir.NIRNode, in_shape: tuple[int, ...], ones: bool = False
     """
     if isinstance(node, (nir.Affine, nir.Linear)):  # the same, without a W-sized copy
         w = torch.as_tensor(np.asarray(node.weight))
-        # counted as inputs are: numpy's count along an axis builds the w ≠ 0 mask first
+        # counted as inputs are (one compiled pass; torch's count along an axis is slower)
         cols = (torch.full((w.shape[-1],), w.shape[0], dtype=torch.float64) if ones
-                else torch.count_nonzero(w.reshape(-1, w.shape[-1]), 0).to(torch.float64))
+                else nonzero_by_element(w.reshape(1, -1, w.shape[-1]))[0])
         return cols.expand(*in_shape[:-1], cols.shape[0]).clone() if in_shape \
             else cols
     fan = _transposed(node, tuple(int(s) for s in in_shape), ones)
