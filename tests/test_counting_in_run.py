@@ -159,16 +159,21 @@ def test_chunked_convolution_and_freed_values_change_no_bit(monkeypatch):
         assert torch.equal(rec_chunked["conv1"].output.reshape(want.shape), want)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("block", [1, 7, 1 << 16])
-def test_nonzero_counts_by_element_and_step_equal_count_nonzero(monkeypatch, block, batch):
-    """The blocked counts (odd block sizes: a last block shorter than the others) equal
-    torch's own count_nonzero, on graded values of both signs, exact zeros and -0.0."""
-    from nirbridge.profile import counting
+def test_nonzero_counts_by_element_and_step_equal_count_nonzero(monkeypatch, block, batch,
+                                                                compiled, dtype):
+    """The blocked counts (odd block sizes: a last block shorter than the others) and the
+    compiled loops equal torch's own count_nonzero, on graded values of both signs, exact
+    zeros and -0.0, in float64 and float32."""
+    from nirbridge.profile import counting, nonzero
 
-    monkeypatch.setattr(counting, "COUNT_BLOCK_ELEMENTS", block)
+    monkeypatch.setattr(nonzero, "COUNT_BLOCK_ELEMENTS", block)
+    monkeypatch.setattr(nonzero, "COMPILED_FROM", 0 if compiled else 1 << 60)
     g = torch.Generator().manual_seed(3)
-    x = torch.randn(9, batch, 2, 5, generator=g, dtype=torch.float64)
+    x = torch.randn(9, batch, 2, 5, generator=g, dtype=torch.float64).to(dtype)
     x[x.abs() < 0.7] = 0.0
     x[0, 0, 0, 0] = -0.0
     c = counting.nonzero_by_element(x)

@@ -136,14 +136,18 @@ def block_cuts(steps: int, batch: int, per_step_bytes: int, min_rows: int) -> li
 def run_region(members: Sequence[tuple[str, tuple[Any, Any] | None]],
                preds: Mapping[str, Sequence[str]], outside: Mapping[str, torch.Tensor],
                keep: Set[str], sole: Set[str], apply: Apply, add: Add,
-               min_rows: int) -> dict[str, torch.Tensor]:
+               min_rows: int, observe: Any = None) -> dict[str, torch.Tensor]:
     """The full ``[T, B, ...]`` values of the members in ``keep`` (those read after the
     region) of the region ``members`` (name and neuron runner, None for a synapse, in
     execution order; ``preds`` their inputs, summed in that order by ``add``), run a block
     of time steps at a time on the values ``outside`` it reads. Per block only the block's
     values are held, each until its last reader in the region ran. ``sole``: values one
     node reads (that node may write over them). The first block is the smallest allowed;
-    it measures the members' sizes, from which the rest are cut."""
+    it measures the members' sizes, from which the rest are cut.
+
+    ``observe``: an observer of the reference executor that takes blocks (``by_block``),
+    called per member and block with ``start`` (and ``steps`` = T), a neuron's input given
+    to its ``before`` first (the neuron may write over it)."""
     index = {name: i for i, (name, _) in enumerate(members)}
     last: dict[str, int] = {}
     for i, (name, _) in enumerate(members):
@@ -173,7 +177,11 @@ def run_region(members: Sequence[tuple[str, tuple[Any, Any] | None]],
                 x = add(name, x, ps[0], vals[q] if q in index else outside[q][a:b], q)
                 own = True  # a sum made here
             dest = full[name][a:b] if runner is not None and name in full else None
+            if observe is not None and runner is not None:
+                observe.before(name, x, start=a, steps=steps)
             y = apply(name, x) if runner is None else neurons[name](x, own, dest)
+            if observe is not None:
+                observe(name, x if runner is None else None, y, start=a, steps=steps)
             owned[name] = name not in keep and (own or not _shares(y, x))
             vals[name] = y
             if name in keep:

@@ -22,21 +22,32 @@ Feed-forward graphs count exactly as before.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable
 from collections.abc import Mapping as MappingABC
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import nir
 import numpy as np
 import torch
-import torch.nn.functional as tF
 
 from nirbridge.errors import InputError
-from nirbridge.geometry import conv_geometry_of, pool_geometry_of
 from nirbridge.graph import Edge, feedback_edges, flatten_subgraphs, predecessors, successors
 from nirbridge.neurons import is_neuron
+from nirbridge.profile.counts import (  # importable here as before
+    Counts,
+    NeuronCount,
+    ParamCount,
+    SynapseCount,
+    _param_count,
+    merge_counts,
+)
+from nirbridge.profile.fanout import fanout_map
+from nirbridge.profile.nonzero import (  # importable here as before
+    COUNT_BLOCK_ELEMENTS,
+    nonzero_by_element,
+    nonzero_per_step,
+)
 from nirbridge.profile.spiking import (
     NEUROBENCH_TYPES,
     PASS_THROUGH,
@@ -46,302 +57,6 @@ from nirbridge.profile.spiking import (
     payload_tags,
     synapse_kind,
 )
-
-
-def _connect(node: nir.NIRNode, x: torch.Tensor, ones: bool) -> torch.Tensor:
-    """``node`` applied to ``x`` with its weights binarised (``w != 0`` → 1) or all set to
-    1 (``ones``), no bias, same geometry: the connectivity whose sum counts SOPs."""
-
-    def w(a: Any) -> torch.Tensor:
-        t = torch.as_tensor(np.asarray(a), dtype=x.dtype)
-        return torch.ones_like(t) if ones else (t != 0).to(x.dtype)
-
-    if isinstance(node, (nir.Affine, nir.Linear)):
-        return tF.linear(x, w(node.weight))
-    if isinstance(node, nir.Scale):
-        return x * w(node.scale)
-    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
-        conv = tF.conv1d if isinstance(node, nir.Conv1d) else tF.conv2d
-        g = conv_geometry_of(node)
-        return conv(x, w(node.weight), None, stride=g.stride, padding=g.padding,
-                    dilation=g.dilation, groups=g.groups)
-    if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-        pool = pool_geometry_of(node)
-        # every weight of a pooling window is non-zero (1 or 1/k²): a window sum of ones
-        return tF.avg_pool2d(x, pool.kernel_size, pool.stride, pool.padding,
-                             count_include_pad=True) * pool.area
-    raise InputError(f"node type {type(node).__name__} is not a synapse node")
-
-
-def fanout_map(node: nir.NIRNode, in_shape: tuple[int, ...], ones: bool = False
-               ) -> torch.Tensor:
-    """Per input element (shape ``in_shape``), the number of non-zero-weight connections
-    it drives (``ones``: all connections), from the node's exact geometry.
-
-    It is the gradient of the summed binarised layer with respect to its input, so
-    ``Σ (x ≠ 0) · fanout`` equals the binarised-input / binarised-weight convolution
-    summed (NeuroBench's effective count) exactly, padding and stride included.
-    """
-    if isinstance(node, (nir.Affine, nir.Linear)):  # the same, without a W-sized copy
-        w = torch.as_tensor(np.asarray(node.weight))
-        # counted as inputs are: numpy's count along an axis builds the w ≠ 0 mask first
-        cols = (torch.full((w.shape[-1],), w.shape[0], dtype=torch.float64) if ones
-                else nonzero_by_element(w.reshape(1, *w.shape))[0])
-        return cols.expand(*in_shape[:-1], cols.shape[0]).clone() if in_shape \
-            else cols
-    with torch.inference_mode(False), torch.enable_grad():
-        x = torch.zeros((1, *in_shape), dtype=torch.float64, requires_grad=True)
-        (grad,) = torch.autograd.grad(_connect(node, x, ones).sum(), x)
-    return grad[0].detach()
-
-
-#: Elements per block when counting non-zeros (:func:`nonzero_by_element`): a block of
-#: time steps whose comparison buffer stays in cache while it is summed.
-COUNT_BLOCK_ELEMENTS = 1 << 16
-
-
-def _nonzero_blocks(x: torch.Tensor, limit: int):
-    """``(a, e, nz)`` per block of time steps ``a:e`` of ``x``: ``nz = (x[a:e] ≠ 0)`` as 0/1
-    written into one small buffer (float32 while sums of up to ``limit`` ones are exact,
-    below 2^24; float64 beyond), so that each block is summed while it is in cache."""
-    t = int(x.shape[0])
-    per_step = max(int(np.prod(x.shape[1:], dtype=np.int64)), 1)
-    acc = torch.float32 if limit < (1 << 24) else torch.float64
-    k = max(1, min(t, COUNT_BLOCK_ELEMENTS // per_step))
-    buf = torch.empty((k, *x.shape[1:]), dtype=acc, device=x.device)
-    for a in range(0, t, k):
-        e = min(a + k, t)
-        nz = buf[:e - a]
-        torch.ne(x[a:e], 0, out=nz)
-        yield a, e, nz
-
-
-def nonzero_by_element(x: torch.Tensor) -> torch.Tensor:
-    """``C[t, ...] = Σ_b (x[t, b, ...] ≠ 0)``, float64 ``[T, ...]`` on the CPU: the non-zero
-    count of every input element over the batch, all that the SOPs of any downstream
-    synapse (``Σ_i C[t, i]·fanout_i``), the spike counts and the events need of ``x``.
-
-    One pass over ``x``, a block of time steps at a time, with no whole-tensor copy: the
-    comparison is written into a small buffer and summed over the batch there. Exact:
-    every partial sum is an integer ≤ B (see :func:`_nonzero_blocks`).
-    """
-    if x.shape[1] == 1:  # nothing to sum over: one comparison (a reduction costs more)
-        return (x[:, 0] != 0).to(device="cpu", dtype=torch.float64)
-    out = torch.empty((x.shape[0], *x.shape[2:]), dtype=torch.float64, device=x.device)
-    for a, e, nz in _nonzero_blocks(x, int(x.shape[1])):
-        torch.sum(nz, 1, dtype=torch.float64, out=out[a:e])
-    return out.cpu()
-
-
-def nonzero_per_step(x: torch.Tensor) -> torch.Tensor:
-    """``[T]`` int64 on the CPU: the non-zero elements of each time step of ``x``, blocked
-    as :func:`nonzero_by_element` (``count_nonzero`` with ``dim`` over a whole ``[T, ·]``
-    tensor is several times slower, except on a tensor small enough to stay in cache)."""
-    if x.shape[0] == 0:
-        return torch.zeros(0, dtype=torch.int64)
-    if x.numel() <= COUNT_BLOCK_ELEMENTS:  # in cache as it is: one call
-        return torch.count_nonzero(x.reshape(x.shape[0], -1), dim=1).cpu()
-    out = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
-    per_step = int(np.prod(x.shape[1:], dtype=np.int64))
-    for a, e, nz in _nonzero_blocks(x, per_step):
-        torch.sum(nz.reshape(e - a, -1), 1, dtype=torch.float64, out=out[a:e])
-    return out.cpu().to(torch.int64)  # whole numbers below 2^53: exact
-
-
-@dataclass
-class SynapseCount:
-    """Synaptic operations of one synapse node; per-sample values are summed over time."""
-
-    node: str
-    op: str                      #: node type name (Affine, Conv2d, ...)
-    kind: str                    #: "AC" (all inputs spikes) or "MAC" (graded input)
-    predecessors: list[str]
-    neurobench: bool             #: whether NeuroBench counts this node type
-    in_shape: tuple[int, ...]
-    effective: float             #: per sample: pairs (non-zero input, non-zero weight)
-    dense: float                 #: per sample: every input and weight taken as 1
-    effective_per_step: np.ndarray  #: [T], per sample
-    dense_per_step: float        #: per sample, the same every step
-    synapses: int                #: non-zero-weight connections (stored synapses)
-    connections: int             #: all connections (dense synapses)
-    #: per sample: the SOPs when each input value is taken as the events it stands for
-    #: (:func:`~nirbridge.profile.spiking.event_scales`: a SumPool output of 3 is 3
-    #: events, the count a chip that routes spikes through pooling performs); equal to
-    #: ``effective`` on spike inputs, None where the input is real-valued
-    effective_events: float | None = None
-
-
-@dataclass
-class NeuronCount:
-    """Updates and spikes of one neuron node; per-sample values are summed over time."""
-
-    node: str
-    op: str
-    spiking: bool
-    neurons: int                 #: neurons per sample
-    updates_dense: float         #: per sample: neurons × T
-    updates_driven: float        #: per sample: neuron-steps with non-zero input
-    driven_per_step: np.ndarray  #: [T], per sample
-    spikes: float | None         #: per sample (None for graded neurons)
-    spikes_per_step: np.ndarray | None
-
-    @property
-    def rate(self) -> float | None:
-        """Spikes per neuron per time step."""
-        if self.spikes is None or self.updates_dense == 0:
-            return None
-        return self.spikes / self.updates_dense
-
-    @property
-    def sparsity(self) -> float | None:
-        """Fraction of neuron-steps without a spike (NeuroBench activation sparsity)."""
-        r = self.rate
-        return None if r is None else 1.0 - r
-
-
-@dataclass
-class ParamCount:
-    """Parameters of one node (weights, biases, neuron parameters), as element counts."""
-
-    node: str
-    weights: int
-    nonzero_weights: int
-    biases: int
-    neuron_params: int
-
-    @property
-    def total(self) -> int:
-        return self.weights + self.biases + self.neuron_params
-
-
-@dataclass
-class Counts:
-    """Target-independent event counts of one run (per sample, summed over T)."""
-
-    time_steps: int
-    batch: int
-    synapses: dict[str, SynapseCount]
-    neurons: dict[str, NeuronCount]
-    params: dict[str, ParamCount]
-    input_events: dict[str, float]   #: per Input node, non-zero input elements per sample
-
-    # --- totals (per sample)
-    @property
-    def sop_ac(self) -> float:
-        return sum(s.effective for s in self.synapses.values() if s.kind == "AC")
-
-    @property
-    def sop_mac(self) -> float:
-        return sum(s.effective for s in self.synapses.values() if s.kind == "MAC")
-
-    @property
-    def sop_effective(self) -> float:
-        return self.sop_ac + self.sop_mac
-
-    @property
-    def sop_dense(self) -> float:
-        return sum(s.dense for s in self.synapses.values())
-
-    @property
-    def nu_dense(self) -> float:
-        return sum(n.updates_dense for n in self.neurons.values())
-
-    @property
-    def nu_driven(self) -> float:
-        return sum(n.updates_driven for n in self.neurons.values())
-
-    @property
-    def spikes(self) -> float:
-        return sum(n.spikes for n in self.neurons.values() if n.spikes is not None)
-
-    def neurobench(self) -> dict[str, float]:
-        """NeuroBench's ``SynapticOperations`` (Linear/Conv nodes only, per sample).
-
-        Equal to NeuroBench's numbers on the same model and data (tested), with one
-        difference of method: NeuroBench calls a layer AC when the values it sees all lie
-        in {-1, 0, 1}; nirbridge tags from the graph. They agree except where an Input
-        node carries binary data: declare it with ``count_events(spike_inputs=...)``.
-        """
-        nb = [s for s in self.synapses.values() if s.neurobench]
-        return {"Effective_MACs": sum(s.effective for s in nb if s.kind == "MAC"),
-                "Effective_ACs": sum(s.effective for s in nb if s.kind == "AC"),
-                "Dense": sum(s.dense for s in nb)}
-
-    def footprint_bytes(self, weight_bits: float = 32, other_bits: float = 32) -> float:
-        """Parameter memory: weights at ``weight_bits``, biases and neuron parameters at
-        ``other_bits`` (float32 everywhere by default, as NeuroBench's Footprint)."""
-        w = sum(p.weights for p in self.params.values())
-        o = sum(p.biases + p.neuron_params for p in self.params.values())
-        return (w * weight_bits + o * other_bits) / 8
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (per-step arrays as lists)."""
-
-        def arr(a: np.ndarray | None) -> list[float] | None:
-            return None if a is None else [float(v) for v in a]
-
-        return {
-            "time_steps": self.time_steps,
-            "batch": self.batch,
-            "per": "sample, summed over time steps",
-            "totals": {"sop_ac": self.sop_ac, "sop_mac": self.sop_mac,
-                       "sop_effective": self.sop_effective, "sop_dense": self.sop_dense,
-                       "nu_dense": self.nu_dense, "nu_driven": self.nu_driven,
-                       "spikes": self.spikes,
-                       "footprint_bytes_fp32": self.footprint_bytes()},
-            "neurobench": self.neurobench(),
-            "synapses": {
-                k: {"op": s.op, "kind": s.kind, "predecessors": list(s.predecessors),
-                    "neurobench": s.neurobench, "in_shape": list(s.in_shape),
-                    "effective": s.effective, "dense": s.dense,
-                    "effective_per_step": arr(s.effective_per_step),
-                    "dense_per_step": s.dense_per_step, "synapses": s.synapses,
-                    "connections": s.connections, "effective_events": s.effective_events}
-                for k, s in self.synapses.items()},
-            "neurons": {
-                k: {"op": n.op, "spiking": n.spiking, "neurons": n.neurons,
-                    "updates_dense": n.updates_dense, "updates_driven": n.updates_driven,
-                    "driven_per_step": arr(n.driven_per_step), "spikes": n.spikes,
-                    "spikes_per_step": arr(n.spikes_per_step), "rate": n.rate,
-                    "sparsity": n.sparsity}
-                for k, n in self.neurons.items()},
-            "params": {k: {"weights": p.weights, "nonzero_weights": p.nonzero_weights,
-                           "biases": p.biases, "neuron_params": p.neuron_params}
-                       for k, p in self.params.items()},
-            "input_events": dict(self.input_events),
-        }
-
-
-_NON_PARAM_FIELDS = {"input_type", "output_type", "metadata", "input_shape", "stride",
-                     "padding", "dilation", "groups", "kernel_size", "start_dim", "end_dim",
-                     "compare", "delay"}
-
-
-def _param_count(name: str, node: nir.NIRNode) -> ParamCount | None:
-    weight_attr = {nir.Affine: "weight", nir.Linear: "weight", nir.Conv1d: "weight",
-                   nir.Conv2d: "weight", nir.Scale: "scale"}
-    wa = next((a for t, a in weight_attr.items() if isinstance(node, t)), None)
-    if wa is not None:
-        w = np.asarray(getattr(node, wa))
-        bias = getattr(node, "bias", None)
-        nb = 0 if bias is None else int(np.size(bias))
-        if isinstance(node, (nir.Conv1d, nir.Conv2d)) and bias is not None \
-                and not np.any(np.asarray(bias)):
-            nb = 0  # NIR writes a zero bias for bias-free convolutions
-        # torch's count: numpy's is several times slower on float arrays
-        return ParamCount(name, int(w.size), int(torch.count_nonzero(torch.as_tensor(w))),
-                          nb, 0)
-    if is_neuron(node):
-        n = 0
-        for fname, val in vars(node).items():
-            if fname in _NON_PARAM_FIELDS:
-                continue
-            a = np.asarray(val) if isinstance(val, (np.ndarray, float, int)) and \
-                not isinstance(val, bool) else None
-            if a is not None and a.dtype.kind in "fiu":
-                n += int(a.size)
-        return ParamCount(name, 0, 0, 0, n)
-    return None
 
 
 def _record(records: MappingABC[str, Any], name: str, what: str) -> torch.Tensor:
@@ -403,13 +118,48 @@ def recurrent_synapses(graph: nir.NIRGraph) -> set[str]:
             if isinstance(node, SYNAPSE_TYPES) and is_late(n)}
 
 
+@dataclass
+class _SynapseSteps:
+    """A synapse's counts so far: its fan-out and its effective SOPs per step."""
+
+    shape: tuple[int, ...]
+    fanout: torch.Tensor
+    dense_step: float
+    steps: np.ndarray             #: [T] effective SOPs of each step, summed over the batch
+    kind: str                     #: AC or MAC
+    #: [T] SOPs with each input value taken as the events it stands for (pooled events,
+    #: :func:`~nirbridge.profile.spiking.event_scales`); None: AC (= ``steps``) or
+    #: real-valued input (no event count)
+    events: np.ndarray | None
+    scale: float                  #: events per unit of input value, for ``events``
+
+
+@dataclass
+class _NeuronSteps:
+    """A neuron's counts so far, per step, summed over the batch."""
+
+    neurons: int
+    driven: np.ndarray            #: [T]
+    spikes: np.ndarray | None     #: [T]; None for a graded neuron
+    pending: int | None = None    #: the block whose driven count :meth:`before` took
+
+
 class EventCounter:
-    """Counts a run's events node by node while it runs: ``counter(name, input, output)``
-    with a node's whole ``[T, B, ...]`` summed input (None for an Input node) and output
-    is the reference executor's observer (``ReferenceExecutor.forward(observe=...)``), so
-    that no record needs keeping; :meth:`counts` gives the :class:`Counts`, the same
-    numbers :func:`count_events` finds in the records of the same run (it feeds this
-    class from them). Nodes other than Input, synapse and neuron nodes are ignored."""
+    """Counts a run's events while it runs, node by node or a block of time steps at a time.
+
+    ``counter(name, input, output)`` with a node's whole ``[T, B, ...]`` summed input (None
+    for an Input node) and output is the reference executor's observer
+    (``ReferenceExecutor.forward(observe=...)``), so that no record needs keeping. With
+    ``start=a, steps=T`` the two are the steps ``a:a+τ`` of a run of ``T`` steps: the
+    executor runs its feed-forward regions a block of steps at a time (:data:`by_block`)
+    and the counter reads each block while it is in cache. :meth:`counts` gives the
+    :class:`Counts`: the same numbers, however the run was cut, as :func:`count_events`
+    finds in the records of the same run (it feeds this class from them). Nodes other
+    than Input, synapse and neuron nodes are ignored.
+    """
+
+    #: the reference executor may call it a block of steps at a time (``start=``, ``steps=``)
+    by_block = True
 
     def __init__(self, graph: nir.NIRGraph, *,
                  spike_inputs: bool | Iterable[str] = False) -> None:
@@ -418,74 +168,110 @@ class EventCounter:
         self._scales = event_scales(self.graph, self._tags)
         self._preds = predecessors(self.graph)
         self._late = recurrent_synapses(self.graph)
-        self._synapses: dict[str, SynapseCount] = {}
-        self._neurons: dict[str, NeuronCount] = {}
+        self._synapses: dict[str, _SynapseSteps] = {}
+        self._neurons: dict[str, _NeuronSteps] = {}
         self._inputs: dict[str, float] = {}
         self._tb: tuple[int, int] | None = None
-        # per-element non-zero counts of tensors seen, by a weak reference to the tensor:
-        # a neuron's (or Input's) output counted once serves the synapse it feeds (the
-        # executor passes that very tensor), and is dropped as soon as the run frees it
-        # by id, each entry dropped when its tensor dies: a list scanned per tensor was
-        # quadratic in the number of recorded tensors
-        self._seen: dict[int, tuple[weakref.ref, torch.Tensor]] = {}
         self._fanouts: dict[tuple[str, tuple[int, ...]], tuple[torch.Tensor, float]] = {}
-        self._driven: dict[str, tuple[torch.Tensor, tuple[int, ...]]] = {}
+        # The per-element non-zero counts over the batch of an Input's or a neuron's output
+        # (``[T, ...]``, filled as its blocks come) serve every synapse that reads that
+        # output alone (through Flatten nodes): one pass over each value. Dropped once
+        # each such reader has read every step.
+        self._source: dict[str, str] = {}
+        self._readers: dict[str, int] = {}
+        for name, node in self.graph.nodes.items():
+            src = self._counted_source(name, node)
+            if src is not None:
+                self._source[name] = src
+                self._readers[src] = self._readers.get(src, 0) + 1
+        self._elem: dict[str, torch.Tensor] = {}
+        self._read: dict[str, int] = {}
+        self._filled: dict[str, int] = {}  # steps of each kept count made so far
+        self._unread: dict[str, torch.Tensor] = {}  # Inputs whose readers will count them
 
-    def before(self, name: str, x: torch.Tensor) -> None:
-        """A neuron's input, before the neuron writes its outputs over it (see
-        :data:`nirbridge.backends.reference.Observer`): its driven updates are counted
-        now, and no count of that tensor is kept (it is about to change)."""
-        entry = self._seen.get(id(x))
-        if entry is not None and entry[0]() is x:
-            del self._seen[id(x)]
-        node = self.graph.nodes.get(name)
-        if node is not None and is_neuron(node):
-            self._driven[name] = (nonzero_per_step(torch.as_tensor(x)), tuple(x.shape))
+    def _add_events(self, name: str, per_elem: torch.Tensor) -> None:
+        # whole numbers summed (exact below 2^53), divided by the batch once, at the end
+        self._inputs[name] = self._inputs.get(name, 0.0) + float(per_elem.sum().item())
 
-    def _by_element(self, x: torch.Tensor) -> torch.Tensor:
-        """:func:`nonzero_by_element` of ``x``, computed once per tensor."""
-        entry = self._seen.get(id(x))
-        if entry is not None and entry[0]() is x:
-            return entry[1]
-        c = nonzero_by_element(x)
-        key, seen = id(x), self._seen
-        try:
-            # CPython calls back as the tensor dies, before its id can be reused
-            ref = weakref.ref(x, lambda r, k=key: seen.pop(k, None)
-                              if seen.get(k, (None,))[0] is r else None)
-        except TypeError:  # not weak-referenceable: counted again if seen again
-            return c
-        seen[key] = (ref, c)
-        return c
+    def _counted_source(self, name: str, node: nir.NIRNode) -> str | None:
+        """The Input or neuron whose output ``name`` (a synapse) reads alone, as is or
+        reshaped by Flatten nodes, where its per-element counts are the ones it needs."""
+        preds = self._preds[name]
+        if not isinstance(node, SYNAPSE_TYPES) or len(preds) != 1 \
+                or self._tags[preds[0]] == "count":
+            return None
+        src = preds[0]
+        while isinstance(self.graph.nodes[src], nir.Flatten) and len(self._preds[src]) == 1:
+            src = self._preds[src][0]
+        source = self.graph.nodes[src]
+        return src if isinstance(source, nir.Input) or is_neuron(source) else None
 
-    def _check_tb(self, x: torch.Tensor, name: str) -> tuple[int, int]:
+    def _block(self, x: torch.Tensor, name: str, start: int | None, steps: int | None
+               ) -> tuple[int, int, int]:
+        """``(a, τ, B)``: where the block ``x`` starts, its steps and batch, checked
+        against the run's ``T`` and ``B``."""
         if x.dim() < 2:
             raise InputError(f"record of node '{name}' has shape {tuple(x.shape)}; "
                              "expected [T, B, ...]")
-        t, b = int(x.shape[0]), int(x.shape[1])
+        tau, b = int(x.shape[0]), int(x.shape[1])
+        t = tau if start is None else int(steps if steps is not None else -1)
+        a = 0 if start is None else int(start)
         if self._tb is None:
             self._tb = (t, b)
-        elif (t, b) != self._tb:
-            raise InputError(f"record of node '{name}' has T, B = {t}, {b}; other nodes "
-                             f"have {self._tb[0]}, {self._tb[1]}")
-        return t, b
+        if t != self._tb[0] or b != self._tb[1] or a < 0 or a + tau > t:
+            raise InputError(f"record of node '{name}' has T, B = {tau}, {b}"
+                             + (f" at step {a} of {t}" if start is not None else "")
+                             + f"; other nodes have {self._tb[0]}, {self._tb[1]}")
+        return a, tau, b
 
-    def __call__(self, name: str, x: torch.Tensor | None, y: torch.Tensor | None) -> None:
+    def _produce(self, name: str, y: torch.Tensor, a: int) -> torch.Tensor:
+        """Per-element non-zero counts of the block ``y`` of ``name``'s output; kept for
+        its readers when it has any."""
+        c = nonzero_by_element(y)
+        if self._readers.get(name):
+            t = self._tb[0] if self._tb else c.shape[0]
+            if name not in self._elem or a == 0:
+                self._elem[name] = c.new_empty((t, *c.shape[1:]))
+                self._read[name] = 0
+            self._elem[name][a:a + c.shape[0]] = c
+            self._filled[name] = a + c.shape[0]
+        return c
+
+    def before(self, name: str, x: torch.Tensor, *, start: int | None = None,
+               steps: int | None = None) -> None:
+        """A neuron's input (or a block of it), before the neuron writes its outputs over
+        it (see :data:`nirbridge.backends.reference.Observer`): its driven updates are
+        counted now."""
+        node = self.graph.nodes.get(name)
+        if node is not None and is_neuron(node):
+            x = torch.as_tensor(x)
+            a, tau, _ = self._block(x, name, start, steps)
+            acc = self._neuron_steps(name, node, x)
+            acc.driven[a:a + tau] = nonzero_per_step(x).numpy()
+            acc.pending = a
+
+    def __call__(self, name: str, x: torch.Tensor | None, y: torch.Tensor | None, *,
+                 start: int | None = None, steps: int | None = None) -> None:
         node = self.graph.nodes.get(name)
         if isinstance(node, nir.Input):
             if y is not None:
                 y = torch.as_tensor(y)
-                _, b = self._check_tb(y, name)
-                self._inputs[name] = float(self._by_element(y).sum().item()) / b
+                a, _, b = self._block(y, name, start, steps)
+                if self._readers.get(name) and start is None:
+                    # counted as its first reader reads it (a block of it in cache then)
+                    self._unread[name] = y
+                else:
+                    self._add_events(name, self._produce(name, y, a))
         elif isinstance(node, SYNAPSE_TYPES):
             if x is None:
                 raise InputError(f"no input for synapse node '{name}'")
-            self._synapse(name, node, torch.as_tensor(x))
+            self._synapse(name, node, torch.as_tensor(x), start, steps)
         elif node is not None and is_neuron(node):
-            if (x is None and name not in self._driven) or y is None:
+            pending = self._neurons[name].pending if name in self._neurons else None
+            if (x is None and pending != (start or 0)) or y is None:
                 raise InputError(f"neuron node '{name}' needs its input and output")
             self._neuron(name, node, None if x is None else torch.as_tensor(x),
-                         torch.as_tensor(y))
+                         torch.as_tensor(y), start, steps)
 
     def _fanout(self, name: str, node: nir.NIRNode, shape: tuple[int, ...]
                 ) -> tuple[torch.Tensor, float]:
@@ -496,61 +282,77 @@ class EventCounter:
             self._fanouts[key] = (fmap, dense)
         return self._fanouts[key]
 
-    def _synapse(self, name: str, node: nir.NIRNode, x: torch.Tensor) -> None:
-        t, b = self._check_tb(x, name)
-        preds = self._preds[name]
+    def _per_element(self, name: str, x: torch.Tensor, a: int, tau: int) -> torch.Tensor:
+        """``[τ, N]``: the events of every input element of the block, over the batch: the
+        kept counts of the output it reads, else counted here."""
+        src = self._source.get(name)
+        if src in self._unread and self._filled.get(src, 0) < a + tau:
+            # an Input is counted by its first reader, block by block, for every reader
+            self._add_events(src, self._produce(src, x, a))
+            if a + tau >= self._tb[0]:
+                del self._unread[src]
+        kept = self._elem.get(src) if src is not None else None
+        if kept is None or self._filled.get(src, 0) < a + tau:
+            return nonzero_by_element(x).reshape(tau, -1)
+        self._read[src] += tau
+        if self._read[src] >= self._readers[src] * kept.shape[0]:
+            del self._elem[src]
+        return kept[a:a + tau].reshape(tau, -1)
+
+    def _synapse(self, name: str, node: nir.NIRNode, x: torch.Tensor, start: int | None,
+                 steps: int | None) -> None:
+        a, tau, _ = self._block(x, name, start, steps)
         shape = tuple(int(s) for s in x.shape[2:])
-        fmap, dense_step = self._fanout(name, node, shape)
+        acc = self._synapses.get(name)
+        if acc is None or acc.shape != shape:
+            fmap, dense_step = self._fanout(name, node, shape)
+            kind = synapse_kind(self.graph, name, self._tags, self._preds)
+            scales = {self._scales[p] for p in self._preds[name]}
+            pooled = kind != "AC" and None not in scales and len(scales) == 1
+            acc = self._synapses[name] = _SynapseSteps(
+                shape, fmap, dense_step, np.zeros(self._tb[0], dtype=np.float64), kind,
+                np.zeros(self._tb[0], dtype=np.float64) if pooled else None,
+                scales.pop() if pooled else 1.0)
         # SOPs of a step = Σ_i (events of input element i over the batch) · fanout_i: one
         # event per non-zero input (NeuroBench), n events for a count of n
-        counts = any(self._tags[p] == "count" for p in preds)
-        per_elem = (torch.sum(x, 1, dtype=torch.float64).cpu() if counts
-                    else self._by_element(x)).reshape(t, -1)
-        if name in self._late:
+        if any(self._tags[p] == "count" for p in self._preds[name]):
+            per_elem = torch.sum(x, 1, dtype=torch.float64).cpu().reshape(tau, -1)
+        else:
+            per_elem = self._per_element(name, x, a, tau)
+        if name in self._late:  # in a cycle: the executor gives it whole, never blocked
             per_elem = _previous_step(per_elem)
         # integer events × integer fan-outs: every partial sum is an integer below 2^53,
         # so the matrix-vector product is exact in any order
-        step_sums = per_elem @ fmap
-        kind = synapse_kind(self.graph, name, self._tags, self._preds)
-        scales = {self._scales[p] for p in preds}
-        if kind == "AC":
-            events: float | None = float(step_sums.sum().item()) / b
-        elif preds and None not in scales and len(scales) == 1:
+        acc.steps[a:a + tau] = (per_elem @ acc.fanout).numpy()
+        if acc.events is not None:
             # pooled events: an input value v is scale·v events (v ≥ 0 by construction)
-            ev = torch.sum(x, 1, dtype=torch.float64).cpu().reshape(t, -1) * scales.pop()
+            ev = torch.sum(x, 1, dtype=torch.float64).cpu().reshape(tau, -1) * acc.scale
             if name in self._late:
                 ev = _previous_step(ev)
-            events = float((ev @ fmap).sum().item()) / b
-        else:
-            events = None
-        self._synapses[name] = SynapseCount(
-            node=name, op=type(node).__name__, kind=kind,
-            predecessors=list(preds), neurobench=isinstance(node, NEUROBENCH_TYPES),
-            in_shape=shape, effective=float(step_sums.sum().item()) / b,
-            dense=dense_step * t, effective_per_step=(step_sums / b).numpy(),
-            dense_per_step=dense_step, synapses=int(round(float(fmap.sum().item()))),
-            connections=int(round(dense_step)), effective_events=events)
+            acc.events[a:a + tau] = (ev @ acc.fanout).numpy()
+
+    def _neuron_steps(self, name: str, node: nir.NIRNode, x: torch.Tensor) -> _NeuronSteps:
+        acc = self._neurons.get(name)
+        if acc is None:
+            t = self._tb[0] if self._tb else int(x.shape[0])
+            acc = self._neurons[name] = _NeuronSteps(
+                neurons=int(np.prod(x.shape[2:], dtype=np.int64)),
+                driven=np.zeros(t, dtype=np.int64),
+                spikes=np.zeros(t, dtype=np.float64) if is_spiking(node) else None)
+        return acc
 
     def _neuron(self, name: str, node: nir.NIRNode, x: torch.Tensor | None,
-                y: torch.Tensor) -> None:
-        # the input as seen now, or as counted before the neuron wrote over it
-        driven, shape = ((nonzero_per_step(x), tuple(x.shape)) if x is not None
-                         else self._driven.pop(name))
-        t, b = self._check_tb(torch.empty(shape[:2] + (0,)), name)
-        n = int(np.prod(shape[2:], dtype=np.int64))
-        spiking = is_spiking(node)
-        spk = None
-        if spiking:
+                y: torch.Tensor, start: int | None, steps: int | None) -> None:
+        a, tau, _ = self._block(y, name, start, steps)
+        acc = self._neuron_steps(name, node, y if x is None else x)
+        if x is not None:  # the input as seen now, else as counted before the neuron ran
+            acc.driven[a:a + tau] = nonzero_per_step(x).numpy()
+        acc.pending = None
+        if acc.spikes is not None:
             if self._tags[name] == "count":
-                spk = y.reshape(t, -1).sum(1).cpu()
-            else:  # counted per element: the synapse this output feeds reuses it
-                spk = self._by_element(y).reshape(t, -1).sum(1).to(torch.int64)
-        self._neurons[name] = NeuronCount(
-            node=name, op=type(node).__name__, spiking=spiking, neurons=n,
-            updates_dense=float(n * t), updates_driven=int(driven.sum().item()) / b,
-            driven_per_step=driven.numpy() / b,
-            spikes=None if spk is None else int(spk.sum().item()) / b,
-            spikes_per_step=None if spk is None else spk.numpy() / b)
+                acc.spikes[a:a + tau] = y.reshape(tau, -1).sum(1).cpu().numpy()
+            else:  # counted per element: the synapses this output feeds reuse it
+                acc.spikes[a:a + tau] = self._produce(name, y, a).reshape(tau, -1).sum(1)
 
     def counts(self) -> Counts:
         """The counts of everything seen so far, nodes in graph order."""
@@ -559,15 +361,35 @@ class EventCounter:
             pc = _param_count(name, node)
             if pc is not None:
                 params[name] = pc
-        order = list(self.graph.nodes)
-
-        def ordered(d: dict[str, Any]) -> dict[str, Any]:
-            return {k: d[k] for k in order if k in d}
-
         t, b = self._tb or (0, 0)
-        return Counts(time_steps=t, batch=b, synapses=ordered(self._synapses),
-                      neurons=ordered(self._neurons), params=params,
-                      input_events=ordered(self._inputs))
+        synapses, neurons = {}, {}
+        for name, node in self.graph.nodes.items():
+            if name in self._synapses:
+                s = self._synapses[name]
+                events = (float(s.steps.sum()) / b if s.kind == "AC" else
+                          None if s.events is None else float(s.events.sum()) / b)
+                synapses[name] = SynapseCount(
+                    node=name, op=type(node).__name__, kind=s.kind, effective_events=events,
+                    predecessors=list(self._preds[name]),
+                    neurobench=isinstance(node, NEUROBENCH_TYPES), in_shape=s.shape,
+                    effective=float(s.steps.sum()) / b, dense=s.dense_step * t,
+                    effective_per_step=s.steps / b, dense_per_step=s.dense_step,
+                    synapses=int(round(float(s.fanout.sum().item()))),
+                    connections=int(round(s.dense_step)))
+            elif name in self._neurons:
+                n = self._neurons[name]
+                neurons[name] = NeuronCount(
+                    node=name, op=type(node).__name__, spiking=n.spikes is not None,
+                    neurons=n.neurons, updates_dense=float(n.neurons * t),
+                    updates_driven=int(n.driven.sum()) / b, driven_per_step=n.driven / b,
+                    spikes=None if n.spikes is None else float(n.spikes.sum()) / b,
+                    spikes_per_step=None if n.spikes is None else n.spikes / b)
+        for name, y in list(self._unread.items()):  # Inputs no reader counted
+            self._add_events(name, nonzero_by_element(y[self._filled.get(name, 0):]))
+            del self._unread[name]
+        inputs = {k: self._inputs[k] / b for k in self.graph.nodes if k in self._inputs}
+        return Counts(time_steps=t, batch=b, synapses=synapses, neurons=neurons,
+                      params=params, input_events=inputs)
 
 
 def count_events(graph: nir.NIRGraph, records: MappingABC[str, Any], *,
@@ -616,48 +438,6 @@ def count_run(graph: nir.NIRGraph, inputs: Any, *, dt: float | None = None,
     counter = EventCounter(graph, spike_inputs=spike_inputs)
     got = run_reference(graph, inputs, dt=dt, dtype=dtype, record=record, observe=counter)
     return got, counter.counts()
-
-
-def merge_counts(parts: list[Counts]) -> Counts:
-    """The counts of one run over all the samples of ``parts`` (runs of the same graph and
-    steps on disjoint batches): every per-sample value is the batch-weighted mean, so the
-    result equals :func:`count_events` of one run over all those samples."""
-    if not parts:
-        raise InputError("merge_counts() needs at least one Counts")
-    first = parts[0]
-    if any(c.time_steps != first.time_steps or c.synapses.keys() != first.synapses.keys()
-           or c.neurons.keys() != first.neurons.keys() for c in parts):
-        raise InputError("merge_counts(): the parts count different graphs or time steps")
-    w = np.array([c.batch for c in parts], dtype=np.float64)
-    w = w / w.sum()
-
-    def mean(values: list[Any]) -> Any:
-        if values[0] is None:
-            return None
-        return sum(wi * np.asarray(v, dtype=np.float64) for wi, v in zip(w, values,
-                                                                          strict=True))
-
-    def events(k: str) -> float | None:
-        v = [c.synapses[k].effective_events for c in parts]
-        return None if any(e is None for e in v) else float(mean(v))
-
-    synapses = {k: replace(s, effective=float(mean([c.synapses[k].effective for c in parts])),
-                           effective_per_step=mean([c.synapses[k].effective_per_step
-                                                    for c in parts]),
-                           effective_events=events(k))
-                for k, s in first.synapses.items()}
-    neurons = {}
-    for k, n in first.neurons.items():
-        spikes = mean([c.neurons[k].spikes for c in parts])
-        neurons[k] = replace(
-            n, updates_driven=float(mean([c.neurons[k].updates_driven for c in parts])),
-            driven_per_step=mean([c.neurons[k].driven_per_step for c in parts]),
-            spikes=None if spikes is None else float(spikes),
-            spikes_per_step=mean([c.neurons[k].spikes_per_step for c in parts]))
-    inputs = {k: float(mean([c.input_events[k] for c in parts])) for k in first.input_events}
-    return Counts(time_steps=first.time_steps, batch=int(sum(c.batch for c in parts)),
-                  synapses=synapses, neurons=neurons, params=dict(first.params),
-                  input_events=inputs)
 
 
 __all__ = ["COUNT_BLOCK_ELEMENTS", "Counts", "EventCounter", "NeuronCount", "ParamCount",
