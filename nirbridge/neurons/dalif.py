@@ -176,7 +176,10 @@ SPEC = register(NeuronSpec(
     lossy=lossy, integer=LINEAR_LIF_MODEL, quantize=quantize,
     frac_bits={"dalif": 12},
     description="DA-LIF (arXiv 2502.10422) with soft reset",
-    ranges={"beta": "decay", "v_threshold": lambda n: (
+    # a trained β may pass 1 (the shipped digits_dalif reaches 1.057: the membrane grows
+    # between spikes and the reset bounds it; DA-LIF's paper does not clamp it): only a
+    # negative one (a state flipping sign every step) is refused
+    ranges={"beta": "nonnegative", "v_threshold": lambda n: (
         "threshold_soft" if n.reset == "soft" else "threshold_rest")}))
 
 __all__ = ["DALIF", "DALIFNode", "dalif_step"]
