@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -104,11 +105,15 @@ def _text(value: Any) -> str | None:
 
 class Checker:
     """Collects the checksums of a file's walk (groups and datasets, in order); with
-    ``verify``, compares each dataset's with its stored attribute as it goes."""
+    ``verify``, compares each dataset's with its stored attribute as it goes; with
+    ``on_digest``, hands each dataset's ``(id, digest)`` to it (the writer's seal stores
+    the digest while the dataset is open: no second lookup by path)."""
 
-    def __init__(self, *, verify: bool, sealed: bool) -> None:
+    def __init__(self, *, verify: bool, sealed: bool,
+                 on_digest: Callable[[Any, str], None] | None = None) -> None:
         self.verify = verify
         self.sealed = sealed
+        self.on_digest = on_digest
         self.leaves: dict[str, str] = {}
         self.orphans: list[str] = []
         self._root = hashlib.sha256(_FORMAT)
@@ -117,10 +122,12 @@ class Checker:
         self._root.update(repr(("group", path, tag, names)).encode())
 
     def dataset(self, path: str, raw: Any, tag: str | None, shape_attr: Any,
-                stored: Any) -> None:
+                stored: Any, oid: Any = None) -> None:
         digest = leaf_digest(path, raw, tag, shape_attr)
         self.leaves[path] = digest
         self._root.update(repr(("dataset", path, digest)).encode())
+        if self.on_digest is not None:
+            self.on_digest(oid, digest)
         if not self.verify:
             return
         stored_text = _text(stored)
