@@ -12,6 +12,7 @@ from typing import Any
 import h5py
 import nir
 import numpy as np
+from h5py import h5d, h5p, h5s, h5t
 
 from nirbridge._files import atomic_hdf5
 from nirbridge.errors import GraphError, InvalidParameterError, NirbridgeError
@@ -24,6 +25,43 @@ from nirbridge.passes import validate
 COMPAT_MODES = ("native", "lossy")
 
 _COMPRESS_MIN_SIZE = 16  # arrays smaller than this are stored uncompressed
+
+
+def _lcpl(coding: int) -> h5p.PropLCID:
+    lcpl = h5p.create(h5p.LINK_CREATE)
+    lcpl.set_create_intermediate_group(True)
+    lcpl.set_char_encoding(coding)
+    return lcpl
+
+
+class _Plain:
+    """Creates small unchunked datasets as h5py's ``create_dataset(key, data=arr)`` does
+    (same datatype, dataspace, no time stamps, link name encoding), with the low-level
+    API: ~half the time per dataset, the bulk of a many-node graph's write."""
+
+    def __init__(self) -> None:
+        self.dcpl = h5p.create(h5p.DATASET_CREATE)
+        self.dcpl.set_obj_track_times(False)
+        self.lcpl = {h5t.CSET_ASCII: _lcpl(h5t.CSET_ASCII), h5t.CSET_UTF8: _lcpl(h5t.CSET_UTF8)}
+        self.types: dict[np.dtype, h5t.TypeID] = {}
+
+    def __call__(self, group: h5py.Group, key: str, arr: np.ndarray) -> h5py.Dataset:
+        try:
+            name, coding = key.encode("ascii"), h5t.CSET_ASCII
+        except UnicodeEncodeError:
+            name, coding = key.encode("utf8"), h5t.CSET_UTF8
+        tid = self.types.get(arr.dtype)
+        if tid is None:
+            tid = self.types[arr.dtype] = h5t.py_create(arr.dtype, logical=True)
+        space = h5s.create(h5s.SCALAR) if arr.ndim == 0 else h5s.create_simple(arr.shape)
+        dsid = h5d.create(group.id, name, tid, space, dcpl=self.dcpl, lcpl=self.lcpl[coding])
+        if arr.size:
+            dsid.write(h5s.ALL, h5s.ALL, arr)
+        return h5py.Dataset(dsid)
+
+
+_PLAIN = _Plain()
+_STR = h5py.string_dtype()
 
 
 def _check_key(key: Any, where: str, path: str) -> str:
@@ -118,6 +156,9 @@ def _write_array(group: h5py.Group, key: str, arr: np.ndarray,
         data = np.array(flat, dtype=object).reshape(arr.shape)
         return group.create_dataset(key, data=data, dtype=h5py.string_dtype())
     if arr.ndim == 0 or arr.size < _COMPRESS_MIN_SIZE:
+        if arr.dtype.kind in "biuf" and arr.dtype.isnative:
+            # (np.ascontiguousarray would make a 0-d array 1-d)
+            return _PLAIN(group, key, arr if arr.flags.c_contiguous else arr.copy())
         return group.create_dataset(key, data=arr, dtype=arr.dtype)
     src = broadcast_source(arr)
     if src is not None and src.size == 1:
@@ -161,7 +202,7 @@ def _write_value(group: h5py.Group, key: str, value: Any, where: str, path: str)
             obj = group.create_dataset(key, data=h5py.Empty("f"))
             tag = "none"
         elif isinstance(value, (str, np.str_)):
-            obj = group.create_dataset(key, data=str(value), dtype=h5py.string_dtype())
+            obj = _PLAIN(group, key, np.array(str(value), dtype=_STR))
         elif isinstance(value, (bytes, np.bytes_)):
             obj = group.create_dataset(key, data=np.frombuffer(bytes(value), dtype=np.uint8))
             tag = "bytes"
