@@ -316,6 +316,36 @@ def seal(f: h5py.File) -> Integrity:
     :func:`load_tree` will, and stores its digest."""
     checker = Checker(verify=False, sealed=False)
     _walk(f, checker)
+    return _store_seal(f, checker)
+
+
+def seal_steps(f: h5py.File, steps: list[list[Any]]) -> Integrity:
+    """:func:`seal` from the writer's record of what it created (``["group", path, tag,
+    names]``, ``["dataset", path, dataset, tag, broadcast shape]``, in creation order)
+    instead of a walk of the file: the same checksums (each dataset is read back, as the
+    reader will), without opening every object and listing its links and attributes
+    again. The reader's walk visits ``/node`` then ``/version``."""
+    checker = Checker(verify=False, sealed=False)
+    tail = []
+    for step in steps:
+        if step[1] != "/node" and not step[1].startswith("/node/"):
+            tail.append(step)
+            continue
+        _seal_step(checker, step)
+    for step in tail:
+        if step[1] == "/version":
+            _seal_step(checker, step)
+    return _store_seal(f, checker)
+
+
+def _seal_step(checker: Checker, step: list[Any]) -> None:
+    if step[0] == "group":
+        checker.group(step[1], step[2], list(step[3]))
+    else:
+        checker.dataset(step[1], raw_value(step[2].id), step[3], step[4], None)
+
+
+def _store_seal(f: h5py.File, checker: Checker) -> Integrity:
     if DIGESTS_NAME in f:
         del f[DIGESTS_NAME]
     f.create_dataset(DIGESTS_NAME, data=checker.table_bytes())
@@ -340,4 +370,5 @@ def unseal(f: h5py.File) -> None:
 
 __all__ = ["BASE_READ_S", "BROADCAST_ATTR", "COMPAT_ATTR", "FileTree", "READ_RATE",
            "READ_S_PER_LINK",
-           "TYPE_ATTR", "load_tree", "raw_value", "read_time_limit", "seal", "unseal"]
+           "TYPE_ATTR", "load_tree", "raw_value", "read_time_limit", "seal", "seal_steps",
+           "unseal"]
