@@ -68,7 +68,7 @@ class _Target:
     """A group being written, and the reader's walk of what is written under it, in the
     reader's order (:func:`~nirbridge.io.decode.seal_steps` seals the file from it
     without walking it again): ``["group", path, tag, names]`` and ``["dataset", path,
-    dataset, tag, broadcast shape]``, each step as its object is created."""
+    dataset, tag, broadcast shape, known]``, each step as its object is created."""
 
     __slots__ = ("group", "path", "steps", "index")
 
@@ -92,15 +92,22 @@ class _Target:
         return _Target(self.group.create_group(key, track_order=True), path, self.steps,
                        self.index)
 
-    def added(self, key: str, ds: h5py.Dataset) -> h5py.Dataset:
-        self._add(key, ["dataset", f"{self.path}/{key}", ds, None, None])
+    def added(self, key: str, ds: h5py.Dataset, known: tuple[Any] | None = None
+              ) -> h5py.Dataset:
+        """Record ``ds``; ``known``: ``(raw,)``, what a reader will get from it, where the
+        writer knows it exactly (else the seal reads it back)."""
+        self._add(key, ["dataset", f"{self.path}/{key}", ds, None, None, known])
         return ds
 
     def create_dataset(self, key: str, **options: Any) -> h5py.Dataset:
         return self.added(key, self.group.create_dataset(key, **options))
 
     def plain(self, key: str, arr: np.ndarray) -> h5py.Dataset:
-        return self.added(key, _PLAIN(self.group, key, arr))
+        # what h5py's ds[()] returns for it: the same dtype and shape, a scalar for 0-d,
+        # UTF-8 bytes for a string (the seal then needs no read back: ~40 us a dataset)
+        raw = arr.reshape(-1)[0].encode("utf-8") if arr.dtype.kind == "O" else \
+            (arr[()] if arr.ndim == 0 else arr)
+        return self.added(key, _PLAIN(self.group, key, arr), (raw,))
 
     def tag(self, key: str, obj: h5py.Dataset | _Target, tag: str) -> None:
         (obj.group if isinstance(obj, _Target) else obj).attrs[TYPE_ATTR] = tag
