@@ -6,6 +6,7 @@ returns zeros). Files without checksums read as before and are reported unverifi
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import h5py
 import nir
@@ -17,7 +18,8 @@ from tiny_graph import tiny_graph
 from nirbridge import io
 from nirbridge.cli import main
 from nirbridge.errors import CorruptFileError
-from nirbridge.io.integrity import DIGEST_ATTR, ROOT_ATTR
+from nirbridge.io import decode
+from nirbridge.io.integrity import DIGEST_ATTR, DIGESTS_NAME, ROOT_ATTR
 
 
 def _wide_graph(n: int = 16) -> nir.NIRGraph:
@@ -42,7 +44,8 @@ def test_nirbridge_files_are_verified_and_round_trip(tmp_path, capsys):
     assert result.integrity.verified
     assert same(graph_fields(result.graph)["metadata"], graph_fields(graph)["metadata"])
     with h5py.File(path, "r") as f:
-        assert ROOT_ATTR in f.attrs and DIGEST_ATTR in f["node/nodes/fc/weight"].attrs
+        assert ROOT_ATTR in f.attrs and f[DIGESTS_NAME].shape == (24, 32)  # one per dataset
+        assert DIGEST_ATTR not in f["node/nodes/fc/weight"].attrs  # format 1's place
     assert main(["inspect", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["integrity"]["verified"] is True
     assert main(["inspect", str(path)]) == 0
@@ -136,3 +139,63 @@ def test_data_ranges_cover_every_stored_array(tmp_path):
     io.write(path, _wide_graph())
     ranges = data_ranges(path)
     assert ranges and all(0 < off < path.stat().st_size and n > 0 for off, n in ranges)
+
+
+def test_files_of_the_first_checksum_format_are_still_verified(tmp_path):
+    """tests/data/format1_wide.nir: ``_wide_graph()`` written by nirbridge at commit
+    b6204c5, with the digest of each dataset as its own attribute (no table)."""
+    source = Path(__file__).parent / "data" / "format1_wide.nir"
+    with h5py.File(source, "r") as f:
+        assert DIGESTS_NAME not in f and DIGEST_ATTR in f["node/nodes/fc/weight"].attrs
+    result = io.read_file(source)
+    assert result.integrity.verified
+    np.testing.assert_array_equal(result.graph.nodes["fc"].weight,
+                                  _wide_graph().nodes["fc"].weight)
+    assert same(graph_fields(result.graph)["metadata"], graph_fields(_wide_graph())["metadata"])
+    path = tmp_path / "edited.nir"
+    path.write_bytes(source.read_bytes())
+    with h5py.File(path, "r+") as f:
+        f["node/nodes/fc/bias"][0] = 9.0
+    with pytest.raises(CorruptFileError, match="node 'fc' field 'bias': checksum mismatch"):
+        io.read(path)
+
+
+def test_a_lost_or_malformed_checksum_table_is_corrupt(tmp_path):
+    path = tmp_path / "t.nir"
+    io.write(path, tiny_graph())
+    original = path.read_bytes()
+    with h5py.File(path, "r+") as f:
+        del f[DIGESTS_NAME]  # the table gone: its datasets carry no checksum of their own
+    with pytest.raises(CorruptFileError, match="checksum is missing"):
+        io.read(path)
+    path.write_bytes(original)
+    with h5py.File(path, "r+") as f:
+        table = f[DIGESTS_NAME][()]
+        del f[DIGESTS_NAME]
+        f[DIGESTS_NAME] = table[:-1]  # one digest short
+    with pytest.raises(CorruptFileError, match="graph structure .*checksum mismatch"):
+        io.read(path)
+    path.write_bytes(original)
+    with h5py.File(path, "r+") as f:
+        del f.attrs[ROOT_ATTR]
+    with pytest.raises(CorruptFileError, match="table .* root checksum .* is missing"):
+        io.read(path)
+
+
+def test_the_writers_seal_equals_a_walk_of_the_written_file(tmp_path):
+    """write seals from its record of what it created; a walk of the file (what the reader
+    does) gives the same table and root checksum, for every kind of value and a
+    subgraph."""
+    inner = tiny_graph()
+    graph = _wide_graph()
+    graph.nodes["sub"] = inner
+    graph.edges = [*graph.edges]
+    path = tmp_path / "w.nir"
+    io.write(path, graph, check=False)
+    with h5py.File(path, "r+") as f:
+        table, root = f[DIGESTS_NAME][()], f.attrs[ROOT_ATTR]
+        assert f["node/nodes/sub/nodes/fc/weight"].shape == (3, 2)
+        decode.seal(f)
+        np.testing.assert_array_equal(f[DIGESTS_NAME][()], table)
+        assert f.attrs[ROOT_ATTR] == root
+    assert io.read_file(path).integrity.verified

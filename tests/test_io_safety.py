@@ -240,3 +240,61 @@ def test_an_in_file_soft_link_to_a_dataset_still_reads(tmp_path):
         del f[WEIGHT]
         f[WEIGHT] = h5py.SoftLink("/node/store")
     np.testing.assert_array_equal(io.read(path).nodes["fc"].weight, weight)
+
+
+def _grows(progress, steps: int) -> str:
+    # the budget below allows 1 s per reported step: each report extends the limit
+    for k in range(1, steps + 1):
+        progress(k)
+        time.sleep(0.6)
+    return "done"
+
+
+def test_each_progress_report_extends_the_time_limit():
+    # 3 reports, 1.8 s in all: past the first limit (1 s) but within the last (3 s)
+    assert call_isolated(_grows, 3, first_limit_s=1, budget=lambda k: float(k),
+                         what=str) == "done"
+    with pytest.raises(UnsafeFileError, match="stopped at 3"):  # the last limit holds
+        call_isolated(_grows, 8, first_limit_s=1, budget=lambda k: float(min(k, 3)),
+                      what=lambda s: f"stopped at {s:g}")
+
+
+def test_the_read_time_limit_counts_the_links_the_census_finds(tmp_path, monkeypatch):
+    from nirbridge.io import decode, safety
+
+    assert decode.read_time_limit(0) == decode.BASE_READ_S
+    assert decode.read_time_limit(10**8, 60_004) == pytest.approx(
+        decode.BASE_READ_S + 10**8 / decode.READ_RATE + 60_004 * decode.READ_S_PER_LINK)
+    # a 60-node graph: what the census counts goes to the budget, in steps while it walks
+    graph = nir_chain(60)
+    path = tmp_path / "chain.nir"
+    io.write(path, graph)
+    seen: list[tuple[int, int]] = []
+    monkeypatch.setattr(safety, "PROGRESS_EVERY", 64)
+    with h5py.File(path, "r") as f:
+        counts = safety.census(f, progress=lambda c: seen.append((c.links, c.datasets)))
+    assert counts.links > 300 and counts.datasets > 200
+    assert [links for links, _ in seen] == list(range(64, counts.links + 1, 64))
+    limits = []
+    real = decode.read_time_limit
+    monkeypatch.setattr(decode, "read_time_limit",
+                        lambda b, links=0: limits.append(links) or real(b, links))
+    io.read(path)
+    assert limits == [*range(64, counts.links + 1, 64), counts.links]  # last: the total
+    assert real(counts.declared_bytes, counts.links) < decode.BASE_READ_S + 1
+
+
+def nir_chain(n: int):
+    import nir
+
+    nodes, edges, prev = {"in": nir.Input(np.array([2]))}, [], "in"
+    for i in range(n - 2):
+        name = f"s{i}" if i % 2 == 0 else f"lif{i}"
+        nodes[name] = (nir.Scale(np.ones(2)) if i % 2 == 0 else
+                       nir.LIF(tau=np.ones(2), r=np.ones(2), v_leak=np.zeros(2),
+                               v_threshold=np.full(2, 0.5), v_reset=np.zeros(2)))
+        edges.append((prev, name))
+        prev = name
+    nodes["out"] = nir.Output(np.array([2]))
+    edges.append((prev, "out"))
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": 1.0}, type_check=False)

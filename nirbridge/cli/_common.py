@@ -134,7 +134,7 @@ def read_options(p: argparse.ArgumentParser) -> None:
                         "e.g. 8GiB for a large file you trust)")
     p.add_argument("--read-timeout", type=float, metavar="SECONDS",
                    help="stop reading the .nir file after this long (default 10 s plus 1 s "
-                        "per 50 MB it declares)")
+                        "per 50 MB it declares plus 1 ms per entry)")
 
 
 def load_graph(args: argparse.Namespace, *, require_dt: bool, warn_findings: bool = True

@@ -345,8 +345,9 @@ def read(path: str | os.PathLike[str], *, restore_lossy: bool = False,
     (no external links or storage, no virtual datasets: :mod:`nirbridge.io.safety`) and
     to declare at most ``max_bytes`` of data (default 2 GiB); it is decoded in a child
     process that is stopped after ``timeout_s`` (default 10 s plus 1 s per 50 MB
-    declared: :mod:`nirbridge.io.isolated`); the checksums nirbridge stores are verified
-    (:mod:`nirbridge.io.integrity`; :func:`read_file` says whether there were any).
+    declared plus 1 ms per link: :func:`nirbridge.io.decode.read_time_limit`); the
+    checksums nirbridge stores are verified (:mod:`nirbridge.io.integrity`;
+    :func:`read_file` says whether there were any).
 
     A batch dimension that other exporters leave on Input/Output nodes is removed
     (:func:`nirbridge.passes.strip_batch_dims`), unknown shapes are inferred

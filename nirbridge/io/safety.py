@@ -24,6 +24,7 @@ skips it, so it is allowed.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import h5py
 from h5py import h5a, h5d, h5g, h5l, h5o, h5s, h5t, h5z
@@ -37,6 +38,8 @@ DEFAULT_MAX_BYTES = 2 * 2**30
 MAX_LINKS = 1_000_000
 #: The deepest group nesting a file may have (nirbridge writes at most ~6 levels).
 MAX_DEPTH = 64
+#: The census reports its counts so far every this many links (see :func:`census`).
+PROGRESS_EVERY = 4096
 #: HDF5's built-in filters (compiled into libhdf5 or registered by h5py); any other id
 #: would make libhdf5 search its plugin path and load a shared library.
 SAFE_FILTERS = frozenset({h5z.FILTER_DEFLATE, h5z.FILTER_SHUFFLE, h5z.FILTER_FLETCHER32,
@@ -76,12 +79,17 @@ def _space_points(space: h5s.SpaceID) -> tuple[int, tuple[int, ...]]:
 
 
 class _Walk:
-    def __init__(self, fid: h5py.h5f.FileID, max_bytes: int) -> None:
+    def __init__(self, fid: h5py.h5f.FileID, max_bytes: int,
+                 progress: Callable[[Census], None] | None) -> None:
         self.fid = fid
         self.max_bytes = max_bytes
+        self.progress = progress
         self.declared = 0
         self.links = 0
         self.datasets = 0
+
+    def counts(self) -> Census:
+        return Census(self.declared, self.links, self.datasets)
 
     def refuse(self, path: str, why: str) -> UnsafeFileError:
         return UnsafeFileError(f"entry {path!r} is {why}: a .nir file must be "
@@ -172,6 +180,8 @@ class _Walk:
             if self.links > MAX_LINKS:
                 raise UnsafeFileError(f"group {path!r}: the file has more than {MAX_LINKS} "
                                       "links; nirbridge does not read it")
+            if self.progress is not None and self.links % PROGRESS_EVERY == 0:
+                self.progress(self.counts())
             child = f"{path.rstrip('/')}/{name.decode(errors='replace')}"
             if kind == h5l.TYPE_EXTERNAL:
                 filename, _ = gid.links.get_val(name)
@@ -195,16 +205,18 @@ class _Walk:
                 raise self.refuse(child, "an object of unknown kind")
 
 
-def census(f: h5py.File, max_bytes: int = DEFAULT_MAX_BYTES) -> Census:
+def census(f: h5py.File, max_bytes: int = DEFAULT_MAX_BYTES, *,
+           progress: Callable[[Census], None] | None = None) -> Census:
     """Walk every link and object header of the open file ``f`` (no dataset is read) and
     refuse what a self-contained graph file cannot hold (see the module docs); returns
     the file's :class:`Census`. Raises :class:`~nirbridge.errors.UnsafeFileError` naming
-    the dataset (or attribute, ``path@name``)."""
-    walk = _Walk(f.id, int(max_bytes))
+    the dataset (or attribute, ``path@name``). ``progress`` receives the counts so far
+    every :data:`PROGRESS_EVERY` links (the reader's time limit grows with them)."""
+    walk = _Walk(f.id, int(max_bytes), progress)
     root = h5g.open(f.id, b"/")
     walk.group(root, "/", (h5o.get_info(root).addr,))
-    return Census(walk.declared, walk.links, walk.datasets)
+    return walk.counts()
 
 
-__all__ = ["Census", "DEFAULT_MAX_BYTES", "MAX_DEPTH", "MAX_LINKS", "SAFE_FILTERS", "census",
-           "size_text"]
+__all__ = ["Census", "DEFAULT_MAX_BYTES", "MAX_DEPTH", "MAX_LINKS", "PROGRESS_EVERY",
+           "SAFE_FILTERS", "census", "size_text"]
