@@ -48,6 +48,7 @@ def qat_stage(run: Any, first: tuple[np.ndarray, np.ndarray], batches: tuple[int
     n, it = batches
     res = stream_stages(graph, it, n=n, dt=run.dt, model=model, fixed=True,
                         target=sim.target, lava_n=n_lava, progress=progress)
+    run.seconds["qat"] = sum(res.seconds.values())  # torch, reference, emulator streamed
     labels = res.labels
     if res.torch_pred is not None:
         m["qat_torch_accuracy"] = _pct((res.torch_pred == labels).mean())

@@ -148,6 +148,8 @@ def stream_stages(graph: Any, batches: Iterator[tuple[np.ndarray, np.ndarray]], 
                 if quant is None and calibration is not None:
                     quant = calibrate(graph, calibration, input_quant_config(target, x),
                                       dt=dt)
+                    seconds["calibration"] = time.perf_counter() - t3
+                    t3 = time.perf_counter()
                 elif quant is None:
                     quant = quantized_for(graph, x, target=target, dt=dt)
                 fx = fixed_backend.run(graph, x, record=True, dt=dt, quant=quant)

@@ -82,8 +82,9 @@ def stage_rows(run: RecipeRun) -> list[list[str]]:
 
 #: The stages :func:`timing_table` lists: key in ``RecipeRun.seconds`` → column.
 TIMED = (("export", "export"), ("torch", "torch"), ("reference", "reference"),
-         ("counting", "counting"), ("emulator", "emulator"), ("lava_float", "Lava float"),
-         ("lava_fixed", "Lava fixed"), ("profile", "profile"), ("verify", "verify"))
+         ("counting", "counting"), ("calibration", "calibration"), ("emulator", "emulator"),
+         ("lava_float", "Lava float"), ("lava_fixed", "Lava fixed"), ("qat", "QAT streamed"),
+         ("lava_qat", "Lava QAT"), ("profile", "profile"), ("verify", "verify"))
 
 
 def timing_table(runs: Sequence[RecipeRun], *, markdown: bool = False) -> str:
