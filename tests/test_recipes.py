@@ -195,6 +195,13 @@ def test_tiny_recipe_end_to_end_writes_json_and_html(tmp_path, capsys):
     page = html.read_text()
     assert "Deployment summary" in page and "Checks" in page and "data:image/png" in page
     assert (tmp_path / "out" / "model.nir").is_file()
+    # the quantization report: in the JSON, and the same figures in the HTML
+    quant = meta["deploy"]["fixed_pt"]["quantization"]
+    weighted = [q for q in quant if q.get("grid_usage") is not None]
+    assert weighted and "Fixed-point quantization report (per layer)" in page
+    for q in weighted:
+        assert 0 < q["grid_usage"] <= 1
+        assert f"{100 * q['grid_usage']:.2f}%" in page
 
 
 @pytest.mark.lava

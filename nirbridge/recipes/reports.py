@@ -77,6 +77,9 @@ def _report_sections(run: RecipeRun) -> list[tuple[str, list[list[str]], list[st
                "-" if la["first_divergent_step"] is None else str(la["first_divergent_step"])]
               for la in emu["layers"]]],
             [f"saturation events over every sample: {emu['saturated']}"]))
+    fixed = run.deploys.get("fixed_pt")
+    if fixed is not None and fixed.quantization:
+        sections.append(_quantization_section(fixed.quantization))
     for mode, res in run.deploys.items():
         rows = [["layer", "type", "spikes ref", "spikes Lava", "identical", "first diff"]]
         rows += [[la.node, la.op, f"{la.reference_spikes:.1f}", f"{la.lava_spikes:.1f}",
@@ -98,6 +101,41 @@ def _report_sections(run: RecipeRun) -> list[tuple[str, list[list[str]], list[st
         sections.append(("Verify: agreement with the reference per backend and layer",
                          matrix_rows(doc), notes))
     return sections
+
+
+def _quantization_section(layers: list[dict[str, Any]]
+                          ) -> tuple[str, list[list[str]], list[str]]:
+    """The per-layer quantization report (:class:`~nirbridge.quantize.LayerReport` as a
+    dict) as a report table: formats, grid usage, clipped, zeroed and saturated values,
+    and what calibration chose with the agreement before and after it."""
+
+    def pct(v: Any) -> str:
+        return "-" if v is None else f"{100 * v:.2f}%"
+
+    rows = [["layer", "type", "format", "rounding", "grid usage", "clipped", "zeroed",
+             "saturated", "calibration: spikes identical before → after (first diff)"]]
+    for q in layers:
+        scale = q.get("scale") or {}
+        fmt = (f"w_exp {scale['w_exp']}, {scale.get('mantissa_frac_bits')} frac bits"
+               if "w_exp" in scale else f"{scale.get('frac_bits', '-')} frac bits")
+        cal = q.get("calibration")
+        if cal:
+            b, a = cal.get("before") or {}, cal.get("after") or {}
+            note = (f"{cal.get('choice')}: {pct(b.get('spike_agreement'))} → "
+                    f"{pct(a.get('spike_agreement'))} (step {b.get('first_divergent_step')}"
+                    f" → {a.get('first_divergent_step')})")
+        else:
+            note = "-"
+        rows.append([str(q.get("name")), str(q.get("node_type")), fmt,
+                     str(scale.get("rounding", "-")), pct(q.get("grid_usage")),
+                     str(q.get("clipped", 0)), str(q.get("zeroed", 0)),
+                     "-" if q.get("saturated") is None else str(q["saturated"]), note])
+    return ("Fixed-point quantization report (per layer)", rows, [
+        "grid usage: the fraction of the weight mantissa range the layer's largest weight "
+        "uses; clipped / zeroed: values the target's grid clipped or rounded to 0; "
+        "saturated: state saturations in the Lava fixed_pt run; calibration: spike "
+        "agreement with the float64 reference on the calibration samples (training split) "
+        "with the plain rule and with the choice kept (docs/quantization.md)"])
 
 
 def _accuracy_plot(run: RecipeRun) -> bytes | None:
