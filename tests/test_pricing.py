@@ -1,4 +1,4 @@
-"""Pricing per target (issue 15, part A): every shipped target prices a tiny run to a
+"""Pricing per target: every shipped target prices a tiny run to a
 total or an explicit lower bound, each figure checked against a hand computation from the
 profile's published constants; static and dynamic parts; the time step (argument, CLI,
 recipe, the profile's published one); event semantics of pooled inputs (``events`` vs
