@@ -279,32 +279,21 @@ def qat_finetune(recipe: Any, *, epochs: int | None = None, lr: float | None = N
     from nirbridge.data import encode, load_split
     from nirbridge.neurons import NeuronModule, run_steps
     from nirbridge.recipes.execute import _build_model, recipe_inputs
+    from nirbridge.train import checkpoint_path, torch_threads
 
     spec, tr, sim = recipe.model, recipe.train, recipe.simulation
     if spec.factory is None or spec.checkpoint is None:
         raise RecipeError(f"{recipe.path}: field 'model.factory': QAT fine-tunes a factory's "
                           "trained checkpoint (this recipe deploys a .nir file)")
-    out = Path(output) if output else spec.qat_checkpoint
-    if out is None:
-        raise RecipeError(f"{recipe.path}: field 'model.qat_checkpoint': missing; give it in "
-                          "the recipe or -o PATH")
-    base = Path(recipe.path).resolve().parent
-    if not output and not out.resolve().is_relative_to(base):
-        raise RecipeError(f"{recipe.path}: field 'model.qat_checkpoint': '{out}' is outside "
-                          f"the recipe's folder '{base}': a recipe writes only inside its "
-                          "folder; give -o PATH to fine-tune to another place")
-    if out.exists() and not overwrite:
-        raise RecipeError(f"{out} exists; pass --overwrite to replace it")
+    out = checkpoint_path(recipe, output, overwrite, field="model.qat_checkpoint",
+                          verb="fine-tuning")
     n_epochs = epochs if epochs is not None else tr.qat_epochs
     rate = lr if lr is not None else tr.qat_lr
     agree_w = agreement if agreement is not None else tr.qat_agreement
     if n_epochs < 1 or not rate > 0:
         raise RecipeError(f"QAT epochs {n_epochs}, lr {rate}: give epochs >= 1 and lr > 0")
     dt = spec.dt or 1.0
-    old_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         torch.manual_seed(tr.seed)
         rng = np.random.default_rng(tr.seed)
         model = _build_model(recipe)
@@ -365,8 +354,6 @@ def qat_finetune(recipe: Any, *, epochs: int | None = None, lr: float | None = N
         seconds = time.perf_counter() - t_start
         with atomic_path(out, make_parents=True) as tmp:
             torch.save(model.state_dict(), tmp)
-    finally:
-        torch.set_num_threads(old_threads)
     echo(f"wrote {out}: float {fa:.2f}% (original {f0:.2f}%), fixed {xa:.2f}%, spikes "
          f"{aa:.2f}% identical, on {x_test.shape[1]} samples; fine-tuned in {seconds:.0f} s")
     return QATResult(out, n_epochs, seconds, f0, fb, xb_, ab, fa, xa, aa, lossless)

@@ -14,6 +14,8 @@ the recipe's ``model.checkpoint``; the deployment loads it with ``weights_only=T
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,24 +56,43 @@ def _accuracy(model, x: np.ndarray, labels: np.ndarray, batch: int = 512) -> flo
     return 100.0 * correct / x.shape[1]
 
 
-def _checkpoint_path(recipe: Recipe, output: str | Path | None, overwrite: bool) -> Path:
-    """Where training writes: ``output`` (the caller's path), else the recipe's
-    ``model.checkpoint``, which must lie inside the recipe's folder; an existing file only
-    with ``overwrite``."""
+def checkpoint_path(recipe: Recipe, output: str | Path | None, overwrite: bool, *,
+                    field: str = "model.checkpoint", verb: str = "training") -> Path:
+    """Where a training command writes: ``output`` (the caller's path), else the recipe's
+    ``field`` (``model.checkpoint``, or ``model.qat_checkpoint`` for ``--qat``), which must
+    lie inside the recipe's folder; an existing file only with ``overwrite``."""
     if output:
         out, what = Path(output), "-o"
     else:
-        assert recipe.model.checkpoint is not None
-        out, what = Path(recipe.model.checkpoint), "model.checkpoint"
+        default = getattr(recipe.model, field.split(".")[-1])
+        if default is None:
+            raise RecipeError(f"{recipe.path}: field '{field}': missing; give it in the "
+                              "recipe or -o PATH")
+        out, what = Path(default), field
         base = Path(recipe.path).resolve().parent
         if not out.resolve().is_relative_to(base):
-            raise RecipeError(f"{recipe.path}: field 'model.checkpoint': '{out}' is outside "
+            raise RecipeError(f"{recipe.path}: field '{field}': '{out}' is outside "
                               f"the recipe's folder '{base}': a recipe writes only inside "
-                              "its folder; give -o PATH to train to another place")
+                              f"its folder; give -o PATH to write to another place")
     if out.exists() and not overwrite:
-        raise RecipeError(f"{recipe.path}: {what} '{out}' already exists; training would "
+        raise RecipeError(f"{recipe.path}: {what} '{out}' already exists; {verb} would "
                           "replace it: give --overwrite to replace it, or -o NEW.pt")
     return out
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` (None or 0: unchanged) inside the
+    block, and restored after it."""
+    import torch
+
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def train_recipe(recipe: Recipe, *, echo: Echo = lambda s: None, epochs: int | None = None,
@@ -92,14 +113,11 @@ def train_recipe(recipe: Recipe, *, echo: Echo = lambda s: None, epochs: int | N
     if spec.factory is None:
         raise RecipeError(f"{recipe.path}: field 'model.factory': training needs a factory "
                           "(this recipe deploys a .nir file)")
-    out = _checkpoint_path(recipe, output, overwrite)
+    out = checkpoint_path(recipe, output, overwrite)
     n_epochs = epochs if epochs is not None else tr.epochs
     if n_epochs < 1:
         raise RecipeError(f"--epochs {n_epochs}: give at least 1")
-    old_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         torch.manual_seed(tr.seed)
         rng = np.random.default_rng(tr.seed)
         model = load_factory(spec.factory)(**spec.kwargs)
@@ -141,8 +159,6 @@ def train_recipe(recipe: Recipe, *, echo: Echo = lambda s: None, epochs: int | N
         model.eval()
         with atomic_path(out, make_parents=True) as tmp:
             torch.save(model.state_dict(), tmp)
-    finally:
-        torch.set_num_threads(old_threads)
     echo(f"wrote {out} ({out.stat().st_size / 1024:.1f} kB): torch test accuracy "
          f"{test_acc:.2f}% on {x_test.shape[1]} samples, trained in {seconds:.0f} s")
     return TrainResult(checkpoint=out, test_accuracy=test_acc, train_accuracy=train_acc,
