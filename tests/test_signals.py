@@ -19,7 +19,8 @@ from tiny_graph import needs_lava, tiny_graph, tiny_inputs
 
 import nirbridge
 from nirbridge.cli import main
-from nirbridge.cli._signals import Interrupted, interrupts_as_exceptions, positive_seconds
+from nirbridge.cli._common import positive_finite_float as positive_seconds
+from nirbridge.cli._signals import Interrupted, interrupts_as_exceptions
 from nirbridge.errors import InputError, SimulationTimeout
 
 REPO = Path(__file__).resolve().parent.parent

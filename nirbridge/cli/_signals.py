@@ -23,6 +23,8 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 
+from nirbridge.cli._common import positive_finite_float
+
 #: The signals :func:`interrupts_as_exceptions` turns into :class:`Interrupted`.
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -114,17 +116,9 @@ def quiet_stdout() -> None:
         pass
 
 
-def positive_seconds(text: str) -> float:
-    """argparse type of a time limit: :func:`~nirbridge.cli._common.positive_finite_float`
-    (NaN and inf refused, so a limit cannot be switched off by accident)."""
-    from nirbridge.cli._common import positive_finite_float
-
-    return positive_finite_float(text)
-
-
 def add_timeout_option(parser: argparse.ArgumentParser) -> None:
     """``--timeout SECONDS``: the time limit of each Lava run (commands that run Lava)."""
-    parser.add_argument("--timeout", type=positive_seconds, default=None, metavar="SECONDS",
+    parser.add_argument("--timeout", type=positive_finite_float, default=None, metavar="SECONDS",
                         help="time limit in seconds of each Lava run, enforced by the run's "
                              "own process too (default 600; Lava backends only)")
 
@@ -145,4 +139,4 @@ def lava_timeout(backend: str, timeout: float | None) -> dict[str, float]:
 
 
 __all__ = ["BROKEN_PIPE_EXIT", "HANDLED", "Guard", "Interrupted", "add_timeout_option",
-           "interrupts_as_exceptions", "lava_timeout", "positive_seconds", "quiet_stdout"]
+           "interrupts_as_exceptions", "lava_timeout", "quiet_stdout"]

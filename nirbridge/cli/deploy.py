@@ -12,9 +12,9 @@ from nirbridge.cli._common import (
     lava_parallel_options,
     load_array,
     load_graph,
+    positive_finite_float,
     positive_int,
 )
-from nirbridge.cli._signals import positive_seconds
 from nirbridge.errors import CheckFailed, InputError
 
 
@@ -83,7 +83,7 @@ def add_parser(sub: Any) -> None:
     dp.add_argument("--labels", help=".npy integer class per sample: report accuracy")
     dp.add_argument("--steps", type=positive_int,
                     help="time steps T (truncate, or repeat a 1-step input)")
-    dp.add_argument("--timeout", type=positive_seconds, default=600.0,
+    dp.add_argument("--timeout", type=positive_finite_float, default=600.0,
                     help="time limit in seconds of each Lava run (default 600)")
     dp.add_argument("--samples", type=positive_int,
                     help="recipes: override the number of test samples")
