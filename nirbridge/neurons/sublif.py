@@ -122,19 +122,13 @@ def _scan_kernel(ge: bool, hard: bool, use_gain: bool, trace: bool):
                     if use_gain:
                         x = round_shift(x * gain[k], gain_frac)
                     x = x + bias[k]
-                    if x > lim:
-                        x = lim
-                        n_x += 1
-                    elif x < -lim:
-                        x = -lim
-                        n_x += 1
+                    c = min(max(x, -lim), lim)  # saturate to the state range, counted
+                    n_x += c != x
+                    x = c
                     vv = round_shift(v[b, k] * decay[k], decay_bits) + x
-                    if vv > lim:
-                        vv = lim
-                        n_v += 1
-                    elif vv < -lim:
-                        vv = -lim
-                        n_v += 1
+                    c = min(max(vv, -lim), lim)
+                    n_v += c != vv
+                    vv = c
                     s = vv >= theta[k] if ge else vv > theta[k]
                     out[t, b, k] = 1 if s else 0
                     if s:
@@ -142,12 +136,9 @@ def _scan_kernel(ge: bool, hard: bool, use_gain: bool, trace: bool):
                             vv = v_reset[k]
                         else:
                             vv = vv - theta[k]
-                            if vv > lim:
-                                vv = lim
-                                n_v += 1
-                            elif vv < -lim:
-                                vv = -lim
-                                n_v += 1
+                            c = min(max(vv, -lim), lim)
+                            n_v += c != vv
+                            vv = c
                     v[b, k] = vv
                     if trace:
                         v_tr[t, b, k] = vv

@@ -31,12 +31,9 @@ def _quantize_kernel():
                     res[0] = 1
                     return
                 q = np.floor(v * scale + 0.5)
-                if q > flim:
-                    q = flim
-                    n_sat += 1
-                elif q < -flim:
-                    q = -flim
-                    n_sat += 1
+                c = min(max(q, -flim), flim)  # saturated to ±lim, counted
+                n_sat += c != q
+                q = c
                 peak = max(peak, abs(q))
                 out[t, i] = q
         res[1] = n_sat
