@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from nirbridge._files import atomic_path, save_npz
+from nirbridge._files import save_npz, write_bytes
 from nirbridge.cli._common import (
     dt_options,
     lava_parallel_options,
@@ -57,8 +57,7 @@ def run_command(args: argparse.Namespace) -> int:
                                "reference": result.outputs_reference, "dt": np.asarray(step.dt)})
         print(f"wrote {args.output}")
     if args.json:
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(result.to_dict(), indent=2, default=float))
+        write_bytes(args.json, json.dumps(result.to_dict(), indent=2, default=float).encode())
         print(f"wrote {args.json}")
     if not result.sound:
         raise CheckFailed(f"not a sound deployment: {len(result.findings)} sanity "

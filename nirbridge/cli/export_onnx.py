@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from nirbridge._files import atomic_path
+from nirbridge._files import write_bytes
 from nirbridge.cli._common import dt_options, load_graph
 
 
@@ -14,8 +14,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     graph, step, _ = load_graph(args, require_dt=True)
     model = to_onnx(graph, sequence=args.sequence, dt=step.dt)
-    with atomic_path(args.output) as tmp:  # a failure leaves no file
-        tmp.write_bytes(model.SerializeToString())
+    write_bytes(args.output, model.SerializeToString())  # a failure leaves no file
     states = len(layout(model)["states"])
     print(f"wrote {args.output}: {'sequence (Scan)' if args.sequence else 'step'} model, "
           f"opset {model.opset_import[0].version}, {states} state tensors, dt = {step.dt:g}")

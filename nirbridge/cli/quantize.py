@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nirbridge._files import atomic_path
+from nirbridge._files import write_bytes
 from nirbridge.cli._common import dt_options, load_array, load_graph
 from nirbridge.errors import InputError
 
@@ -62,8 +62,7 @@ def run_command(args: argparse.Namespace) -> int:
     report = quantization_report(q)
     save_quantized(q, out)
     if args.json:
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(report, indent=1), encoding="utf-8")
+        write_bytes(args.json, json.dumps(report, indent=1).encode("utf-8"))
     how = (f"calibrated on {x.shape[1]} samples of {args.calibrate}" if x is not None
            else "plain rule (no --calibrate)")
     print(f"quantized for {args.target}, {how}:")

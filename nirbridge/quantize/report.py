@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from nirbridge._files import atomic_path
+from nirbridge._files import write_bytes
 from nirbridge.quantize.graph import (
     QuantizedGraph,
     QuantizedInput,
@@ -93,9 +93,7 @@ def save_quantized(qgraph: QuantizedGraph, path: str | Path) -> Path:
     arrays["report.json"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
-    return Path(path)
+    return write_bytes(path, buf.getvalue())
 
 
 def load_report(path: str | Path) -> dict[str, Any]:
