@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import zipfile
@@ -72,6 +73,15 @@ def make_temp_dir(purpose: str, folder: str | os.PathLike[str] | None = None) ->
     """A new private folder ``nirbridge-<pid>-<purpose>-XXXX`` in ``folder`` (default:
     the temporary directory); the caller removes it (:func:`remove_tree`)."""
     return tempfile.mkdtemp(prefix=temp_prefix(purpose), dir=folder)
+
+
+def new_temp_dir_path(purpose: str) -> str:
+    """The path of a folder :func:`make_temp_dir` would make, not made: for a folder
+    that another process (a Lava run's, which removes it whatever happens to this one)
+    creates, so that no moment exists where this process alone owns it. The name is
+    as unguessable as tempfile's (8 random characters of the same alphabet)."""
+    rand = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789_") for _ in range(8))
+    return os.path.join(tempfile.gettempdir(), temp_prefix(purpose) + rand)
 
 
 def remove_tree(path: str | os.PathLike[str]) -> None:
@@ -293,6 +303,6 @@ def write_files(files: Mapping[str | os.PathLike[str], bytes],
         remove_tree(stage)
 
 
-__all__ = ["TEMP_PREFIX", "atomic_hdf5", "atomic_path", "make_temp_dir", "owner_pid", "pid_alive",
-           "remove_tree", "save_npz", "stale_temp_paths", "sweep_stale", "temp_dir",
-           "temp_prefix", "write_bytes", "write_files"]
+__all__ = ["TEMP_PREFIX", "atomic_hdf5", "atomic_path", "make_temp_dir", "new_temp_dir_path",
+           "owner_pid", "pid_alive", "remove_tree", "save_npz", "stale_temp_paths", "sweep_stale",
+           "temp_dir", "temp_prefix", "write_bytes", "write_files"]

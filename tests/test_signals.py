@@ -4,6 +4,7 @@ process enforces its time limit even when nobody asks it to stop."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -18,6 +19,7 @@ from kill_harness import shm_used_by
 from tiny_graph import needs_lava, tiny_graph, tiny_inputs
 
 import nirbridge
+from nirbridge._files import pid_alive
 from nirbridge.cli import main
 from nirbridge.cli._common import positive_finite_float as positive_seconds
 from nirbridge.cli._signals import Interrupted, interrupts_as_exceptions
@@ -154,3 +156,77 @@ def test_the_run_s_own_process_enforces_the_time_limit(tmp_path):
     assert not Path(scratch).exists()  # it removed its folder itself
     with pytest.raises(SimulationTimeout, match="time limit of 2 s"):
         run.finish()
+
+
+def test_a_signal_while_the_finished_program_exits_is_ignored(tiny):
+    """A SIGINT after the command has ended (its outputs whole) meets the interpreter's
+    exit handlers: it is ignored there (exit 0, nothing on stderr), not raised as a
+    KeyboardInterrupt inside torch's or multiprocessing's handlers ("Exception ignored
+    in atexit callback", their cleanup skipped). The program's own atexit handler,
+    registered first, runs last: the signal comes during the teardown."""
+    out_file = tiny / "exit-signal.json"
+    script = (
+        "import atexit, os, signal, sys, time\n"
+        "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.2)))\n"
+        "from nirbridge.cli import main\n"
+        f"sys.argv = ['nirbridge', 'inspect', {str(tiny / 'tiny.nir')!r}, '--json']\n"
+        "sys.exit(main())\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get(
+        "PYTHONPATH", "")]))
+    with open(out_file, "w") as fh:
+        out = subprocess.run([sys.executable, "-c", script], stdout=fh,
+                             stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert out_file.read_text().startswith("{")
+    # a caller's main([...]) gets its own handlers back
+    before = signal.getsignal(signal.SIGINT)
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        assert main(["inspect", str(tiny / "tiny.nir")]) == 0
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+_KILLED_WHILE_READING = """
+import os, signal, sys, time
+import numpy as np
+from test_lava_float import _branch_graph, _inputs
+from nirbridge._files import new_temp_dir_path
+from nirbridge.backends import lava as lava_backend
+from nirbridge.backends.lava.child import ChildRun
+from nirbridge.backends.lava.plan import plan_run
+
+net = lava_backend.lower(_branch_graph("lif>"))
+scratch = new_temp_dir_path("lava")
+plan = plan_run(net, {net.inputs[0]: _inputs("lif>").astype(np.float64)}, set(), scratch)
+assert not os.path.exists(scratch), "the parent made the run's folder"
+run = ChildRun(plan, net.mode, 60.0, lambda n: None, scratch=scratch)
+run.start()
+while not run.poll(0.1):
+    pass
+assert run.succeeded and os.listdir(scratch), "the run wrote no probes"
+print(scratch, run.pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # while it would read the probes
+"""
+
+
+@pytest.mark.lava
+@needs_lava
+def test_a_parent_killed_after_the_run_leaves_no_folder(tmp_path):
+    """The kill-test window that CI once caught: the run has succeeded and the parent is
+    killed before it has read the probes and removed the folder. The parent never makes
+    the run's folder (the run's process does, so a SIGKILL during planning leaves
+    nothing) and the run's process waits for the parent's release or its death, then
+    removes it: within 5 s nothing of the run is left."""
+    tests = Path(__file__).resolve().parent
+    env = dict(os.environ, TMPDIR=str(tmp_path), PYTHONPATH=os.pathsep.join(
+        [str(REPO), str(tests), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", _KILLED_WHILE_READING], capture_output=True,
+                         text=True, env=env, timeout=180)
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    scratch, pid = out.stdout.split()
+    assert Path(scratch).parent == tmp_path
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 5 and (os.path.exists(scratch) or pid_alive(int(pid))):
+        time.sleep(0.05)
+    assert not os.path.exists(scratch), "the run's folder outlived its parent by 5 s"
+    assert not pid_alive(int(pid)), "the run's process outlived its parent by 5 s"
+    assert [p.name for p in tmp_path.iterdir()] == []

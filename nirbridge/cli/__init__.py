@@ -71,7 +71,8 @@ def _one_line_warning(command: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    with interrupts_as_exceptions() as guard:
+    # the program itself (not a caller's main([...])) ends right after: see _signals
+    with interrupts_as_exceptions(ignore_after=argv is None) as guard:
         try:
             with guard.deferred():  # build_parser imports torch (see Guard.deferred)
                 parser = build_parser()

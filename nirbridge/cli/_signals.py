@@ -73,11 +73,15 @@ class Guard:
 
 
 @contextlib.contextmanager
-def interrupts_as_exceptions() -> Iterator[Guard]:
+def interrupts_as_exceptions(ignore_after: bool = False) -> Iterator[Guard]:
     """Within the block, the first SIGINT/SIGTERM/SIGHUP raises :class:`Interrupted`
     where the main thread is; later ones (and any after :meth:`Guard.quiet`) are
-    ignored. The previous handlers come back after the block. Outside the main thread
-    it does nothing (Python allows handlers only there)."""
+    ignored. The previous handlers come back after the block, or, with
+    ``ignore_after`` (the program itself, about to exit), the signals stay ignored:
+    the command has ended and its outputs are whole, and a KeyboardInterrupt raised in
+    the interpreter's exit handlers (torch's, multiprocessing's) would only print a
+    traceback and skip their cleanup. Outside the main thread it does nothing (Python
+    allows handlers only there)."""
     guard = Guard()
     if threading.current_thread() is not threading.main_thread():
         yield guard
@@ -101,6 +105,8 @@ def interrupts_as_exceptions() -> Iterator[Guard]:
     finally:
         guard.quiet()
         for sig, old in previous.items():
+            if ignore_after:
+                old = signal.SIG_IGN
             with contextlib.suppress(OSError, ValueError, TypeError):
                 signal.signal(sig, old if old is not None else signal.SIG_DFL)
 

@@ -21,6 +21,7 @@ sockets (``pymp-*`` otherwise) are made too. See docs/processes.md.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import logging
@@ -37,13 +38,15 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from nirbridge._files import temp_prefix
 from nirbridge.backends.lava.network import PROCS
 from nirbridge.errors import InputError, SimulationError, SimulationTimeout
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _LAVA_RUNTIME_MODULE = "lava.magma.runtime.message_infrastructure.multiprocessing"
 
@@ -161,13 +164,13 @@ class _Watchdog(threading.Thread):
     or the parent-death signal) or when the run passes its own time limit."""
 
     def __init__(self, holder: dict[str, Any], cmd: Any, die: Callable[[str, str, int], None],
-                 parent: int, deadline: float | None) -> None:
+                 parent: int, deadline: float | None, signalled: threading.Event) -> None:
         super().__init__(name="nirbridge-lava-watchdog", daemon=True)
         self.holder, self.cmd, self.die = holder, cmd, die
         self.parent, self.deadline = parent, deadline
         self.lock = threading.Lock()
         self.stopping = False  # the run has ended: Lava's processes exit on purpose
-        self.signalled = threading.Event()  # SIGTERM/SIGHUP (the parent-death signal)
+        self.signalled = signalled  # SIGTERM/SIGHUP (the parent-death signal)
         self.first = ""  # the first model exception's own line, once reported
 
     def actors(self) -> list[Any]:
@@ -223,13 +226,17 @@ class _Watchdog(threading.Thread):
         while True:
             try:
                 if self.cmd.poll(0.05):
-                    if self.cmd.recv() == "terminate":
+                    order = self.cmd.recv()
+                    if order == "terminate":
                         self.die("timeout", self.report(), 2)
+                    elif order == "release":  # the parent has read the probes
+                        self.die("released", "", 0)
             except (EOFError, OSError):
                 self.die("orphaned", "the parent process went away", 3)
             if self.signalled.is_set() or os.getppid() != self.parent:
                 self.die("orphaned", "the parent process went away (or sent SIGTERM)", 3)
-            if self.deadline is not None and time.monotonic() > self.deadline:
+            deadline = self.deadline
+            if deadline is not None and time.monotonic() > deadline:
                 self.die("timeout", "the run passed its time limit (seen by the run's "
                          "own process)\n" + self.report(), 2)
             with self.lock:
@@ -244,6 +251,12 @@ class _Watchdog(threading.Thread):
         """The run has ended: from now on only the parent and the time limit count."""
         with self.lock:
             self.stopping = True
+
+    def succeeded(self) -> None:
+        """The run has stopped and its probes are written: no time limit any more (the
+        parent may take its time reading them); only the parent's release or its
+        death ends this process now."""
+        self.deadline = None
 
 
 def _last_line(text: str) -> str:
@@ -353,16 +366,23 @@ def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call:
     parent's pipe ends it inherited, its own run's and other runs' (they must be the
     parent's alone, or a run would not see its parent go); ``parent``: the parent's
     pid; ``deadline``: the time limit (``time.monotonic()``, the same clock in both
-    processes) that this process enforces too; ``scratch``: the run's folder, removed
-    when the run ends here (always when the parent is gone)."""
+    processes) that this process enforces too; ``scratch``: the run's folder, which
+    this process creates (the parent only names it) and always removes: after a
+    failure, after the parent's ``release`` (it has read the probes) or when the
+    parent is gone, so that no moment exists where a SIGKILL of the parent leaves it."""
     os.setsid()  # own process group: everything Lava starts can be found and ended
+    signalled = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # the watchdog acts on them
+        signal.signal(sig, lambda signum, frame: signalled.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _parent_death_signal(signal.SIGTERM)
     for conn in close:
         try:
             conn.close()
         except OSError:
             pass
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if scratch is not None:
+        os.makedirs(scratch, mode=0o700, exist_ok=True)
     sockets = _own_temp_dir(scratch)
     send_lock, dying, no_forks = threading.Lock(), threading.Lock(), threading.Event()
     created: set[str] = set()  # the segments this process made (Lava's channels)
@@ -401,7 +421,7 @@ def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call:
         for folder in (scratch, sockets):
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
-        if kind != "orphaned" and send_lock.acquire(timeout=1.0):
+        if kind not in ("orphaned", "released") and send_lock.acquire(timeout=1.0):
             try:
                 result.send(("error", {"kind": kind, "text": text, "shm": sorted(shm),
                                        "summary": summary or watchdog.first
@@ -411,9 +431,7 @@ def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call:
         os._exit(code)
 
     holder: dict[str, Any] = {}
-    watchdog = _Watchdog(holder, cmd, die, parent or os.getppid(), deadline)
-    for sig in (signal.SIGTERM, signal.SIGHUP):  # the watchdog acts on them
-        signal.signal(sig, lambda signum, frame: watchdog.signalled.set())
+    watchdog = _Watchdog(holder, cmd, die, parent or os.getppid(), deadline, signalled)
     # Lava's own processes, forked from here, keep the default (no watchdog there); once
     # the run is being ended, a thread about to fork waits here for the end instead
     _track_segments(no_forks, creating, created)
@@ -445,10 +463,9 @@ def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call:
         watchdog.stop()
         root.stop()
         t3 = time.perf_counter()
-        if sockets is not None:
-            shutil.rmtree(sockets, ignore_errors=True)
+        watchdog.succeeded()
         send(("ok", {"compile": t1 - t0, "run": t2 - t1, "stop": t3 - t2}))
-        os._exit(0)
+        threading.Event().wait()  # the watchdog ends this process (release, orphaned)
     except BaseException:  # noqa: BLE001 - everything goes to the parent
         text = traceback.format_exc()
         models = watchdog.report() if holder.get("root") is not None else ""
@@ -524,6 +541,12 @@ class ChildRun:
         return [c for c in conns if c is not None and not c.closed]
 
     @property
+    def succeeded(self) -> bool:
+        """Whether the run has ended well: its probes can be read (before
+        :meth:`finish`, which releases its process, and that removes its folder)."""
+        return self.outcome is not None and self.outcome[0] == "ok"
+
+    @property
     def sentinel(self) -> Any:
         """What :func:`multiprocessing.connection.wait` waits on for news of this run."""
         return self._res_recv
@@ -573,7 +596,10 @@ class ChildRun:
             self.cancel()
         outcome = self.outcome
         proc, res_recv = self._proc, self._res_recv
-        if outcome[0] != "ok":
+        if outcome[0] == "ok":
+            with contextlib.suppress(OSError):
+                self._cmd_send.send("release")
+        else:
             try:
                 self._cmd_send.send("terminate")
             except OSError:
@@ -635,14 +661,19 @@ class ChildRun:
 
 
 def run_in_child(plan: RunPlan, mode: str, timeout_s: float | None,
-                 on_progress: Callable[[int], None], scratch: str | None = None
-                 ) -> dict[str, float]:
-    """Run ``plan`` in its own process (see :class:`ChildRun`) and wait for it."""
+                 on_progress: Callable[[int], None], scratch: str | None = None,
+                 collect: Callable[[], T] | None = None) -> tuple[dict[str, float], T | None]:
+    """Run ``plan`` in its own process (see :class:`ChildRun`) and wait for it; its
+    times and what ``collect()`` returned, called once it has succeeded and before its
+    process is released (and removes ``scratch``, where its probes are)."""
     run = ChildRun(plan, mode, timeout_s, on_progress, scratch)
     run.start()
+    collected = None
     try:
         while not run.poll(0.25):
             pass
+        if run.succeeded and collect is not None:
+            collected = collect()
     except BaseException:  # an interrupt: nothing of the run is left, then it goes on
         run.cancel()
         try:
@@ -650,7 +681,7 @@ def run_in_child(plan: RunPlan, mode: str, timeout_s: float | None,
         except SimulationError:
             pass
         raise
-    return run.finish()
+    return run.finish(), collected
 
 
 __all__ = ["ChildRun", "Observed", "RunPlan", "preload_lava", "process_group_members",

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from nirbridge._files import make_temp_dir, remove_tree
+from nirbridge._files import new_temp_dir_path, remove_tree
 from nirbridge.backends.lava.child import ChildRun, preload_lava, run_in_child
 from nirbridge.backends.lava.network import LavaNetwork
 from nirbridge.backends.lava.plan import plan_run, read_probes
@@ -95,12 +95,13 @@ def run_shard(net: LavaNetwork, x: Mapping[str, np.ndarray], rec_nodes: set[str]
             "may not start processes, which Lava needs: start Dask workers with "
             "DASK_DISTRIBUTED__WORKER__DAEMON=False (or `dask worker --no-nanny`)")
     preload_lava()
-    tmpdir = make_temp_dir("lava")
+    tmpdir = new_temp_dir_path("lava")  # made and always removed by the run's process
     try:
         plan = plan_run(net, x, rec_nodes, tmpdir)
-        times = run_in_child(plan, net.mode, timeout_s, on_progress or (lambda n: None),
-                             scratch=tmpdir)
-        return read_probes(net, plan), times
+        times, probes = run_in_child(plan, net.mode, timeout_s, on_progress or (lambda n: None),
+                                     scratch=tmpdir, collect=lambda: read_probes(net, plan))
+        assert probes is not None  # run_in_child raises unless the run succeeded
+        return probes, times
     finally:
         remove_tree(tmpdir)
 
@@ -138,7 +139,7 @@ def run_local(net: LavaNetwork, x: Mapping[str, np.ndarray], shards: list[Shard]
         while pending or going:
             while pending and len(going) < workers:
                 shard = pending.pop(0)
-                tmpdir = make_temp_dir("lava")
+                tmpdir = new_temp_dir_path("lava")  # made and removed by the run's process
                 going[shard.index] = _Going(None, None, tmpdir)  # removed if planning fails
                 plan = plan_run(net, _sub(x, shard), rec_nodes, tmpdir)
                 run = ChildRun(plan, net.mode, timeout_s, on_progress, scratch=tmpdir)
@@ -152,8 +153,12 @@ def run_local(net: LavaNetwork, x: Mapping[str, np.ndarray], shards: list[Shard]
                 g = going.pop(index)
                 assert g.run is not None
                 try:
-                    times = g.run.finish()
-                    results[index] = (read_probes(net, g.plan), times)
+                    try:  # read before finish(): that releases the run, which removes them
+                        probes = read_probes(net, g.plan) if g.run.succeeded else None
+                    finally:
+                        times = g.run.finish()
+                    assert probes is not None  # finish() raises unless the run succeeded
+                    results[index] = (probes, times)
                 except SimulationError as exc:
                     err = shard_error(exc, shards[index])
                     err.child_pids = list(pids)  # type: ignore[attr-defined]
