@@ -22,6 +22,7 @@ and the parent unpickles it with an allow-list of numpy's array constructors onl
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import io
 import json
@@ -36,6 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nirbridge import errors
+from nirbridge._critical import signals_deferred
 from nirbridge.errors import FileFormatError, NirbridgeError, UnsafeFileError
 
 _HEADER = struct.Struct("<cQ")
@@ -214,17 +216,23 @@ def call_isolated(fn: Callable[..., Any], *args: Any, first_limit_s: float,
     start = time.monotonic()
     r, w = os.pipe()
     parent = os.getpid()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child's exit status is all the parent sees
-        try:
-            os.close(r)
-            _child(w, parent, fn, args, first_limit_s, budget, memory_bytes)
-        finally:
-            os._exit(0)
-    os.close(w)
+    pid = 0
     reaped = False
     limit = first_limit_s
     try:
+        with signals_deferred():  # no stop signal between the fork and ``pid`` recorded
+            try:
+                pid = os.fork()
+            except OSError:
+                os.close(w)
+                raise
+            if pid == 0:  # pragma: no cover - the child's exit status is all it says
+                try:  # (its _child_setup gives it default handlers first)
+                    os.close(r)
+                    _child(w, parent, fn, args, first_limit_s, budget, memory_bytes)
+                finally:
+                    os._exit(0)
+            os.close(w)
         rx = _Receiver(r, start + limit)
         while True:
             try:
@@ -261,8 +269,9 @@ def call_isolated(fn: Callable[..., Any], *args: Any, first_limit_s: float,
             else:
                 raise FileFormatError(f"could not be read: the reader sent {kind!r}")
     finally:
-        os.close(r)
-        if not reaped:
+        with contextlib.suppress(OSError):
+            os.close(r)
+        if pid and not reaped:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from nirbridge._critical import signals_deferred
 from nirbridge._files import temp_prefix
 from nirbridge.backends.lava.network import PROCS
 from nirbridge.errors import InputError, SimulationError, SimulationTimeout
@@ -514,10 +515,17 @@ class ChildRun:
         self.shm: set[str] = set()
         self.pid: int | None = None
         self._deadline: float | None = None
+        self._finished: dict[str, float] | SimulationError | None = None
 
     def start(self, others: Iterable[ChildRun] = ()) -> None:
         """Fork the run's process; ``others``: runs still going, whose pipes it closes
-        (as it closes this run's parent ends: only then does it see the parent go)."""
+        (as it closes this run's parent ends: only then does it see the parent go).
+        A stop signal during it is handled once the pid is recorded (so that
+        :meth:`finish` can end what was forked)."""
+        with signals_deferred():
+            self._start(others)
+
+    def _start(self, others: Iterable[ChildRun]) -> None:
         ctx = multiprocessing.get_context("fork")
         self._res_recv, res_send = ctx.Pipe(duplex=False)
         cmd_recv, self._cmd_send = ctx.Pipe(duplex=False)
@@ -589,7 +597,21 @@ class ChildRun:
 
     def finish(self) -> dict[str, float]:
         """End and clean up the run; its times (``compile``, ``run``, ``stop``, ``pid``),
-        or its error."""
+        or its error. A stop signal during it is handled after it (a run half ended
+        would be nobody's to end); a second call gives the first one's answer."""
+        if self._finished is None:
+            with signals_deferred():
+                try:
+                    self._finished = self._finish()
+                except SimulationError as exc:
+                    self._finished = exc
+        if isinstance(self._finished, SimulationError):
+            raise self._finished
+        return self._finished
+
+    def _finish(self) -> dict[str, float]:
+        if self.pid is None:  # start() failed before the fork
+            raise SimulationError("the Lava run's process could not be started")
         if self.outcome is None:
             self.poll(0.0)  # what it said before (its own time limit, say) comes first
         if self.outcome is None:
@@ -667,9 +689,9 @@ def run_in_child(plan: RunPlan, mode: str, timeout_s: float | None,
     times and what ``collect()`` returned, called once it has succeeded and before its
     process is released (and removes ``scratch``, where its probes are)."""
     run = ChildRun(plan, mode, timeout_s, on_progress, scratch)
-    run.start()
     collected = None
     try:
+        run.start()
         while not run.poll(0.25):
             pass
         if run.succeeded and collect is not None:

@@ -150,7 +150,7 @@ def run_local(net: LavaNetwork, x: Mapping[str, np.ndarray], shards: list[Shard]
             multiprocessing.connection.wait([g.run.sentinel for g in going.values()
                                              if g.run is not None], timeout=0.25)
             for index in [i for i, g in going.items() if g.run is not None and g.run.poll()]:
-                g = going.pop(index)
+                g = going[index]  # in `going` until finished: an interrupt finishes it below
                 assert g.run is not None
                 try:
                     try:  # read before finish(): that releases the run, which removes them
@@ -164,6 +164,7 @@ def run_local(net: LavaNetwork, x: Mapping[str, np.ndarray], shards: list[Shard]
                     err.child_pids = list(pids)  # type: ignore[attr-defined]
                     raise err from None
                 finally:
+                    going.pop(index, None)
                     remove_tree(g.tmpdir)
     finally:  # a failure or an interrupt: the shards still going are stopped
         for g in going.values():
