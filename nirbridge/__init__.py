@@ -17,16 +17,30 @@ from nirbridge import _lava_compat
 
 _lava_compat.install()  # must precede any `import lava`
 
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
 from nirbridge._version import __version__ as __version__  # noqa: E402
-from nirbridge.api import (  # noqa: E402
-    available_backends,
-    read,
-    run,
-    run_backend,
-    to_nir,
-    write,
-)
 from nirbridge.errors import NirbridgeError  # noqa: E402
+
+if TYPE_CHECKING:
+    from nirbridge.api import available_backends, read, run, run_backend, to_nir, write
+
+#: Imported from :mod:`nirbridge.api` on first use, not here: ``import nirbridge`` (which
+#: every ``nirbridge.*`` import runs first) then costs milliseconds, not the ~0.1-1 s of
+#: nir and numpy, so that the command installs its signal handlers at once
+#: (docs/processes.md: a Ctrl-C during start-up).
+_API = ("available_backends", "read", "run", "run_backend", "to_nir", "write")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from nirbridge import api
+
+        value = getattr(api, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nirbridge' has no attribute {name!r}")
+
 
 __all__ = ["NirbridgeError", "available_backends", "read", "run", "run_backend", "to_nir",
            "write"]

@@ -230,3 +230,22 @@ def test_a_parent_killed_after_the_run_leaves_no_folder(tmp_path):
     assert not os.path.exists(scratch), "the run's folder outlived its parent by 5 s"
     assert not pid_alive(int(pid)), "the run's process outlived its parent by 5 s"
     assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_the_command_s_first_imports_are_light():
+    """Until main() installs its handlers, a Ctrl-C meets Python's default (a
+    KeyboardInterrupt traceback; seen in the kill soak on a loaded machine): importing
+    the command's module must not import numpy, torch, nir or h5py (build_parser does,
+    with signals held), so that this window is the interpreter's start-up alone."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get(
+        "PYTHONPATH", "")]))
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, nirbridge.cli, nirbridge.__main__\n"
+         "print(sorted(m for m in ('numpy', 'torch', 'nir', 'h5py', 'scipy') "
+         "if m in sys.modules))"], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    import nirbridge.cli as cli
+
+    assert cli.describe is nirbridge.describe.describe  # moved names still import from here
+    assert nirbridge.to_nir is nirbridge.api.to_nir

@@ -35,11 +35,20 @@ from nirbridge.cli._signals import (
     interrupts_as_exceptions,
     quiet_stdout,
 )
-from nirbridge.describe import describe as describe  # moved; importable from here as before
 from nirbridge.errors import NirbridgeError
-from nirbridge.factory import load_factory as load_factory
 
 log = logging.getLogger("nirbridge")
+
+#: Names that moved and stay importable from here, imported on first use: importing
+#: this module must stay light, so that main() installs its signal handlers at once
+#: (what a command needs is imported by build_parser, where signals are held).
+_MOVED = {"describe": "nirbridge.describe", "load_factory": "nirbridge.factory"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module 'nirbridge.cli' has no attribute {name!r}")
 
 #: The sub-commands in the order ``--help`` lists them; each is the module
 #: ``nirbridge.cli.<name>`` with ``add_parser(sub)`` and ``run_command(args)``.
