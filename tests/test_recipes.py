@@ -292,3 +292,22 @@ def test_cli_train_one_epoch_writes_a_loadable_checkpoint(tmp_path, capsys):
     assert "epoch   1/1" in out and "torch test accuracy" in out
     state = torch.load(ckpt, weights_only=True)
     DigitsConvSNN("lif").load_state_dict(state)
+
+
+def test_stage_times_count_each_second_once(tmp_path):
+    """The stage-time table's total adds the stages' wall times without overlap: the
+    calibration happens inside the streamed stage and is not added again (it was, and
+    the QAT stage's Lava run was counted in both "QAT streamed" and "Lava QAT")."""
+    import time
+
+    from nirbridge.recipes.execute import execute_recipe
+
+    recipe = load_recipe(_recipe(tmp_path, modes='["fixed_pt"]',
+                                 checks="min_fixed_spike_agreement = 50.0"))
+    t0 = time.perf_counter()
+    run = execute_recipe(recipe, samples=8, lava_samples=0, progress=False)
+    wall = time.perf_counter() - t0
+    assert run.seconds["calibration"] > 0 and run.seconds["stream"] >= run.seconds["calibration"]
+    assert run.total_seconds <= wall
+    assert run.total_seconds == pytest.approx(sum(
+        v for k, v in run.seconds.items() if k in ("export", "stream", "profile")))

@@ -66,8 +66,11 @@ class RecipeRun:
 
     @property
     def total_seconds(self) -> float:
-        """Wall time of every stage (the streamed stages once, not per part)."""
-        parts = ("torch", "reference", "counting", "emulator", "emulator_confirm")
+        """Wall time of every stage, each counted once: the streamed stage's wall time
+        (``stream``) and not its parts (torch, reference, counting, calibration,
+        emulator), nor the emulator's confirmation runs inside the Lava stages."""
+        parts = ("torch", "reference", "counting", "calibration", "emulator",
+                 "emulator_confirm")
         return sum(v for k, v in self.seconds.items() if k not in parts)
 
     @property
@@ -361,11 +364,12 @@ def execute_recipe(recipe: Recipe, *, echo: Echo = lambda s: None,
     if qat:
         from nirbridge.recipes.qat_stage import qat_stage
 
-        t0 = step(f"QAT checkpoint {recipe.model.qat_checkpoint.name}: every sample, streamed "
-                  f"(torch, reference, emulator); Lava fixed_pt on the first {n_lava}")
-        done("qat", t0, qat_stage(run, first, recipe_batches(recipe, samples), n_lava=n_lava,
-                                  progress=progress, parallel=parallel,
-                                  lava_stage=_lava_stage))
+        step(f"QAT checkpoint {recipe.model.qat_checkpoint.name}: every sample, streamed "
+             f"(torch, reference, emulator); Lava fixed_pt on the first {n_lava}")
+        # qat_stage times its parts, "qat" (streamed) and "lava_qat", without overlap
+        text = qat_stage(run, first, recipe_batches(recipe, samples), n_lava=n_lava,
+                         progress=progress, parallel=parallel, lava_stage=_lava_stage)
+        echo(f"      {text} ({run.seconds['qat'] + run.seconds.get('lava_qat', 0.0):.1f} s)")
 
     # --- Lava, on the first n_lava samples
     x_sub, y_sub = res.lava_x, res.lava_labels
