@@ -26,7 +26,7 @@ import torch
 
 import nirbridge  # installs the Lava import fix before any `import lava`
 from nirbridge.backends import lava as lava_backend
-from nirbridge.backends.lava.child import _shm_mapped_by
+from nirbridge.backends.lava.groups import shm_mapped_by
 from nirbridge.backends.reference import run_reference
 from nirbridge.errors import InputError, LoweringError, SimulationError, SimulationTimeout
 from nirbridge.nodes import ALIF, ARLIF, CLIF, DALIF, KLIF, SubtractiveLIF
@@ -323,7 +323,7 @@ def _orphaned_shm(before: set[str]) -> set[str]:
     new = _shm() - before
     if new:
         pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
-        new -= _shm_mapped_by(pids)
+        new -= shm_mapped_by(pids)
     return new
 
 

@@ -46,7 +46,7 @@ from nirbridge.backends.lava.backend import (
     lava_available,
     run,
 )
-from nirbridge.backends.lava.child import process_group_members
+from nirbridge.backends.lava.groups import process_group_members
 from nirbridge.backends.lava.linear import (
     LINEAR_NODES,
     SPARSE_ABOVE,

@@ -42,6 +42,12 @@ from typing import Any, TypeVar
 
 from nirbridge._critical import signals_deferred
 from nirbridge._files import temp_prefix
+from nirbridge.backends.lava.groups import (
+    kill_pids,
+    process_group_members,
+    shm_mapped_by,
+    unlink_shm,
+)
 from nirbridge.backends.lava.network import PROCS
 from nirbridge.errors import InputError, SimulationError, SimulationTimeout
 
@@ -80,81 +86,6 @@ class RunPlan:
     samples: int
     total: int
     var_refs: list[tuple[str, str, str, str]] = field(default_factory=list)
-
-
-# ----------------------------------------------------- process groups and /dev/shm
-def process_group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of process group ``pgid`` (Linux ``/proc``)."""
-    pids = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return pids
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            pids.append(int(entry))
-    return pids
-
-
-def _shm_mapped_by(pids: Iterable[int]) -> set[str]:
-    """Names of the ``/dev/shm`` files that ``pids`` map or hold open."""
-    names: set[str] = set()
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/maps") as fh:
-                for line in fh:
-                    parts = line.split(None, 5)
-                    if len(parts) == 6 and parts[5].startswith("/dev/shm/"):
-                        path = parts[5].strip()
-                        if not path.endswith("(deleted)"):
-                            names.add(os.path.basename(path))
-        except OSError:
-            pass
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                try:
-                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                except OSError:
-                    continue
-                if target.startswith("/dev/shm/") and not target.endswith("(deleted)"):
-                    names.add(os.path.basename(target))
-        except OSError:
-            pass
-    return {n for n in names if not n.startswith("sem.")}
-
-
-def _unlink_shm(names: Iterable[str]) -> None:
-    for name in names:
-        try:
-            os.unlink(os.path.join("/dev/shm", name))
-        except FileNotFoundError:
-            pass
-        except OSError as exc:  # pragma: no cover - permissions
-            log.warning("could not remove /dev/shm/%s: %s", name, exc)
-
-
-def _kill_pids(pids: list[int]) -> set[str]:
-    """Freeze ``pids``, note the shared memory they use, kill them; returns the names."""
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGSTOP)
-        except ProcessLookupError:
-            pass
-    shm = _shm_mapped_by(pids)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return shm
 
 
 # ------------------------------------------------------------------ the run's process
@@ -401,7 +332,7 @@ def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call:
         with creating:  # and makes no more shared memory (one under way ends first)
             shm = set(created)
         me = os.getpid()
-        shm |= _shm_mapped_by([me])
+        shm |= shm_mapped_by([me])
         empty = 0
         for _ in range(100):  # again, for a fork that was under way when we looked
             members = [p for p in process_group_members(os.getpgrp()) if p != me]
@@ -412,13 +343,13 @@ def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call:
                 time.sleep(0.05)
                 continue
             empty = 0
-            shm |= _kill_pids(members)
+            shm |= kill_pids(members)
             for pid in members:  # Lava's processes are this process's children: reap
                 try:
                     os.waitpid(pid, 0)
                 except ChildProcessError:
                     pass
-        _unlink_shm(shm | _shm_mapped_by([me]))
+        unlink_shm(shm | shm_mapped_by([me]))
         for folder in (scratch, sockets):
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -642,9 +573,9 @@ class ChildRun:
         else:
             leftover = process_group_members(proc.pid)
         if leftover and os.getpgid(0) != proc.pid:
-            self.shm |= _kill_pids(leftover)
+            self.shm |= kill_pids(leftover)
         proc.join(timeout=5.0)
-        _unlink_shm(self.shm)
+        unlink_shm(self.shm)
         for conn in (res_recv, self._cmd_send):
             conn.close()
         exitcode = proc.exitcode
