@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     # the program itself (not a caller's main([...])) ends right after: see _signals
     with interrupts_as_exceptions(ignore_after=argv is None) as guard:
         try:
-            with guard.deferred():  # build_parser imports torch (see Guard.deferred)
+            # build_parser imports torch (see Guard.deferred); the program itself, which
+            # has made nothing yet, may end at once there
+            with guard.deferred(exit_now=argv is None):
                 parser = build_parser()
             args = parser.parse_args(argv)
             logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

@@ -53,20 +53,26 @@ class Guard:
         self.fired: list[int] = []
         self.defer = 0
         self.pending: int | None = None
+        self.exit_now = False  # see :meth:`deferred`
 
     def quiet(self) -> None:
         self.fired.append(0)
 
     @contextlib.contextmanager
-    def deferred(self) -> Iterator[None]:
+    def deferred(self, exit_now: bool = False) -> Iterator[None]:
         """A signal within the block is raised when it ends. For code that Python is
         called back from C++ in (torch's import: an exception raised in a pybind11
-        callback ends the process with ``std::terminate``, SIGABRT)."""
+        callback ends the process with ``std::terminate``, SIGABRT). ``exit_now``: the
+        block has made nothing that needs cleaning up (the program's imports, before
+        any file or process exists), so a signal ends the process at once instead
+        (``os._exit(128 + signal)``, which unwinds no C++ frame), not seconds later."""
         self.defer += 1
+        self.exit_now = exit_now
         try:
             yield
         finally:
             self.defer -= 1
+            self.exit_now = False
         if not self.defer and self.pending is not None and not self.fired:
             self.fired.append(self.pending)
             raise Interrupted(self.pending)
@@ -90,6 +96,12 @@ def interrupts_as_exceptions(ignore_after: bool = False) -> Iterator[Guard]:
     def handler(signum: int, frame: FrameType | None) -> None:
         if guard.fired:
             return
+        if guard.defer and guard.exit_now:
+            guard.fired.append(signum)
+            with contextlib.suppress(OSError, ValueError):
+                os.write(2, f"nirbridge: interrupted ({signal.Signals(signum).name})\n"
+                         .encode())
+            os._exit(128 + signum)
         if guard.defer:
             guard.pending = guard.pending or signum
             return
