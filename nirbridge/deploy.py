@@ -166,7 +166,8 @@ def deploy_graph(graph: nir.NIRGraph, inputs: np.ndarray, *, mode: str = "floati
                  progress: bool | None = None,
                  reference: RunResult | None = None, dt: float | None = None,
                  strict: bool = False, workers: int | None = None,
-                 cluster: str | None = None) -> DeployResult:
+                 cluster: str | None = None,
+                 calibration: np.ndarray | None = None) -> DeployResult:
     """Run ``graph`` in the reference and in Lava (``mode``) and compare them.
 
     In fixed_pt the ``target``'s quantization is used with the input format fitted to
@@ -176,6 +177,10 @@ def deploy_graph(graph: nir.NIRGraph, inputs: np.ndarray, *, mode: str = "floati
     refused with :class:`InputError`). ``strict``: refuse a forward-Euler step with
     dt/τ > 1 (:func:`nirbridge.sanity.refuse`) instead of reporting it. ``workers``,
     ``cluster``: the Lava backend's options of those names, passed only when given.
+    ``calibration``: inputs ``[T, B, ...]`` to choose each layer's mantissas on
+    (:func:`nirbridge.quantize.calibrate.calibrate`, fixed_pt only; the input format is
+    still fitted to ``inputs``, which Lava runs); the report's quantization rows then
+    hold each layer's calibration figures.
     """
     if mode not in MODES:
         raise InputError(f"mode {mode!r} is unknown; use one of {MODES}")
@@ -188,7 +193,15 @@ def deploy_graph(graph: nir.NIRGraph, inputs: np.ndarray, *, mode: str = "floati
     options: dict[str, Any] = dict(timeout_s=timeout_s, progress=progress)
     options.update({k: v for k, v in (("workers", workers), ("cluster", cluster))
                     if v is not None})
-    if mode == "fixed_pt":
+    if calibration is not None and mode != "fixed_pt":
+        raise InputError("calibration chooses the fixed-point mantissas: it needs "
+                         "mode='fixed_pt'")
+    if mode == "fixed_pt" and calibration is not None:
+        from nirbridge.quantize.calibrate import calibrate
+
+        options["quant"] = calibrate(graph, calibration, input_quant_config(target, x),
+                                     dt=step.dt)
+    elif mode == "fixed_pt":
         options["target"] = target
     cmp = compare(graph, x, "reference", BACKEND_OF_MODE[mode], labels=labels,
                   options_b=options, result_a=reference, dt=step.dt)
@@ -218,6 +231,14 @@ def format_deploy(result: DeployResult) -> str:
         lines.append(f"accuracy: reference {100 * result.reference_accuracy:.2f}%, Lava "
                      f"{100 * result.lava_accuracy:.2f}% (drop "
                      f"{100 * result.accuracy_drop:.2f} points)")
+    calibrated = [q for q in result.quantization or () if q.get("calibration")]
+    for q in calibrated:
+        cal = q["calibration"]
+        before, after = cal["before"], cal["after"]
+        if after.get("spike_agreement") is not None:
+            lines.append(f"calibrated {q['node']} on {cal['samples']} samples ({cal['choice']}): "
+                         f"spikes identical {100 * before['spike_agreement']:.3f}% → "
+                         f"{100 * after['spike_agreement']:.3f}% on the calibration inputs")
     lines += [f"warning: {f['message']}" for f in result.findings]
     if not result.sound:
         lines.append(f"NOT a sound deployment: {len(result.findings)} sanity finding(s) "

@@ -158,3 +158,41 @@ def test_deploy_graph_fixed_point_reports_agreement_and_quantization():
     (layer,) = res.layers
     assert layer.reference_spikes > 0 and layer.identical >= 0.95
     assert layer.saturated == 0 and layer.clipped == 0  # nirbridge's own integer process
+
+
+def test_deploy_calibrates_the_mantissas_it_runs_in_lava(tmp_path, capsys):
+    """``deploy FILE.nir --fixed-point --calibrate X.npy``: Lava runs the calibrated
+    integers (its outputs equal the emulator's on the same calibrated graph), and the
+    report's quantization rows carry each layer's calibration figures."""
+    from nirbridge.backends import get
+    from nirbridge.deploy import input_quant_config
+    from nirbridge.quantize.calibrate import calibrate
+
+    graph = _graph(_lif())
+    rng = np.random.default_rng(5)
+    x = np.round(rng.random((8, 4, 4)) * 2 * 16) / 16
+    xc = np.round(rng.random((8, 16, 4)) * 2 * 16) / 16
+    res = deploy_graph(graph, x, mode="fixed_pt", calibration=xc)
+    rows = {q["node"]: q for q in res.quantization}
+    # the figures are the sink's (the neuron whose spikes the choice of fc's mantissas set)
+    assert rows["lif"].get("calibration") and rows["lif"]["calibration"]["samples"] == 16
+    q = calibrate(graph, xc, input_quant_config("loihi2", x), dt=1.0)
+    emulated = get("fixed").run(graph, x, dt=1.0, quant=q).output()
+    np.testing.assert_array_equal(res.outputs_lava, emulated)
+
+    nirbridge.write(tmp_path / "g.nir", graph)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "xc.npy", xc)
+    js = tmp_path / "d.json"
+    argv = ["deploy", str(tmp_path / "g.nir"), "--input", str(tmp_path / "x.npy"),
+            "--calibrate", str(tmp_path / "xc.npy")]
+    assert main(argv + ["--json", str(js)]) == 2  # without --fixed-point: refused
+    assert "add --fixed-point" in capsys.readouterr().err and not js.exists()
+    assert main(argv + ["--fixed-point", "--json", str(js)]) == 0
+    assert "calibrated lif on 16 samples" in capsys.readouterr().out
+    doc = json.loads(js.read_text())
+    assert {q["node"]: q.get("calibration") for q in doc["quantization"]}["lif"] == \
+        json.loads(json.dumps(rows["lif"]["calibration"], default=float))
+    np.save(tmp_path / "bad.npy", xc[0])  # no time axis
+    assert main(argv[:-1] + [str(tmp_path / "bad.npy"), "--fixed-point"]) == 2
+    assert "expected [T, B, ...]" in capsys.readouterr().err

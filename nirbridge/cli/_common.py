@@ -75,6 +75,19 @@ def load_array(path: str, what: str = "--input") -> Any:
     return arr
 
 
+def load_calibration(path: str) -> Any:
+    """``--calibrate X.npy``: calibration inputs ``[T, B, ...]``, finite, as float64."""
+    import numpy as np
+
+    x = np.asarray(load_array(path, "--calibrate"), dtype=np.float64)
+    if x.ndim < 3:
+        raise InputError(f"--calibrate '{path}' has shape {x.shape}; expected [T, B, ...] "
+                         "(time first, then samples)")
+    if not np.isfinite(x).all():
+        raise InputError(f"--calibrate '{path}' contains NaN or inf")
+    return x
+
+
 def _check_labels(arr: Any, what: str) -> None:
     """Class labels: one whole number ≥ 0 per sample."""
     import numpy as np

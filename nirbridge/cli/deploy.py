@@ -11,6 +11,7 @@ from nirbridge.cli._common import (
     dt_options,
     lava_parallel_options,
     load_array,
+    load_calibration,
     load_graph,
     positive_finite_float,
     positive_int,
@@ -23,6 +24,11 @@ def run_command(args: argparse.Namespace) -> int:
 
     from nirbridge.deploy import deploy_graph, format_deploy
 
+    if args.calibrate and str(args.file).endswith(".toml"):
+        raise InputError("--calibrate is for deploy FILE.nir: a recipe calibrates on its "
+                         "own training split (drop --calibrate)")
+    if args.calibrate and not args.fixed_point:
+        raise InputError("--calibrate chooses the fixed-point mantissas: add --fixed-point")
     if str(args.file).endswith(".toml"):
         from nirbridge.recipes import run_recipe
 
@@ -46,10 +52,11 @@ def run_command(args: argparse.Namespace) -> int:
         refuse_unfit([check_graph(graph, profile, dt=step.dt)], echo=print)
     x = load_array(args.input)
     labels = load_array(args.labels, "--labels") if args.labels else None
+    calibration = load_calibration(args.calibrate) if args.calibrate else None
     result = deploy_graph(graph, x, mode="fixed_pt" if args.fixed_point else "floating_pt",
                           target=args.target, labels=labels, steps=args.steps,
                           timeout_s=args.timeout, dt=step.dt, workers=args.workers,
-                          cluster=args.cluster)
+                          cluster=args.cluster, calibration=calibration)
     result.dt_source = step.source
     print(format_deploy(result))
     if args.output:
@@ -79,6 +86,10 @@ def add_parser(sub: Any) -> None:
     dp.add_argument("--fixed-point", action="store_true",
                     help="bit-accurate fixed_pt models (default floating_pt)")
     dp.add_argument("--input", help=".npy array shaped [T, B, ...] (T = 1 repeats it)")
+    dp.add_argument("--calibrate", metavar="X.npy",
+                    help="with --fixed-point: calibration inputs [T, B, ...] to choose each "
+                         "layer's mantissas on (as `nirbridge quantize --calibrate`; "
+                         "default: the plain rule)")
     dp.add_argument("--labels", help=".npy integer class per sample: report accuracy")
     dp.add_argument("--steps", type=positive_int,
                     help="time steps T (truncate, or repeat a 1-step input)")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nirbridge._files import write_bytes
-from nirbridge.cli._common import dt_options, load_array, load_graph
+from nirbridge.cli._common import dt_options, load_calibration, load_graph
 from nirbridge.errors import InputError
 
 
@@ -34,7 +34,6 @@ def _line(row: dict[str, Any]) -> str:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    import numpy as np
 
     from nirbridge.backends.fixed import input_quant_config
     from nirbridge.quantize import quantize
@@ -48,14 +47,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.json and Path(args.json).resolve() == out.resolve():
         raise InputError(f"--json {args.json} is the same file as -o; give another name")
     graph, step, _ = load_graph(args, require_dt=False)
-    x = None
-    if args.calibrate:
-        x = np.asarray(load_array(args.calibrate, "--calibrate"), dtype=np.float64)
-        if x.ndim < 3:
-            raise InputError(f"--calibrate '{args.calibrate}' has shape {x.shape}; expected "
-                             "[T, B, ...] (time first, then samples)")
-        if not np.isfinite(x).all():
-            raise InputError(f"--calibrate '{args.calibrate}' contains NaN or inf")
+    x = load_calibration(args.calibrate) if args.calibrate else None
     cfg = input_quant_config(args.target, x, input_frac_bits=args.input_frac_bits)
     q = (calibrate(graph, x, cfg, dt=step.dt) if x is not None
          else quantize(graph, cfg, dt=step.dt))
