@@ -397,7 +397,8 @@ def _child_main(plan: RunPlan, mode: str, result: Any, cmd: Any, steps_per_call:
         t3 = time.perf_counter()
         watchdog.succeeded()
         send(("ok", {"compile": t1 - t0, "run": t2 - t1, "stop": t3 - t2}))
-        threading.Event().wait()  # the watchdog ends this process (release, orphaned)
+        watchdog.join()  # it ends this process (release, orphaned); should it fail:
+        die("orphaned", "the run's watchdog stopped", 3)
     except BaseException:  # noqa: BLE001 - everything goes to the parent
         text = traceback.format_exc()
         models = watchdog.report() if holder.get("root") is not None else ""
