@@ -15,8 +15,11 @@ segment is left.
 The run's process also ends everything by itself when its parent dies (it holds none of
 the parent's pipe ends, so its command pipe reads end-of-file; Linux sends it SIGTERM by
 ``PR_SET_PDEATHSIG``; its watchdog polls ``os.getppid()``) and when its own time limit
-(the parent's + 2 s) passes, and removes its scratch folder, where multiprocessing's
-sockets (``pymp-*`` otherwise) are made too. See docs/processes.md.
+(the parent's + 2 s) passes. Its scratch folder (the probes' files, and
+multiprocessing's sockets, ``pymp-*`` otherwise) is its own from first to last: it makes
+it, and removes it on a failure, when the parent is gone, or, after a success, once the
+parent has read the probes and sent ``release`` (:meth:`ChildRun.finish`), so that no
+SIGKILL of the parent leaves it. See docs/processes.md.
 """
 
 from __future__ import annotations
