@@ -17,11 +17,31 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 #: The signals :func:`signals_deferred` holds (those the CLI turns into an exception).
 DEFERRED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def signals_handled_by(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """Within the block, SIGINT/SIGTERM/SIGHUP go to ``handler``; the previous handlers
+    come back after it. Outside the main thread (where Python allows no handler) it
+    does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+    for sig in DEFERRED:
+        with contextlib.suppress(OSError, ValueError):
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
 
 @contextlib.contextmanager
@@ -30,27 +50,18 @@ def signals_deferred() -> Iterator[None]:
     previous handlers come back and the first signal noted is sent to this process
     again, so that it is handled right after the block. A child forked within the
     block inherits the noting handler: it sets its own handlers first. Outside the
-    main thread (where Python allows no handler) it does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    main thread it does nothing."""
     noted: list[int] = []
 
     def note(signum: int, frame: FrameType | None) -> None:
         noted.append(signum)
 
-    previous = {}
-    for sig in DEFERRED:
-        with contextlib.suppress(OSError, ValueError):
-            previous[sig] = signal.signal(sig, note)
     try:
-        yield
+        with signals_handled_by(note):
+            yield
     finally:
-        for sig, old in previous.items():
-            with contextlib.suppress(OSError, ValueError, TypeError):
-                signal.signal(sig, old if old is not None else signal.SIG_DFL)
         if noted:
             os.kill(os.getpid(), noted[0])
 
 
-__all__ = ["DEFERRED", "signals_deferred"]
+__all__ = ["DEFERRED", "signals_deferred", "signals_handled_by"]

@@ -32,6 +32,7 @@ from nirbridge.cli._common import parse_shape as parse_shape
 from nirbridge.cli._signals import (
     BROKEN_PIPE_EXIT,
     Interrupted,
+    interrupted_line,
     interrupts_as_exceptions,
     quiet_stdout,
 )
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             guard.quiet()
             code = exc.exit_code if isinstance(exc, Interrupted) else 130
             with contextlib.suppress(OSError, ValueError):
-                print(f"nirbridge: interrupted ({exc.args[0] if exc.args else 'SIGINT'})",
+                print(interrupted_line(exc.args[0] if exc.args else "SIGINT"),
                       file=sys.stderr)
             if argv is None:  # the program itself (not a caller's main([...])): see below
                 _exit_now(code)

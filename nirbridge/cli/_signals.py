@@ -23,10 +23,11 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 
+from nirbridge._critical import DEFERRED, signals_deferred, signals_handled_by
 from nirbridge.cli._common import positive_finite_float
 
 #: The signals :func:`interrupts_as_exceptions` turns into :class:`Interrupted`.
-HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+HANDLED = DEFERRED  # the same three, which critical sections hold
 
 #: Exit status after a closed stdout pipe, as a shell reports a process ended by SIGPIPE.
 BROKEN_PIPE_EXIT = 128 + signal.SIGPIPE
@@ -51,31 +52,35 @@ class Guard:
 
     def __init__(self) -> None:
         self.fired: list[int] = []
-        self.defer = 0
-        self.pending: int | None = None
-        self.exit_now = False  # see :meth:`deferred`
 
     def quiet(self) -> None:
         self.fired.append(0)
 
-    @contextlib.contextmanager
-    def deferred(self, exit_now: bool = False) -> Iterator[None]:
-        """A signal within the block is raised when it ends. For code that Python is
-        called back from C++ in (torch's import: an exception raised in a pybind11
-        callback ends the process with ``std::terminate``, SIGABRT). ``exit_now``: the
-        block has made nothing that needs cleaning up (the program's imports, before
-        any file or process exists), so a signal ends the process at once instead
+    def deferred(self, exit_now: bool = False) -> contextlib.AbstractContextManager[None]:
+        """A signal within the block is raised when it ends
+        (:func:`nirbridge._critical.signals_deferred`). For code that Python is called
+        back from C++ in (torch's import: an exception raised in a pybind11 callback
+        ends the process with ``std::terminate``, SIGABRT). ``exit_now``: the block has
+        made nothing that needs cleaning up (the program's imports, before any file or
+        process exists), so a signal ends the process at once instead
         (``os._exit(128 + signal)``, which unwinds no C++ frame), not seconds later."""
-        self.defer += 1
-        self.exit_now = exit_now
-        try:
-            yield
-        finally:
-            self.defer -= 1
-            self.exit_now = False
-        if not self.defer and self.pending is not None and not self.fired:
-            self.fired.append(self.pending)
-            raise Interrupted(self.pending)
+        if not exit_now:
+            return signals_deferred()
+
+        def end(signum: int, frame: FrameType | None) -> None:
+            if self.fired:
+                return
+            self.fired.append(signum)
+            with contextlib.suppress(OSError, ValueError):
+                os.write(2, (interrupted_line(signal.Signals(signum).name) + "\n").encode())
+            os._exit(128 + signum)
+
+        return signals_handled_by(end)
+
+
+def interrupted_line(name: str) -> str:
+    """What the command prints on stderr when a signal (``name``) stops it."""
+    return f"nirbridge: interrupted ({name})"
 
 
 @contextlib.contextmanager
@@ -95,15 +100,6 @@ def interrupts_as_exceptions(ignore_after: bool = False) -> Iterator[Guard]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if guard.fired:
-            return
-        if guard.defer and guard.exit_now:
-            guard.fired.append(signum)
-            with contextlib.suppress(OSError, ValueError):
-                os.write(2, f"nirbridge: interrupted ({signal.Signals(signum).name})\n"
-                         .encode())
-            os._exit(128 + signum)
-        if guard.defer:
-            guard.pending = guard.pending or signum
             return
         guard.fired.append(signum)
         raise Interrupted(signum)
@@ -157,4 +153,4 @@ def lava_timeout(backend: str, timeout: float | None) -> dict[str, float]:
 
 
 __all__ = ["BROKEN_PIPE_EXIT", "HANDLED", "Guard", "Interrupted", "add_timeout_option",
-           "interrupts_as_exceptions", "lava_timeout", "quiet_stdout"]
+           "interrupted_line", "interrupts_as_exceptions", "lava_timeout", "quiet_stdout"]
