@@ -231,14 +231,13 @@ def format_deploy(result: DeployResult) -> str:
         lines.append(f"accuracy: reference {100 * result.reference_accuracy:.2f}%, Lava "
                      f"{100 * result.lava_accuracy:.2f}% (drop "
                      f"{100 * result.accuracy_drop:.2f} points)")
-    calibrated = [q for q in result.quantization or () if q.get("calibration")]
-    for q in calibrated:
-        cal = q["calibration"]
-        before, after = cal["before"], cal["after"]
-        if after.get("spike_agreement") is not None:
-            lines.append(f"calibrated {q['node']} on {cal['samples']} samples ({cal['choice']}): "
-                         f"spikes identical {100 * before['spike_agreement']:.3f}% → "
-                         f"{100 * after['spike_agreement']:.3f}% on the calibration inputs")
+    for q in result.quantization or ():
+        cal = q.get("calibration")
+        if cal and cal["after"].get("spike_agreement") is not None:
+            from nirbridge.quantize.report import calibration_text
+
+            lines.append(f"calibrated {q['node']} on {cal['samples']} samples: "
+                         f"{calibration_text(cal)} on the calibration inputs")
     lines += [f"warning: {f['message']}" for f in result.findings]
     if not result.sound:
         lines.append(f"NOT a sound deployment: {len(result.findings)} sanity finding(s) "

@@ -20,12 +20,10 @@ def _line(row: dict[str, Any]) -> str:
     parts.append(f"clipped {row['clipped']}, zeroed {row['zeroed']}")
     cal = row.get("calibration")
     if cal:
-        b, a = cal["before"], cal["after"]
-        if a.get("spike_agreement") is not None:
-            parts.append(f"spikes identical {100 * b['spike_agreement']:.3f}% → "
-                         f"{100 * a['spike_agreement']:.3f}% ({cal['choice']})")
-        else:
-            parts.append(f"mse {b['mse']:.3g} → {a['mse']:.3g} ({cal['choice']})")
+        from nirbridge.quantize.report import calibration_text
+
+        a = cal["after"]
+        parts.append(calibration_text(cal))
         if a.get("first_divergent_step") is not None:
             parts.append(f"first divergent step {a['first_divergent_step']}")
         if a.get("saturated"):

@@ -46,6 +46,17 @@ def quantization_report(qgraph: QuantizedGraph) -> dict[str, Any]:
             "layers": qgraph.summary()}
 
 
+def calibration_text(cal: dict[str, Any]) -> str:
+    """One layer's calibration (a report row's ``calibration``) in words: the spike
+    agreement (or, for a layer without spikes, the error) on the calibration inputs
+    before → after, and the choice kept."""
+    b, a = cal["before"], cal["after"]
+    if a.get("spike_agreement") is not None:
+        return (f"spikes identical {100 * b['spike_agreement']:.3f}% → "
+                f"{100 * a['spike_agreement']:.3f}% ({cal['choice']})")
+    return f"mse {b['mse']:.3g} → {a['mse']:.3g} ({cal['choice']})"
+
+
 def _ints(value: Any) -> np.ndarray | None:
     arr = np.asarray(value)
     if arr.dtype.kind in "iub":
@@ -110,5 +121,5 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
 
 
-__all__ = ["REPORT_VERSION", "load_report", "quantization_report", "quantized_arrays",
-           "save_quantized"]
+__all__ = ["REPORT_VERSION", "calibration_text", "load_report", "quantization_report",
+           "quantized_arrays", "save_quantized"]
