@@ -28,6 +28,13 @@ from nirbridge.errors import InputError, SimulationTimeout
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _env(*paths: Path, **extra: str) -> dict[str, str]:
+    """The environment of a subprocess that imports nirbridge from this checkout (and
+    ``paths``)."""
+    path = os.pathsep.join([str(REPO), *map(str, paths), os.environ.get("PYTHONPATH", "")])
+    return dict(os.environ, PYTHONPATH=path, **extra)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny")
@@ -80,8 +87,7 @@ def test_a_signal_while_the_program_imports_ends_it_at_once():
         "        os.kill(os.getpid(), signal.SIGINT)\n"
         "        time.sleep(0.5)\n"
         "        print('still running')\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get(
-        "PYTHONPATH", "")]))
+    env = _env()
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          env=env, timeout=60)
     assert out.returncode == 130 and out.stdout == ""
@@ -91,8 +97,7 @@ def test_a_signal_while_the_program_imports_ends_it_at_once():
 def test_a_closed_stdout_pipe_ends_the_command_quietly(tiny):
     read, write = os.pipe()
     os.close(read)  # closed before the command writes anything: every write fails
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get(
-        "PYTHONPATH", "")]))
+    env = _env()
     out = subprocess.run([sys.executable, "-m", "nirbridge", "inspect", str(tiny / "tiny.nir"),
                           "--json"], stdout=write, stderr=subprocess.PIPE, text=True, env=env,
                          timeout=120)
@@ -191,8 +196,7 @@ def test_a_signal_while_the_finished_program_exits_is_ignored(tiny):
         "from nirbridge.cli import main\n"
         f"sys.argv = ['nirbridge', 'inspect', {str(tiny / 'tiny.nir')!r}, '--json']\n"
         "sys.exit(main())\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get(
-        "PYTHONPATH", "")]))
+    env = _env()
     with open(out_file, "w") as fh:
         out = subprocess.run([sys.executable, "-c", script], stdout=fh,
                              stderr=subprocess.PIPE, text=True, env=env, timeout=120)
@@ -237,8 +241,7 @@ def test_a_parent_killed_after_the_run_leaves_no_folder(tmp_path):
     nothing) and the run's process waits for the parent's release or its death, then
     removes it: within 5 s nothing of the run is left."""
     tests = Path(__file__).resolve().parent
-    env = dict(os.environ, TMPDIR=str(tmp_path), PYTHONPATH=os.pathsep.join(
-        [str(REPO), str(tests), os.environ.get("PYTHONPATH", "")]))
+    env = _env(tests, TMPDIR=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", _KILLED_WHILE_READING], capture_output=True,
                          text=True, env=env, timeout=180)
     assert out.returncode == -signal.SIGKILL, out.stderr
@@ -257,8 +260,7 @@ def test_the_command_s_first_imports_are_light():
     KeyboardInterrupt traceback; seen in the kill soak on a loaded machine): importing
     the command's module must not import numpy, torch, nir or h5py (build_parser does,
     with signals held), so that this window is the interpreter's start-up alone."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get(
-        "PYTHONPATH", "")]))
+    env = _env()
     out = subprocess.run(
         [sys.executable, "-c", "import sys, nirbridge.cli, nirbridge.__main__\n"
          "print(sorted(m for m in ('numpy', 'torch', 'nir', 'h5py', 'scipy') "
